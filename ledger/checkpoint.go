@@ -1,0 +1,444 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/custode/custode/tsa"
+)
+
+// Defaults for CheckpointOptions.
+const (
+	// DefaultCheckpointEvery makes a checkpoint at least every 10,000
+	// entries, so that a proof never waits long under load.
+	DefaultCheckpointEvery = 10000
+	// DefaultCheckpointInterval makes a checkpoint at most this long after
+	// the first entry it does not yet cover.
+	DefaultCheckpointInterval = 10 * time.Second
+	// DefaultTimestampRetry is how often a checkpoint whose RFC 3161 token
+	// could not be had is tried again.
+	DefaultTimestampRetry = 5 * time.Second
+	// DefaultTimestampTimeout bounds one request to the TSA.
+	DefaultTimestampTimeout = 10 * time.Second
+)
+
+// Signer makes a detached CMS signature (SHA-256) over data with the
+// gestore's key. [CMSSigner] is the implementation.
+type Signer interface {
+	SignDetached(ctx context.Context, data []byte) ([]byte, error)
+}
+
+// CheckpointOptions configure the checkpoints of a ledger.
+type CheckpointOptions struct {
+	// Origin names the ledger on the first line of every checkpoint, e.g.
+	// "pec.example.it/custode". Required.
+	Origin string
+	// Every makes a checkpoint once this many entries are not yet covered;
+	// 0 means DefaultCheckpointEvery.
+	Every uint64
+	// Interval makes a checkpoint once the oldest uncovered entry is this
+	// old; 0 means DefaultCheckpointInterval.
+	Interval time.Duration
+	// Signer signs checkpoint bodies. Required.
+	Signer Signer
+	// Stamper timestamps checkpoint bodies (RFC 3161). Required. While it
+	// fails, checkpoints stay pending and are retried; appends go on.
+	Stamper tsa.Stamper
+	// RetryInterval is how often pending timestamps are retried; 0 means
+	// DefaultTimestampRetry.
+	RetryInterval time.Duration
+	// TimestampTimeout bounds one TSA request; 0 means
+	// DefaultTimestampTimeout.
+	TimestampTimeout time.Duration
+	// Now is the clock of checkpoint times; nil means time.Now.
+	Now func() time.Time
+}
+
+// Checkpoint commits to the first Size entries of the ledger. Its Body is
+// signed by the gestore (detached CMS) and timestamped (RFC 3161); see
+// FORMAT.md for the exact text.
+type Checkpoint struct {
+	Origin string
+	Size   uint64
+	Root   [32]byte
+	// Prev is the SHA-256 of the previous checkpoint's body, all zeros for
+	// the first checkpoint.
+	Prev [32]byte
+	Time time.Time
+
+	Body      []byte // the signed text
+	Signature []byte // detached CMS SignedData, DER
+	Token     []byte // RFC 3161 TimeStampToken over SHA-256(Body), DER; nil while pending
+}
+
+// Hash returns SHA-256(Body), the value the next checkpoint's Prev holds and
+// the imprint of the timestamp token.
+func (c *Checkpoint) Hash() [32]byte { return sha256.Sum256(c.Body) }
+
+// Pending reports whether the checkpoint still waits for its timestamp.
+func (c *Checkpoint) Pending() bool { return len(c.Token) == 0 }
+
+// checkpointBody returns the text that is signed:
+//
+//	<origin>
+//	<size>
+//	<base64 root>
+//	prev <hex SHA-256 of the previous body>
+//	time <RFC 3339 UTC, nanoseconds>
+func checkpointBody(origin string, size uint64, root, prev [32]byte, t time.Time) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s\n%d\n%s\nprev %s\ntime %s\n", origin, size,
+		base64.StdEncoding.EncodeToString(root[:]), hex.EncodeToString(prev[:]), t.UTC().Format(timeLayout))
+	return b.Bytes()
+}
+
+// ParseCheckpointBody parses the signed text of a checkpoint. It fails
+// unless body is exactly the form FORMAT.md gives.
+func ParseCheckpointBody(body []byte) (*Checkpoint, error) {
+	lines := strings.Split(string(body), "\n")
+	if len(lines) != 6 || lines[5] != "" {
+		return nil, errors.New("ledger: checkpoint: want 5 lines ending in a newline")
+	}
+	c := &Checkpoint{Origin: lines[0], Body: append([]byte(nil), body...)}
+	var err error
+	if c.Size, err = strconv.ParseUint(lines[1], 10, 64); err != nil {
+		return nil, fmt.Errorf("ledger: checkpoint: size: %w", err)
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != 32 {
+		return nil, errors.New("ledger: checkpoint: root is not 32 bytes of base64")
+	}
+	copy(c.Root[:], root)
+	prev, ok := strings.CutPrefix(lines[3], "prev ")
+	if p, err := hex.DecodeString(prev); !ok || err != nil || len(p) != 32 {
+		return nil, errors.New("ledger: checkpoint: bad prev line")
+	} else {
+		copy(c.Prev[:], p)
+	}
+	ts, ok := strings.CutPrefix(lines[4], "time ")
+	if c.Time, err = time.Parse(timeLayout, ts); !ok || err != nil {
+		return nil, errors.New("ledger: checkpoint: bad time line")
+	}
+	if !bytes.Equal(checkpointBody(c.Origin, c.Size, c.Root, c.Prev, c.Time), body) {
+		return nil, fmt.Errorf("ledger: checkpoint: %w", errNotCanonical)
+	}
+	return c, nil
+}
+
+type checkpointRecord struct {
+	Body      []byte `json:"body"`
+	Signature []byte `json:"signature"`
+	Token     []byte `json:"token,omitempty"`
+}
+
+func checkpointKey(size uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixCheckpoint
+	binary.BigEndian.PutUint64(k[1:], size)
+	return k
+}
+
+func decodeCheckpointRecord(v []byte) (*Checkpoint, error) {
+	var r checkpointRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("ledger: checkpoint record: %w", err)
+	}
+	c, err := ParseCheckpointBody(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	c.Signature, c.Token = r.Signature, r.Token
+	return c, nil
+}
+
+func (l *Ledger) putCheckpoint(c *Checkpoint) error {
+	v, err := json.Marshal(checkpointRecord{Body: c.Body, Signature: c.Signature, Token: c.Token})
+	if err != nil {
+		return err
+	}
+	return l.db.Update(func(txn *badger.Txn) error { return txn.Set(checkpointKey(c.Size), v) })
+}
+
+// Checkpoints returns every checkpoint the ledger holds, oldest first.
+func (l *Ledger) Checkpoints(ctx context.Context) ([]*Checkpoint, error) {
+	var out []*Checkpoint
+	err := l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{prefixCheckpoint}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			c, err := decodeCheckpointRecord(v)
+			if err != nil {
+				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: checkpoints: %w", err)
+	}
+	return out, nil
+}
+
+// LatestCheckpoint returns the newest checkpoint, or ErrNotFound.
+func (l *Ledger) LatestCheckpoint(ctx context.Context) (*Checkpoint, error) {
+	var c *Checkpoint
+	err := l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefixCheckpoint}})
+		defer it.Close()
+		it.Seek(checkpointKey(^uint64(0)))
+		if !it.Valid() {
+			return ErrNotFound
+		}
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		c, err = decodeCheckpointRecord(v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: latest checkpoint: %w", err)
+	}
+	return c, nil
+}
+
+// WriteFiles writes the checkpoint to dir as checkpoint-<size>.txt (the
+// signed body), .p7s (the detached CMS signature, DER) and, once stamped,
+// .tsr (the RFC 3161 token, DER), and returns the paths written.
+func (c *Checkpoint) WriteFiles(dir string) ([]string, error) {
+	base := filepath.Join(dir, fmt.Sprintf("checkpoint-%d", c.Size))
+	files := []struct {
+		ext  string
+		data []byte
+	}{{".txt", c.Body}, {".p7s", c.Signature}, {".tsr", c.Token}}
+	var paths []string
+	for _, f := range files {
+		if len(f.data) == 0 {
+			continue
+		}
+		p := base + f.ext
+		if err := os.WriteFile(p, f.data, 0o644); err != nil {
+			return paths, fmt.Errorf("ledger: write checkpoint %d: %w", c.Size, err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// checkpointer makes checkpoints in the background and keeps trying to
+// timestamp those still pending.
+type checkpointer struct {
+	l    *Ledger
+	opts CheckpointOptions
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	// Owned by run, and by close once run has stopped.
+	last    *Checkpoint // newest checkpoint made
+	pending []*Checkpoint
+	npend   atomic.Int64 // len(pending), for readers
+}
+
+func newCheckpointer(ctx context.Context, l *Ledger, opts CheckpointOptions) (*checkpointer, error) {
+	if opts.Origin == "" || strings.ContainsAny(opts.Origin, "\n") {
+		return nil, errors.New("ledger: checkpoints: origin must be one non-empty line")
+	}
+	if opts.Signer == nil || opts.Stamper == nil {
+		return nil, errors.New("ledger: checkpoints: a signer and a stamper are required")
+	}
+	if opts.Every == 0 {
+		opts.Every = DefaultCheckpointEvery
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultCheckpointInterval
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = DefaultTimestampRetry
+	}
+	if opts.TimestampTimeout <= 0 {
+		opts.TimestampTimeout = DefaultTimestampTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cp := &checkpointer{l: l, opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	all, err := l.Checkpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range all {
+		if c.Pending() {
+			cp.pending = append(cp.pending, c)
+		}
+	}
+	if len(all) > 0 {
+		cp.last = all[len(all)-1]
+	}
+	cp.npend.Store(int64(len(cp.pending)))
+	return cp, nil
+}
+
+// due reports whether the entries not yet covered call for a checkpoint. The
+// checkpoint event that records the previous checkpoint does not count.
+func (cp *checkpointer) due(h Head, now time.Time, lastMade time.Time) bool {
+	var covered uint64
+	if cp.last != nil {
+		covered = cp.last.Size + 1
+	}
+	if h.Size <= covered {
+		return false
+	}
+	return h.Size-covered >= cp.opts.Every || now.Sub(lastMade) >= cp.opts.Interval
+}
+
+func (cp *checkpointer) run() {
+	defer close(cp.done)
+	tick := min(cp.opts.Interval/4, cp.opts.RetryInterval/2, time.Second)
+	tick = max(tick, 5*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastMade := cp.opts.Now()
+	var nextRetry time.Time
+	for {
+		select {
+		case <-cp.stop:
+			return
+		case <-t.C:
+		case <-cp.kick:
+		}
+		now := cp.opts.Now()
+		if cp.due(cp.l.Head(), now, lastMade) {
+			if err := cp.make(context.Background()); err != nil {
+				cp.l.log.Error("ledger: checkpoint", "err", err)
+			}
+			lastMade = now
+		}
+		if len(cp.pending) > 0 && !now.Before(nextRetry) {
+			cp.stampPending(context.Background())
+			nextRetry = now.Add(cp.opts.RetryInterval)
+		}
+	}
+}
+
+// notify tells the checkpointer that entries were committed.
+func (cp *checkpointer) notify() {
+	select {
+	case cp.kick <- struct{}{}:
+	default:
+	}
+}
+
+// make signs a checkpoint of the current head, stores it, records it as a
+// ledger event, and tries to timestamp it.
+func (cp *checkpointer) make(ctx context.Context) error {
+	h := cp.l.Head()
+	var prev [32]byte
+	if cp.last != nil {
+		if h.Size <= cp.last.Size {
+			return nil
+		}
+		prev = cp.last.Hash()
+	}
+	now := cp.opts.Now()
+	c := &Checkpoint{Origin: cp.opts.Origin, Size: h.Size, Root: h.Root, Prev: prev, Time: now.UTC()}
+	c.Body = checkpointBody(c.Origin, c.Size, c.Root, c.Prev, c.Time)
+	sig, err := cp.opts.Signer.SignDetached(ctx, c.Body)
+	if err != nil {
+		return fmt.Errorf("ledger: checkpoint %d: sign: %w", c.Size, err)
+	}
+	c.Signature = sig
+	if err := cp.l.putCheckpoint(c); err != nil {
+		return fmt.Errorf("ledger: checkpoint %d: store: %w", c.Size, err)
+	}
+	cp.last = c
+	cp.pending = append(cp.pending, c)
+	cp.npend.Store(int64(len(cp.pending)))
+	sum := c.Hash()
+	_, err = cp.l.Append(ctx, Event{
+		Kind: KindCheckpoint,
+		Time: now,
+		Details: map[string]string{
+			"tree_size":       strconv.FormatUint(c.Size, 10),
+			"root":            hex.EncodeToString(c.Root[:]),
+			"prev_checkpoint": hex.EncodeToString(c.Prev[:]),
+		},
+		SHA256: sum[:],
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: checkpoint %d: record: %w", c.Size, err)
+	}
+	cp.l.log.Info("ledger: checkpoint", "size", c.Size, "root", hex.EncodeToString(c.Root[:]))
+	cp.stampPending(ctx)
+	return nil
+}
+
+// stampPending asks the TSA for the tokens still missing, oldest first,
+// stopping at the first failure.
+func (cp *checkpointer) stampPending(ctx context.Context) {
+	for len(cp.pending) > 0 {
+		c := cp.pending[0]
+		sum := c.Hash()
+		tctx, cancel := context.WithTimeout(ctx, cp.opts.TimestampTimeout)
+		tok, err := cp.opts.Stamper.Timestamp(tctx, sum[:])
+		cancel()
+		if err != nil {
+			cp.l.log.Warn("ledger: checkpoint timestamp pending", "size", c.Size, "err", err)
+			return
+		}
+		c.Token = tok
+		if err := cp.l.putCheckpoint(c); err != nil {
+			c.Token = nil
+			cp.l.log.Error("ledger: checkpoint store token", "size", c.Size, "err", err)
+			return
+		}
+		cp.pending = cp.pending[1:]
+		cp.npend.Store(int64(len(cp.pending)))
+	}
+}
+
+// close makes a last checkpoint if one is due, tries once more to
+// timestamp what is pending, and stops the checkpointer.
+func (cp *checkpointer) close() {
+	close(cp.stop)
+	<-cp.done
+	ctx, cancel := context.WithTimeout(context.Background(), cp.opts.TimestampTimeout)
+	defer cancel()
+	if cp.due(cp.l.Head(), cp.opts.Now(), time.Time{}) {
+		if err := cp.make(ctx); err != nil {
+			cp.l.log.Error("ledger: final checkpoint", "err", err)
+		}
+	}
+	cp.stampPending(ctx)
+}
+
+// PendingTimestamps returns how many checkpoints wait for their token.
+func (l *Ledger) PendingTimestamps() int {
+	if l.cp == nil {
+		return 0
+	}
+	return int(l.cp.npend.Load())
+}

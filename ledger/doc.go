@@ -1,0 +1,9 @@
+// Package ledger is the append-only evidence log of a PEC gestore.
+//
+// Every PEC transaction and every action of the system itself is an [Event].
+// Appended events become entries: each is stored in one canonical byte form
+// (see FORMAT.md), commits to the hash of its predecessor, and is a leaf of an
+// RFC 6962/9162 Merkle tree whose signed, timestamped checkpoints let a third
+// party verify any single entry years later. [Ledger.Append] returns only once
+// the entries are durable on disk; concurrent appenders share fsyncs.
+package ledger

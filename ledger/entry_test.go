@@ -1,0 +1,161 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+func TestEntryGolden(t *testing.T) {
+	tests := []struct {
+		name  string
+		entry Entry
+	}{
+		{"pec", Entry{Seq: 42, Prev: [32]byte{1, 2, 3}, Event: pecEvent(5)}},
+		{"system", Entry{Seq: 7, Event: Event{
+			Kind: KindExport, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("CET", 3600)),
+			Actor: "avv.rossi@studio.example", Details: map[string]string{"case": "RG 123/2026", "format": "bundle"},
+		}}},
+		{"escapes", Entry{Seq: 0, Event: Event{
+			Kind: KindQuery, Time: baseTime, Actor: "a\"b\\c\n\t\x01\u2028é😀/",
+		}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, err := tt.entry.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "entry-"+tt.name+".json")
+			if *update {
+				if err := os.WriteFile(golden, raw, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create)", err)
+			}
+			if !bytes.Equal(raw, want) {
+				t.Errorf("encoding changed:\n got %s\nwant %s", raw, want)
+			}
+			back, err := DecodeEntry(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, _ := back.Encode()
+			if !bytes.Equal(again, raw) {
+				t.Errorf("decode/encode round trip differs:\n%s\n%s", again, raw)
+			}
+			if !back.Time.Equal(tt.entry.Time) {
+				t.Errorf("time %v, want %v", back.Time, tt.entry.Time)
+			}
+		})
+	}
+}
+
+func TestDecodeRejectsNonCanonical(t *testing.T) {
+	e := Entry{Seq: 3, Event: Event{Kind: KindQuery, Time: baseTime, Actor: "op", SHA256: bytes.Repeat([]byte{0xab}, 32)}}
+	raw, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(raw)
+	variants := map[string]string{
+		"space after colon": strings.Replace(s, `"actor":"op"`, `"actor": "op"`, 1),
+		"key order":         strings.Replace(s, `{"actor":"op",`, `{`, 1)[:len(s)-len(`"actor":"op",`)-1] + `,"actor":"op"}`,
+		"upper-case hex":    strings.Replace(s, strings.Repeat("ab", 32), strings.Repeat("AB", 32), 1),
+		"needless escape":   strings.Replace(s, `"op"`, `"\u006fp"`, 1),
+		"duplicate key":     strings.Replace(s, `{"actor":"op",`, `{"actor":"x","actor":"op",`, 1),
+		"empty optional":    strings.Replace(s, `{"actor":"op",`, `{"actor":"op","archive_key":"",`, 1),
+		"unknown field":     strings.Replace(s, `{"actor":"op",`, `{"actor":"op","zz":"1",`, 1),
+		"trailing data":     s + " ",
+		"number form":       strings.Replace(s, `"seq":3`, `"seq":3.0`, 1),
+		"version":           strings.Replace(s, `"v":1`, `"v":2`, 1),
+		"time zone":         strings.Replace(s, `.000000000Z`, `.000000000+00:00`, 1),
+	}
+	for name, v := range variants {
+		t.Run(name, func(t *testing.T) {
+			if v == s {
+				t.Fatal("variant equals the canonical form")
+			}
+			if _, err := DecodeEntry([]byte(v)); err == nil {
+				t.Errorf("accepted %s", v)
+			}
+		})
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	ok := pecEvent(1)
+	tests := []struct {
+		field  string
+		mutate func(e *Event)
+	}{
+		{"kind", func(e *Event) { e.Kind = "" }},
+		{"kind", func(e *Event) { e.Kind = "consegna" }},
+		{"riferimento_temporale", func(e *Event) { e.Time = time.Time{} }},
+		{"identificativo", func(e *Event) { e.Identificativo = "" }},
+		{"mittente", func(e *Event) { e.Mittente = "" }},
+		{"gestore", func(e *Event) { e.Gestore = "" }},
+		{"destinatari", func(e *Event) { e.Destinatari = nil }},
+		{"destinatari[1].tipo", func(e *Event) { e.Destinatari[1].Tipo = "pec" }},
+		{"destinatari[0].indirizzo", func(e *Event) { e.Destinatari[0].Address = "" }},
+		{"oggetto", func(e *Event) { e.Oggetto = "bad \xff utf8" }},
+		{"oggetto", func(e *Event) { e.Oggetto = strings.Repeat("x", MaxFieldBytes+1) }},
+		{"mittente", func(e *Event) { e.Mittente = "a\x00b" }},
+		{"sha256", func(e *Event) { e.SHA256 = []byte{1} }},
+		{"related[0]", func(e *Event) { e.Related = []string{""} }},
+		{"details", func(e *Event) { e.Details = map[string]string{"Bad Key": "v"} }},
+		{"details.x", func(e *Event) { e.Details = map[string]string{"x": ""} }},
+		{"actor", func(e *Event) { *e = Event{Kind: KindQuery, Time: baseTime} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			e := ok
+			e.Destinatari = append([]Recipient(nil), ok.Destinatari...)
+			tt.mutate(&e)
+			err := e.Validate()
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("Validate() = %v, want a *FieldError", err)
+			}
+			if fe.Field != tt.field {
+				t.Errorf("field %q, want %q (%v)", fe.Field, tt.field, err)
+			}
+		})
+	}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("valid event: %v", err)
+	}
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	for i := 0; i < 4; i++ {
+		e := Entry{Seq: uint64(i), Event: pecEvent(i)}
+		raw, _ := e.Encode()
+		f.Add(raw)
+	}
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"v":1,"seq":1e99}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, err := DecodeEntry(raw)
+		if err != nil {
+			return
+		}
+		again, err := e.Encode()
+		if err != nil {
+			t.Fatalf("decoded entry does not encode: %v", err)
+		}
+		if !bytes.Equal(again, raw) {
+			t.Fatalf("decoded %q but encodes to %q", raw, again)
+		}
+	})
+}

@@ -1,0 +1,566 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// Defaults for Options. Each is a trade-off measured on a 2-core machine
+// (see the package benchmarks).
+const (
+	// DefaultMaxBatchEntries bounds the entries one group commit writes:
+	// large enough that one fsync serves hundreds of appenders, small enough
+	// that a commit stays well under badger's transaction limits.
+	DefaultMaxBatchEntries = 4096
+	// MaxAppendEvents bounds the events of one Append call, which are
+	// committed atomically together.
+	MaxAppendEvents = 4096
+	// maxBatchBytes bounds the estimated bytes of one badger transaction.
+	maxBatchBytes = 6 << 20
+)
+
+// Options configure a Ledger.
+type Options struct {
+	// Dir is the directory of the badger store. Required.
+	Dir string
+	// ReadOnly opens the store for reading and verification only: Append
+	// fails and no checkpoints are made. Any consistency problem is left for
+	// Verify to report rather than refused at open.
+	ReadOnly bool
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// MaxBatchEntries bounds one group commit; 0 means DefaultMaxBatchEntries.
+	MaxBatchEntries int
+	// Checkpoints, if set, makes the ledger sign and timestamp checkpoints.
+	Checkpoints *CheckpointOptions
+}
+
+// Ledger is an append-only evidence log backed by badger. Its methods are
+// safe for concurrent use.
+type Ledger struct {
+	db       *badger.DB
+	log      *slog.Logger
+	readOnly bool
+	maxBatch int
+
+	reqs    chan *appendReq
+	stop    chan struct{}
+	stopped chan struct{}
+
+	// Owned by the sequencer goroutine (run), and by Open before it starts.
+	size  uint64
+	last  [32]byte
+	rng   *compact.Range
+	rangf *compact.RangeFactory
+
+	mu       sync.Mutex
+	head     Head // last committed size and root, for readers
+	closeErr error
+	closed   bool
+
+	cp *checkpointer
+}
+
+// Head describes the ledger as of its last durable commit.
+type Head struct {
+	Size     uint64   // number of entries
+	Root     [32]byte // RFC 6962 root of the tree over all entries
+	LastLeaf [32]byte // leaf hash of entry Size-1
+}
+
+var hasher = rfc6962.DefaultHasher
+
+// badger keys
+const (
+	prefixEntry      = 'e' // e seq(8) -> canonical entry bytes
+	prefixNode       = 'n' // n level(1) index(8) -> node hash, levels 4, 8, 12, …
+	prefixCheckpoint = 'c' // c size(8) -> checkpoint record
+	prefixIndex      = 'x' // x type(1) field 0x00 [time(8)] seq(8) -> empty
+)
+
+var keyHead = []byte("m:head") // size(8) last leaf(32)
+
+// storedLevelStep is the spacing of the tree levels whose node hashes are
+// stored: a node at any other level is recomputed from at most
+// 2^(storedLevelStep-1) stored nodes (or entries, below the first stored
+// level).
+const storedLevelStep = 4
+
+func entryKey(seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixEntry
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+func nodeKey(level uint, index uint64) []byte {
+	k := make([]byte, 10)
+	k[0] = prefixNode
+	k[1] = byte(level)
+	binary.BigEndian.PutUint64(k[2:], index)
+	return k
+}
+
+// Open opens or creates the ledger in opts.Dir. A store left by a crash
+// reopens at its last durable commit: entries are committed atomically, so
+// there is no torn entry and no gap.
+func Open(ctx context.Context, opts Options) (*Ledger, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("ledger: open: no directory")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	bo := badger.DefaultOptions(opts.Dir).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithReadOnly(opts.ReadOnly).
+		WithLogger(badgerLogger{log}).
+		WithLoggingLevel(badger.WARNING)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
+	}
+	l := &Ledger{
+		db:       db,
+		log:      log,
+		readOnly: opts.ReadOnly,
+		maxBatch: opts.MaxBatchEntries,
+		rangf:    &compact.RangeFactory{Hash: hasher.HashChildren},
+	}
+	if l.maxBatch <= 0 {
+		l.maxBatch = DefaultMaxBatchEntries
+	}
+	if err := l.load(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if opts.ReadOnly {
+		return l, nil
+	}
+	if opts.Checkpoints != nil {
+		cp, err := newCheckpointer(ctx, l, *opts.Checkpoints)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		l.cp = cp
+	}
+	l.reqs = make(chan *appendReq, 1024)
+	l.stop = make(chan struct{})
+	l.stopped = make(chan struct{})
+	go l.run()
+	if l.cp != nil {
+		go l.cp.run()
+	}
+	return l, nil
+}
+
+// load reads the head and rebuilds the right edge of the tree.
+func (l *Ledger) load(ctx context.Context) error {
+	return l.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyHead)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			l.rng = l.rangf.NewEmptyRange(0)
+			l.head = Head{Root: emptyRoot()}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("ledger: open: read head: %w", err)
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("ledger: open: read head: %w", err)
+		}
+		if len(v) != 40 {
+			return fmt.Errorf("ledger: open: head record is %d bytes, want 40", len(v))
+		}
+		l.size = binary.BigEndian.Uint64(v[:8])
+		copy(l.last[:], v[8:])
+		if l.readOnly {
+			return nil
+		}
+		ids := compact.RangeNodes(0, l.size, nil)
+		hashes := make([][]byte, len(ids))
+		for i, id := range ids {
+			if hashes[i], err = l.subtreeHash(txn, id); err != nil {
+				return fmt.Errorf("ledger: open: rebuild tree: %w", err)
+			}
+		}
+		if l.rng, err = l.rangf.NewRange(0, l.size, hashes); err != nil {
+			return fmt.Errorf("ledger: open: rebuild tree: %w", err)
+		}
+		if l.size > 0 {
+			raw, err := getValue(txn, entryKey(l.size-1))
+			if err != nil {
+				return fmt.Errorf("ledger: open: last entry %d: %w", l.size-1, err)
+			}
+			if LeafHash(raw) != l.last {
+				return fmt.Errorf("ledger: open: entry %d does not match the head: run ledger verify", l.size-1)
+			}
+		}
+		if _, err := txn.Get(entryKey(l.size)); err == nil {
+			return fmt.Errorf("ledger: open: entry %d exists beyond the head: run ledger verify", l.size)
+		}
+		root, err := l.rng.GetRootHash(nil)
+		if err != nil {
+			return fmt.Errorf("ledger: open: root: %w", err)
+		}
+		l.head = Head{Size: l.size, LastLeaf: l.last}
+		copy(l.head.Root[:], root)
+		_ = ctx
+		return nil
+	})
+}
+
+func emptyRoot() [32]byte {
+	var r [32]byte
+	copy(r[:], hasher.EmptyRoot())
+	return r
+}
+
+func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
+	item, err := txn.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+// Head returns the size and root of the ledger as of its last durable commit.
+func (l *Ledger) Head() Head {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head
+}
+
+// ErrClosed is returned by calls on a closed ledger.
+var ErrClosed = errors.New("ledger: closed")
+
+// ErrReadOnly is returned by Append on a ledger opened read-only.
+var ErrReadOnly = errors.New("ledger: opened read-only")
+
+type appendReq struct {
+	events []encodedEvent
+	bytes  int
+	first  uint64
+	done   chan error
+}
+
+// Append adds events to the ledger, in order and atomically together, and
+// returns their sequence numbers.
+//
+// Append MUST NOT return a sequence number before the entry is durable: when
+// it returns without error the entries have been fsynced and survive a crash.
+// Callers MUST NOT acknowledge anything (an SMTP reply, a receipt) that
+// depends on an event before Append has returned for it. Concurrent calls
+// share fsyncs (group commit).
+//
+// An invalid event fails the whole call with an error naming the event and
+// its field. If ctx is done before Append returns, the events may or may not
+// have been appended.
+func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) {
+	if l.readOnly {
+		return nil, ErrReadOnly
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	if len(events) > MaxAppendEvents {
+		return nil, fmt.Errorf("ledger: append: %d events, more than %d", len(events), MaxAppendEvents)
+	}
+	req := &appendReq{events: make([]encodedEvent, len(events)), done: make(chan error, 1)}
+	for i := range events {
+		if err := events[i].Validate(); err != nil {
+			return nil, fmt.Errorf("ledger: append event %d (%s %s): %w", i, events[i].Kind, events[i].Identificativo, err)
+		}
+		req.events[i] = encodeEvent(&events[i])
+		req.events[i].index = indexKeys(&events[i])
+		req.bytes += req.events[i].size()
+	}
+	if req.bytes > maxBatchBytes {
+		return nil, fmt.Errorf("ledger: append: %d bytes in one call, more than %d", req.bytes, maxBatchBytes)
+	}
+	select {
+	case l.reqs <- req:
+	case <-l.stop:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ledger: append: %w", ctx.Err())
+	}
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return nil, err
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ledger: append: %w (the events may have been appended)", ctx.Err())
+	}
+	seqs := make([]uint64, len(events))
+	for i := range seqs {
+		seqs[i] = req.first + uint64(i)
+	}
+	return seqs, nil
+}
+
+func (p *encodedEvent) size() int {
+	n := len(p.a) + len(p.b) + len(p.c) + 180
+	for _, k := range p.index {
+		n += len(k) + 40
+	}
+	return n
+}
+
+// run is the sequencer: it takes queued appends, numbers and chains them,
+// and commits them in groups, one fsync per group.
+func (l *Ledger) run() {
+	defer close(l.stopped)
+	var pending *appendReq
+	for {
+		var batch []*appendReq
+		if pending != nil {
+			batch, pending = append(batch, pending), nil
+		} else {
+			select {
+			case r := <-l.reqs:
+				batch = append(batch, r)
+			case <-l.stop:
+				l.failQueued()
+				return
+			}
+		}
+		n, size := len(batch[0].events), batch[0].bytes
+	fill:
+		for n < l.maxBatch {
+			select {
+			case r := <-l.reqs:
+				if n+len(r.events) > l.maxBatch || size+r.bytes > maxBatchBytes {
+					pending = r
+					break fill
+				}
+				batch = append(batch, r)
+				n += len(r.events)
+				size += r.bytes
+			default:
+				break fill
+			}
+		}
+		err := l.commit(batch)
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+func (l *Ledger) failQueued() {
+	for {
+		select {
+		case r := <-l.reqs:
+			r.done <- ErrClosed
+		default:
+			return
+		}
+	}
+}
+
+// commit writes batch in one badger transaction, synced, and advances the
+// in-memory head only if the commit succeeded.
+func (l *Ledger) commit(batch []*appendReq) error {
+	savedSize, savedLast := l.size, l.last
+	savedHashes := append([][]byte(nil), l.rng.Hashes()...)
+	restore := func() {
+		l.size, l.last = savedSize, savedLast
+		l.rng, _ = l.rangf.NewRange(0, savedSize, savedHashes)
+	}
+
+	txn := l.db.NewTransaction(true)
+	defer txn.Discard()
+	var setErr error
+	set := func(k, v []byte) {
+		if setErr == nil {
+			setErr = txn.Set(k, v)
+		}
+	}
+	visit := func(id compact.NodeID, h []byte) {
+		if id.Level > 0 && id.Level%storedLevelStep == 0 {
+			set(nodeKey(id.Level, id.Index), h)
+		}
+	}
+	var buf []byte
+	for _, r := range batch {
+		r.first = l.size
+		for i := range r.events {
+			ev := &r.events[i]
+			start := len(buf)
+			buf = ev.assemble(buf, &l.last, l.size)
+			raw := buf[start:len(buf):len(buf)]
+			leaf := LeafHash(raw)
+			set(entryKey(l.size), raw)
+			for _, k := range ev.index {
+				set(binary.BigEndian.AppendUint64(k[:len(k):len(k)], l.size), nil)
+			}
+			if err := l.rng.Append(leaf[:], visit); err != nil {
+				restore()
+				return fmt.Errorf("ledger: append entry %d: tree: %w", l.size, err)
+			}
+			l.last = leaf
+			l.size++
+		}
+	}
+	headVal := make([]byte, 40)
+	binary.BigEndian.PutUint64(headVal, l.size)
+	copy(headVal[8:], l.last[:])
+	set(keyHead, headVal)
+	if setErr == nil {
+		setErr = txn.Commit()
+	}
+	if setErr != nil {
+		restore()
+		return fmt.Errorf("ledger: append entries %d-%d: %w", savedSize, savedSize+uint64(countEvents(batch))-1, setErr)
+	}
+	root, err := l.rng.GetRootHash(nil)
+	if err != nil {
+		// The entries are durable; only the cached root is unavailable.
+		l.log.Error("ledger: root after commit", "size", l.size, "err", err)
+		return nil
+	}
+	l.mu.Lock()
+	l.head = Head{Size: l.size, LastLeaf: l.last}
+	copy(l.head.Root[:], root)
+	l.mu.Unlock()
+	if l.cp != nil {
+		l.cp.notify()
+	}
+	return nil
+}
+
+func countEvents(batch []*appendReq) int {
+	n := 0
+	for _, r := range batch {
+		n += len(r.events)
+	}
+	return n
+}
+
+// Close stops the checkpointer and the sequencer, fails appends still
+// queued, and closes the store.
+func (l *Ledger) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return l.closeErr
+	}
+	l.closed = true
+	l.mu.Unlock()
+	if l.cp != nil {
+		l.cp.close()
+	}
+	if l.stop != nil {
+		close(l.stop)
+		<-l.stopped
+	}
+	err := l.db.Close()
+	if err != nil {
+		err = fmt.Errorf("ledger: close: %w", err)
+	}
+	l.mu.Lock()
+	l.closeErr = err
+	l.mu.Unlock()
+	return err
+}
+
+// Entry returns entry seq as stored, with its canonical bytes.
+func (l *Ledger) Entry(ctx context.Context, seq uint64) (*Entry, []byte, error) {
+	var raw []byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		var err error
+		raw, err = getValue(txn, entryKey(seq))
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil, fmt.Errorf("ledger: entry %d: %w", seq, ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: entry %d: %w", seq, err)
+	}
+	e, err := DecodeEntry(raw)
+	if err != nil {
+		return nil, raw, err
+	}
+	if e.Seq != seq {
+		return nil, raw, fmt.Errorf("ledger: entry %d: stored entry says seq %d", seq, e.Seq)
+	}
+	return e, raw, nil
+}
+
+// ErrNotFound is returned for an entry, checkpoint or node the ledger does
+// not hold.
+var ErrNotFound = errors.New("not found")
+
+// scanEntries calls fn with the canonical bytes of entries [from, to) in
+// order, stopping at the first error. A missing entry is reported as a gap.
+func (l *Ledger) scanEntries(ctx context.Context, from, to uint64, fn func(seq uint64, raw []byte) error) error {
+	return l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{prefixEntry}})
+		defer it.Close()
+		want := from
+		for it.Seek(entryKey(from)); it.Valid() && want < to; it.Next() {
+			if want%4096 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			k := it.Item().Key()
+			if len(k) != 9 {
+				return fmt.Errorf("ledger: malformed entry key %x", k)
+			}
+			seq := binary.BigEndian.Uint64(k[1:])
+			if seq != want {
+				return &GapError{Seq: want}
+			}
+			raw, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("ledger: read entry %d: %w", seq, err)
+			}
+			if err := fn(seq, raw); err != nil {
+				return err
+			}
+			want++
+		}
+		if want < to {
+			return &GapError{Seq: want}
+		}
+		return nil
+	})
+}
+
+// GapError reports a sequence number missing from the store.
+type GapError struct{ Seq uint64 }
+
+func (e *GapError) Error() string { return fmt.Sprintf("ledger: entry %d is missing", e.Seq) }
+
+// badgerLogger routes badger's logs to slog.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Info("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
+}
+

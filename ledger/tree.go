@@ -1,0 +1,154 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+)
+
+// subtreeHash returns the hash of the perfect subtree id. Node hashes are
+// stored at levels 4, 8, 12, …; any other node is recomputed from the stored
+// level below it, or from the entries themselves below level 4.
+func (l *Ledger) subtreeHash(txn *badger.Txn, id compact.NodeID) ([]byte, error) {
+	if id.Level > 0 && id.Level%storedLevelStep == 0 {
+		h, err := getValue(txn, nodeKey(id.Level, id.Index))
+		if err != nil {
+			return nil, fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
+		}
+		if len(h) != 32 {
+			return nil, fmt.Errorf("node %d/%d: %d bytes, want 32", id.Level, id.Index, len(h))
+		}
+		return h, nil
+	}
+	base := id.Level - id.Level%storedLevelStep
+	shift := id.Level - base
+	first := id.Index << shift
+	count := uint64(1) << shift
+	hashes := make([][]byte, count)
+	for i := uint64(0); i < count; i++ {
+		if base == 0 {
+			raw, err := getValue(txn, entryKey(first+i))
+			if err != nil {
+				return nil, fmt.Errorf("entry %d: %w", first+i, err)
+			}
+			leaf := LeafHash(raw)
+			hashes[i] = leaf[:]
+			continue
+		}
+		h, err := getValue(txn, nodeKey(base, first+i))
+		if err != nil {
+			return nil, fmt.Errorf("node %d/%d: %w", base, first+i, err)
+		}
+		hashes[i] = h
+	}
+	for len(hashes) > 1 {
+		for i := 0; i < len(hashes)/2; i++ {
+			hashes[i] = hasher.HashChildren(hashes[2*i], hashes[2*i+1])
+		}
+		hashes = hashes[:len(hashes)/2]
+	}
+	return hashes[0], nil
+}
+
+func (l *Ledger) nodeHashes(txn *badger.Txn, ids []compact.NodeID) ([][]byte, error) {
+	hashes := make([][]byte, len(ids))
+	for i, id := range ids {
+		h, err := l.subtreeHash(txn, id)
+		if err != nil {
+			return nil, err
+		}
+		hashes[i] = h
+	}
+	return hashes, nil
+}
+
+func (l *Ledger) checkSize(size uint64) error {
+	if h := l.Head(); size > h.Size && !l.readOnly {
+		return fmt.Errorf("tree size %d is beyond the ledger's %d entries", size, h.Size)
+	}
+	return nil
+}
+
+// InclusionProof returns the RFC 6962 inclusion proof of entry index in the
+// tree of the first size entries.
+func (l *Ledger) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	if err := l.checkSize(size); err != nil {
+		return nil, fmt.Errorf("ledger: inclusion proof %d@%d: %w", index, size, err)
+	}
+	nodes, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: inclusion proof %d@%d: %w", index, size, err)
+	}
+	return l.rehash(ctx, nodes, fmt.Sprintf("inclusion proof %d@%d", index, size))
+}
+
+// ConsistencyProof returns the RFC 6962 consistency proof between the trees
+// of the first size1 and size2 entries.
+func (l *Ledger) ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error) {
+	if err := l.checkSize(size2); err != nil {
+		return nil, fmt.Errorf("ledger: consistency proof %d→%d: %w", size1, size2, err)
+	}
+	nodes, err := proof.Consistency(size1, size2)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: consistency proof %d→%d: %w", size1, size2, err)
+	}
+	return l.rehash(ctx, nodes, fmt.Sprintf("consistency proof %d→%d", size1, size2))
+}
+
+func (l *Ledger) rehash(ctx context.Context, nodes proof.Nodes, what string) ([][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: %s: %w", what, err)
+	}
+	var hashes [][]byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		var err error
+		hashes, err = l.nodeHashes(txn, nodes.IDs)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %s: %w", what, err)
+	}
+	p, err := nodes.Rehash(hashes, hasher.HashChildren)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %s: %w", what, err)
+	}
+	return p, nil
+}
+
+// RootAt returns the RFC 6962 root of the tree of the first size entries.
+func (l *Ledger) RootAt(ctx context.Context, size uint64) ([32]byte, error) {
+	var root [32]byte
+	if err := l.checkSize(size); err != nil {
+		return root, fmt.Errorf("ledger: root at %d: %w", size, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return root, fmt.Errorf("ledger: root at %d: %w", size, err)
+	}
+	ids := compact.RangeNodes(0, size, nil)
+	var hashes [][]byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		var err error
+		hashes, err = l.nodeHashes(txn, ids)
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return root, fmt.Errorf("ledger: root at %d: %w", size, err)
+	}
+	r, err := l.rangf.NewRange(0, size, hashes)
+	if err != nil {
+		return root, fmt.Errorf("ledger: root at %d: %w", size, err)
+	}
+	h, err := r.GetRootHash(nil)
+	if err != nil {
+		return root, fmt.Errorf("ledger: root at %d: %w", size, err)
+	}
+	copy(root[:], h)
+	return root, nil
+}

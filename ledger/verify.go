@@ -1,0 +1,347 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/custode/custode/tsa"
+)
+
+// VerifyOptions say what Verify checks against.
+type VerifyOptions struct {
+	// From and To bound the entries checked, [From, To); To 0 means the end.
+	From, To uint64
+	// Roots are the trust anchors of the gestore's checkpoint signatures.
+	// Nil skips signature checks (and says so in the report).
+	Roots *x509.CertPool
+	// TSARoots are the trust anchors of the checkpoint timestamps. Nil skips
+	// timestamp checks (and says so in the report).
+	TSARoots *x509.CertPool
+	// RequireTimestamps makes a checkpoint still waiting for its token a
+	// problem rather than a note.
+	RequireTimestamps bool
+	// MaxProblems stops collecting after this many; 0 means 100.
+	MaxProblems int
+}
+
+// Problem is one inconsistency Verify found.
+type Problem struct {
+	// Seq is the entry the problem is in, or -1 if it is not one entry's.
+	Seq int64
+	// Checkpoint is the size of the checkpoint the problem is in, or -1.
+	Checkpoint int64
+	Message    string
+}
+
+func (p Problem) String() string {
+	switch {
+	case p.Seq >= 0:
+		return fmt.Sprintf("entry %d: %s", p.Seq, p.Message)
+	case p.Checkpoint >= 0:
+		return fmt.Sprintf("checkpoint %d: %s", p.Checkpoint, p.Message)
+	}
+	return p.Message
+}
+
+// Report is what Verify found.
+type Report struct {
+	From, To          uint64 // the entries checked, [From, To)
+	Checkpoints       int    // checkpoints checked
+	Signatures        int    // checkpoint signatures verified
+	Timestamps        int    // checkpoint tokens verified
+	PendingTimestamps int    // checkpoints still waiting for a token
+	Notes             []string
+	Problems          []Problem // in the order found: the first is the first inconsistency
+	Elapsed           time.Duration
+}
+
+// OK reports whether no problem was found.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// Verify recomputes the chain and the tree over the stored entries and checks
+// every checkpoint in range: its root against the recomputed tree, the chain
+// of checkpoints, its signature and its timestamp token. Problems are
+// reported, not returned as errors; an error means Verify could not run.
+//
+// A single altered entry is named by its sequence number: an entry whose
+// bytes do not decode, or whose hash no longer matches its successor's prev,
+// is the one at fault; an entry whose prev matches neither neighbour is.
+func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error) {
+	start := time.Now()
+	maxProblems := opts.MaxProblems
+	if maxProblems <= 0 {
+		maxProblems = 100
+	}
+	var head Head
+	err := l.db.View(func(txn *badger.Txn) error {
+		v, err := getValue(txn, keyHead)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(v) != 40 {
+			return fmt.Errorf("head record is %d bytes, want 40", len(v))
+		}
+		head.Size = bytesToUint64(v[:8])
+		copy(head.LastLeaf[:], v[8:])
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify: %w", err)
+	}
+	to := opts.To
+	if to == 0 || to > head.Size {
+		to = head.Size
+	}
+	from := opts.From
+	if from > to {
+		return nil, fmt.Errorf("ledger: verify: from %d is after to %d", from, to)
+	}
+	r := &Report{From: from, To: to}
+	add := func(seq, cp int64, format string, a ...any) {
+		if len(r.Problems) < maxProblems {
+			r.Problems = append(r.Problems, Problem{Seq: seq, Checkpoint: cp, Message: fmt.Sprintf(format, a...)})
+		}
+	}
+
+	cps, err := l.Checkpoints(ctx)
+	if err != nil {
+		add(-1, -1, "checkpoints unreadable: %v", err)
+	}
+	roots := map[uint64][32]byte{}
+
+	// The tree state just before from, from the stored nodes.
+	rng := l.rangf.NewEmptyRange(0)
+	var prevLeaf [32]byte
+	if from > 0 {
+		err := l.db.View(func(txn *badger.Txn) error {
+			ids := compact.RangeNodes(0, from, nil)
+			hashes, err := l.nodeHashes(txn, ids)
+			if err != nil {
+				return err
+			}
+			if rng, err = l.rangf.NewRange(0, from, hashes); err != nil {
+				return err
+			}
+			raw, err := getValue(txn, entryKey(from-1))
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", from-1, err)
+			}
+			prevLeaf = LeafHash(raw)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("ledger: verify: tree before entry %d: %w", from, err)
+		}
+	}
+
+	// Chain: mismatch[k] says entry k's prev is not the hash of entry k-1.
+	// Blame is decided one entry late, once mismatch[k+1] is known.
+	blamed := map[uint64]bool{}
+	blame := func(seq uint64, format string, a ...any) {
+		if !blamed[seq] {
+			blamed[seq] = true
+			add(int64(seq), -1, format, a...)
+		}
+	}
+	var lastMismatch bool // mismatch[k-1] while processing k
+	decide := func(k uint64, mismatchK, mismatchNext bool) {
+		// Called for k >= from with mismatch[k] and mismatch[k+1].
+		switch {
+		case mismatchK && mismatchNext:
+			blame(k, "altered: its prev does not match entry %d and its hash does not match entry %d's prev", k-1, k+1)
+		case mismatchK && k > 0:
+			blame(k-1, "altered: its hash does not match the prev recorded by entry %d", k)
+		case mismatchK:
+			blame(k, "altered: the first entry's prev is not zero")
+		}
+	}
+	cpEvents := map[[32]byte]bool{}
+	// Stored-node problems are reported after the entry problems: a node
+	// covers many entries, and the chain names the one that changed.
+	var nodeProblems []Problem
+	nodeProblem := func(format string, a ...any) {
+		if len(nodeProblems) < maxProblems {
+			nodeProblems = append(nodeProblems, Problem{Seq: -1, Checkpoint: -1, Message: fmt.Sprintf(format, a...)})
+		}
+	}
+	nodeCheck := func(txn *badger.Txn) compact.VisitFn {
+		return func(id compact.NodeID, h []byte) {
+			if id.Level == 0 || id.Level%storedLevelStep != 0 {
+				return
+			}
+			stored, err := getValue(txn, nodeKey(id.Level, id.Index))
+			if err != nil {
+				nodeProblem("tree node %d/%d (entries %d-%d): %v", id.Level, id.Index,
+					id.Index<<id.Level, (id.Index+1)<<id.Level-1, err)
+				return
+			}
+			if !bytes.Equal(stored, h) {
+				nodeProblem("stored tree node %d/%d does not match entries %d-%d", id.Level, id.Index,
+					id.Index<<id.Level, (id.Index+1)<<id.Level-1)
+			}
+		}
+	}
+	cpSizes := map[uint64]bool{}
+	for _, c := range cps {
+		cpSizes[c.Size] = true
+	}
+	err = l.db.View(func(txn *badger.Txn) error {
+		visit := nodeCheck(txn)
+		return l.scanEntries(ctx, from, to, func(seq uint64, raw []byte) error {
+			leaf := LeafHash(raw)
+			mismatch := true
+			e, derr := DecodeEntry(raw)
+			switch {
+			case derr != nil:
+				blame(seq, "does not decode: %v", derr)
+			case e.Seq != seq:
+				blame(seq, "stored at %d but says seq %d", seq, e.Seq)
+			default:
+				mismatch = e.Prev != prevLeaf
+				if e.Kind == KindCheckpoint && len(e.SHA256) == 32 {
+					cpEvents[[32]byte(e.SHA256)] = true
+				}
+			}
+			if seq > from {
+				decide(seq-1, lastMismatch, mismatch)
+			}
+			lastMismatch = mismatch
+			prevLeaf = leaf
+			if err := rng.Append(leaf[:], visit); err != nil {
+				return fmt.Errorf("tree at entry %d: %w", seq, err)
+			}
+			if cpSizes[seq+1] {
+				root, err := rng.GetRootHash(nil)
+				if err != nil {
+					return err
+				}
+				roots[seq+1] = [32]byte(root)
+			}
+			return nil
+		})
+	})
+	var gap *GapError
+	switch {
+	case errors.As(err, &gap):
+		add(int64(gap.Seq), -1, "missing: the sequence has a gap")
+	case err != nil:
+		return nil, fmt.Errorf("ledger: verify: %w", err)
+	}
+	if to > from && gap == nil {
+		// The last entry checked has no successor in range: compare its hash
+		// with the next entry's prev, or with the head.
+		next, what := true, "the ledger head"
+		if to < head.Size {
+			what = fmt.Sprintf("entry %d's prev", to)
+			_, raw, err := l.Entry(ctx, to)
+			if e, derr := DecodeEntry(raw); err == nil && derr == nil {
+				next = e.Prev != prevLeaf
+			}
+		} else {
+			next = head.LastLeaf != prevLeaf
+		}
+		decide(to-1, lastMismatch, next)
+		if next {
+			blame(to-1, "altered: its hash does not match %s", what)
+		}
+	}
+	if from == 0 && to == head.Size && gap == nil {
+		_ = l.db.View(func(txn *badger.Txn) error {
+			if _, err := txn.Get(entryKey(head.Size)); err == nil {
+				add(int64(head.Size), -1, "exists beyond the head (%d entries)", head.Size)
+			}
+			return nil
+		})
+	}
+
+	for _, p := range nodeProblems {
+		add(p.Seq, p.Checkpoint, "%s", p.Message)
+	}
+
+	// Checkpoints.
+	if opts.Roots == nil {
+		r.Notes = append(r.Notes, "checkpoint signatures not checked: no trust anchors given")
+	}
+	if opts.TSARoots == nil {
+		r.Notes = append(r.Notes, "checkpoint timestamps not checked: no TSA trust anchors given")
+	}
+	var prevCP *Checkpoint
+	for _, c := range cps {
+		if prevCP != nil {
+			if want := prevCP.Hash(); c.Prev != want {
+				add(-1, int64(c.Size), "prev %s does not match checkpoint %d (%s)",
+					hex.EncodeToString(c.Prev[:8]), prevCP.Size, hex.EncodeToString(want[:8]))
+			}
+		} else if c.Prev != ([32]byte{}) && from == 0 {
+			add(-1, int64(c.Size), "first checkpoint has a non-zero prev")
+		}
+		prevCP = c
+		if c.Size <= from || c.Size > to {
+			continue
+		}
+		r.Checkpoints++
+		if c.Size > head.Size {
+			add(-1, int64(c.Size), "covers %d entries but the ledger has %d", c.Size, head.Size)
+			continue
+		}
+		if root, ok := roots[c.Size]; !ok {
+			add(-1, int64(c.Size), "no recomputed root (entries missing)")
+		} else if root != c.Root {
+			add(-1, int64(c.Size), "root %s does not match the entries (recomputed %s)",
+				hex.EncodeToString(c.Root[:8]), hex.EncodeToString(root[:8]))
+		}
+		if !cpEvents[c.Hash()] && c.Size+1 <= to {
+			r.Notes = append(r.Notes, fmt.Sprintf("checkpoint %d: no checkpoint event found in the entries checked", c.Size))
+		}
+		if opts.Roots != nil {
+			if _, err := VerifyDetached(c.Body, c.Signature, opts.Roots, nil, c.Time); err != nil {
+				add(-1, int64(c.Size), "signature: %v", err)
+			} else {
+				r.Signatures++
+			}
+		}
+		if c.Pending() {
+			r.PendingTimestamps++
+			if opts.RequireTimestamps {
+				add(-1, int64(c.Size), "no timestamp token yet")
+			}
+			continue
+		}
+		if opts.TSARoots != nil {
+			sum := c.Hash()
+			info, err := tsa.Verify(c.Token, sum[:], tsa.VerifyOptions{Roots: opts.TSARoots})
+			switch {
+			case err != nil:
+				add(-1, int64(c.Size), "timestamp: %v", err)
+			case info.GenTime.Before(c.Time.Add(-time.Minute)):
+				add(-1, int64(c.Size), "timestamp %s is before the checkpoint time %s", info.GenTime, c.Time)
+			default:
+				r.Timestamps++
+			}
+		}
+	}
+	if r.PendingTimestamps > 0 && !opts.RequireTimestamps {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d checkpoints still wait for their timestamp token", r.PendingTimestamps))
+	}
+	r.Elapsed = time.Since(start)
+	return r, nil
+}
+
+func bytesToUint64(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
