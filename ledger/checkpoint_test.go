@@ -197,17 +197,15 @@ func TestCheckpointsPendingWhileTSADown(t *testing.T) {
 }
 
 func TestCheckpointsPendingWhileTSAMisbehaves(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
 	tests := map[string]http.HandlerFunc{
 		"garbage": func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/timestamp-reply")
 			w.Write([]byte("\x30\x03garbage, not a TimeStampResp"))
 		},
 		"slow": func(w http.ResponseWriter, r *http.Request) {
-			select {
+			select { // far beyond the client's timeout, short enough for srv.Close
 			case <-r.Context().Done():
-			case <-release:
+			case <-time.After(2 * time.Second):
 			}
 		},
 		"error": func(w http.ResponseWriter, r *http.Request) {
@@ -218,7 +216,6 @@ func TestCheckpointsPendingWhileTSAMisbehaves(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			defer srv.CloseClientConnections()
 			opts := testCheckpoints(t, &tsa.Client{URL: srv.URL, Timeout: 200 * time.Millisecond})
 			opts.TimestampTimeout = 300 * time.Millisecond
 			l := openTest(t, t.TempDir(), opts)

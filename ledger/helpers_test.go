@@ -36,7 +36,11 @@ var testPolicy = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1, 1}
 
 func testAuthority(t testing.TB, now func() time.Time) *tsa.Authority {
 	t.Helper()
-	d := testPKI(t)
+	return testAuthorityFrom(t, testPKI(t), now)
+}
+
+func testAuthorityFrom(t testing.TB, d *pki.DevSet, now func() time.Time) *tsa.Authority {
+	t.Helper()
 	a, err := tsa.NewAuthority(tsa.AuthorityConfig{
 		Certificate: d.TSA.Certificate,
 		Signer:      d.TSA.Key,
