@@ -16,16 +16,16 @@ type Kind string
 // PEC events (RFC 6109 §3), one per message a processing point emits or takes
 // in charge.
 const (
-	KindAccettazione              Kind = "accettazione"                    // ricevuta di accettazione
-	KindNonAccettazione           Kind = "non-accettazione"                // avviso di non accettazione (formal or virus)
-	KindPostaCertificata          Kind = "posta-certificata"               // busta di trasporto
-	KindPresaInCarico             Kind = "presa-in-carico"                 // ricevuta di presa in carico
-	KindAvvenutaConsegna          Kind = "avvenuta-consegna"               // ricevuta di avvenuta consegna
-	KindErroreConsegna            Kind = "errore-consegna"                 // avviso di mancata consegna
-	KindPreavvisoErroreConsegna12 Kind = "preavviso-errore-consegna-12h"   // avviso di mancata consegna, 12 hours
-	KindPreavvisoErroreConsegna24 Kind = "preavviso-errore-consegna-24h"   // avviso di mancata consegna, 24 hours
-	KindRilevazioneVirus          Kind = "rilevazione-virus"               // avviso di rilevazione virus
-	KindBustaAnomalia             Kind = "busta-anomalia"                  // busta di anomalia
+	KindAccettazione              Kind = "accettazione"                  // ricevuta di accettazione
+	KindNonAccettazione           Kind = "non-accettazione"              // avviso di non accettazione (formal or virus)
+	KindPostaCertificata          Kind = "posta-certificata"             // busta di trasporto
+	KindPresaInCarico             Kind = "presa-in-carico"               // ricevuta di presa in carico
+	KindAvvenutaConsegna          Kind = "avvenuta-consegna"             // ricevuta di avvenuta consegna
+	KindErroreConsegna            Kind = "errore-consegna"               // avviso di mancata consegna
+	KindPreavvisoErroreConsegna12 Kind = "preavviso-errore-consegna-12h" // avviso di mancata consegna, 12 hours
+	KindPreavvisoErroreConsegna24 Kind = "preavviso-errore-consegna-24h" // avviso di mancata consegna, 24 hours
+	KindRilevazioneVirus          Kind = "rilevazione-virus"             // avviso di rilevazione virus
+	KindBustaAnomalia             Kind = "busta-anomalia"                // busta di anomalia
 )
 
 // System events: what the archive does and what people ask of it.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
@@ -68,6 +69,20 @@ type Ledger struct {
 	closed   bool
 
 	cp *checkpointer
+
+	groups  atomic.Uint64 // group commits made
+	entries atomic.Uint64 // entries in them
+}
+
+// Stats counts the work of the sequencer since Open.
+type Stats struct {
+	Groups  uint64 // group commits (one fsync each)
+	Entries uint64 // entries appended
+}
+
+// Stats returns the counts of the sequencer since Open.
+func (l *Ledger) Stats() Stats {
+	return Stats{Groups: l.groups.Load(), Entries: l.entries.Load()}
 }
 
 // Head describes the ledger as of its last durable commit.
@@ -322,16 +337,54 @@ func (p *encodedEvent) size() int {
 	return n
 }
 
+// state is the sequencer's view of the end of the ledger.
+type state struct {
+	size   uint64
+	last   [32]byte
+	hashes [][]byte // the compact range [0, size)
+}
+
+func (l *Ledger) snapshot() state {
+	return state{size: l.size, last: l.last, hashes: append([][]byte(nil), l.rng.Hashes()...)}
+}
+
+func (l *Ledger) restore(s state) {
+	l.size, l.last = s.size, s.last
+	l.rng, _ = l.rangf.NewRange(0, s.size, s.hashes)
+}
+
+// group is one group commit: a badger transaction and the appends in it.
+type group struct {
+	batch  []*appendReq
+	txn    *badger.Txn
+	before state // the sequencer's state before the group
+	head   Head  // the head once the group is durable
+	done   chan error
+}
+
 // run is the sequencer: it takes queued appends, numbers and chains them,
-// and commits them in groups, one fsync per group.
+// and commits them in groups, one fsync per group. While one group is being
+// committed it prepares the next, so that encoding, hashing and fsync
+// overlap; a group is committed only after the one before it is durable.
 func (l *Ledger) run() {
 	defer close(l.stopped)
 	var pending *appendReq
+	var inflight *group
 	for {
 		var batch []*appendReq
-		if pending != nil {
+		switch {
+		case pending != nil:
 			batch, pending = append(batch, pending), nil
-		} else {
+		case inflight != nil:
+			select {
+			case r := <-l.reqs:
+				batch = append(batch, r)
+			case err := <-inflight.done:
+				l.finish(inflight, err)
+				inflight = nil
+				continue
+			}
+		default:
 			select {
 			case r := <-l.reqs:
 				batch = append(batch, r)
@@ -356,40 +409,41 @@ func (l *Ledger) run() {
 				break fill
 			}
 		}
-		err := l.commit(batch)
-		for _, r := range batch {
-			r.done <- err
+		g, err := l.prepare(batch, size)
+		if inflight != nil {
+			perr := <-inflight.done
+			l.finish(inflight, perr)
+			inflight = nil
+			if perr != nil && g != nil {
+				// The state g was prepared on never became durable; finish
+				// has rewound the sequencer to before the failed group.
+				g.txn.Discard()
+				for _, r := range g.batch {
+					r.done <- errors.New("ledger: append: an earlier group commit failed; try again")
+				}
+				continue
+			}
 		}
+		if err != nil {
+			for _, r := range batch {
+				r.done <- err
+			}
+			continue
+		}
+		g.done = make(chan error, 1)
+		g.txn.CommitWith(func(err error) { g.done <- err })
+		inflight = g
 	}
 }
 
-func (l *Ledger) failQueued() {
-	for {
-		select {
-		case r := <-l.reqs:
-			r.done <- ErrClosed
-		default:
-			return
-		}
-	}
-}
-
-// commit writes batch in one badger transaction, synced, and advances the
-// in-memory head only if the commit succeeded.
-func (l *Ledger) commit(batch []*appendReq) error {
-	savedSize, savedLast := l.size, l.last
-	savedHashes := append([][]byte(nil), l.rng.Hashes()...)
-	restore := func() {
-		l.size, l.last = savedSize, savedLast
-		l.rng, _ = l.rangf.NewRange(0, savedSize, savedHashes)
-	}
-
-	txn := l.db.NewTransaction(true)
-	defer txn.Discard()
+// prepare numbers, chains and encodes batch into a new transaction and
+// advances the sequencer's state as if it were committed.
+func (l *Ledger) prepare(batch []*appendReq, size int) (*group, error) {
+	g := &group{batch: batch, before: l.snapshot(), txn: l.db.NewTransaction(true)}
 	var setErr error
 	set := func(k, v []byte) {
 		if setErr == nil {
-			setErr = txn.Set(k, v)
+			setErr = g.txn.Set(k, v)
 		}
 	}
 	visit := func(id compact.NodeID, h []byte) {
@@ -397,7 +451,7 @@ func (l *Ledger) commit(batch []*appendReq) error {
 			set(nodeKey(id.Level, id.Index), h)
 		}
 	}
-	var buf []byte
+	buf := make([]byte, 0, size)
 	for _, r := range batch {
 		r.first = l.size
 		for i := range r.events {
@@ -410,9 +464,8 @@ func (l *Ledger) commit(batch []*appendReq) error {
 			for _, k := range ev.index {
 				set(binary.BigEndian.AppendUint64(k[:len(k):len(k)], l.size), nil)
 			}
-			if err := l.rng.Append(leaf[:], visit); err != nil {
-				restore()
-				return fmt.Errorf("ledger: append entry %d: tree: %w", l.size, err)
+			if err := l.rng.Append(leaf[:], visit); err != nil && setErr == nil {
+				setErr = fmt.Errorf("tree: %w", err)
 			}
 			l.last = leaf
 			l.size++
@@ -422,27 +475,41 @@ func (l *Ledger) commit(batch []*appendReq) error {
 	binary.BigEndian.PutUint64(headVal, l.size)
 	copy(headVal[8:], l.last[:])
 	set(keyHead, headVal)
-	if setErr == nil {
-		setErr = txn.Commit()
+	root, err := l.rng.GetRootHash(nil)
+	if setErr == nil && err != nil {
+		setErr = fmt.Errorf("tree: %w", err)
 	}
 	if setErr != nil {
-		restore()
-		return fmt.Errorf("ledger: append entries %d-%d: %w", savedSize, savedSize+uint64(countEvents(batch))-1, setErr)
+		g.txn.Discard()
+		l.restore(g.before)
+		return nil, fmt.Errorf("ledger: append entries %d-%d: %w", g.before.size, g.before.size+uint64(countEvents(batch))-1, setErr)
 	}
-	root, err := l.rng.GetRootHash(nil)
+	g.head = Head{Size: l.size, LastLeaf: l.last}
+	copy(g.head.Root[:], root)
+	return g, nil
+}
+
+// finish answers the appends of a committed group and publishes its head;
+// if the commit failed, it rewinds the sequencer to the state before it.
+func (l *Ledger) finish(g *group, err error) {
+	g.txn.Discard()
 	if err != nil {
-		// The entries are durable; only the cached root is unavailable.
-		l.log.Error("ledger: root after commit", "size", l.size, "err", err)
-		return nil
+		l.restore(g.before)
+		err = fmt.Errorf("ledger: append entries %d-%d: %w", g.before.size, g.head.Size-1, err)
+		l.log.Error("ledger: group commit failed", "err", err)
+	} else {
+		l.mu.Lock()
+		l.head = g.head
+		l.mu.Unlock()
+		l.groups.Add(1)
+		l.entries.Add(g.head.Size - g.before.size)
+		if l.cp != nil {
+			l.cp.notify()
+		}
 	}
-	l.mu.Lock()
-	l.head = Head{Size: l.size, LastLeaf: l.last}
-	copy(l.head.Root[:], root)
-	l.mu.Unlock()
-	if l.cp != nil {
-		l.cp.notify()
+	for _, r := range g.batch {
+		r.done <- err
 	}
-	return nil
 }
 
 func countEvents(batch []*appendReq) int {
@@ -564,3 +631,14 @@ func (b badgerLogger) Debugf(f string, a ...any) {
 	b.l.Debug("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
 }
 
+// failQueued answers the appends still queued at close.
+func (l *Ledger) failQueued() {
+	for {
+		select {
+		case r := <-l.reqs:
+			r.done <- ErrClosed
+		default:
+			return
+		}
+	}
+}
