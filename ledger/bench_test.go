@@ -88,6 +88,7 @@ func BenchmarkAppend(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 			st := l.Stats()
 			b.ReportMetric(float64(st.Entries)/float64(max(st.Groups, 1)), "entries/group")
+			b.ReportMetric(float64(st.CommitTime.Microseconds())/float64(max(st.Groups, 1)), "µs/commit")
 		})
 	}
 }

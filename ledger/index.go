@@ -108,6 +108,9 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 	default:
 		return nil, errors.New("ledger: find: the query names no identificativo, Message-ID, mailbox or kind")
 	}
+	if err := l.waitIndexed(ctx, l.Head().Size); err != nil {
+		return nil, fmt.Errorf("ledger: find: %w", err)
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = DefaultQueryLimit
@@ -125,8 +128,10 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 		start, after = c, c
 	}
 	page := &Page{}
-	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	err := l.idx.View(func(itxn *badger.Txn) error {
+		txn := l.db.NewTransaction(false)
+		defer txn.Discard()
+		it := itxn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Seek(start); it.Valid(); it.Next() {
 			if err := ctx.Err(); err != nil {

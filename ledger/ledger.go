@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
@@ -48,7 +50,8 @@ type Options struct {
 // Ledger is an append-only evidence log backed by badger. Its methods are
 // safe for concurrent use.
 type Ledger struct {
-	db       *badger.DB
+	db       *badger.DB // entries, tree nodes, checkpoints, head: synced
+	idx      *badger.DB // index keys and their watermark: derived, not synced
 	log      *slog.Logger
 	readOnly bool
 	maxBatch int
@@ -70,19 +73,31 @@ type Ledger struct {
 
 	cp *checkpointer
 
-	groups  atomic.Uint64 // group commits made
-	entries atomic.Uint64 // entries in them
+	idxMu       sync.Mutex
+	idxQueue    []indexWork   // under idxMu
+	idxKeys     int           // keys in idxQueue, under idxMu
+	idxClosed   bool          // under idxMu
+	idxSignal   chan struct{} // cap 1: the queue grew or closed
+	idxRoom     chan struct{} // cap 1: the indexer took the queue
+	indexerDone chan struct{}
+	indexed     uint64        // entries indexed, under mu
+	indexedCh   chan struct{} // closed when indexed grows, under mu
+
+	commitNanos atomic.Uint64
+	groups      atomic.Uint64 // group commits made
+	entries     atomic.Uint64 // entries in them
 }
 
 // Stats counts the work of the sequencer since Open.
 type Stats struct {
-	Groups  uint64 // group commits (one fsync each)
-	Entries uint64 // entries appended
+	Groups     uint64        // group commits (one fsync each)
+	Entries    uint64        // entries appended
+	CommitTime time.Duration // spent waiting for group commits to be durable
 }
 
 // Stats returns the counts of the sequencer since Open.
 func (l *Ledger) Stats() Stats {
-	return Stats{Groups: l.groups.Load(), Entries: l.entries.Load()}
+	return Stats{Groups: l.groups.Load(), Entries: l.entries.Load(), CommitTime: time.Duration(l.commitNanos.Load())}
 }
 
 // Head describes the ledger as of its last durable commit.
@@ -136,19 +151,27 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	bo := badger.DefaultOptions(opts.Dir).
-		WithSyncWrites(true).
-		WithDetectConflicts(false).
-		WithNumVersionsToKeep(1).
-		WithReadOnly(opts.ReadOnly).
-		WithLogger(badgerLogger{log}).
-		WithLoggingLevel(badger.WARNING)
-	db, err := badger.Open(bo)
+	open := func(dir string, sync bool) (*badger.DB, error) {
+		return badger.Open(badger.DefaultOptions(dir).
+			WithSyncWrites(sync).
+			WithDetectConflicts(false).
+			WithNumVersionsToKeep(1).
+			WithReadOnly(opts.ReadOnly).
+			WithLogger(badgerLogger{log}).
+			WithLoggingLevel(badger.WARNING))
+	}
+	db, err := open(filepath.Join(opts.Dir, "entries"), true)
 	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
+	}
+	idx, err := open(filepath.Join(opts.Dir, "index"), false)
+	if err != nil {
+		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
 	}
 	l := &Ledger{
 		db:       db,
+		idx:      idx,
 		log:      log,
 		readOnly: opts.ReadOnly,
 		maxBatch: opts.MaxBatchEntries,
@@ -159,6 +182,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	}
 	if err := l.load(ctx); err != nil {
 		db.Close()
+		idx.Close()
 		return nil, err
 	}
 	if opts.ReadOnly {
@@ -168,10 +192,21 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		cp, err := newCheckpointer(ctx, l, *opts.Checkpoints)
 		if err != nil {
 			db.Close()
+			idx.Close()
 			return nil, err
 		}
 		l.cp = cp
 	}
+	l.indexedCh = make(chan struct{})
+	if err := l.catchUpIndex(ctx); err != nil {
+		db.Close()
+		idx.Close()
+		return nil, err
+	}
+	l.idxSignal = make(chan struct{}, 1)
+	l.idxRoom = make(chan struct{}, 1)
+	l.indexerDone = make(chan struct{})
+	go l.runIndexer()
 	l.reqs = make(chan *appendReq, 1024)
 	l.stop = make(chan struct{})
 	l.stopped = make(chan struct{})
@@ -355,138 +390,179 @@ func (l *Ledger) restore(s state) {
 
 // group is one group commit: a badger transaction and the appends in it.
 type group struct {
-	batch  []*appendReq
-	txn    *badger.Txn
-	before state // the sequencer's state before the group
-	head   Head  // the head once the group is durable
-	done   chan error
+	batch   []*appendReq
+	kvs     []kv // what the group writes, in order
+	txn     *badger.Txn
+	before  state    // the sequencer's state before the group
+	head    Head     // the head once the group is durable
+	index   [][]byte // index keys, for the indexer
+	entries int
+	bytes   int
+	err     error // a failure while adding to the group
+	done    chan error
 }
 
-// run is the sequencer: it takes queued appends, numbers and chains them,
-// and commits them in groups, one fsync per group. While one group is being
-// committed it prepares the next, so that encoding, hashing and fsync
-// overlap; a group is committed only after the one before it is durable.
+// run is the sequencer: it numbers, chains and encodes appends into the
+// next group while the current group is being committed, and commits the
+// next group as soon as the current one is durable. Every append that
+// arrives during a commit joins the next group, so one fsync serves all of
+// them; a group is committed only after the one before it is durable.
 func (l *Ledger) run() {
 	defer close(l.stopped)
-	var pending *appendReq
-	var inflight *group
-	for {
-		var batch []*appendReq
-		switch {
-		case pending != nil:
-			batch, pending = append(batch, pending), nil
-		case inflight != nil:
-			select {
-			case r := <-l.reqs:
-				batch = append(batch, r)
-			case err := <-inflight.done:
-				l.finish(inflight, err)
-				inflight = nil
-				continue
+	var pending *appendReq // did not fit in next
+	var inflight, next *group
+	commitNext := func() {
+		if next.err != nil {
+			l.restore(next.before)
+			for _, r := range next.batch {
+				r.done <- next.err
 			}
-		default:
-			select {
-			case r := <-l.reqs:
-				batch = append(batch, r)
-			case <-l.stop:
-				l.failQueued()
-				return
-			}
+			next = nil
+			return
 		}
-		n, size := len(batch[0].events), batch[0].bytes
-	fill:
-		for n < l.maxBatch {
-			select {
-			case r := <-l.reqs:
-				if n+len(r.events) > l.maxBatch || size+r.bytes > maxBatchBytes {
-					pending = r
-					break fill
-				}
-				batch = append(batch, r)
-				n += len(r.events)
-				size += r.bytes
-			default:
-				break fill
-			}
-		}
-		g, err := l.prepare(batch, size)
-		if inflight != nil {
-			perr := <-inflight.done
-			l.finish(inflight, perr)
-			inflight = nil
-			if perr != nil && g != nil {
-				// The state g was prepared on never became durable; finish
-				// has rewound the sequencer to before the failed group.
-				g.txn.Discard()
-				for _, r := range g.batch {
-					r.done <- errors.New("ledger: append: an earlier group commit failed; try again")
-				}
-				continue
-			}
-		}
-		if err != nil {
-			for _, r := range batch {
+		if err := l.seal(next); err != nil {
+			for _, r := range next.batch {
 				r.done <- err
 			}
-			continue
+			next = nil
+			return
 		}
+		g := next
 		g.done = make(chan error, 1)
-		g.txn.CommitWith(func(err error) { g.done <- err })
-		inflight = g
+		t0 := time.Now()
+		g.txn.CommitWith(func(err error) {
+			l.commitNanos.Add(uint64(time.Since(t0)))
+			g.done <- err
+		})
+		inflight, next = g, nil
+	}
+	add := func(r *appendReq) {
+		if next == nil {
+			next = &group{before: l.snapshot()}
+		}
+		l.addToGroup(next, r)
+	}
+	fits := func(r *appendReq) bool {
+		return next == nil || next.entries+len(r.events) <= l.maxBatch && next.bytes+r.bytes <= maxBatchBytes
+	}
+	for {
+		if pending != nil && fits(pending) {
+			add(pending)
+			pending = nil
+		}
+		if inflight == nil && next != nil {
+			commitNext()
+		}
+		var done <-chan error
+		if inflight != nil {
+			done = inflight.done
+		}
+		reqs := l.reqs
+		if pending != nil {
+			reqs = nil // wait for the commit to make room
+		}
+		select {
+		case r := <-reqs:
+			if !fits(r) {
+				pending = r
+				continue
+			}
+			add(r)
+		case err := <-done:
+			l.finish(inflight, err)
+			if err != nil && next != nil {
+				// next was prepared on a state that never became durable.
+				for _, r := range next.batch {
+					r.done <- errors.New("ledger: append: an earlier group commit failed; try again")
+				}
+				next = nil
+			}
+			inflight = nil
+		case <-l.stop:
+			if inflight != nil {
+				l.finish(inflight, <-inflight.done)
+				inflight = nil
+			}
+			if next != nil {
+				commitNext()
+				l.finish(inflight, <-inflight.done)
+			}
+			if pending != nil {
+				pending.done <- ErrClosed
+			}
+			l.failQueued()
+			return
+		}
 	}
 }
 
-// prepare numbers, chains and encodes batch into a new transaction and
-// advances the sequencer's state as if it were committed.
-func (l *Ledger) prepare(batch []*appendReq, size int) (*group, error) {
-	g := &group{batch: batch, before: l.snapshot(), txn: l.db.NewTransaction(true)}
-	var setErr error
-	set := func(k, v []byte) {
-		if setErr == nil {
-			setErr = g.txn.Set(k, v)
-		}
+// addToGroup numbers, chains and encodes r into g, advancing the
+// sequencer's state as if g were committed.
+func (l *Ledger) addToGroup(g *group, r *appendReq) {
+	g.batch = append(g.batch, r)
+	g.entries += len(r.events)
+	g.bytes += r.bytes
+	if g.err != nil {
+		return
 	}
 	visit := func(id compact.NodeID, h []byte) {
 		if id.Level > 0 && id.Level%storedLevelStep == 0 {
-			set(nodeKey(id.Level, id.Index), h)
+			g.kvs = append(g.kvs, kv{nodeKey(id.Level, id.Index), h})
 		}
 	}
-	buf := make([]byte, 0, size)
-	for _, r := range batch {
-		r.first = l.size
-		for i := range r.events {
-			ev := &r.events[i]
-			start := len(buf)
-			buf = ev.assemble(buf, &l.last, l.size)
-			raw := buf[start:len(buf):len(buf)]
-			leaf := LeafHash(raw)
-			set(entryKey(l.size), raw)
-			for _, k := range ev.index {
-				set(binary.BigEndian.AppendUint64(k[:len(k):len(k)], l.size), nil)
-			}
-			if err := l.rng.Append(leaf[:], visit); err != nil && setErr == nil {
-				setErr = fmt.Errorf("tree: %w", err)
-			}
-			l.last = leaf
-			l.size++
+	r.first = l.size
+	buf := make([]byte, 0, r.bytes)
+	for i := range r.events {
+		ev := &r.events[i]
+		start := len(buf)
+		buf = ev.assemble(buf, &l.last, l.size)
+		raw := buf[start:len(buf):len(buf)]
+		leaf := LeafHash(raw)
+		g.kvs = append(g.kvs, kv{entryKey(l.size), raw})
+		for _, k := range ev.index {
+			g.index = append(g.index, binary.BigEndian.AppendUint64(k[:len(k):len(k)], l.size))
 		}
+		if err := l.rng.Append(leaf[:], visit); err != nil && g.err == nil {
+			g.err = fmt.Errorf("tree: %w", err)
+		}
+		l.last = leaf
+		l.size++
 	}
+	if g.err != nil {
+		g.err = fmt.Errorf("ledger: append entries %d-%d: %w", g.before.size, l.size-1, g.err)
+	}
+}
+
+// kv is one key and value a group writes.
+type kv struct{ k, v []byte }
+
+// seal puts g in a transaction, with the head last, and fixes the head it
+// will publish. The transaction is made only now: badger's NewTransaction
+// waits for the commits before it, which would stop the next group from
+// filling while the current one is being committed.
+func (l *Ledger) seal(g *group) error {
 	headVal := make([]byte, 40)
 	binary.BigEndian.PutUint64(headVal, l.size)
 	copy(headVal[8:], l.last[:])
-	set(keyHead, headVal)
-	root, err := l.rng.GetRootHash(nil)
-	if setErr == nil && err != nil {
-		setErr = fmt.Errorf("tree: %w", err)
+	g.txn = l.db.NewTransaction(true)
+	var err error
+	for _, e := range append(g.kvs, kv{keyHead, headVal}) {
+		if err = g.txn.Set(e.k, e.v); err != nil {
+			break
+		}
 	}
-	if setErr != nil {
+	var root []byte
+	if err == nil {
+		root, err = l.rng.GetRootHash(nil)
+	}
+	if err != nil {
 		g.txn.Discard()
 		l.restore(g.before)
-		return nil, fmt.Errorf("ledger: append entries %d-%d: %w", g.before.size, g.before.size+uint64(countEvents(batch))-1, setErr)
+		return fmt.Errorf("ledger: append entries %d-%d: %w", g.before.size, l.size-1, err)
 	}
 	g.head = Head{Size: l.size, LastLeaf: l.last}
 	copy(g.head.Root[:], root)
-	return g, nil
+	return nil
 }
 
 // finish answers the appends of a committed group and publishes its head;
@@ -501,6 +577,7 @@ func (l *Ledger) finish(g *group, err error) {
 		l.mu.Lock()
 		l.head = g.head
 		l.mu.Unlock()
+		l.queueIndex(indexWork{keys: g.index, upTo: g.head.Size})
 		l.groups.Add(1)
 		l.entries.Add(g.head.Size - g.before.size)
 		if l.cp != nil {
@@ -536,8 +613,13 @@ func (l *Ledger) Close() error {
 	if l.stop != nil {
 		close(l.stop)
 		<-l.stopped
+		l.idxMu.Lock()
+		l.idxClosed = true
+		l.idxMu.Unlock()
+		signal(l.idxSignal)
+		<-l.indexerDone
 	}
-	err := l.db.Close()
+	err := errors.Join(l.db.Close(), l.idx.Close())
 	if err != nil {
 		err = fmt.Errorf("ledger: close: %w", err)
 	}

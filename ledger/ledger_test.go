@@ -320,7 +320,7 @@ func equalProofs(a, b [][]byte) bool {
 // as an operator with access to the store could, and returns the offset.
 func flipEntryByte(t testing.TB, dir string, seq uint64, rng *rand.Rand) int {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(true))
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "entries")).WithLogger(nil).WithSyncWrites(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func flipEntryByte(t testing.TB, dir string, seq uint64, rng *rand.Rand) int {
 	return pos
 }
 
-// copyTree copies the regular files of directory src into dst.
+// copyTree copies directory src into dst.
 func copyTree(t testing.TB, src, dst string) {
 	t.Helper()
 	ents, err := os.ReadDir(src)
@@ -349,6 +349,11 @@ func copyTree(t testing.TB, src, dst string) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
+		if e.IsDir() {
+			os.MkdirAll(filepath.Join(dst, e.Name()), 0o755)
+			copyTree(t, filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()))
+			continue
+		}
 		if !e.Type().IsRegular() {
 			continue
 		}
