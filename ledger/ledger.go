@@ -152,13 +152,22 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	open := func(dir string, sync bool) (*badger.DB, error) {
-		return badger.Open(badger.DefaultOptions(dir).
+		o := badger.DefaultOptions(dir).
 			WithSyncWrites(sync).
 			WithDetectConflicts(false).
 			WithNumVersionsToKeep(1).
-			WithReadOnly(opts.ReadOnly).
 			WithLogger(badgerLogger{log}).
-			WithLoggingLevel(badger.WARNING))
+			WithLoggingLevel(badger.WARNING)
+		if opts.ReadOnly {
+			db, err := badger.Open(o.WithReadOnly(true))
+			if err == nil {
+				return db, nil
+			}
+			// A store left by a crash has a log to replay, which badger
+			// does only when it may write. The ledger still writes nothing.
+			log.Info("ledger: opening writable to replay the log", "dir", dir, "read_only_err", err)
+		}
+		return badger.Open(o)
 	}
 	db, err := open(filepath.Join(opts.Dir, "entries"), true)
 	if err != nil {

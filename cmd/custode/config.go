@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/pki"
+	"github.com/custode/custode/tsa"
+)
+
+const (
+	defaultDataDir = "custode-data"
+	configFile     = "custode.json"
+)
+
+// devTSAPolicy is the policy OID of the built-in TSA's tokens: a private
+// arc, naming no real policy.
+var devTSAPolicy = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1, 1}
+
+// config is the data directory's custode.json. Paths are relative to the
+// data directory unless absolute.
+type config struct {
+	Gestore string `json:"gestore"` // the gestore's name
+	Domain  string `json:"domain"`  // its PEC domain
+	Origin  string `json:"origin"`  // first line of every checkpoint
+
+	// Keys and certificates (PEM). Production points these at real ones.
+	CACert      string `json:"ca_cert"` // trust anchors of our signatures and tokens
+	GestoreCert string `json:"gestore_cert"`
+	GestoreKey  string `json:"gestore_key"`
+	TSACert     string `json:"tsa_cert,omitempty"`
+	TSAKey      string `json:"tsa_key,omitempty"`
+
+	// TSAURL, if set, is a real RFC 3161 TSA; otherwise the built-in one
+	// signs tokens in process.
+	TSAURL string `json:"tsa_url,omitempty"`
+	// TSARoots holds the TSA's trust anchors when they differ from CACert.
+	TSARoots string `json:"tsa_roots,omitempty"`
+
+	CheckpointEvery    uint64 `json:"checkpoint_every,omitempty"`
+	CheckpointInterval string `json:"checkpoint_interval,omitempty"` // e.g. "10s"
+
+	dir string
+}
+
+func (c *config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+func (c *config) ledgerDir() string { return filepath.Join(c.dir, "ledger") }
+
+// loadConfig reads dir/custode.json.
+func loadConfig(dir string) (*config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, configFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s is not a custode data directory (no %s): run custode init -data %s", dir, configFile, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, configFile), err)
+	}
+	c.dir = dir
+	if c.Gestore == "" || c.Domain == "" || c.Origin == "" || c.CACert == "" || c.GestoreCert == "" || c.GestoreKey == "" {
+		return nil, fmt.Errorf("%s: gestore, domain, origin, ca_cert, gestore_cert and gestore_key are required", filepath.Join(dir, configFile))
+	}
+	if c.TSAURL == "" && (c.TSACert == "" || c.TSAKey == "") {
+		return nil, fmt.Errorf("%s: either tsa_url or tsa_cert and tsa_key are required", filepath.Join(dir, configFile))
+	}
+	return &c, nil
+}
+
+// initDataDir creates a data directory with a development PKI. It refuses
+// to touch a directory that already has a configuration.
+func initDataDir(dir, gestore, domain string, now time.Time) (*config, error) {
+	if _, err := os.Stat(filepath.Join(dir, configFile)); err == nil {
+		return nil, fmt.Errorf("%s already holds a configuration", dir)
+	}
+	set, err := pki.NewDevSet(gestore, domain, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := set.WriteDir(filepath.Join(dir, "pki")); err != nil {
+		return nil, err
+	}
+	c := &config{
+		Gestore:     gestore,
+		Domain:      domain,
+		Origin:      domain + "/custode",
+		CACert:      filepath.Join("pki", pki.CACertFile),
+		GestoreCert: filepath.Join("pki", pki.GestoreCertFile),
+		GestoreKey:  filepath.Join("pki", pki.GestoreKeyFile),
+		TSACert:     filepath.Join("pki", pki.TSACertFile),
+		TSAKey:      filepath.Join("pki", pki.TSAKeyFile),
+		dir:         dir,
+	}
+	b, _ := json.MarshalIndent(c, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, configFile), append(b, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// trust returns the trust anchors of the gestore's signatures and of the
+// TSA's tokens.
+func (c *config) trust() (gestore, tsaRoots *x509.CertPool, err error) {
+	if gestore, err = pki.LoadPool(c.path(c.CACert)); err != nil {
+		return nil, nil, err
+	}
+	tsaRoots = gestore
+	if c.TSARoots != "" {
+		if tsaRoots, err = pki.LoadPool(c.path(c.TSARoots)); err != nil {
+			return nil, nil, err
+		}
+	}
+	return gestore, tsaRoots, nil
+}
+
+// authority returns the built-in TSA of the configuration.
+func (c *config) authority() (*tsa.Authority, error) {
+	kp, err := pki.LoadKeyPair(c.path(c.TSACert), c.path(c.TSAKey))
+	if err != nil {
+		return nil, err
+	}
+	return tsa.NewAuthority(tsa.AuthorityConfig{
+		Certificate: kp.Certificate, Signer: kp.Key, Chain: kp.Chain, Policy: devTSAPolicy,
+	})
+}
+
+// stamper returns the configured TSA: a client for a real one, or the
+// built-in authority in process.
+func (c *config) stamper() (tsa.Stamper, error) {
+	if c.TSAURL != "" {
+		_, roots, err := c.trust()
+		if err != nil {
+			return nil, err
+		}
+		return &tsa.Client{URL: c.TSAURL, Roots: roots}, nil
+	}
+	return c.authority()
+}
+
+// openLedger opens the ledger with checkpoints signed by the gestore and
+// timestamped by the configured TSA.
+func (c *config) openLedger(ctx context.Context, e *env) (*ledger.Ledger, error) {
+	kp, err := pki.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.stamper()
+	if err != nil {
+		return nil, err
+	}
+	var interval time.Duration
+	if c.CheckpointInterval != "" {
+		if interval, err = time.ParseDuration(c.CheckpointInterval); err != nil {
+			return nil, fmt.Errorf("checkpoint_interval: %w", err)
+		}
+	}
+	return ledger.Open(ctx, ledger.Options{
+		Dir:    c.ledgerDir(),
+		Logger: e.log,
+		Checkpoints: &ledger.CheckpointOptions{
+			Origin:   c.Origin,
+			Every:    c.CheckpointEvery,
+			Interval: interval,
+			Signer:   &ledger.CMSSigner{Certificate: kp.Certificate, Key: kp.Key, Chain: kp.Chain},
+			Stamper:  st,
+		},
+	})
+}
+
+// openLedgerReadOnly opens the ledger for reading and verification.
+func (c *config) openLedgerReadOnly(ctx context.Context, e *env) (*ledger.Ledger, error) {
+	if _, err := os.Stat(c.ledgerDir()); err != nil {
+		return nil, fmt.Errorf("no ledger in %s: %w", c.dir, err)
+	}
+	return ledger.Open(ctx, ledger.Options{Dir: c.ledgerDir(), ReadOnly: true, Logger: e.log})
+}

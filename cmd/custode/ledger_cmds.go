@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/custode/custode/ledger"
+)
+
+func runInit(ctx context.Context, e *env, args []string) error {
+	var data, gestore, domain string
+	fs := flags(e, "init", &data)
+	fs.StringVar(&gestore, "gestore", "Custode Dev PEC", "the gestore's name (providerName)")
+	fs.StringVar(&domain, "domain", "pec.custode.test", "the gestore's PEC domain")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := initDataDir(data, gestore, domain, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "created %s: development PKI in %s, configuration in %s\n",
+		data, c.path("pki"), c.path(configFile))
+	fmt.Fprintln(e.stdout, "the development CA is not for production: point custode.json at real keys and certificates")
+	return nil
+}
+
+func runRun(ctx context.Context, e *env, args []string) error {
+	var data, tsaListen string
+	fs := flags(e, "run", &data)
+	fs.StringVar(&tsaListen, "tsa-listen", "127.0.0.1:8318", "address of the built-in TSA's HTTP endpoint (empty: none)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		if _, statErr := os.Stat(data); !errors.Is(statErr, os.ErrNotExist) {
+			return err
+		}
+		e.log.Info("no data directory: creating one with a development PKI", "dir", data)
+		if c, err = initDataDir(data, "Custode Dev PEC", "pec.custode.test", time.Now()); err != nil {
+			return err
+		}
+	}
+	l, err := c.openLedger(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if tsaListen != "" && c.TSAURL == "" {
+		a, err := c.authority()
+		if err != nil {
+			return err
+		}
+		ln, err := listen(tsaListen)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := a.Serve(ctx, ln); err != nil {
+				e.log.Error("tsa: serve", "err", err)
+			}
+		}()
+		e.log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/")
+	}
+	h := l.Head()
+	e.log.Info("ledger open", "dir", c.ledgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
+	<-ctx.Done()
+	e.log.Info("stopping: making the last checkpoint")
+	return l.Close()
+}
+
+// eventJSON is an event as custode ledger append reads it: the field names
+// of the canonical entry (FORMAT.md) without seq, prev and v, and the time
+// in any RFC 3339 form.
+type eventJSON struct {
+	Actor                string            `json:"actor"`
+	ArchiveKey           string            `json:"archive_key"`
+	ClientMessageID      string            `json:"client_message_id"`
+	Destinatari          []recipientJSON   `json:"destinatari"`
+	Details              map[string]string `json:"details"`
+	Gestore              string            `json:"gestore"`
+	Identificativo       string            `json:"identificativo"`
+	Kind                 string            `json:"kind"`
+	Mittente             string            `json:"mittente"`
+	Oggetto              string            `json:"oggetto"`
+	Related              []string          `json:"related"`
+	RiferimentoTemporale string            `json:"riferimento_temporale"`
+	SHA256               string            `json:"sha256"`
+}
+
+type recipientJSON struct {
+	Indirizzo string `json:"indirizzo"`
+	Tipo      string `json:"tipo"`
+}
+
+func (j *eventJSON) event() (ledger.Event, error) {
+	ev := ledger.Event{
+		Kind: ledger.Kind(j.Kind), Identificativo: j.Identificativo, ClientMessageID: j.ClientMessageID,
+		Mittente: j.Mittente, Oggetto: j.Oggetto, Related: j.Related, Gestore: j.Gestore,
+		ArchiveKey: j.ArchiveKey, Actor: j.Actor, Details: j.Details,
+	}
+	for _, r := range j.Destinatari {
+		ev.Destinatari = append(ev.Destinatari, ledger.Recipient{Address: r.Indirizzo, Tipo: ledger.Tipo(r.Tipo)})
+	}
+	if j.RiferimentoTemporale == "" {
+		return ev, &ledger.FieldError{Field: "riferimento_temporale", Reason: "missing"}
+	}
+	t, err := time.Parse(time.RFC3339Nano, j.RiferimentoTemporale)
+	if err != nil {
+		return ev, &ledger.FieldError{Field: "riferimento_temporale", Reason: err.Error()}
+	}
+	ev.Time = t
+	if j.SHA256 != "" {
+		if ev.SHA256, err = hex.DecodeString(j.SHA256); err != nil {
+			return ev, &ledger.FieldError{Field: "sha256", Reason: "not hex"}
+		}
+	}
+	return ev, ev.Validate()
+}
+
+func runLedgerAppend(ctx context.Context, e *env, args []string) error {
+	var data string
+	fs := flags(e, "ledger append", &data)
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v).")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	in := e.stdin
+	if name := fs.Arg(0); name != "" && name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	// Read and check every event before appending any.
+	var events []ledger.Event
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 2<<20)
+	for line := 1; sc.Scan(); line++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var j eventJSON
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&j); err != nil {
+			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
+		}
+		ev, err := j.event()
+		if err != nil {
+			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
+		}
+		events = append(events, ev)
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	l, err := c.openLedger(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	for len(events) > 0 {
+		n := min(len(events), ledger.MaxAppendEvents)
+		seqs, err := l.Append(ctx, events[:n]...)
+		if err != nil {
+			return err
+		}
+		for _, s := range seqs {
+			fmt.Fprintln(e.stdout, s)
+		}
+		events = events[n:]
+	}
+	return l.Close()
+}
+
+func runLedgerVerify(ctx context.Context, e *env, args []string) error {
+	var data string
+	var from, to uint64
+	var requireTS bool
+	fs := flags(e, "ledger verify", &data)
+	fs.Uint64Var(&from, "from", 0, "first entry to check")
+	fs.Uint64Var(&to, "to", 0, "check entries before this one (0: to the end)")
+	fs.BoolVar(&requireTS, "require-timestamps", false, "fail on checkpoints still waiting for their RFC 3161 token")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if to != 0 && to <= from {
+		return &usageError{fmt.Sprintf("-to %d must be after -from %d", to, from)}
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	roots, tsaRoots, err := c.trust()
+	if err != nil {
+		return err
+	}
+	l, err := c.openLedgerReadOnly(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	r, err := l.Verify(ctx, ledger.VerifyOptions{From: from, To: to, Roots: roots, TSARoots: tsaRoots, RequireTimestamps: requireTS})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "entries %d-%d: chain and tree recomputed in %v (%.0f entries/s)\n",
+		r.From, int64(r.To)-1, r.Elapsed.Round(time.Millisecond), float64(r.To-r.From)/max(r.Elapsed.Seconds(), 1e-9))
+	fmt.Fprintf(e.stdout, "checkpoints: %d checked, %d signatures verified, %d timestamps verified, %d pending\n",
+		r.Checkpoints, r.Signatures, r.Timestamps, r.PendingTimestamps)
+	for _, n := range r.Notes {
+		fmt.Fprintf(e.stdout, "note: %s\n", n)
+	}
+	if r.OK() {
+		fmt.Fprintln(e.stdout, "OK")
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "FIRST INCONSISTENCY: %s\n", r.Problems[0])
+	for _, p := range r.Problems[1:] {
+		fmt.Fprintf(e.stdout, "also: %s\n", p)
+	}
+	return &failedError{fmt.Sprintf("%d problems, the first: %s", len(r.Problems), r.Problems[0])}
+}
+
+func seqArg(fs interface{ Arg(int) string }) (uint64, error) {
+	s, err := strconv.ParseUint(fs.Arg(0), 10, 64)
+	if err != nil {
+		return 0, &usageError{fmt.Sprintf("want a sequence number, got %q", fs.Arg(0))}
+	}
+	return s, nil
+}
+
+func runLedgerGet(ctx context.Context, e *env, args []string) error {
+	var data string
+	fs := flags(e, "ledger get", &data)
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	seq, err := seqArg(fs)
+	if err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	l, err := c.openLedgerReadOnly(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	_, raw, err := l.Entry(ctx, seq)
+	if raw == nil {
+		return err
+	}
+	_, err = e.stdout.Write(raw)
+	fmt.Fprintln(e.stdout)
+	return err
+}
+
+// proofJSON is what custode ledger proof prints.
+type proofJSON struct {
+	Seq        uint64   `json:"seq"`
+	Entry      string   `json:"entry"`
+	LeafHash   string   `json:"leaf_hash"`
+	TreeSize   uint64   `json:"tree_size"`
+	Root       string   `json:"root"`
+	Proof      []string `json:"inclusion_proof"`
+	Checkpoint string   `json:"checkpoint"`
+}
+
+func runLedgerProof(ctx context.Context, e *env, args []string) error {
+	var data string
+	fs := flags(e, "ledger proof", &data)
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	seq, err := seqArg(fs)
+	if err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	l, err := c.openLedgerReadOnly(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	_, raw, err := l.Entry(ctx, seq)
+	if err != nil {
+		return err
+	}
+	cp, err := l.LatestCheckpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if cp.Size <= seq {
+		return fmt.Errorf("entry %d is not yet covered by a checkpoint (the newest covers %d entries)", seq, cp.Size)
+	}
+	p, err := l.InclusionProof(ctx, seq, cp.Size)
+	if err != nil {
+		return err
+	}
+	leaf := ledger.LeafHash(raw)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, seq, cp.Size, leaf[:], p, cp.Root[:]); err != nil {
+		return fmt.Errorf("the proof does not verify against checkpoint %d: %w", cp.Size, err)
+	}
+	out := proofJSON{Seq: seq, Entry: string(raw), LeafHash: hex.EncodeToString(leaf[:]), TreeSize: cp.Size,
+		Root: hex.EncodeToString(cp.Root[:]), Checkpoint: string(cp.Body)}
+	for _, h := range p {
+		out.Proof = append(out.Proof, hex.EncodeToString(h))
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func runLedgerCheckpoints(ctx context.Context, e *env, args []string) error {
+	var data, write string
+	fs := flags(e, "ledger checkpoints", &data)
+	fs.StringVar(&write, "write", "", "write every checkpoint as .txt, .p7s and .tsr files to this directory")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	l, err := c.openLedgerReadOnly(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	cps, err := l.Checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	if write != "" {
+		if err := os.MkdirAll(write, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, cp := range cps {
+		state := "timestamped"
+		if cp.Pending() {
+			state = "timestamp pending"
+		}
+		fmt.Fprintf(e.stdout, "%10d  %s  %s  %s\n", cp.Size, cp.Time.Format(time.RFC3339), hex.EncodeToString(cp.Root[:]), state)
+		if write != "" {
+			if _, err := cp.WriteFiles(write); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/igpec"
+	"github.com/custode/custode/pec/pki"
+)
+
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func runTSAServe(ctx context.Context, e *env, args []string) error {
+	var data, addr string
+	fs := flags(e, "tsa serve", &data)
+	fs.StringVar(&addr, "listen", "127.0.0.1:8318", "address to listen on")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	a, err := c.authority()
+	if err != nil {
+		return err
+	}
+	ln, err := listen(addr)
+	if err != nil {
+		return err
+	}
+	e.log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/", "certificate", a.Certificate().Subject.String())
+	return a.Serve(ctx, ln)
+}
+
+// systemRootsFile is Debian's bundle of trusted roots, which holds the
+// roots of the gestori's certificates.
+const systemRootsFile = "/etc/ssl/certs/ca-certificates.crt"
+
+func runPECInspect(ctx context.Context, e *env, args []string) error {
+	var data, at, roots, index string
+	var asJSON bool
+	fs := flags(e, "pec inspect", &data)
+	fs.StringVar(&at, "at", "now", `when to check the certificates: "now", "signing-time", or an RFC 3339 time`)
+	fs.StringVar(&roots, "roots", "", "PEM file of trusted roots (default: "+systemRootsFile+" plus the data directory's CA, if any)")
+	fs.StringVar(&index, "igpec", "", "LDIF of the indice dei gestori the signer must be listed in")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: custode pec inspect [flags] FILE.eml")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &usageError{"want one message file"}
+	}
+	opts := pec.InspectOptions{AllowSHA1Certificates: true}
+	switch at {
+	case "now":
+		opts.At = time.Now()
+	case "signing-time":
+		opts.AtSigningTime = true
+	default:
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			return &usageError{fmt.Sprintf(`-at: want "now", "signing-time" or an RFC 3339 time, got %q`, at)}
+		}
+		opts.At = t
+	}
+	var err error
+	if opts.Roots, err = inspectRoots(roots, data); err != nil {
+		return err
+	}
+	if index != "" {
+		f, err := os.Open(index)
+		if err != nil {
+			return err
+		}
+		opts.Index, err = igpec.ParseLDIF(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	msg, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	r, err := pec.Inspect(msg, opts)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(r)
+	} else {
+		err = r.WriteText(e.stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if r.Signature.Verdict != "valid" {
+		return &failedError{fmt.Sprintf("signature %s", r.Signature.Verdict)}
+	}
+	return nil
+}
+
+func inspectRoots(file, data string) ([]*x509.Certificate, error) {
+	if file != "" {
+		return pki.LoadCertificates(file)
+	}
+	certs, err := pki.LoadCertificates(systemRootsFile)
+	if err != nil {
+		return nil, fmt.Errorf("no -roots given and the system roots are unreadable: %w", err)
+	}
+	if c, err := loadConfig(data); err == nil {
+		if dev, err := pki.LoadCertificates(c.path(c.CACert)); err == nil {
+			certs = append(certs, dev...)
+		}
+	}
+	return certs, nil
+}
+
+func runIGPECWrite(ctx context.Context, e *env, args []string) error {
+	var data, receipt, url string
+	fs := flags(e, "igpec write", &data)
+	fs.StringVar(&receipt, "mail-receipt", "", "the service mailbox for ricevute (default posta-certificata@<domain>)")
+	fs.StringVar(&url, "ldif-url", "", "where the gestore publishes its record")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	certs, err := pki.LoadCertificates(c.path(c.GestoreCert))
+	if err != nil {
+		return err
+	}
+	if receipt == "" {
+		receipt = "posta-certificata@" + c.Domain
+	}
+	p := &igpec.Provider{Name: c.Gestore, MailReceipt: receipt, ManagedDomains: []string{c.Domain}, LDIFLocationURL: url}
+	p.AddCertificate(certs[0].Raw)
+	return igpec.WriteLDIF(e.stdout, p)
+}
+
+func runIGPECShow(ctx context.Context, e *env, args []string) error {
+	fs := flags(e, "igpec show", nil)
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &usageError{"want one LDIF file"}
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ix, err := igpec.ParseLDIF(f)
+	if err != nil {
+		return err
+	}
+	for _, p := range ix.Providers() {
+		fmt.Fprintf(e.stdout, "%s\n  mailReceipt: %s\n  managedDomains: %v\n  certificates (SHA-1): %v\n",
+			p.Name, p.MailReceipt, p.ManagedDomains, p.CertificateHashes)
+	}
+	return nil
+}
