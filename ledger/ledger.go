@@ -598,14 +598,6 @@ func (l *Ledger) finish(g *group, err error) {
 	}
 }
 
-func countEvents(batch []*appendReq) int {
-	n := 0
-	for _, r := range batch {
-		n += len(r.events)
-	}
-	return n
-}
-
 // Close stops the checkpointer and the sequencer, fails appends still
 // queued, and closes the store.
 func (l *Ledger) Close() error {

@@ -156,3 +156,5 @@ func parse(fs *flag.FlagSet, args []string, maxPositional int) error {
 	}
 	return nil
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// custode runs the command line in process and returns its exit status and
+// output.
+func custode(t *testing.T, stdin string, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	e := &env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &out, log: discardLogger()}
+	code := dispatch(context.Background(), e, args)
+	return code, out.String()
+}
+
+func TestLedgerCommands(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if code, out := custode(t, "", "init", "-data", data, "-domain", "pec.prova.test"); code != 0 {
+		t.Fatalf("init: %d %s", code, out)
+	}
+	if code, _ := custode(t, "", "init", "-data", data); code == 0 {
+		t.Fatal("init over an existing data directory succeeded")
+	}
+	var events strings.Builder
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(&events, `{"kind":"accettazione","identificativo":"opec%d@pec.prova.test","riferimento_temporale":"2026-11-23T10:00:%02d+01:00","mittente":"a@pec.prova.test","destinatari":[{"indirizzo":"b@pec.altro.test","tipo":"certificato"}],"gestore":"Prova","oggetto":"n. %d"}`+"\n", i, i, i)
+	}
+	if code, out := custode(t, events.String(), "ledger", "append", "-data", data); code != 0 || !strings.HasSuffix(out, "49\n") {
+		t.Fatalf("append: %d %s", code, out)
+	}
+	code, out := custode(t, "", "ledger", "verify", "-data", data, "-require-timestamps")
+	if code != 0 || !strings.Contains(out, "\nOK\n") || !strings.Contains(out, "1 timestamps verified") {
+		t.Fatalf("verify: %d %s", code, out)
+	}
+	if code, out := custode(t, "", "ledger", "proof", "-data", data, "17"); code != 0 || !strings.Contains(out, `"inclusion_proof"`) {
+		t.Fatalf("proof: %d %s", code, out)
+	}
+
+	// Bad input: exit 2 with a message, nothing appended.
+	bad := []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{`{"kind":"accettazione"}`, []string{"ledger", "append", "-data", data}, "riferimento_temporale"},
+		{`{"kind":"accettazione","riferimento_temporale":"2026-01-01T00:00:00Z"}`, []string{"ledger", "append", "-data", data}, "identificativo"},
+		{`not json`, []string{"ledger", "append", "-data", data}, "line 1"},
+		{``, []string{"ledger", "verify", "-data", data, "-from", "x"}, "invalid value"},
+		{``, []string{"ledger", "verify", "-data", data, "-from", "5", "-to", "3"}, "must be after"},
+		{``, []string{"ledger", "get", "-data", data, "minus-one"}, "sequence number"},
+		{``, []string{"ledger", "frobnicate"}, "unknown command"},
+		{``, []string{"pec", "inspect", "-at", "yesterday", "x.eml"}, "-at"},
+	}
+	for _, b := range bad {
+		if code, out := custode(t, b.stdin, b.args...); code != 2 || !strings.Contains(out, b.want) {
+			t.Errorf("%v: exit %d, want 2 with %q:\n%s", b.args, code, b.want, out)
+		}
+	}
+
+	// A flipped byte: verify exits 1 and names the entry.
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(data, "ledger", "entries")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := append([]byte{'e'}, 0, 0, 0, 0, 0, 0, 0, 23)
+	err = db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, _ := item.ValueCopy(nil)
+		v[len(v)/2] ^= 0x20
+		return txn.Set(key, v)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out = custode(t, "", "ledger", "verify", "-data", data)
+	if code != 1 || !strings.Contains(out, "FIRST INCONSISTENCY: entry 23:") {
+		t.Fatalf("verify after a flip: exit %d\n%s", code, out)
+	}
+}
+
+func TestPECInspectSample(t *testing.T) {
+	sample := filepath.Join("..", "..", "..", "shared", "pec-samples", "02_aruba_2014_ricevuta-accettazione.eml")
+	if _, err := os.Stat(sample); err != nil {
+		t.Fatalf("the PEC samples must be in ../shared beside the checkout: %v", err)
+	}
+	code, out := custode(t, "", "pec", "inspect", "-at", "signing-time", sample)
+	if code != 0 || !strings.Contains(out, "ricevuta di accettazione") || !strings.Contains(out, "Signature: valid") {
+		t.Fatalf("inspect at signing time: %d\n%s", code, out)
+	}
+	code, out = custode(t, "", "pec", "inspect", sample)
+	if code != 1 || !strings.Contains(out, "expired") {
+		t.Fatalf("inspect now: exit %d, want 1 with an expiry\n%s", code, out)
+	}
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of Custode, as CI does (.ci/run calls this script):
+# installs what the tests need, then gofmt, go vet, staticcheck, the unit
+# tests with the race detector, and the integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=local
+
+scripts/install-test-deps.sh
+export PATH="$PWD/.cache/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+staticcheck ./...
+
+step "unit tests (race detector)"
+go test -race -short -count=1 -timeout 20m ./...
+
+step "integration tests"
+go test -count=1 -timeout 40m -run '^TestIntegration|^TestCrashRecovery$' -v ./...
