@@ -27,4 +27,6 @@ step "unit tests (race detector)"
 go test -race -short -count=1 -timeout 20m ./...
 
 step "integration tests"
-go test -count=1 -timeout 40m -run '^TestIntegration|^TestCrashRecovery$' -v ./...
+# Packages whose tests include integration tests (skipped under -short).
+pkgs=$(grep -rlE --include='*_test.go' '^func (TestIntegration|TestCrashRecovery)' . | xargs -n1 dirname | sort -u)
+go test -count=1 -timeout 40m -run '^TestIntegration|^TestCrashRecovery$' -v $pkgs
