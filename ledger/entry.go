@@ -221,14 +221,11 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 	if len(raw) > maxEncodedEntry {
 		return nil, fmt.Errorf("ledger: decode entry: %d bytes, more than %d", len(raw), maxEncodedEntry)
 	}
+	// Unknown members, duplicates and trailing spaces are not refused
+	// here: the comparison with the re-encoding below refuses them.
 	var w wireEntry
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
+	if err := json.Unmarshal(raw, &w); err != nil {
 		return nil, fmt.Errorf("ledger: decode entry: %w", err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("ledger: decode entry: trailing data")
 	}
 	if w.V != FormatVersion {
 		return nil, fmt.Errorf("ledger: decode entry: format version %d, want %d", w.V, FormatVersion)

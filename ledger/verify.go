@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -198,10 +200,8 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	}
 	err = l.db.View(func(txn *badger.Txn) error {
 		visit := nodeCheck(txn)
-		return l.scanEntries(ctx, from, to, func(seq uint64, raw []byte) error {
-			leaf := LeafHash(raw)
+		return l.decodeEntries(ctx, from, to, func(seq uint64, raw []byte, leaf [32]byte, e *Entry, derr error) error {
 			mismatch := true
-			e, derr := DecodeEntry(raw)
 			switch {
 			case derr != nil:
 				blame(seq, "does not decode: %v", derr)
@@ -344,4 +344,99 @@ func bytesToUint64(b []byte) uint64 {
 		v = v<<8 | uint64(c)
 	}
 	return v
+}
+
+// decodedEntry is one entry as decodeEntries hands it on.
+type decodedEntry struct {
+	seq  uint64
+	raw  []byte
+	leaf [32]byte
+	e    *Entry
+	err  error
+}
+
+// decodeEntries calls fn for entries [from, to) in order, as scanEntries
+// does, with each entry already decoded and hashed: decoding, the costly
+// part of verification, runs on every core.
+func (l *Ledger) decodeEntries(ctx context.Context, from, to uint64, fn func(seq uint64, raw []byte, leaf [32]byte, e *Entry, err error) error) error {
+	const chunk = 1024
+	type batch struct {
+		items []decodedEntry
+		done  chan struct{}
+	}
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	todo := make(chan *batch, workers*2)
+	ordered := make(chan *batch, workers*4)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range todo {
+				for i := range b.items {
+					it := &b.items[i]
+					it.leaf = LeafHash(it.raw)
+					it.e, it.err = DecodeEntry(it.raw)
+				}
+				close(b.done)
+			}
+		}()
+	}
+	scanErr := make(chan error, 1)
+	go func() {
+		defer close(ordered)
+		defer close(todo)
+		cur := &batch{done: make(chan struct{})}
+		send := func() bool {
+			select {
+			case ordered <- cur:
+			case <-ctx.Done():
+				return false
+			}
+			select {
+			case todo <- cur:
+			case <-ctx.Done():
+				return false
+			}
+			cur = &batch{done: make(chan struct{})}
+			return true
+		}
+		err := l.scanEntries(ctx, from, to, func(seq uint64, raw []byte) error {
+			cur.items = append(cur.items, decodedEntry{seq: seq, raw: raw})
+			if len(cur.items) == chunk && !send() {
+				return ctx.Err()
+			}
+			return nil
+		})
+		if len(cur.items) > 0 {
+			send()
+		}
+		scanErr <- err
+	}()
+	var fnErr error
+	for b := range ordered {
+		if fnErr != nil {
+			continue // drain, so that the scanner can stop
+		}
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			fnErr = ctx.Err()
+			continue
+		}
+		for _, it := range b.items {
+			if fnErr = fn(it.seq, it.raw, it.leaf, it.e, it.err); fnErr != nil {
+				cancel()
+				break
+			}
+		}
+	}
+	wg.Wait()
+	err := <-scanErr
+	if fnErr != nil {
+		return fnErr
+	}
+	return err
 }
