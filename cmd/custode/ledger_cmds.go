@@ -252,21 +252,27 @@ func seqArg(fs interface{ Arg(int) string }) (uint64, error) {
 	return s, nil
 }
 
-func runLedgerGet(ctx context.Context, e *env, args []string) error {
+// openForEntry parses "[-data DIR] SEQ" and opens the ledger read-only.
+func openForEntry(ctx context.Context, e *env, name string, args []string) (*ledger.Ledger, uint64, error) {
 	var data string
-	fs := flags(e, "ledger get", &data)
+	fs := flags(e, name, &data)
 	if err := parse(fs, args, 1); err != nil {
-		return err
+		return nil, 0, err
 	}
 	seq, err := seqArg(fs)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	c, err := loadConfig(data)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	l, err := c.openLedgerReadOnly(ctx, e)
+	return l, seq, err
+}
+
+func runLedgerGet(ctx context.Context, e *env, args []string) error {
+	l, seq, err := openForEntry(ctx, e, "ledger get", args)
 	if err != nil {
 		return err
 	}
@@ -292,20 +298,7 @@ type proofJSON struct {
 }
 
 func runLedgerProof(ctx context.Context, e *env, args []string) error {
-	var data string
-	fs := flags(e, "ledger proof", &data)
-	if err := parse(fs, args, 1); err != nil {
-		return err
-	}
-	seq, err := seqArg(fs)
-	if err != nil {
-		return err
-	}
-	c, err := loadConfig(data)
-	if err != nil {
-		return err
-	}
-	l, err := c.openLedgerReadOnly(ctx, e)
+	l, seq, err := openForEntry(ctx, e, "ledger proof", args)
 	if err != nil {
 		return err
 	}
