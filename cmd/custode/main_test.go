@@ -37,8 +37,12 @@ func TestLedgerCommands(t *testing.T) {
 	if code, out := custode(t, events.String(), "ledger", "append", "-data", data); code != 0 || !strings.HasSuffix(out, "49\n") {
 		t.Fatalf("append: %d %s", code, out)
 	}
+	// The sample events of the README.
+	if code, out := custode(t, "", "ledger", "append", "-data", data, filepath.Join("..", "..", "testdata", "events.jsonl")); code != 0 || len(strings.Fields(out)) != 5 {
+		t.Fatalf("append testdata/events.jsonl: %d %s", code, out)
+	}
 	code, out := custode(t, "", "ledger", "verify", "-data", data, "-require-timestamps")
-	if code != 0 || !strings.Contains(out, "\nOK\n") || !strings.Contains(out, "1 timestamps verified") {
+	if code != 0 || !strings.Contains(out, "\nOK\n") || !strings.Contains(out, "2 timestamps verified") {
 		t.Fatalf("verify: %d %s", code, out)
 	}
 	if code, out := custode(t, "", "ledger", "proof", "-data", data, "17"); code != 0 || !strings.Contains(out, `"inclusion_proof"`) {
