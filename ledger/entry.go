@@ -50,7 +50,16 @@ type encodedEvent struct {
 
 // encodeEvent returns the canonical pieces of e, which must be valid.
 func encodeEvent(e *Event) encodedEvent {
-	var a, b, c []byte
+	n := len(e.Actor) + len(e.ArchiveKey) + len(e.ClientMessageID) + len(e.Gestore) +
+		len(e.Identificativo) + len(e.Mittente) + len(e.Oggetto) + 200
+	for _, r := range e.Destinatari {
+		n += len(r.Address) + 40
+	}
+	for k, v := range e.Details {
+		n += len(k) + len(v) + 6
+	}
+	a := make([]byte, 0, n+n/8)
+	var b, c []byte
 	// Keys in ascending order of their UTF-16 code units (all ASCII here):
 	// actor archive_key client_message_id destinatari details gestore
 	// identificativo kind mittente oggetto | prev | related

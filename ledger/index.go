@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ const (
 // indexKeys returns the index keys of e without their trailing sequence
 // number, which the sequencer appends.
 func indexKeys(e *Event) [][]byte {
-	var keys [][]byte
+	keys := make([][]byte, 0, 4+len(e.Related)+len(e.Destinatari))
 	t := uint64(e.Time.UnixNano())
 	add := func(typ byte, field string, withTime bool) {
 		k := make([]byte, 0, 2+len(field)+1+16)
@@ -36,25 +37,22 @@ func indexKeys(e *Event) [][]byte {
 		}
 		keys = append(keys, k)
 	}
-	seen := map[string]bool{}
 	if e.Identificativo != "" {
 		add(indexIdentificativo, e.Identificativo, false)
-		seen[e.Identificativo] = true
 	}
-	for _, r := range e.Related {
-		if !seen[r] {
+	for i, r := range e.Related {
+		if r != e.Identificativo && !slices.Contains(e.Related[:i], r) {
 			add(indexIdentificativo, r, false)
-			seen[r] = true
 		}
 	}
 	if e.ClientMessageID != "" {
 		add(indexClientMsgID, e.ClientMessageID, false)
 	}
-	boxes := map[string]bool{}
+	boxes := make([]string, 0, 1+len(e.Destinatari))
 	addBox := func(a string) {
 		a = strings.ToLower(a)
-		if a != "" && !boxes[a] {
-			boxes[a] = true
+		if a != "" && !slices.Contains(boxes, a) {
+			boxes = append(boxes, a)
 			add(indexMailbox, a, true)
 		}
 	}
