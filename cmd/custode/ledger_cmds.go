@@ -77,7 +77,7 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	h := l.Head()
 	e.log.Info("ledger open", "dir", c.ledgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
 	<-ctx.Done()
-	e.log.Info("stopping: making the last checkpoint")
+	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
 	return l.Close()
 }
 
@@ -226,8 +226,12 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "entries %d-%d: chain and tree recomputed in %v (%.0f entries/s)\n",
-		r.From, int64(r.To)-1, r.Elapsed.Round(time.Millisecond), float64(r.To-r.From)/max(r.Elapsed.Seconds(), 1e-9))
+	if r.To > r.From {
+		fmt.Fprintf(e.stdout, "entries %d-%d: chain and tree recomputed in %v (%.0f entries/s)\n",
+			r.From, r.To-1, r.Elapsed.Round(time.Millisecond), float64(r.To-r.From)/max(r.Elapsed.Seconds(), 1e-9))
+	} else {
+		fmt.Fprintln(e.stdout, "entries: none in range")
+	}
 	fmt.Fprintf(e.stdout, "checkpoints: %d checked, %d signatures verified, %d timestamps verified, %d pending\n",
 		r.Checkpoints, r.Signatures, r.Timestamps, r.PendingTimestamps)
 	for _, n := range r.Notes {
