@@ -494,7 +494,9 @@ func (l *Ledger) run() {
 			}
 			if next != nil {
 				commitNext()
-				l.finish(inflight, <-inflight.done)
+				if inflight != nil {
+					l.finish(inflight, <-inflight.done)
+				}
 			}
 			if pending != nil {
 				pending.done <- ErrClosed
