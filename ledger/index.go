@@ -90,7 +90,10 @@ type Page struct {
 // DefaultQueryLimit is the page size of a query that sets none.
 const DefaultQueryLimit = 1000
 
-// Find runs q.
+// Find runs q. It sees every entry appended before it was called: it waits
+// until the indexer has reached them. On a ledger opened read-only after a
+// crash, entries the indexer had not reached are found only once the ledger
+// has been opened for writing again, which indexes them.
 func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 	var prefix []byte
 	var timed bool

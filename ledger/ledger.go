@@ -358,13 +358,21 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 	case <-ctx.Done():
 		return nil, fmt.Errorf("ledger: append: %w", ctx.Err())
 	}
+	var err error
 	select {
-	case err := <-req.done:
-		if err != nil {
-			return nil, err
+	case err = <-req.done:
+	case <-l.stopped:
+		// Closed: the sequencer answered every append it took.
+		select {
+		case err = <-req.done:
+		default:
+			return nil, ErrClosed
 		}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("ledger: append: %w (the events may have been appended)", ctx.Err())
+	}
+	if err != nil {
+		return nil, err
 	}
 	seqs := make([]uint64, len(events))
 	for i := range seqs {

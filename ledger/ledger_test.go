@@ -402,3 +402,14 @@ func TestVerifyNamesTheAlteredEntry(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendAfterClose(t *testing.T) {
+	l := openTest(t, t.TempDir(), nil)
+	appendN(t, l, 0, 10)
+	l.Close()
+	for i := 0; i < 100; i++ {
+		if _, err := l.Append(context.Background(), pecEvent(i)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("append after close: %v, want ErrClosed", err)
+		}
+	}
+}
