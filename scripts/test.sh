@@ -7,7 +7,12 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 
 scripts/install-test-deps.sh
-export PATH="$PWD/.cache/bin:$PATH"
+export PATH="${CUSTODE_TOOLS:-$HOME/.cache/custode/bin}:$PATH"
+
+# Real S3 Object Lock servers (MinIO, versitygw) for the archive tests:
+# built once per machine, started on 127.0.0.1, stopped on exit.
+eval "$(scripts/s3-servers.sh start)"
+trap 'scripts/s3-servers.sh stop >/dev/null 2>&1 || true' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
