@@ -278,8 +278,7 @@ func (l *Ledger) load(ctx context.Context) error {
 		}
 		l.head = Head{Size: l.size, LastLeaf: l.last}
 		copy(l.head.Root[:], root)
-		_ = ctx
-		return nil
+		return ctx.Err()
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -94,7 +95,7 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 		if len(v) != 40 {
 			return fmt.Errorf("head record is %d bytes, want 40", len(v))
 		}
-		head.Size = bytesToUint64(v[:8])
+		head.Size = binary.BigEndian.Uint64(v[:8])
 		copy(head.LastLeaf[:], v[8:])
 		return nil
 	})
@@ -336,14 +337,6 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	}
 	r.Elapsed = time.Since(start)
 	return r, nil
-}
-
-func bytesToUint64(b []byte) uint64 {
-	var v uint64
-	for _, c := range b {
-		v = v<<8 | uint64(c)
-	}
-	return v
 }
 
 // decodedEntry is one entry as decodeEntries hands it on.
