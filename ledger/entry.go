@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -204,7 +205,8 @@ type wireRecipient struct {
 	Tipo      string `json:"tipo"`
 }
 
-type wireEntry struct {
+// wireEvent is an event's members in the JSON form of FORMAT.md.
+type wireEvent struct {
 	Actor                string            `json:"actor"`
 	ArchiveKey           string            `json:"archive_key"`
 	ClientMessageID      string            `json:"client_message_id"`
@@ -215,12 +217,73 @@ type wireEntry struct {
 	Kind                 string            `json:"kind"`
 	Mittente             string            `json:"mittente"`
 	Oggetto              string            `json:"oggetto"`
-	Prev                 string            `json:"prev"`
 	Related              []string          `json:"related"`
 	RiferimentoTemporale string            `json:"riferimento_temporale"`
-	Seq                  uint64            `json:"seq"`
 	SHA256               string            `json:"sha256"`
-	V                    int               `json:"v"`
+}
+
+// wireEntry is an entry: its event's members and the sequencer's.
+type wireEntry struct {
+	wireEvent
+	Prev string `json:"prev"`
+	Seq  uint64 `json:"seq"`
+	V    int    `json:"v"`
+}
+
+// event returns the event w describes, at time t.
+func (w *wireEvent) event(t time.Time) (Event, error) {
+	e := Event{
+		Kind:            Kind(w.Kind),
+		Identificativo:  w.Identificativo,
+		ClientMessageID: w.ClientMessageID,
+		Time:            t,
+		Mittente:        w.Mittente,
+		Oggetto:         w.Oggetto,
+		Related:         w.Related,
+		Gestore:         w.Gestore,
+		ArchiveKey:      w.ArchiveKey,
+		Actor:           w.Actor,
+		Details:         w.Details,
+	}
+	for _, r := range w.Destinatari {
+		e.Destinatari = append(e.Destinatari, Recipient{Address: r.Indirizzo, Tipo: Tipo(r.Tipo)})
+	}
+	if w.SHA256 != "" {
+		sum, err := hex.DecodeString(w.SHA256)
+		if err != nil {
+			return e, &FieldError{"sha256", "not hex"}
+		}
+		e.SHA256 = sum
+	}
+	return e, nil
+}
+
+// ParseEventJSON reads one event written as a JSON object with the member
+// names of FORMAT.md, without seq, prev and v, and with the
+// riferimento_temporale in any RFC 3339 form. Unknown members are refused,
+// and the event must be valid; a problem with a member is a *FieldError.
+func ParseEventJSON(b []byte) (Event, error) {
+	var w wireEvent
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return Event{}, fmt.Errorf("ledger: parse event: %w", err)
+	}
+	if dec.More() {
+		return Event{}, errors.New("ledger: parse event: more than one JSON value")
+	}
+	if w.RiferimentoTemporale == "" {
+		return Event{}, &FieldError{"riferimento_temporale", "missing"}
+	}
+	t, err := time.Parse(time.RFC3339Nano, w.RiferimentoTemporale)
+	if err != nil {
+		return Event{}, &FieldError{"riferimento_temporale", err.Error()}
+	}
+	e, err := w.event(t)
+	if err != nil {
+		return e, err
+	}
+	return e, e.Validate()
 }
 
 // DecodeEntry parses canonical entry bytes. It fails unless raw is exactly
@@ -250,26 +313,8 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: decode entry %d: riferimento_temporale: %w", w.Seq, err)
 	}
-	e.Event = Event{
-		Kind:            Kind(w.Kind),
-		Identificativo:  w.Identificativo,
-		ClientMessageID: w.ClientMessageID,
-		Time:            t,
-		Mittente:        w.Mittente,
-		Oggetto:         w.Oggetto,
-		Related:         w.Related,
-		Gestore:         w.Gestore,
-		ArchiveKey:      w.ArchiveKey,
-		Actor:           w.Actor,
-		Details:         w.Details,
-	}
-	for _, r := range w.Destinatari {
-		e.Destinatari = append(e.Destinatari, Recipient{Address: r.Indirizzo, Tipo: Tipo(r.Tipo)})
-	}
-	if w.SHA256 != "" {
-		if e.SHA256, err = hex.DecodeString(w.SHA256); err != nil {
-			return nil, fmt.Errorf("ledger: decode entry %d: sha256: %w", w.Seq, err)
-		}
+	if e.Event, err = w.event(t); err != nil {
+		return nil, fmt.Errorf("ledger: decode entry %d: %w", w.Seq, err)
 	}
 	again, err := e.Encode()
 	if err != nil {

@@ -159,3 +159,30 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestParseEventJSON(t *testing.T) {
+	good := `{"kind":"accettazione","identificativo":"id@pec.test","riferimento_temporale":"2026-11-23T10:00:00+01:00","mittente":"a@pec.test","destinatari":[{"indirizzo":"b@pec.test","tipo":"certificato"}],"gestore":"G","sha256":"` + strings.Repeat("ab", 32) + `"}`
+	e, err := ParseEventJSON([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Time.Equal(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)) || len(e.SHA256) != 32 || e.Destinatari[0].Tipo != TipoCertificato {
+		t.Errorf("parsed %+v", e)
+	}
+	bad := map[string]string{
+		"riferimento_temporale": `{"kind":"query","actor":"x"}`,
+		"sha256":                strings.Replace(good, `"sha256":"ab`, `"sha256":"zz`, 1),
+		"mittente":              strings.Replace(good, `"mittente":"a@pec.test",`, ``, 1),
+	}
+	for field, in := range bad {
+		var fe *FieldError
+		if _, err := ParseEventJSON([]byte(in)); !errors.As(err, &fe) || fe.Field != field {
+			t.Errorf("%s: err = %v, want a FieldError naming %s", in, err, field)
+		}
+	}
+	for _, in := range []string{`{"kind":"query","seq":3}`, `not json`, `{} {}`} {
+		if _, err := ParseEventJSON([]byte(in)); err == nil {
+			t.Errorf("%s accepted", in)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -81,55 +80,6 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	return l.Close()
 }
 
-// eventJSON is an event as custode ledger append reads it: the field names
-// of the canonical entry (FORMAT.md) without seq, prev and v, and the time
-// in any RFC 3339 form.
-type eventJSON struct {
-	Actor                string            `json:"actor"`
-	ArchiveKey           string            `json:"archive_key"`
-	ClientMessageID      string            `json:"client_message_id"`
-	Destinatari          []recipientJSON   `json:"destinatari"`
-	Details              map[string]string `json:"details"`
-	Gestore              string            `json:"gestore"`
-	Identificativo       string            `json:"identificativo"`
-	Kind                 string            `json:"kind"`
-	Mittente             string            `json:"mittente"`
-	Oggetto              string            `json:"oggetto"`
-	Related              []string          `json:"related"`
-	RiferimentoTemporale string            `json:"riferimento_temporale"`
-	SHA256               string            `json:"sha256"`
-}
-
-type recipientJSON struct {
-	Indirizzo string `json:"indirizzo"`
-	Tipo      string `json:"tipo"`
-}
-
-func (j *eventJSON) event() (ledger.Event, error) {
-	ev := ledger.Event{
-		Kind: ledger.Kind(j.Kind), Identificativo: j.Identificativo, ClientMessageID: j.ClientMessageID,
-		Mittente: j.Mittente, Oggetto: j.Oggetto, Related: j.Related, Gestore: j.Gestore,
-		ArchiveKey: j.ArchiveKey, Actor: j.Actor, Details: j.Details,
-	}
-	for _, r := range j.Destinatari {
-		ev.Destinatari = append(ev.Destinatari, ledger.Recipient{Address: r.Indirizzo, Tipo: ledger.Tipo(r.Tipo)})
-	}
-	if j.RiferimentoTemporale == "" {
-		return ev, &ledger.FieldError{Field: "riferimento_temporale", Reason: "missing"}
-	}
-	t, err := time.Parse(time.RFC3339Nano, j.RiferimentoTemporale)
-	if err != nil {
-		return ev, &ledger.FieldError{Field: "riferimento_temporale", Reason: err.Error()}
-	}
-	ev.Time = t
-	if j.SHA256 != "" {
-		if ev.SHA256, err = hex.DecodeString(j.SHA256); err != nil {
-			return ev, &ledger.FieldError{Field: "sha256", Reason: "not hex"}
-		}
-	}
-	return ev, ev.Validate()
-}
-
 func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 	var data string
 	fs := flags(e, "ledger append", &data)
@@ -157,13 +107,7 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		var j eventJSON
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&j); err != nil {
-			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
-		}
-		ev, err := j.event()
+		ev, err := ledger.ParseEventJSON(sc.Bytes())
 		if err != nil {
 			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
 		}
@@ -209,19 +153,15 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if to != 0 && to <= from {
 		return &usageError{fmt.Sprintf("-to %d must be after -from %d", to, from)}
 	}
-	c, err := loadConfig(data)
-	if err != nil {
-		return err
-	}
-	roots, tsaRoots, err := c.trust()
-	if err != nil {
-		return err
-	}
-	l, err := c.openLedgerReadOnly(ctx, e)
+	c, l, err := openReadOnly(ctx, e, data)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	roots, tsaRoots, err := c.trust()
+	if err != nil {
+		return err
+	}
 	r, err := l.Verify(ctx, ledger.VerifyOptions{From: from, To: to, Roots: roots, TSARoots: tsaRoots, RequireTimestamps: requireTS})
 	if err != nil {
 		return err
@@ -256,6 +196,17 @@ func seqArg(fs interface{ Arg(int) string }) (uint64, error) {
 	return s, nil
 }
 
+// openReadOnly loads the configuration of data and opens its ledger
+// read-only.
+func openReadOnly(ctx context.Context, e *env, data string) (*config, *ledger.Ledger, error) {
+	c, err := loadConfig(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := c.openLedgerReadOnly(ctx, e)
+	return c, l, err
+}
+
 // openForEntry parses "[-data DIR] SEQ" and opens the ledger read-only.
 func openForEntry(ctx context.Context, e *env, name string, args []string) (*ledger.Ledger, uint64, error) {
 	var data string
@@ -267,11 +218,7 @@ func openForEntry(ctx context.Context, e *env, name string, args []string) (*led
 	if err != nil {
 		return nil, 0, err
 	}
-	c, err := loadConfig(data)
-	if err != nil {
-		return nil, 0, err
-	}
-	l, err := c.openLedgerReadOnly(ctx, e)
+	_, l, err := openReadOnly(ctx, e, data)
 	return l, seq, err
 }
 
@@ -343,11 +290,7 @@ func runLedgerCheckpoints(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
-	if err != nil {
-		return err
-	}
-	l, err := c.openLedgerReadOnly(ctx, e)
+	_, l, err := openReadOnly(ctx, e, data)
 	if err != nil {
 		return err
 	}
