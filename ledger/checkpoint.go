@@ -171,7 +171,11 @@ func (l *Ledger) putCheckpoint(c *Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	return l.db.Update(func(txn *badger.Txn) error { return txn.Set(checkpointKey(c.Size), v) })
+	if err := l.db.Update(func(txn *badger.Txn) error { return txn.Set(checkpointKey(c.Size), v) }); err != nil {
+		return err
+	}
+	// Checkpoints are not journaled: the store itself makes them durable.
+	return l.db.Sync()
 }
 
 // Checkpoints returns every checkpoint the ledger holds, oldest first.

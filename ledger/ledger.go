@@ -50,8 +50,9 @@ type Options struct {
 // Ledger is an append-only evidence log backed by badger. Its methods are
 // safe for concurrent use.
 type Ledger struct {
-	db       *badger.DB // entries, tree nodes, checkpoints, head: synced
+	db       *badger.DB // entries, tree nodes, checkpoints, head: made durable by jnl
 	idx      *badger.DB // index keys and their watermark: derived, not synced
+	jnl      *journal   // the write-ahead journal, owned by the sequencer
 	log      *slog.Logger
 	readOnly bool
 	maxBatch int
@@ -67,7 +68,8 @@ type Ledger struct {
 	rangf *compact.RangeFactory
 
 	mu       sync.Mutex
-	head     Head // last committed size and root, for readers
+	head     Head  // last committed size and root, for readers
+	broken   error // set when the store failed after the journal: appends are refused
 	closeErr error
 	closed   bool
 
@@ -151,13 +153,18 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	open := func(dir string, sync bool) (*badger.DB, error) {
+	// Neither store syncs: the journal makes entries durable, and the
+	// indexes are derived from the entries.
+	open := func(dir string) (*badger.DB, error) {
 		o := badger.DefaultOptions(dir).
-			WithSyncWrites(sync).
+			WithSyncWrites(false).
 			WithDetectConflicts(false).
 			WithNumVersionsToKeep(1).
 			WithLogger(badgerLogger{log}).
-			WithLoggingLevel(badger.WARNING)
+			WithLoggingLevel(badger.WARNING).
+			// Entries go to the value log, written once, rather than
+			// into the LSM tree, which compactions rewrite.
+			WithValueThreshold(256)
 		if opts.ReadOnly {
 			db, err := badger.Open(o.WithReadOnly(true))
 			if err == nil {
@@ -169,11 +176,11 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		}
 		return badger.Open(o)
 	}
-	db, err := open(filepath.Join(opts.Dir, "entries"), true)
+	db, err := open(filepath.Join(opts.Dir, "entries"))
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
 	}
-	idx, err := open(filepath.Join(opts.Dir, "index"), false)
+	idx, err := open(filepath.Join(opts.Dir, "index"))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
@@ -194,12 +201,18 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		idx.Close()
 		return nil, err
 	}
+	if err := l.recoverJournal(ctx, filepath.Join(opts.Dir, "journal")); err != nil {
+		db.Close()
+		idx.Close()
+		return nil, err
+	}
 	if opts.ReadOnly {
 		return l, nil
 	}
 	if opts.Checkpoints != nil {
 		cp, err := newCheckpointer(ctx, l, *opts.Checkpoints)
 		if err != nil {
+			l.jnl.close()
 			db.Close()
 			idx.Close()
 			return nil, err
@@ -208,6 +221,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	}
 	l.indexedCh = make(chan struct{})
 	if err := l.catchUpIndex(ctx); err != nil {
+		l.jnl.close()
 		db.Close()
 		idx.Close()
 		return nil, err
@@ -407,7 +421,8 @@ func (l *Ledger) restore(s state) {
 // group is one group commit: a badger transaction and the appends in it.
 type group struct {
 	batch   []*appendReq
-	kvs     []kv // what the group writes, in order
+	kvs     []kv     // what the group writes, in order
+	raws    [][]byte // the canonical bytes of its entries, for the journal
 	txn     *badger.Txn
 	before  state    // the sequencer's state before the group
 	head    Head     // the head once the group is durable
@@ -443,14 +458,7 @@ func (l *Ledger) run() {
 			next = nil
 			return
 		}
-		g := next
-		g.done = make(chan error, 1)
-		t0 := time.Now()
-		g.txn.CommitWith(func(err error) {
-			l.commitNanos.Add(uint64(time.Since(t0)))
-			g.done <- err
-		})
-		inflight, next = g, nil
+		inflight, next = l.commit(next), nil
 	}
 	add := func(r *appendReq) {
 		if next == nil {
@@ -537,6 +545,7 @@ func (l *Ledger) addToGroup(g *group, r *appendReq) {
 		raw := buf[start:len(buf):len(buf)]
 		leaf := LeafHash(raw)
 		g.kvs = append(g.kvs, kv{entryKey(l.size), raw})
+		g.raws = append(g.raws, raw)
 		for _, k := range ev.index {
 			g.index = append(g.index, binary.BigEndian.AppendUint64(k[:len(k):len(k)], l.size))
 		}
@@ -559,9 +568,14 @@ type kv struct{ k, v []byte }
 // waits for the commits before it, which would stop the next group from
 // filling while the current one is being committed.
 func (l *Ledger) seal(g *group) error {
-	headVal := make([]byte, 40)
-	binary.BigEndian.PutUint64(headVal, l.size)
-	copy(headVal[8:], l.last[:])
+	l.mu.Lock()
+	broken := l.broken
+	l.mu.Unlock()
+	if broken != nil {
+		l.restore(g.before)
+		return broken
+	}
+	headVal := headValue(l.size, l.last)
 	g.txn = l.db.NewTransaction(true)
 	var err error
 	for _, e := range append(g.kvs, kv{keyHead, headVal}) {
@@ -581,6 +595,206 @@ func (l *Ledger) seal(g *group) error {
 	g.head = Head{Size: l.size, LastLeaf: l.last}
 	copy(g.head.Root[:], root)
 	return nil
+}
+
+// commit starts g's two writes, the journal record (write and fsync) and
+// the store transaction (not synced), and returns g, whose done channel
+// receives the outcome once both have ended.
+func (l *Ledger) commit(g *group) *group {
+	g.done = make(chan error, 1)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	var jerr, serr error
+	wg.Add(2)
+	g.txn.CommitWith(func(err error) {
+		serr = err
+		wg.Done()
+	})
+	rec := encodeJournalRecord(g.before.size, g.raws)
+	go func() {
+		jerr = l.jnl.append(rec, len(g.raws))
+		wg.Done()
+	}()
+	go func() {
+		wg.Wait()
+		l.commitNanos.Add(uint64(time.Since(t0)))
+		g.done <- l.settle(g, jerr, serr)
+	}()
+	return g
+}
+
+// settle decides a group commit from its two writes. Entries in the journal
+// are durable: if the store failed to take them, the ledger refuses further
+// appends until it is reopened, which replays them. Entries the journal
+// failed to take are taken back out of the store.
+func (l *Ledger) settle(g *group, jerr, serr error) error {
+	switch {
+	case jerr == nil && serr == nil:
+		return nil
+	case jerr == nil:
+		err := fmt.Errorf("ledger: the journal holds entries %d-%d but the store failed to take them (%w); reopen the ledger to replay them", g.before.size, g.head.Size-1, serr)
+		l.mu.Lock()
+		l.broken = err
+		l.mu.Unlock()
+		return err
+	case serr == nil:
+		if rerr := l.unwrite(g); rerr != nil {
+			err := fmt.Errorf("ledger: entries %d-%d: journal: %w; taking them back out of the store: %w; reopen the ledger", g.before.size, g.head.Size-1, jerr, rerr)
+			l.mu.Lock()
+			l.broken = err
+			l.mu.Unlock()
+			return err
+		}
+	}
+	return errors.Join(jerr, serr)
+}
+
+// unwrite removes a group's entries from the store and restores the head
+// before it.
+func (l *Ledger) unwrite(g *group) error {
+	return l.db.Update(func(txn *badger.Txn) error {
+		for seq := g.before.size; seq < g.head.Size; seq++ {
+			if err := txn.Delete(entryKey(seq)); err != nil {
+				return err
+			}
+		}
+		if g.before.size == 0 {
+			return txn.Delete(keyHead)
+		}
+		return txn.Set(keyHead, headValue(g.before.size, g.before.last))
+	})
+}
+
+func headValue(size uint64, last [32]byte) []byte {
+	v := make([]byte, 40)
+	binary.BigEndian.PutUint64(v, size)
+	copy(v[8:], last[:])
+	return v
+}
+
+// recoverJournal opens the journal and brings the store and the journal
+// level: entries the journal holds beyond the store (lost by the store in a
+// crash) are replayed into it, and entries the store holds beyond the
+// journal (a group whose journal write a crash cut short, never answered)
+// are written to the journal. On a read-only ledger it only reports entries
+// the store lacks.
+func (l *Ledger) recoverJournal(ctx context.Context, dir string) error {
+	j, recs, err := openJournal(dir, l.size, l.readOnly)
+	if err != nil {
+		return fmt.Errorf("ledger: open: journal: %w", err)
+	}
+	if l.readOnly {
+		if j.next > l.size {
+			return fmt.Errorf("ledger: open: the journal holds entries %d-%d that the store lacks; open the ledger for writing once to replay them", l.size, j.next-1)
+		}
+		return nil
+	}
+	l.jnl = j
+	fail := func(err error) error {
+		j.close()
+		return fmt.Errorf("ledger: open: journal: %w", err)
+	}
+	if j.next > l.size {
+		from := l.size
+		if err := l.replay(ctx, recs); err != nil {
+			return fail(err)
+		}
+		l.log.Info("ledger: replayed entries from the journal", "from", from, "to", l.size)
+	}
+	if j.next < l.size {
+		from := j.next
+		var raws [][]byte
+		var bytes int
+		flush := func() error {
+			if len(raws) == 0 {
+				return nil
+			}
+			err := j.append(encodeJournalRecord(j.next, raws), len(raws))
+			raws, bytes = raws[:0], 0
+			return err
+		}
+		err := l.scanEntries(ctx, j.next, l.size, func(seq uint64, raw []byte) error {
+			raws = append(raws, raw)
+			bytes += len(raw)
+			if len(raws) == MaxAppendEvents || bytes >= maxBatchBytes {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			return fail(err)
+		}
+		l.log.Info("ledger: journaled entries the store held beyond the journal", "from", from, "to", l.size)
+	}
+	return nil
+}
+
+// replay writes into the store the journaled entries from l.size on,
+// checking that each continues the chain.
+func (l *Ledger) replay(ctx context.Context, recs []journalRecord) error {
+	var kvs []kv
+	visit := func(id compact.NodeID, h []byte) {
+		if id.Level > 0 && id.Level%storedLevelStep == 0 {
+			kvs = append(kvs, kv{nodeKey(id.Level, id.Index), h})
+		}
+	}
+	flush := func() error {
+		if len(kvs) == 0 {
+			return nil
+		}
+		txn := l.db.NewTransaction(true)
+		defer txn.Discard()
+		for _, e := range append(kvs, kv{keyHead, headValue(l.size, l.last)}) {
+			if err := txn.Set(e.k, e.v); err != nil {
+				return err
+			}
+		}
+		kvs = kvs[:0]
+		return txn.Commit()
+	}
+	for _, rec := range recs {
+		for i, raw := range rec.entries {
+			seq := rec.first + uint64(i)
+			if seq < l.size {
+				continue
+			}
+			e, err := DecodeEntry(raw)
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", seq, err)
+			}
+			if e.Seq != seq || e.Prev != l.last {
+				return fmt.Errorf("entry %d does not continue the store's chain", seq)
+			}
+			kvs = append(kvs, kv{entryKey(seq), raw})
+			leaf := LeafHash(raw)
+			if err := l.rng.Append(leaf[:], visit); err != nil {
+				return fmt.Errorf("entry %d: tree: %w", seq, err)
+			}
+			l.last = leaf
+			l.size++
+			if len(kvs) >= 1024 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	root, err := l.rng.GetRootHash(nil)
+	if err != nil {
+		return err
+	}
+	l.head = Head{Size: l.size, LastLeaf: l.last}
+	copy(l.head.Root[:], root)
+	return l.db.Sync()
 }
 
 // finish answers the appends of a committed group and publishes its head;
@@ -629,7 +843,11 @@ func (l *Ledger) Close() error {
 		signal(l.idxSignal)
 		<-l.indexerDone
 	}
-	err := errors.Join(l.db.Close(), l.idx.Close())
+	var jerr error
+	if l.jnl != nil {
+		jerr = l.jnl.close()
+	}
+	err := errors.Join(jerr, l.db.Close(), l.idx.Close())
 	if err != nil {
 		err = fmt.Errorf("ledger: close: %w", err)
 	}
