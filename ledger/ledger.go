@@ -859,6 +859,10 @@ func (l *Ledger) Close() error {
 
 // Entry returns entry seq as stored, with its canonical bytes.
 func (l *Ledger) Entry(ctx context.Context, seq uint64) (*Entry, []byte, error) {
+	if !l.readOnly && seq >= l.Head().Size {
+		// Possibly in the store, but not yet durable.
+		return nil, nil, fmt.Errorf("ledger: entry %d: %w", seq, ErrNotFound)
+	}
 	var raw []byte
 	err := l.db.View(func(txn *badger.Txn) error {
 		var err error
