@@ -58,6 +58,7 @@ type Ledger struct {
 	maxBatch int
 
 	reqs    chan *appendReq
+	imports chan importReq
 	stop    chan struct{}
 	stopped chan struct{}
 
@@ -231,6 +232,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	l.indexerDone = make(chan struct{})
 	go l.runIndexer()
 	l.reqs = make(chan *appendReq, 1024)
+	l.imports = make(chan importReq)
 	l.stop = make(chan struct{})
 	l.stopped = make(chan struct{})
 	go l.run()
@@ -485,7 +487,13 @@ func (l *Ledger) run() {
 		if pending != nil {
 			reqs = nil // wait for the commit to make room
 		}
+		var imports chan importReq
+		if inflight == nil && next == nil && pending == nil {
+			imports = l.imports
+		}
 		select {
+		case req := <-imports:
+			req.done <- l.importSegment(req.s)
 		case r := <-reqs:
 			if !fits(r) {
 				pending = r
@@ -792,8 +800,10 @@ func (l *Ledger) replay(ctx context.Context, recs []journalRecord) error {
 	if err != nil {
 		return err
 	}
+	l.mu.Lock()
 	l.head = Head{Size: l.size, LastLeaf: l.last}
 	copy(l.head.Root[:], root)
+	l.mu.Unlock()
 	return l.db.Sync()
 }
 

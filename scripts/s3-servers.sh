@@ -137,6 +137,8 @@ print_env() {
 	local ok=0
 	if running minio; then
 		echo "export CUSTODE_TEST_MINIO=$(cat "$STATE/minio.url")"
+		# Outage tests start and stop a MinIO of their own.
+		echo "export CUSTODE_TEST_MINIO_BIN=$BIN/minio"
 		ok=1
 	fi
 	if running versitygw; then

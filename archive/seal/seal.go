@@ -1,0 +1,218 @@
+// Package seal ships the ledger's sealed segments to WORM storage, checks
+// them there, and rebuilds a lost ledger store from them.
+//
+// One segment is made per timestamped checkpoint, in order: entries from the
+// end of the last seal to the checkpoint's size, with the checkpoint and the
+// compact range before the first entry (see ledger.Segment). Each is written
+// once under a key naming its range, retained in COMPLIANCE mode until the
+// time of its last entry plus the log's retention (30 months by default), and
+// recorded in the ledger with its version and SHA-256. The queue of work is
+// the ledger itself (timestamped checkpoints beyond the last seal), so it is
+// as durable as the ledger and a Sealer catches up after any outage.
+package seal
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/custode/custode/archive"
+	"github.com/custode/custode/ledger"
+)
+
+// DefaultPrefix is where segments are kept in the log bucket.
+const DefaultPrefix = "ledger/segments/"
+
+// LogRetentionMonths is the legal minimum for keeping the log (RFC 6109
+// §2.3 and the DM 2 novembre 2005: 30 months).
+const LogRetentionMonths = 30
+
+// Options configure a Sealer.
+type Options struct {
+	Ledger *ledger.Ledger // required
+	Store  archive.Store  // required
+	// Prefix is the key prefix of segments; "" means DefaultPrefix.
+	Prefix string
+	// RetainFor is added to a segment's last entry time to give its
+	// retain-until; 0 means LogRetentionMonths months.
+	RetainFor time.Duration
+	// Poll is how often Run looks for new checkpoints; 0 means 1s.
+	Poll time.Duration
+	// MaxBackoff bounds the wait after a failure; 0 means 30s.
+	MaxBackoff time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Sealer writes segments to the archive. Its methods are not safe for
+// concurrent use; run one Sealer per ledger.
+type Sealer struct {
+	opts Options
+}
+
+// New returns a Sealer.
+func New(opts Options) (*Sealer, error) {
+	if opts.Ledger == nil || opts.Store == nil {
+		return nil, errors.New("seal: a ledger and a store are required")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Sealer{opts: opts}, nil
+}
+
+// Key returns the object key of segment [from, to) under prefix.
+func Key(prefix string, from, to uint64) string {
+	return fmt.Sprintf("%s%020d-%020d.seg", prefix, from, to)
+}
+
+// retainUntil is when segment s may be deleted.
+func (s *Sealer) retainUntil(seg *ledger.Segment, last *ledger.Entry) time.Time {
+	t := seg.Checkpoint.Time
+	if last != nil && last.Time.After(t) {
+		t = last.Time
+	}
+	if s.opts.RetainFor > 0 {
+		return t.Add(s.opts.RetainFor)
+	}
+	return t.AddDate(0, LogRetentionMonths, 0)
+}
+
+// Backlog returns how many entries are covered by a timestamped checkpoint
+// but not yet sealed, and how many checkpoints that is.
+func (s *Sealer) Backlog(ctx context.Context) (entries uint64, checkpoints int, err error) {
+	todo, from, err := s.todo(ctx)
+	if err != nil || len(todo) == 0 {
+		return 0, 0, err
+	}
+	return todo[len(todo)-1].Size - from, len(todo), nil
+}
+
+// todo returns the timestamped checkpoints beyond the last seal, in order,
+// up to the first pending one, and where the last seal ended.
+func (s *Sealer) todo(ctx context.Context) ([]*ledger.Checkpoint, uint64, error) {
+	last, err := s.opts.Ledger.LastSeal(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var from uint64
+	if last != nil {
+		from = last.To
+	}
+	cps, err := s.opts.Ledger.Checkpoints(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var todo []*ledger.Checkpoint
+	for _, c := range cps {
+		if c.Size <= from {
+			continue
+		}
+		if c.Pending() {
+			break
+		}
+		todo = append(todo, c)
+	}
+	return todo, from, nil
+}
+
+// SealPending seals, in order, every timestamped checkpoint beyond the last
+// seal, and returns how many it sealed. It stops at the first failure.
+func (s *Sealer) SealPending(ctx context.Context) (int, error) {
+	todo, from, err := s.todo(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for i, c := range todo {
+		if err := s.sealOne(ctx, from, c.Size); err != nil {
+			return i, err
+		}
+		from = c.Size
+	}
+	return len(todo), nil
+}
+
+func (s *Sealer) sealOne(ctx context.Context, from, to uint64) error {
+	l := s.opts.Ledger
+	seg, err := l.Segment(ctx, from, to)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	data, err := seg.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	last, _, err := l.Entry(ctx, to-1)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	until := s.retainUntil(seg, last)
+	if now := s.opts.Now(); !until.After(now) {
+		// Entries older than the retention still go to the archive, held
+		// for a day so that they can be checked before they expire.
+		until = now.Add(24 * time.Hour)
+	}
+	key := Key(s.opts.Prefix, from, to)
+	sum := sha256.Sum256(data)
+	info, err := s.opts.Store.Put(ctx, key, data, archive.PutOptions{
+		Retention: archive.Retention{Mode: archive.Compliance, RetainUntil: until},
+	})
+	if errors.Is(err, archive.ErrExists) {
+		// An earlier run wrote it and stopped before recording it.
+		info, err = s.opts.Store.Stat(ctx, key, "")
+		if err == nil && info.SHA256 != sum {
+			err = fmt.Errorf("%s already holds other bytes (SHA-256 %x, want %x)", key, info.SHA256[:8], sum[:8])
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("seal: segment %d-%d: %w", from, to, err)
+	}
+	err = l.RecordSeal(ctx, ledger.Seal{
+		From: from, To: to, Key: key, VersionID: info.VersionID,
+		SHA256: hex.EncodeToString(sum[:]), RetainUntil: info.Retention.RetainUntil, Sealed: s.opts.Now().UTC(),
+	})
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	s.opts.Logger.Info("seal: segment archived", "from", from, "to", to, "key", key, "version", info.VersionID, "bytes", len(data))
+	return nil
+}
+
+// Run seals until ctx is done, backing off after failures (an archive that
+// is down) and catching up when they end.
+func (s *Sealer) Run(ctx context.Context) {
+	wait := s.opts.Poll
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		_, err := s.SealPending(ctx)
+		switch {
+		case err == nil:
+			wait = s.opts.Poll
+		case ctx.Err() != nil:
+			return
+		default:
+			s.opts.Logger.Warn("seal: will retry", "in", wait, "err", err)
+			wait = min(2*wait, s.opts.MaxBackoff)
+		}
+	}
+}
