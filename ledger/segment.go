@@ -81,7 +81,7 @@ func ParseSegment(b []byte) (*Segment, error) {
 	if !ok {
 		return nil, errors.New("ledger: segment: not a custode segment")
 	}
-	line, rest, ok := bytes.Cut(rest[:min(len(rest), maxSegmentHeader)], []byte("\n"))
+	line, _, ok := bytes.Cut(rest[:min(len(rest), maxSegmentHeader)], []byte("\n"))
 	if !ok {
 		return nil, errors.New("ledger: segment: header line missing or too long")
 	}

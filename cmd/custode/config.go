@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
@@ -12,6 +13,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/custode/custode/archive"
+	"github.com/custode/custode/archive/localstore"
+	"github.com/custode/custode/archive/s3store"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/pki"
 	"github.com/custode/custode/tsa"
@@ -45,6 +49,10 @@ type config struct {
 	TSAURL string `json:"tsa_url,omitempty"`
 	// TSARoots holds the TSA's trust anchors when they differ from CACert.
 	TSARoots string `json:"tsa_roots,omitempty"`
+
+	// Archive is where sealed segments go; nil means a local WORM
+	// directory, worm/, in the data directory.
+	Archive *archiveConfig `json:"archive,omitempty"`
 
 	CheckpointEvery    uint64 `json:"checkpoint_every,omitempty"`
 	CheckpointInterval string `json:"checkpoint_interval,omitempty"` // e.g. "10s"
@@ -190,4 +198,49 @@ func (c *config) openLedgerReadOnly(ctx context.Context, e *env) (*ledger.Ledger
 		return nil, fmt.Errorf("no ledger in %s: %w", c.dir, err)
 	}
 	return ledger.Open(ctx, ledger.Options{Dir: c.ledgerDir(), ReadOnly: true, Logger: e.log})
+}
+
+// archiveConfig selects the WORM store of sealed segments: S3 when
+// s3_endpoint is set, else a local directory.
+type archiveConfig struct {
+	Dir        string `json:"dir,omitempty"` // local WORM directory; default "worm"
+	S3Endpoint string `json:"s3_endpoint,omitempty"`
+	S3Bucket   string `json:"s3_bucket,omitempty"`
+	S3Region   string `json:"s3_region,omitempty"`
+	// The S3 credentials are read from the environment variables these
+	// name (default CUSTODE_S3_ACCESS_KEY and CUSTODE_S3_SECRET_KEY), never
+	// from the file.
+	S3AccessKeyEnv string `json:"s3_access_key_env,omitempty"`
+	S3SecretKeyEnv string `json:"s3_secret_key_env,omitempty"`
+}
+
+// archiveStore opens the configured WORM store, creating the bucket (with
+// Object Lock) or directory if needed.
+func (c *config) archiveStore(ctx context.Context) (archive.Store, error) {
+	a := c.Archive
+	if a == nil {
+		a = &archiveConfig{}
+	}
+	if a.S3Endpoint == "" {
+		dir := a.Dir
+		if dir == "" {
+			dir = "worm"
+		}
+		return localstore.Open(c.path(dir), localstore.Options{})
+	}
+	keyEnv, secretEnv := cmp.Or(a.S3AccessKeyEnv, "CUSTODE_S3_ACCESS_KEY"), cmp.Or(a.S3SecretKeyEnv, "CUSTODE_S3_SECRET_KEY")
+	if os.Getenv(keyEnv) == "" || os.Getenv(secretEnv) == "" {
+		return nil, fmt.Errorf("archive: s3_endpoint is set but %s or %s is empty", keyEnv, secretEnv)
+	}
+	s, err := s3store.New(s3store.Config{
+		Endpoint: a.S3Endpoint, Bucket: a.S3Bucket, Region: a.S3Region,
+		AccessKey: os.Getenv(keyEnv), SecretKey: os.Getenv(secretEnv),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.EnsureBucket(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
 }

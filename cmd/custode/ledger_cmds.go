@@ -14,6 +14,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/ledger"
 )
 
@@ -75,7 +76,23 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	}
 	h := l.Head()
 	e.log.Info("ledger open", "dir", c.ledgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
+	store, err := c.archiveStore(ctx)
+	if err != nil {
+		return err
+	}
+	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	sealCtx, stopSealing := context.WithCancel(context.WithoutCancel(ctx))
+	sealed := make(chan struct{})
+	go func() {
+		defer close(sealed)
+		sealer.Run(sealCtx)
+	}()
 	<-ctx.Done()
+	stopSealing()
+	<-sealed
 	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
 	return l.Close()
 }
