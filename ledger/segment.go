@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/custode/custode/tsa"
@@ -90,14 +91,17 @@ func ParseSegment(b []byte) (*Segment, error) {
 	if err := json.Unmarshal(line, &h); err != nil {
 		return nil, fmt.Errorf("ledger: segment: header: %w", err)
 	}
+	if canon, err := json.Marshal(h); err != nil || !bytes.Equal(canon, line) {
+		return nil, fmt.Errorf("ledger: segment: header: %w", errNotCanonical)
+	}
 	if h.To < h.From || h.To-h.From > uint64(len(rest))/4 {
 		return nil, fmt.Errorf("ledger: segment: range %d-%d does not fit its %d bytes", h.From, h.To, len(rest))
 	}
 	s := &Segment{From: h.From, To: h.To}
 	for i, x := range h.Start {
 		v, err := hex.DecodeString(x)
-		if err != nil || len(v) != 32 {
-			return nil, fmt.Errorf("ledger: segment: start hash %d is not 32 hex bytes", i)
+		if err != nil || len(v) != 32 || hex.EncodeToString(v) != x {
+			return nil, fmt.Errorf("ledger: segment: start hash %d is not 32 bytes in lower-case hex", i)
 		}
 		s.Start = append(s.Start, v)
 	}
@@ -142,7 +146,8 @@ func (s *Segment) Check(prev *SegmentEnd) (*SegmentEnd, error) {
 		return fail("its checkpoint does not cover size %d", s.To)
 	}
 	rf := &compact.RangeFactory{Hash: hasher.HashChildren}
-	rng, err := rf.NewRange(0, s.From, s.Start)
+	// The range writes into the slice it is given.
+	rng, err := rf.NewRange(0, s.From, slices.Clone(s.Start))
 	if err != nil {
 		return fail("start range: %v", err)
 	}
