@@ -206,17 +206,23 @@ func (l *Ledger) Checkpoints(ctx context.Context) ([]*Checkpoint, error) {
 	return out, nil
 }
 
+// lastValue returns the value of the last key with the one-byte prefix, or
+// ErrNotFound.
+func lastValue(txn *badger.Txn, prefix byte) ([]byte, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefix}})
+	defer it.Close()
+	it.Seek([]byte{prefix, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	if !it.Valid() {
+		return nil, ErrNotFound
+	}
+	return it.Item().ValueCopy(nil)
+}
+
 // LatestCheckpoint returns the newest checkpoint, or ErrNotFound.
 func (l *Ledger) LatestCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	var c *Checkpoint
 	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefixCheckpoint}})
-		defer it.Close()
-		it.Seek(checkpointKey(^uint64(0)))
-		if !it.Valid() {
-			return ErrNotFound
-		}
-		v, err := it.Item().ValueCopy(nil)
+		v, err := lastValue(txn, prefixCheckpoint)
 		if err != nil {
 			return err
 		}

@@ -342,13 +342,10 @@ func (l *Ledger) Seals(ctx context.Context) ([]Seal, error) {
 func (l *Ledger) LastSeal(ctx context.Context) (*Seal, error) {
 	var last *Seal
 	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefixSeal}})
-		defer it.Close()
-		it.Seek(sealKey(^uint64(0)))
-		if !it.Valid() {
+		v, err := lastValue(txn, prefixSeal)
+		if errors.Is(err, ErrNotFound) {
 			return nil
 		}
-		v, err := it.Item().ValueCopy(nil)
 		if err != nil {
 			return err
 		}
