@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests need, pinned: Debian's openssl and libxml2-utils
-# (xmllint), and staticcheck built from the Go module proxy into
+# Installs what the tests need, pinned: Debian's openssl, libxml2-utils
+# (xmllint), clamav-daemon (clamd, run by scripts/clamd.sh with a local
+# EICAR-only signature database) and swaks, and staticcheck built from the
+# Go module proxy into
 # ~/.cache/custode/bin (outside the checkout, so that fresh clones on this
 # machine, CI's included, reuse it). Whatever is already there at the
 # pinned version is kept, so repeated runs cost nothing.
@@ -9,18 +11,37 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 
 STATICCHECK_VERSION=v0.6.1 # staticcheck 2025.1.1; builds with Go 1.26
-APT_PACKAGES=(openssl libxml2-utils ca-certificates curl)
+APT_PACKAGES=(openssl libxml2-utils ca-certificates curl clamav-daemon swaks python3)
 
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v xmllint >/dev/null || missing+=(libxml2-utils)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v curl >/dev/null || missing+=(curl)
+command -v clamd >/dev/null || missing+=(clamav-daemon)
+command -v swaks >/dev/null || missing+=(swaks)
+command -v python3 >/dev/null || missing+=(python3) # imaplib, the IMAP client of the gestore tests
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing ${missing[*]} from Debian"
 	sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+	# clamav-daemon pulls in clamav-freshclam: neither daemon may start (the
+	# tests run their own clamd; freshclam would try to reach the internet).
+	# Where no policy-rc.d forbids starting services, put one in place for
+	# the install only.
+	policy=/usr/sbin/policy-rc.d
+	placed_policy=""
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+		$sudo chmod 755 "$policy"
+		placed_policy=1
+		trap '$sudo rm -f "$policy"' EXIT
+	fi
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
+	if [ -n "$placed_policy" ]; then
+		$sudo rm -f "$policy"
+		trap - EXIT
+	fi
 fi
 
 BIN="${CUSTODE_TOOLS:-$HOME/.cache/custode/bin}"
@@ -32,4 +53,4 @@ if [ ! -x "$BIN/staticcheck" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$STATICCHE
 	echo "$STATICCHECK_VERSION" > "$stamp"
 fi
 
-echo "test tools: $(openssl version); xmllint $(xmllint --version 2>&1 | head -1 | awk '{print $NF}'); staticcheck $("$BIN/staticcheck" -version | awk '{print $2}'); $(go version)"
+echo "test tools: $(openssl version); xmllint $(xmllint --version 2>&1 | head -1 | awk '{print $NF}'); $(clamd --version); swaks $(swaks --version 2>&1 | awk '{print $NF; exit}'); staticcheck $("$BIN/staticcheck" -version | awk '{print $2}'); $(go version)"
