@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"time"
 
@@ -263,4 +264,42 @@ func LoadPool(path string) (*x509.CertPool, error) {
 		pool.AddCert(c)
 	}
 	return pool, nil
+}
+
+// TLSServerTemplate is the certificate of a TLS server (the gestore's SMTP
+// and IMAP points) reachable under hosts: DNS names and IP addresses, the
+// first of which is also its common name.
+func TLSServerTemplate(hosts []string, notBefore, notAfter time.Time) *x509.Certificate {
+	tmpl := &x509.Certificate{
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	if len(hosts) > 0 {
+		tmpl.Subject.CommonName = hosts[0]
+	}
+	return tmpl
+}
+
+// IssueTLSServer makes a new RSA key and a TLS server certificate for hosts
+// (TLSServerTemplate), signed by ca. Its extended key usages allow both
+// server and client authentication, so a gestore presents the same
+// certificate when it connects to another gestore.
+func IssueTLSServer(ca *KeyPair, hosts []string, notBefore, notAfter time.Time) (*KeyPair, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New("pki: TLS certificate: at least one host name or address is required")
+	}
+	key, err := rsa.GenerateKey(rand.Reader, RSABits)
+	if err != nil {
+		return nil, fmt.Errorf("pki: TLS key: %w", err)
+	}
+	return issue(TLSServerTemplate(hosts, notBefore, notAfter), ca, key)
 }

@@ -1,0 +1,314 @@
+package gestore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/clamd"
+	"github.com/custode/custode/pec/igpec"
+	"github.com/custode/custode/pec/mailstore"
+	"github.com/custode/custode/pec/queue"
+)
+
+// Default limits of the formal checks (RFC 6109 §3.1.1).
+const (
+	// DefaultMaxSize is the limit on a message's size times the number of
+	// its recipients: 30 MB, as Italian law sets it.
+	DefaultMaxSize = 30 << 20
+	// DefaultMaxRecipients is the largest number of recipients a message
+	// may have.
+	DefaultMaxRecipients = 50
+	// MaxProtocolRecipients is the number of RCPT commands a session may
+	// give before the server refuses more at the protocol level; between
+	// MaxRecipients and this the message gets an avviso di non
+	// accettazione instead.
+	MaxProtocolRecipients = 1000
+)
+
+// Scanner finds viruses in a message. *clamd.Client is one.
+type Scanner interface {
+	Scan(ctx context.Context, data []byte) (clamd.Result, error)
+}
+
+// Archiver is the archive hook: it keeps, byte-identical, a signed message
+// the gestore produced or received, if the policy of mailbox asks for the
+// archivio di sicurezza. It returns the key the message is kept under, or
+// "" when the mailbox's messages are not archived. A returned key must be
+// durable (stored, or queued durably for the archive) when Archive returns:
+// it is written in the ledger entry.
+type Archiver interface {
+	Archive(ctx context.Context, m ArchivedMessage) (key string, err error)
+}
+
+// ArchivedMessage is what the archive hook receives.
+type ArchivedMessage struct {
+	// Mailbox is the titolare whose archivio di sicurezza may keep it.
+	Mailbox string
+	// Kind is the type of message.
+	Kind pec.Kind
+	// Identificativo is the transaction's identificativo.
+	Identificativo string
+	// Message is the signed message, exactly as sent or received.
+	Message []byte
+	// Time is the riferimento temporale of the event.
+	Time time.Time
+}
+
+// NonPECPolicy says what the punto di ricezione does with ordinary (non-PEC)
+// mail addressed to a mailbox.
+type NonPECPolicy string
+
+// The handling of ordinary mail the seeds describe.
+const (
+	// NonPECAnomalia delivers it wrapped in a busta di anomalia (RFC 6109
+	// §3.2.2); the default.
+	NonPECAnomalia NonPECPolicy = "anomalia"
+	// NonPECReject refuses it at the SMTP level.
+	NonPECReject NonPECPolicy = "reject"
+	// NonPECFolder files it, unwrapped, in the folder NonPECFolderName.
+	NonPECFolder NonPECPolicy = "folder"
+)
+
+// NonPECFolderName is the folder NonPECFolder files ordinary mail in.
+const NonPECFolderName = "Posta ordinaria"
+
+// Options configures a Server.
+type Options struct {
+	// Gestore signs every busta, ricevuta and avviso the server emits.
+	Gestore *pec.Gestore
+	// Domains are the PEC domains whose mailboxes the server keeps; empty
+	// means the Gestore's domain alone.
+	Domains []string
+	// Index is the indice dei gestori, which must include this gestore.
+	Index *igpec.Index
+	// Ledger receives every event, durably, before any reply depends on it.
+	Ledger *ledger.Ledger
+	// Mailboxes is the mailbox store.
+	Mailboxes *mailstore.Store
+	// Queue holds outgoing messages durably until they are delivered.
+	Queue *queue.Queue
+	// Scanner, if not nil, scans every message submitted or received.
+	Scanner Scanner
+	// Archive, if not nil, is given every signed message sent or received.
+	Archive Archiver
+	// Routes maps a domain to the host:port of its SMTP server; a domain
+	// without a route is reached through its MX records on port 25.
+	Routes map[string]string
+	// TLS is the server's certificate configuration for STARTTLS and
+	// implicit TLS. Required.
+	TLS *tls.Config
+	// ClientTLS verifies other gestori when sending to them; nil means
+	// the system roots.
+	ClientTLS *tls.Config
+	// Hostname is the name the server gives in its greeting and Received
+	// fields; empty means the Gestore's domain.
+	Hostname string
+	// MaxSize bounds a message's size times its recipients; zero means
+	// DefaultMaxSize.
+	MaxSize int64
+	// MaxRecipients bounds the recipients of one message; zero means
+	// DefaultMaxRecipients.
+	MaxRecipients int
+	// NonPEC is the handling of ordinary mail; empty means NonPECAnomalia.
+	NonPEC NonPECPolicy
+	// Timeout is how long an SMTP session may stay silent; zero means
+	// five minutes.
+	Timeout time.Duration
+	// TrackInterval is how often the tracker looks for overdue
+	// transactions (see Track); zero means 30 seconds.
+	TrackInterval time.Duration
+	// Now is the clock; nil means time.Now. The tracker's 12 and 24 hours
+	// are measured on it.
+	Now func() time.Time
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is one PEC gestore: its punto di accesso, punto di ricezione and
+// punto di consegna, the outbound queue's deliveries and the tracker of
+// outstanding transactions. Make one with New.
+type Server struct {
+	opts    Options
+	g       *pec.Gestore
+	log     *slog.Logger
+	now     func() time.Time
+	domains map[string]bool
+
+	mu         sync.Mutex
+	servers    []*smtp.Server
+	committing map[string]*commitState // queue items whose commit is under way
+	committed  map[string]bool         // queue items committed by this run, not yet delivered
+}
+
+// New checks opts and returns a Server. It starts nothing: call Run for
+// the queue and the tracker, and Serve* for each listener.
+func New(opts Options) (*Server, error) {
+	switch {
+	case opts.Gestore == nil:
+		return nil, errors.New("gestore: no Gestore")
+	case opts.Index == nil:
+		return nil, errors.New("gestore: no indice dei gestori")
+	case opts.Ledger == nil:
+		return nil, errors.New("gestore: no ledger")
+	case opts.Mailboxes == nil:
+		return nil, errors.New("gestore: no mailbox store")
+	case opts.Queue == nil:
+		return nil, errors.New("gestore: no queue")
+	case opts.TLS == nil:
+		return nil, errors.New("gestore: no TLS configuration")
+	}
+	if len(opts.Domains) == 0 {
+		opts.Domains = []string{opts.Gestore.Domain()}
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = opts.Gestore.Domain()
+	}
+	if opts.MaxSize <= 0 {
+		opts.MaxSize = DefaultMaxSize
+	}
+	if opts.MaxRecipients <= 0 {
+		opts.MaxRecipients = DefaultMaxRecipients
+	}
+	if opts.MaxRecipients > MaxProtocolRecipients {
+		return nil, fmt.Errorf("gestore: MaxRecipients %d above %d", opts.MaxRecipients, MaxProtocolRecipients)
+	}
+	switch opts.NonPEC {
+	case "":
+		opts.NonPEC = NonPECAnomalia
+	case NonPECAnomalia, NonPECReject, NonPECFolder:
+	default:
+		return nil, fmt.Errorf("gestore: unknown handling of ordinary mail %q", opts.NonPEC)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Minute
+	}
+	if opts.TrackInterval <= 0 {
+		opts.TrackInterval = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if _, ok := opts.Index.ProviderByDomain(opts.Gestore.Domain()); !ok {
+		return nil, fmt.Errorf("gestore: the indice dei gestori has no provider for our domain %s", opts.Gestore.Domain())
+	}
+	s := &Server{
+		opts:    opts,
+		g:       opts.Gestore,
+		log:     opts.Logger,
+		now:     opts.Now,
+		domains: make(map[string]bool),
+
+		committing: make(map[string]*commitState),
+		committed:  make(map[string]bool),
+	}
+	for _, d := range opts.Domains {
+		s.domains[igpec.NormalizeDomain(d)] = true
+	}
+	return s, nil
+}
+
+// ours reports whether address is in one of the server's domains.
+func (s *Server) ours(address string) bool {
+	return s.domains[domainOf(address)]
+}
+
+func domainOf(address string) string {
+	i := strings.LastIndexByte(address, '@')
+	if i < 0 {
+		return ""
+	}
+	return igpec.NormalizeDomain(address[i+1:])
+}
+
+// smtpServer makes a go-smtp server for one of the points.
+func (s *Server) smtpServer(be smtp.Backend, maxBytes int64) *smtp.Server {
+	srv := smtp.NewServer(be)
+	srv.Domain = s.opts.Hostname
+	srv.TLSConfig = s.opts.TLS
+	srv.MaxRecipients = MaxProtocolRecipients
+	srv.MaxMessageBytes = maxBytes
+	srv.MaxLineLength = 2000
+	srv.ReadTimeout = s.opts.Timeout
+	srv.WriteTimeout = s.opts.Timeout
+	srv.ErrorLog = slogErrorLog{s.log}
+	s.mu.Lock()
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	return srv
+}
+
+// ServeSubmission serves the punto di accesso on ln: titolari submit over
+// STARTTLS and must authenticate first. With implicit set, ln's
+// connections start with TLS (the submissions port).
+func (s *Server) ServeSubmission(ln net.Listener, implicit bool) error {
+	if implicit {
+		ln = tls.NewListener(ln, s.opts.TLS)
+	}
+	return s.smtpServer(&accessoBackend{s: s, implicitTLS: implicit}, s.opts.MaxSize).Serve(ln)
+}
+
+// ServeRicezione serves the punto di ricezione on ln: other gestori (and
+// ordinary mail servers) deliver to our domains, with STARTTLS offered.
+func (s *Server) ServeRicezione(ln net.Listener) error {
+	return s.smtpServer(&ricezioneBackend{s: s}, s.opts.MaxSize).Serve(ln)
+}
+
+// Close stops every SMTP server started by Serve*. The queue, ledger and
+// mailbox store belong to the caller.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Close(); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run delivers the queue and runs the tracker until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- s.opts.Queue.Run(ctx, s.deliver) }()
+	go func() { errc <- s.runTracker(ctx) }()
+	err := <-errc
+	cancel()
+	err2 := <-errc
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	if errors.Is(err2, context.Canceled) {
+		err2 = nil
+	}
+	return errors.Join(err, err2)
+}
+
+type slogErrorLog struct{ log *slog.Logger }
+
+func (l slogErrorLog) Printf(format string, v ...any) {
+	l.log.Warn("smtp", "msg", fmt.Sprintf(format, v...))
+}
+
+func (l slogErrorLog) Println(v ...any) {
+	l.log.Warn("smtp", "msg", fmt.Sprintln(v...))
+}

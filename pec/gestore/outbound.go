@@ -1,0 +1,313 @@
+package gestore
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/queue"
+)
+
+// localDestination is the queue destination of messages for our own
+// domains: they go through the punto di ricezione in process.
+const localDestination = "local"
+
+// itemID names a queue item: what it is and a digest of the transaction
+// and destination, so that a retried processing of the same transaction
+// finds its earlier attempt.
+func itemID(what, identificativo string, more ...string) string {
+	h := sha256.New()
+	h.Write([]byte(identificativo))
+	for _, m := range more {
+		h.Write([]byte{0})
+		h.Write([]byte(m))
+	}
+	return what + "/" + hex.EncodeToString(h.Sum(nil)[:20])
+}
+
+// commit makes a processing step durable: the messages it emits are queued
+// (held back by deliver until the ledger has them), then its events are
+// appended to the ledger. Only when commit returns nil may the server
+// answer 250. Items left by an earlier attempt at the same step, which was
+// never acknowledged, are replaced.
+func (s *Server) commit(ctx context.Context, items []queue.Item, events ...ledger.Event) error {
+	ids := make([]string, len(items))
+	for i := range items {
+		if items[i].Ref == "" {
+			items[i].Ref = events[0].Identificativo
+		}
+		ids[i] = items[i].ID
+	}
+	c := s.hold(ids)
+	err := s.opts.Queue.Enqueue(ctx, items...)
+	if errors.Is(err, queue.ErrExists) {
+		for _, it := range items {
+			if err := s.opts.Queue.Remove(ctx, it.ID); err != nil && !errors.Is(err, queue.ErrNotFound) {
+				s.release(ids, c, false)
+				return err
+			}
+		}
+		err = s.opts.Queue.Enqueue(ctx, items...)
+	}
+	if err != nil {
+		s.release(ids, c, false)
+		return err
+	}
+	if _, err := s.opts.Ledger.Append(ctx, events...); err != nil {
+		for _, it := range items {
+			if rmErr := s.opts.Queue.Remove(ctx, it.ID); rmErr != nil {
+				s.log.Error("gestore: unqueue after failed ledger append", "item", it.ID, "err", rmErr)
+			}
+		}
+		s.release(ids, c, false)
+		return err
+	}
+	s.release(ids, c, true)
+	return nil
+}
+
+// commitState tells deliveries waiting on a commit how it ended.
+type commitState struct {
+	done     chan struct{}
+	recorded bool
+}
+
+// hold marks the items ids as being committed: deliver waits for the
+// commit's end instead of looking in the ledger.
+func (s *Server) hold(ids []string) *commitState {
+	c := &commitState{done: make(chan struct{})}
+	s.mu.Lock()
+	for _, id := range ids {
+		s.committing[id] = c
+	}
+	s.mu.Unlock()
+	return c
+}
+
+// release ends the commit of ids: recorded says whether the ledger holds
+// their events.
+func (s *Server) release(ids []string, c *commitState, recorded bool) {
+	s.mu.Lock()
+	for _, id := range ids {
+		if s.committing[id] == c {
+			delete(s.committing, id)
+		}
+		if recorded {
+			s.committed[id] = true
+		}
+	}
+	s.mu.Unlock()
+	c.recorded = recorded
+	close(c.done)
+}
+
+// isRecorded reports whether the message of it may be sent: the ledger
+// holds the event that emitted it. It waits for a commit under way.
+func (s *Server) isRecorded(ctx context.Context, it queue.Item) (bool, error) {
+	s.mu.Lock()
+	c, committing := s.committing[it.ID]
+	done := s.committed[it.ID]
+	s.mu.Unlock()
+	if committing {
+		select {
+		case <-c.done:
+			return c.recorded, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	if done {
+		return true, nil
+	}
+	// Queued by an earlier run of the server, or by this one before a
+	// commit failed: the ledger decides.
+	return s.recorded(ctx, it.Ref, it.Message)
+}
+
+// forget drops what the server remembers about a delivered item.
+func (s *Server) forget(id string) {
+	s.mu.Lock()
+	delete(s.committed, id)
+	s.mu.Unlock()
+}
+
+// errNeverRecorded marks a queued message whose ledger entry was never
+// written: the step that queued it crashed before answering, so the
+// message must not be sent.
+var errNeverRecorded = errors.New("queued before a crash but never recorded in the ledger: not sent")
+
+// deliver is the queue's delivery function. A message is sent only once
+// the ledger holds the event that emitted it.
+func (s *Server) deliver(ctx context.Context, it queue.Item) error {
+	ok, err := s.isRecorded(ctx, it)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.log.Warn("gestore: dropping unrecorded message", "item", it.ID, "identificativo", it.Ref)
+		return &queue.PermanentError{Err: errNeverRecorded}
+	}
+	if it.Destination == localDestination {
+		err = s.receiveLocal(ctx, it)
+	} else {
+		err = s.sendSMTP(ctx, it)
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && !se.Temporary() {
+			s.log.Error("gestore: delivery refused", "item", it.ID, "destination", it.Destination, "err", err)
+			err = &queue.PermanentError{Err: err}
+		}
+	}
+	var pe *queue.PermanentError
+	if err == nil || errors.As(err, &pe) {
+		s.forget(it.ID)
+	}
+	return err
+}
+
+// receiveLocal hands a message for our own domains to the punto di
+// ricezione.
+func (s *Server) receiveLocal(ctx context.Context, it queue.Item) error {
+	err := s.receive(ctx, it.From, it.To, it.Message, it.ID)
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && !se.Temporary() {
+		return &queue.PermanentError{Err: err}
+	}
+	return err
+}
+
+// route returns the SMTP servers of domain, best first.
+func (s *Server) route(ctx context.Context, domain string) ([]string, error) {
+	if r, ok := s.opts.Routes[domain]; ok {
+		return []string{r}, nil
+	}
+	mxs, err := net.DefaultResolver.LookupMX(ctx, domain)
+	if err != nil || len(mxs) == 0 {
+		return nil, fmt.Errorf("no route and no MX for %s: %v", domain, err)
+	}
+	sort.Slice(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
+	var out []string
+	for _, mx := range mxs {
+		out = append(out, net.JoinHostPort(strings.TrimSuffix(mx.Host, "."), "25"))
+	}
+	return out, nil
+}
+
+// sendSMTP delivers it to the SMTP server of its destination. Between
+// gestori, STARTTLS with a verified certificate is required (RFC 6109
+// §5.2); ordinary mail uses TLS when offered.
+func (s *Server) sendSMTP(ctx context.Context, it queue.Item) error {
+	addrs, err := s.route(ctx, it.Destination)
+	if err != nil {
+		return err
+	}
+	pecDomain := s.opts.Index.IsManagedDomain(it.Destination)
+	var errs []error
+	for _, addr := range addrs {
+		err := s.sendTo(ctx, addr, pecDomain, it)
+		if err == nil {
+			return nil
+		}
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && !se.Temporary() {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it queue.Item) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("gestore: send to %s: %w", addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.opts.ClientTLS != nil {
+		cfg = s.opts.ClientTLS.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = host
+	}
+	var c *smtp.Client
+	if requireTLS {
+		if c, err = smtp.NewClientStartTLS(conn, cfg); err != nil {
+			conn.Close()
+			return fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
+		}
+	} else {
+		// Ordinary mail: TLS when the server offers it. go-smtp upgrades
+		// only a fresh client, so look first, then reconnect.
+		c = smtp.NewClient(conn)
+		if err := c.Hello(s.opts.Hostname); err != nil {
+			c.Close()
+			return fmt.Errorf("gestore: send to %s: EHLO: %w", addr, err)
+		}
+		if ok, _ := c.Extension("STARTTLS"); ok {
+			c.Close()
+			if conn, err = d.DialContext(ctx, "tcp", addr); err != nil {
+				return fmt.Errorf("gestore: send to %s: %w", addr, err)
+			}
+			if dl, ok := ctx.Deadline(); ok {
+				_ = conn.SetDeadline(dl)
+			}
+			if c, err = smtp.NewClientStartTLS(conn, cfg); err != nil {
+				conn.Close()
+				return fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
+			}
+		}
+	}
+	defer c.Close()
+	if err := c.Mail(it.From, nil); err != nil {
+		return fmt.Errorf("gestore: send to %s: MAIL: %w", addr, err)
+	}
+	for _, rcpt := range it.To {
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			return fmt.Errorf("gestore: send to %s: RCPT %s: %w", addr, rcpt, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("gestore: send to %s: DATA: %w", addr, err)
+	}
+	if _, err := w.Write(it.Message); err != nil {
+		return fmt.Errorf("gestore: send to %s: DATA: %w", addr, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("gestore: send to %s: end of DATA: %w", addr, err)
+	}
+	_ = c.Quit()
+	return nil
+}
+
+// archive gives a signed message to the archive hook, if there is one.
+func (s *Server) archive(ctx context.Context, mailbox string, kind pec.Kind, tx *pec.Transaction, msg []byte) (string, error) {
+	if s.opts.Archive == nil {
+		return "", nil
+	}
+	key, err := s.opts.Archive.Archive(ctx, ArchivedMessage{
+		Mailbox: mailbox, Kind: kind, Identificativo: tx.Identificativo, Message: msg, Time: tx.Time,
+	})
+	if err != nil {
+		s.log.Error("gestore: archive", "identificativo", tx.Identificativo, "kind", kind, "err", err)
+		return "", err
+	}
+	return key, nil
+}

@@ -1,0 +1,485 @@
+package gestore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/daticert"
+	"github.com/custode/custode/pec/igpec"
+	"github.com/custode/custode/pec/mailstore"
+	"github.com/custode/custode/pec/queue"
+	"github.com/custode/custode/pec/smime"
+)
+
+// ricezioneBackend is the punto di ricezione (RFC 6109 §3.2): other gestori
+// and ordinary mail servers deliver to our domains here.
+type ricezioneBackend struct{ s *Server }
+
+func (b *ricezioneBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &ricezioneSession{s: b.s}, nil
+}
+
+type ricezioneSession struct {
+	s     *Server
+	from  string
+	mail  bool
+	rcpts []string
+}
+
+func (r *ricezioneSession) Mail(from string, _ *smtp.MailOptions) error {
+	r.from, r.mail = from, true
+	return nil
+}
+
+func (r *ricezioneSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !r.mail {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
+	}
+	if !r.s.ours(to) {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: not a domain of this gestore"}
+	}
+	r.rcpts = append(r.rcpts, strings.ToLower(to))
+	return nil
+}
+
+func (r *ricezioneSession) Data(rd io.Reader) error {
+	if !r.mail || len(r.rcpts) == 0 {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL and RCPT first"}
+	}
+	msg, err := io.ReadAll(rd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.Timeout)
+	defer cancel()
+	return r.s.receive(ctx, r.from, r.rcpts, msg, "")
+}
+
+func (r *ricezioneSession) Reset() {
+	r.from, r.mail, r.rcpts = "", false, nil
+}
+
+func (r *ricezioneSession) Logout() error { return nil }
+
+// receive runs the punto di ricezione on msg, which arrived from the
+// reverse path from for rcpts (all in our domains). key, when not empty,
+// names the queue item it came from (messages for ourselves).
+func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg []byte, key string) error {
+	at := s.now()
+	m, err := pec.Parse(msg, pec.ParseOptions{MaxMessageSize: s.opts.MaxSize})
+	if err != nil {
+		if errors.Is(err, pec.ErrTooLarge) {
+			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too large"}
+		}
+		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio non è leggibile ("+err.Error()+")")
+	}
+	if m.Kind == pec.KindNotPEC || !m.Signed {
+		if m.Kind == pec.KindNotPEC {
+			return s.ordinary(ctx, from, rcpts, msg, at, key)
+		}
+		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio di posta certificata non è firmato")
+	}
+	provider, reason := s.checkSignature(m, at)
+	if reason != "" {
+		return s.anomalia(ctx, from, rcpts, msg, at, reason)
+	}
+	if !m.Consistent() {
+		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio di posta certificata non è corretto: "+strings.Join(m.Problems, "; "))
+	}
+	if m.Kind == pec.KindBustaTrasporto {
+		return s.receiveBusta(ctx, m, provider, rcpts, at)
+	}
+	return s.receiveNotice(ctx, m, provider, rcpts, at, key)
+}
+
+// checkSignature verifies m's signature against the indice dei gestori and
+// returns the provider that signed it, or why it is not to be trusted.
+func (s *Server) checkSignature(m *pec.Message, at time.Time) (*igpec.Provider, string) {
+	if m.Signer == nil {
+		return nil, "la firma del messaggio non è leggibile"
+	}
+	provider, err := s.opts.Index.ProviderByCertificate(m.Signer)
+	if err != nil {
+		return nil, "il messaggio è firmato da un certificato che non appartiene a un gestore dell'indice dei gestori di posta certificata"
+	}
+	var roots []*x509.Certificate
+	for _, der := range provider.Certificates {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			roots = append(roots, c)
+		}
+	}
+	res, err := m.Verify(smime.VerifyOptions{Roots: roots, CurrentTime: at})
+	if err != nil || (res != nil && len(res.Reasons) > 0) {
+		s.log.Info("ricezione: signature refused", "signer", m.Signer.Subject.String(), "err", err)
+		return nil, "la firma del messaggio non è valida"
+	}
+	return provider, ""
+}
+
+// ordinary handles mail that is not PEC, as the policy says.
+func (s *Server) ordinary(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, key string) error {
+	switch s.opts.NonPEC {
+	case NonPECReject:
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "This mailbox accepts certified mail (PEC) only"}
+	case NonPECFolder:
+		for _, r := range rcpts {
+			k := key
+			if k == "" {
+				k = digestKey("ordinaria", msg, r)
+			}
+			_, err := s.opts.Mailboxes.Deliver(ctx, mailstore.Delivery{Address: r, Folder: NonPECFolderName, Message: msg, Key: k + "/" + r, Time: at})
+			if err != nil && !errors.Is(err, mailstore.ErrNoSuchMailbox) {
+				s.log.Error("ricezione: file ordinary mail", "to", r, "err", err)
+				return deferred("mailbox store")
+			}
+		}
+		return nil
+	}
+	return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio non è un messaggio di posta certificata")
+}
+
+// anomalia wraps msg in a busta di anomalia for each of rcpts (RFC 6109
+// §3.2.2).
+func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, reason string) error {
+	b, err := s.g.BustaAnomalia(pec.Anomalia{Received: msg, Mittente: from, Time: at, Reason: reason})
+	if err != nil {
+		s.log.Error("ricezione: busta di anomalia", "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error building the busta di anomalia"}
+	}
+	tx := &pec.Transaction{Identificativo: b.MessageID, Time: at, Mittente: from}
+	if hm, err := mail.ReadMessage(bytes.NewReader(msg)); err == nil {
+		dec := new(mime.WordDecoder)
+		if subj, err := dec.DecodeHeader(hm.Header.Get("Subject")); err == nil {
+			tx.Subject = subj
+		}
+		if tx.Mittente == "" {
+			if a, err := mail.ParseAddress(hm.Header.Get("From")); err == nil {
+				tx.Mittente = a.Address
+			}
+		}
+	}
+	if tx.Mittente == "" {
+		tx.Mittente = "<>"
+	}
+	for _, r := range rcpts {
+		tx.Destinatari = append(tx.Destinatari, daticert.Destinatario{Address: r, Tipo: daticert.DestinatarioCertificato})
+	}
+	ev := event(ledger.KindBustaAnomalia, tx, s.g.Name(), b.Message, b.MessageID)
+	ev.Details["motivo"] = truncate(reason, 1024)
+	received := sha256.Sum256(msg)
+	ev.Details["sha256_ricevuto"] = hex.EncodeToString(received[:])
+	if len(rcpts) > 0 {
+		if ev.ArchiveKey, err = s.archive(ctx, rcpts[0], b.Kind, tx, b.Message); err != nil {
+			return deferred("archive")
+		}
+	}
+	item := queue.Item{
+		ID:          itemID("anomalia", b.MessageID, rcpts...),
+		Destination: localDestination,
+		From:        s.g.Address(),
+		To:          rcpts,
+		Message:     b.Message,
+	}
+	if err := s.commit(ctx, []queue.Item{item}, ev); err != nil {
+		s.log.Error("ricezione: commit anomalia", "err", err)
+		return deferred("ledger")
+	}
+	s.log.Info("ricezione: busta di anomalia", "identificativo", b.MessageID, "reason", reason)
+	return nil
+}
+
+// receiveBusta takes a busta di trasporto in charge: the ricevuta di presa
+// in carico to the mittente's gestore, then the punto di consegna for each
+// of our recipients, all recorded in one ledger append.
+func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igpec.Provider, rcpts []string, at time.Time) error {
+	tx, err := pec.TransactionFromBusta(m, at)
+	if err != nil {
+		return s.anomalia(ctx, "", rcpts, m.Raw, at, "la busta di trasporto non è corretta: "+err.Error())
+	}
+	entries, err := s.entriesOf(ctx, tx.Identificativo)
+	if err != nil {
+		return deferred("ledger")
+	}
+	// A busta we already took in charge (the sender retried after a
+	// lost reply): the ledger says so, answer as then.
+	if len(find(entries, func(e *ledger.Entry) bool {
+		return e.Kind == ledger.KindPresaInCarico && e.Gestore == s.g.Name() && coversAll(e.Details["ricezione"], rcpts)
+	})) > 0 {
+		return nil
+	}
+	bustaSum := sha256.Sum256(m.Raw)
+	if s.opts.Scanner != nil {
+		res, err := s.opts.Scanner.Scan(ctx, m.Raw)
+		if err != nil {
+			s.log.Error("ricezione: virus scan", "identificativo", tx.Identificativo, "err", err)
+			return deferred("virus scanner unavailable")
+		}
+		if res.Infected {
+			return s.virusFound(ctx, tx, provider, rcpts, res.Virus, bustaSum)
+		}
+	}
+
+	presa, err := s.g.PresaInCarico(tx, rcpts, provider.MailReceipt)
+	if err != nil {
+		return s.internal("ricevuta di presa in carico", tx, err)
+	}
+	presaEv := event(ledger.KindPresaInCarico, tx, s.g.Name(), presa.Message, presa.MessageID)
+	presaEv.Details["ricezione"] = strings.Join(rcpts, " ")
+	presaEv.Details["sha256_busta"] = hex.EncodeToString(bustaSum[:])
+	presaEv.Details["gestore_mittente"] = provider.Name
+	items := []queue.Item{{
+		ID:          itemID("presa-in-carico", tx.Identificativo, rcpts...),
+		Destination: s.destinationOf(provider.MailReceipt),
+		From:        s.g.Address(),
+		To:          []string{provider.MailReceipt},
+		Message:     presa.Message,
+	}}
+	events := []ledger.Event{presaEv}
+
+	for _, rcpt := range rcpts {
+		var b *pec.Built
+		kind := ledger.KindAvvenutaConsegna
+		_, err := s.opts.Mailboxes.Deliver(ctx, mailstore.Delivery{
+			Address: rcpt, Message: m.Raw, Key: itemID("consegna", tx.Identificativo, rcpt), Time: at,
+		})
+		errore := ""
+		switch {
+		case err == nil:
+			b, err = s.g.AvvenutaConsegna(tx, rcpt, tx.ReceiptFor(rcpt))
+		case errors.Is(err, mailstore.ErrNoSuchMailbox):
+			kind, errore = ledger.KindErroreConsegna, string(daticert.ErroreNoDest)
+			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreNoDest, "5.1.1 - indirizzo non valido")
+		case errors.Is(err, mailstore.ErrOverQuota):
+			kind, errore = ledger.KindErroreConsegna, string(daticert.ErroreAltro)
+			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreAltro, "5.2.2 - casella piena")
+		default:
+			s.log.Error("consegna: mailbox store", "identificativo", tx.Identificativo, "to", rcpt, "err", err)
+			return deferred("mailbox store")
+		}
+		if err != nil {
+			return s.internal("ricevuta di consegna", tx, err)
+		}
+		ev := event(kind, tx, s.g.Name(), b.Message, b.MessageID)
+		ev.Details["destinatario"] = rcpt
+		ev.Details["sha256_busta"] = hex.EncodeToString(bustaSum[:])
+		if errore != "" {
+			ev.Details["errore"] = errore
+		} else {
+			ev.Details["tipo_ricevuta"] = string(tx.ReceiptFor(rcpt))
+			if ev.ArchiveKey, err = s.archive(ctx, rcpt, pec.KindBustaTrasporto, tx, m.Raw); err != nil {
+				return deferred("archive")
+			}
+		}
+		events = append(events, ev)
+		items = append(items, queue.Item{
+			ID:          itemID(string(kind), tx.Identificativo, rcpt),
+			Destination: s.destinationOf(tx.Mittente),
+			From:        s.g.Address(),
+			To:          []string{tx.Mittente},
+			Message:     b.Message,
+		})
+	}
+	if err := s.commit(ctx, items, events...); err != nil {
+		s.log.Error("ricezione: commit", "identificativo", tx.Identificativo, "err", err)
+		return deferred("ledger")
+	}
+	s.log.Info("ricezione: presa in carico", "identificativo", tx.Identificativo, "destinatari", len(rcpts), "gestore_mittente", provider.Name)
+	return nil
+}
+
+// virusFound handles a busta in which the scanner found a virus (RFC 6109
+// §3.2.3): no delivery, and one avviso di rilevazione virus per recipient
+// to the mittente's gestore.
+func (s *Server) virusFound(ctx context.Context, tx *pec.Transaction, provider *igpec.Provider, rcpts []string, virus string, bustaSum [32]byte) error {
+	var items []queue.Item
+	var events []ledger.Event
+	for _, rcpt := range rcpts {
+		b, err := s.g.RilevazioneVirus(tx, rcpt, provider.MailReceipt, virus)
+		if err != nil {
+			return s.internal("avviso di rilevazione virus", tx, err)
+		}
+		ev := event(ledger.KindRilevazioneVirus, tx, s.g.Name(), b.Message, b.MessageID)
+		ev.Details["destinatario"] = rcpt
+		ev.Details["virus"] = truncate(virus, 256)
+		ev.Details["sha256_busta"] = hex.EncodeToString(bustaSum[:])
+		events = append(events, ev)
+		items = append(items, queue.Item{
+			ID:          itemID("rilevazione-virus", tx.Identificativo, rcpt),
+			Destination: s.destinationOf(provider.MailReceipt),
+			From:        s.g.Address(),
+			To:          []string{provider.MailReceipt},
+			Message:     b.Message,
+		})
+	}
+	if err := s.commit(ctx, items, events...); err != nil {
+		return deferred("ledger")
+	}
+	s.log.Warn("ricezione: virus", "identificativo", tx.Identificativo, "virus", virus)
+	return nil
+}
+
+// receiveNotice handles a ricevuta or avviso, or a busta di anomalia we
+// made ourselves: those signed by another gestore are recorded in the
+// ledger, and those addressed to our titolari are put in their mailboxes.
+func (s *Server) receiveNotice(ctx context.Context, m *pec.Message, provider *igpec.Provider, rcpts []string, at time.Time, key string) error {
+	if provider.Name != s.g.Name() {
+		done, err := s.recordNotice(ctx, m, provider, at)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+	for _, r := range rcpts {
+		k := key
+		if k == "" {
+			k = digestKey("notice", m.Raw, r)
+		}
+		_, err := s.opts.Mailboxes.Deliver(ctx, mailstore.Delivery{Address: r, Message: m.Raw, Key: k + "/" + r, Time: at})
+		switch {
+		case err == nil:
+		case errors.Is(err, mailstore.ErrNoSuchMailbox):
+			// The service mailbox, or a titolare who no longer exists:
+			// the ledger keeps the notice.
+			s.log.Info("ricezione: notice for no mailbox", "to", r, "kind", m.Kind)
+		case errors.Is(err, mailstore.ErrOverQuota):
+			s.log.Warn("ricezione: notice for a full mailbox", "to", r, "kind", m.Kind)
+		default:
+			s.log.Error("ricezione: deliver notice", "to", r, "err", err)
+			return deferred("mailbox store")
+		}
+	}
+	return nil
+}
+
+// recordNotice records a ricevuta or avviso another gestore sent us. For
+// an avviso di rilevazione virus it also emits the avviso di mancata
+// consegna per virus to our mittente, which replaces the notice's delivery
+// (done is true).
+func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igpec.Provider, at time.Time) (done bool, err error) {
+	d := m.Daticert
+	if d == nil {
+		return false, nil
+	}
+	if ok, err := s.recorded(ctx, d.Identificativo, m.Raw); err != nil {
+		return false, deferred("ledger")
+	} else if ok {
+		return m.Kind == pec.KindRilevazioneVirus, nil
+	}
+	var kind ledger.Kind
+	switch m.Kind {
+	case pec.KindPresaInCarico:
+		kind = ledger.KindPresaInCarico
+	case pec.KindConsegnaCompleta, pec.KindConsegnaBreve, pec.KindConsegnaSintetica:
+		kind = ledger.KindAvvenutaConsegna
+	case pec.KindMancataConsegna, pec.KindMancataConsegnaVirus:
+		kind = ledger.KindErroreConsegna
+	case pec.KindRilevazioneVirus:
+		kind = ledger.KindRilevazioneVirus
+	default:
+		return false, nil
+	}
+	tx := &pec.Transaction{
+		Identificativo: d.Identificativo,
+		Time:           at,
+		Mittente:       d.Mittente,
+		Destinatari:    d.Destinatari,
+		Subject:        d.Oggetto,
+		MessageID:      d.MessageID,
+		Receipt:        d.Receipt,
+	}
+	ev := event(kind, tx, provider.Name, m.Raw, m.Header.MessageID)
+	ev.Details["ricevuta_da"] = "gestore"
+	ev.Details["data_emissione"] = d.Time.UTC().Format(time.RFC3339)
+	if d.Consegna != "" {
+		ev.Details["destinatario"] = strings.ToLower(d.Consegna)
+	}
+	if len(d.Ricezione) > 0 {
+		ev.Details["ricezione"] = strings.ToLower(strings.Join(d.Ricezione, " "))
+	}
+	if d.Errore != "" && d.Errore != daticert.ErroreNessuno {
+		ev.Details["errore"] = string(d.Errore)
+	}
+	if s.ours(d.Mittente) {
+		if ev.ArchiveKey, err = s.archive(ctx, strings.ToLower(d.Mittente), m.Kind, tx, m.Raw); err != nil {
+			return false, deferred("archive")
+		}
+	}
+	if m.Kind != pec.KindRilevazioneVirus || !s.ours(d.Mittente) {
+		if _, err := s.opts.Ledger.Append(ctx, ev); err != nil {
+			s.log.Error("ricezione: record notice", "identificativo", d.Identificativo, "err", err)
+			return false, deferred("ledger")
+		}
+		return false, nil
+	}
+	// Avviso di rilevazione virus about a message of ours: the mittente
+	// gets the avviso di mancata consegna per virus (RFC 6109 §3.2.4).
+	recipient := strings.ToLower(d.Consegna)
+	if recipient == "" && len(d.Destinatari) > 0 {
+		recipient = d.Destinatari[0].Address
+	}
+	virus := d.ErroreEsteso
+	if virus == "" {
+		virus = "virus"
+	}
+	b, err := s.g.MancataConsegnaVirus(tx, recipient, virus)
+	if err != nil {
+		return false, s.internal("avviso di mancata consegna per virus", tx, err)
+	}
+	avviso := event(ledger.KindErroreConsegna, tx, s.g.Name(), b.Message, b.MessageID)
+	avviso.Details["destinatario"] = recipient
+	avviso.Details["errore"] = string(daticert.ErroreVirus)
+	item := queue.Item{
+		ID:          itemID("mancata-consegna-virus", tx.Identificativo, recipient),
+		Destination: localDestination,
+		From:        s.g.Address(),
+		To:          []string{strings.ToLower(d.Mittente)},
+		Message:     b.Message,
+	}
+	if err := s.commit(ctx, []queue.Item{item}, ev, avviso); err != nil {
+		return false, deferred("ledger")
+	}
+	return true, nil
+}
+
+// destinationOf is the queue destination of address.
+func (s *Server) destinationOf(address string) string {
+	if s.ours(address) {
+		return localDestination
+	}
+	return domainOf(address)
+}
+
+// coversAll reports whether the space-separated list holds every address
+// of want.
+func coversAll(list string, want []string) bool {
+	have := map[string]bool{}
+	for _, a := range strings.Fields(list) {
+		have[strings.ToLower(a)] = true
+	}
+	for _, w := range want {
+		if !have[strings.ToLower(w)] {
+			return false
+		}
+	}
+	return true
+}
+
+func digestKey(what string, msg []byte, more ...string) string {
+	return itemID(what, string(msg), more...)
+}
