@@ -1,0 +1,293 @@
+// Package sicurezza is the archivio di sicurezza: for the titolari whose
+// contract includes it, every busta, ricevuta and avviso the gestore signs
+// or receives about their mailbox is kept byte-identical in WORM storage,
+// content-addressed by its SHA-256, for ten years or until the contract
+// ends, within a quota.
+//
+// Archive returns the object's key at once, durably: the message is first
+// written to a local spool (pec/queue, fsynced), then uploaded in the
+// background, so an archive that is down delays the upload, never the
+// mail, and loses nothing. The key goes in the ledger entry of the event;
+// the quota used by each mailbox is kept with the spool and survives
+// restarts.
+package sicurezza
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/custode/custode/archive"
+	"github.com/custode/custode/pec/gestore"
+	"github.com/custode/custode/pec/queue"
+)
+
+// DefaultRetention is how long a message is kept when the contract sets no
+// end: ten years.
+const DefaultRetention = 10 * 365 * 24 * time.Hour
+
+// DefaultPrefix is where the archivio di sicurezza keeps its objects.
+const DefaultPrefix = "sicurezza/"
+
+// Policy is the archivio di sicurezza of one mailbox, or of a whole domain
+// (Mailbox "@domain").
+type Policy struct {
+	// Mailbox is the titolare's address, or "@" and a domain.
+	Mailbox string `json:"mailbox"`
+	// Quota bounds the bytes archived for the mailbox; 0 means none.
+	Quota int64 `json:"quota,omitempty"`
+	// ContractEnd, if set, is when the contract ends: objects are kept
+	// until then instead of for Retention.
+	ContractEnd time.Time `json:"contract_end,omitzero"`
+	// Retention is how long objects are kept when there is no
+	// ContractEnd; zero means DefaultRetention. Tests shorten it;
+	// configuration files cannot.
+	Retention time.Duration `json:"-"`
+}
+
+// Options configures an Archive.
+type Options struct {
+	// Store is the WORM store. Required.
+	Store archive.Store
+	// Prefix is the key prefix of the objects; empty means DefaultPrefix.
+	Prefix string
+	// Dir is the local spool directory. Required.
+	Dir string
+	// Policies are the mailboxes and domains whose messages are archived.
+	Policies []Policy
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+	// MinBackoff and MaxBackoff bound the retries of uploads while the
+	// store is down; zero means 5 seconds and 5 minutes.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Archive is the archivio di sicurezza. It implements gestore.Archiver.
+type Archive struct {
+	opts     Options
+	log      *slog.Logger
+	now      func() time.Time
+	policies map[string]Policy
+	spool    *queue.Queue
+
+	mu   sync.Mutex
+	used map[string]int64 // bytes archived per mailbox
+}
+
+var _ gestore.Archiver = (*Archive)(nil)
+
+// ErrOverQuota is wrapped by the error of Archive for a mailbox whose
+// archivio di sicurezza is full.
+var ErrOverQuota = errors.New("archivio di sicurezza: quota exceeded")
+
+// Open opens the spool and the quota accounting.
+func Open(ctx context.Context, opts Options) (*Archive, error) {
+	if opts.Store == nil || opts.Dir == "" {
+		return nil, errors.New("sicurezza: Store and Dir are required")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if err := archive.ValidatePrefix(opts.Prefix); err != nil {
+		return nil, fmt.Errorf("sicurezza: %w", err)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 5 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Minute
+	}
+	a := &Archive{opts: opts, log: opts.Logger, now: opts.Now, policies: map[string]Policy{}, used: map[string]int64{}}
+	for _, p := range opts.Policies {
+		key := strings.ToLower(p.Mailbox)
+		if key == "" || !strings.Contains(key, "@") {
+			return nil, fmt.Errorf("sicurezza: policy for %q: want a mailbox address or @domain", p.Mailbox)
+		}
+		if p.Quota < 0 || p.Retention < 0 {
+			return nil, fmt.Errorf("sicurezza: policy for %s: negative quota or retention", p.Mailbox)
+		}
+		a.policies[key] = p
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sicurezza: %w", err)
+	}
+	if err := a.loadUsed(); err != nil {
+		return nil, err
+	}
+	q, err := queue.Open(ctx, queue.Options{
+		Dir: filepath.Join(opts.Dir, "spool"), Now: opts.Now, Logger: opts.Logger,
+		MinBackoff: opts.MinBackoff, MaxBackoff: opts.MaxBackoff, Workers: 4,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sicurezza: spool: %w", err)
+	}
+	a.spool = q
+	return a, nil
+}
+
+// Close closes the spool. Uploads not yet made stay spooled for the next
+// Open.
+func (a *Archive) Close() error { return a.spool.Close() }
+
+// policy returns the policy that covers mailbox.
+func (a *Archive) policy(mailbox string) (Policy, bool) {
+	mailbox = strings.ToLower(mailbox)
+	if p, ok := a.policies[mailbox]; ok {
+		return p, true
+	}
+	if i := strings.LastIndexByte(mailbox, '@'); i >= 0 {
+		p, ok := a.policies[mailbox[i:]]
+		return p, ok
+	}
+	return Policy{}, false
+}
+
+// retainUntil is when an object archived now for p may be deleted.
+func (a *Archive) retainUntil(p Policy) time.Time {
+	if !p.ContractEnd.IsZero() && p.ContractEnd.After(a.now()) {
+		return p.ContractEnd
+	}
+	r := p.Retention
+	if r == 0 {
+		r = DefaultRetention
+	}
+	return a.now().Add(r)
+}
+
+// Archive spools m for the archivio di sicurezza of m.Mailbox, if its
+// policy asks for it, and returns the key the object will have. It
+// returns "" for a mailbox without the archivio di sicurezza, and an error
+// wrapping ErrOverQuota when the message does not fit in the quota.
+func (a *Archive) Archive(ctx context.Context, m gestore.ArchivedMessage) (string, error) {
+	p, ok := a.policy(m.Mailbox)
+	if !ok {
+		return "", nil
+	}
+	mailbox := strings.ToLower(m.Mailbox)
+	key := archive.ContentKey(a.opts.Prefix, m.Message)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	size := int64(len(m.Message))
+	if p.Quota > 0 && a.used[mailbox]+size > p.Quota {
+		return "", fmt.Errorf("sicurezza: %s: %d bytes used of %d: %w", mailbox, a.used[mailbox], p.Quota, ErrOverQuota)
+	}
+	until := a.retainUntil(p)
+	it := queue.Item{
+		ID:          "put/" + key[len(key)-64:] + "/" + fmt.Sprint(until.Unix()),
+		Destination: "archive",
+		Ref:         key + " " + until.UTC().Format(time.RFC3339),
+		To:          []string{mailbox},
+		Message:     m.Message,
+	}
+	err := a.spool.Enqueue(ctx, it)
+	if errors.Is(err, queue.ErrExists) {
+		return key, nil // the same bytes, spooled and counted already
+	}
+	if err != nil {
+		return "", fmt.Errorf("sicurezza: spool %s: %w", key, err)
+	}
+	a.used[mailbox] += size
+	if err := a.saveUsed(); err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+// Run uploads the spool to the store until ctx is done, retrying with
+// backoff while the store is down.
+func (a *Archive) Run(ctx context.Context) error {
+	return a.spool.Run(ctx, a.upload)
+}
+
+// Backlog is the number of messages spooled but not yet in the store.
+func (a *Archive) Backlog() int { return a.spool.Len() }
+
+// Used returns the bytes archived for mailbox.
+func (a *Archive) Used(mailbox string) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.used[strings.ToLower(mailbox)]
+}
+
+func (a *Archive) upload(ctx context.Context, it queue.Item) error {
+	key, untilText, ok := strings.Cut(it.Ref, " ")
+	until, err := time.Parse(time.RFC3339, untilText)
+	if !ok || err != nil || key != archive.ContentKey(a.opts.Prefix, it.Message) {
+		return &queue.PermanentError{Err: fmt.Errorf("sicurezza: spooled item %s does not match its key", it.ID)}
+	}
+	info, err := archive.PutContent(ctx, a.opts.Store, a.opts.Prefix, it.Message, archive.PutOptions{
+		Retention: archive.Retention{Mode: archive.Compliance, RetainUntil: until},
+	})
+	if err != nil {
+		return fmt.Errorf("sicurezza: put %s: %w", key, err)
+	}
+	// The same bytes archived earlier with a shorter retention: extend it.
+	if info.Retention.RetainUntil.Before(until) {
+		if err := a.opts.Store.ExtendRetention(ctx, key, info.VersionID, until); err != nil {
+			return fmt.Errorf("sicurezza: extend %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// usedFile keeps the quota accounting.
+func (a *Archive) usedFile() string { return filepath.Join(a.opts.Dir, "used.json") }
+
+func (a *Archive) loadUsed() error {
+	b, err := os.ReadFile(a.usedFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sicurezza: quota accounting: %w", err)
+	}
+	if err := json.Unmarshal(b, &a.used); err != nil {
+		return fmt.Errorf("sicurezza: quota accounting %s: %w", a.usedFile(), err)
+	}
+	return nil
+}
+
+// saveUsed writes the quota accounting durably: temporary file, fsync,
+// rename.
+func (a *Archive) saveUsed() error {
+	b, err := json.Marshal(a.used)
+	if err != nil {
+		return err
+	}
+	tmp := a.usedFile() + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("sicurezza: quota accounting: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("sicurezza: quota accounting: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sicurezza: quota accounting: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("sicurezza: quota accounting: %w", err)
+	}
+	if err := os.Rename(tmp, a.usedFile()); err != nil {
+		return fmt.Errorf("sicurezza: quota accounting: %w", err)
+	}
+	return nil
+}
