@@ -54,6 +54,10 @@ type config struct {
 	// directory, worm/, in the data directory.
 	Archive *archiveConfig `json:"archive,omitempty"`
 
+	// Server configures the gestore's SMTP and IMAP points; nil means
+	// the defaults of custode init.
+	Server *serverConfig `json:"server,omitempty"`
+
 	CheckpointEvery    uint64 `json:"checkpoint_every,omitempty"`
 	CheckpointInterval string `json:"checkpoint_interval,omitempty"` // e.g. "10s"
 
@@ -114,7 +118,11 @@ func initDataDir(dir, gestore, domain string, now time.Time) (*config, error) {
 		GestoreKey:  filepath.Join("pki", pki.GestoreKeyFile),
 		TSACert:     filepath.Join("pki", pki.TSACertFile),
 		TSAKey:      filepath.Join("pki", pki.TSAKeyFile),
+		Server:      defaultServerConfig(),
 		dir:         dir,
+	}
+	if err := c.writeTLSCertificate(now); err != nil {
+		return nil, err
 	}
 	b, _ := json.MarshalIndent(c, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, configFile), append(b, '\n'), 0o644); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
-	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/ledger"
 )
 
@@ -34,67 +32,6 @@ func runInit(ctx context.Context, e *env, args []string) error {
 		data, c.path("pki"), c.path(configFile))
 	fmt.Fprintln(e.stdout, "the development CA is not for production: point custode.json at real keys and certificates")
 	return nil
-}
-
-func runRun(ctx context.Context, e *env, args []string) error {
-	var data, tsaListen string
-	fs := flags(e, "run", &data)
-	fs.StringVar(&tsaListen, "tsa-listen", "127.0.0.1:8318", "address of the built-in TSA's HTTP endpoint (empty: none)")
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := loadConfig(data)
-	if err != nil {
-		if _, statErr := os.Stat(data); !errors.Is(statErr, os.ErrNotExist) {
-			return err
-		}
-		e.log.Info("no data directory: creating one with a development PKI", "dir", data)
-		if c, err = initDataDir(data, "Custode Dev PEC", "pec.custode.test", time.Now()); err != nil {
-			return err
-		}
-	}
-	l, err := c.openLedger(ctx, e)
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	if tsaListen != "" && c.TSAURL == "" {
-		a, err := c.authority()
-		if err != nil {
-			return err
-		}
-		ln, err := listen(tsaListen)
-		if err != nil {
-			return err
-		}
-		go func() {
-			if err := a.Serve(ctx, ln); err != nil {
-				e.log.Error("tsa: serve", "err", err)
-			}
-		}()
-		e.log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/")
-	}
-	h := l.Head()
-	e.log.Info("ledger open", "dir", c.ledgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
-	store, err := c.archiveStore(ctx)
-	if err != nil {
-		return err
-	}
-	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.log})
-	if err != nil {
-		return err
-	}
-	sealCtx, stopSealing := context.WithCancel(context.WithoutCancel(ctx))
-	sealed := make(chan struct{})
-	go func() {
-		defer close(sealed)
-		sealer.Run(sealCtx)
-	}()
-	<-ctx.Done()
-	stopSealing()
-	<-sealed
-	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
-	return l.Close()
 }
 
 func runLedgerAppend(ctx context.Context, e *env, args []string) error {

@@ -49,7 +49,15 @@ func (e *failedError) Error() string { return e.msg }
 func commands() []command {
 	return []command{
 		{"init", "create a data directory with a development PKI and configuration", runInit},
-		{"run", "run the archive on embedded defaults (ledger, checkpoints, built-in TSA)", runRun},
+		{"serve", "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", runServe},
+		{"run", "the same as serve", runServe},
+		{"demo", "two gestori on loopback exchange messages; print the receipts and ledger entries", runDemo},
+		{"mailbox add", "create a mailbox (titolare) with a password read from stdin", runMailboxAdd},
+		{"mailbox list", "list mailboxes with their quota and use", runMailboxList},
+		{"mailbox passwd", "set a mailbox's password, read from stdin", runMailboxPasswd},
+		{"mailbox quota", "set a mailbox's quota", runMailboxQuota},
+		{"domain add", "add a PEC domain whose mailboxes this gestore keeps", runDomainAdd},
+		{"domain list", "list the gestore's PEC domains", runDomainList},
 		{"ledger append", "append events given as JSON lines (one event per line)", runLedgerAppend},
 		{"ledger verify", "recompute chain and tree, check every checkpoint", runLedgerVerify},
 		{"ledger get", "print an entry in its canonical bytes", runLedgerGet},

@@ -124,7 +124,7 @@ func TestArchiveCommands(t *testing.T) {
 	var out bytes.Buffer
 	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, log: discardLogger()}
 	done := make(chan int)
-	go func() { done <- dispatch(ctx, e, []string{"run", "-data", data, "-tsa-listen", ""}) }()
+	go func() { done <- dispatch(ctx, e, []string{"run", "-data", data, "-tsa-listen", "", "-archive-only"}) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(sealedCount(t, data), "segments: 1") && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)

@@ -11,11 +11,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/custode/custode/pec/clamd/clamdtest"
 )
 
 // eicar returns the EICAR anti-virus test file, put together at run time
@@ -24,50 +25,10 @@ func eicar() []byte {
 	return []byte(`X5O!P%@AP[4\PZX54(P^)7CC)7}$` + "EICAR-STANDARD-" + "ANTIVIRUS-TEST-" + "FILE!$H+H*")
 }
 
-// clamdAddrs returns the unix socket and TCP address of a clamd whose
-// database detects EICAR: the one named by CUSTODE_TEST_CLAMD_SOCKET and
-// CUSTODE_TEST_CLAMD_TCP, or else one started for this test with
-// scripts/clamd.sh. It skips the test when neither is possible.
+// clamdAddrs returns the addresses of a real clamd that detects EICAR.
 func clamdAddrs(t *testing.T) (socket, tcp string) {
 	t.Helper()
-	socket, tcp = os.Getenv("CUSTODE_TEST_CLAMD_SOCKET"), os.Getenv("CUSTODE_TEST_CLAMD_TCP")
-	if socket != "" || tcp != "" {
-		return socket, tcp
-	}
-	if _, err := exec.LookPath("clamd"); err != nil {
-		t.Skip("clamd is not installed (Debian package clamav-daemon: run scripts/install-test-deps.sh) " +
-			"and CUSTODE_TEST_CLAMD_SOCKET and CUSTODE_TEST_CLAMD_TCP are unset")
-	}
-	script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "clamd.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	t.Cleanup(func() {
-		if out, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
-			t.Errorf("%s stop: %v\n%s", script, err, out)
-		}
-	})
-	var stderr bytes.Buffer
-	cmd := exec.Command(script, "start", dir)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s start: %v\n%s", script, err, stderr.Bytes())
-	}
-	for line := range strings.Lines(string(out)) {
-		k, v, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "export ")), "=")
-		switch k {
-		case "CUSTODE_TEST_CLAMD_SOCKET":
-			socket = v
-		case "CUSTODE_TEST_CLAMD_TCP":
-			tcp = v
-		}
-	}
-	if socket == "" || tcp == "" {
-		t.Fatalf("%s start printed no addresses:\n%s", script, out)
-	}
-	return socket, tcp
+	return clamdtest.Start(t)
 }
 
 // mailWithAttachment returns a MIME message carrying data as a base64

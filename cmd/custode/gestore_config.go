@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/clamd"
+	"github.com/custode/custode/pec/gestore"
+	"github.com/custode/custode/pec/igpec"
+	"github.com/custode/custode/pec/mailstore"
+	"github.com/custode/custode/pec/pki"
+	"github.com/custode/custode/pec/queue"
+	"github.com/custode/custode/pec/smime"
+)
+
+// serverConfig is the "server" section of custode.json: the gestore's
+// SMTP and IMAP points. Every address is host:port; an empty one is not
+// served.
+type serverConfig struct {
+	Submission  string `json:"submission,omitempty"`  // punto di accesso, STARTTLS
+	Submissions string `json:"submissions,omitempty"` // punto di accesso, implicit TLS
+	Ricezione   string `json:"ricezione,omitempty"`   // punto di ricezione
+	IMAP        string `json:"imap,omitempty"`        // mailboxes, STARTTLS
+
+	// Domains are the PEC domains whose mailboxes we keep; empty means
+	// the configuration's domain.
+	Domains []string `json:"domains,omitempty"`
+	// TLSCert and TLSKey are the servers' certificate (PEM); custode
+	// init makes a development one for 127.0.0.1 and localhost.
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+	// PeerCAs are PEM files of the CAs whose TLS certificates other
+	// gestori present; the system roots are trusted too.
+	PeerCAs []string `json:"peer_cas,omitempty"`
+	// Index is the indice dei gestori (LDIF); empty means one holding
+	// only this gestore.
+	Index string `json:"index,omitempty"`
+	// Routes maps a domain to host:port of its SMTP server, instead of
+	// its MX records.
+	Routes map[string]string `json:"routes,omitempty"`
+	// Clamd is the virus scanner: "unix:/path/clamd.sock" or
+	// "tcp:host:port"; empty means no scanning.
+	Clamd string `json:"clamd,omitempty"`
+
+	MaxSize       int64  `json:"max_size,omitempty"`       // bytes × recipients; default 30 MB
+	MaxRecipients int    `json:"max_recipients,omitempty"` // default 50
+	NonPEC        string `json:"non_pec,omitempty"`        // anomalia (default), reject or folder
+	// Archivio lists the mailboxes (or "@domain") whose messages go to the
+	// archivio di sicurezza, with quota and contract end.
+	Archivio []sicurezza.Policy `json:"archivio_di_sicurezza,omitempty"`
+	// InsecureIMAPAuth allows IMAP LOGIN without TLS: tests only.
+	InsecureIMAPAuth bool `json:"insecure_imap_auth,omitempty"`
+	// PasswordIterations is the PBKDF2 cost of new passwords; 0 means the
+	// mailbox store's default.
+	PasswordIterations int `json:"password_iterations,omitempty"`
+}
+
+// defaultServerConfig is what custode init writes: every point on
+// 127.0.0.1, on ports above 1024.
+func defaultServerConfig() *serverConfig {
+	return &serverConfig{
+		Submission:  "127.0.0.1:5587",
+		Submissions: "127.0.0.1:5465",
+		Ricezione:   "127.0.0.1:2525",
+		IMAP:        "127.0.0.1:5143",
+		TLSCert:     filepath.Join("pki", "tls.pem"),
+		TLSKey:      filepath.Join("pki", "tls.key"),
+	}
+}
+
+// writeTLSCertificate issues the development TLS certificate of the
+// servers, from the development CA, if it is missing.
+func (c *config) writeTLSCertificate(now time.Time) error {
+	s := c.Server
+	if s == nil || s.TLSCert == "" || s.TLSKey == "" {
+		return nil
+	}
+	if _, err := os.Stat(c.path(s.TLSCert)); err == nil {
+		return nil
+	}
+	ca, err := pki.LoadKeyPair(c.path(c.CACert), c.path(filepath.Join(filepath.Dir(c.CACert), pki.CAKeyFile)))
+	if err != nil {
+		return fmt.Errorf("development TLS certificate: %w", err)
+	}
+	kp, err := pki.IssueTLSServer(ca, []string{"localhost", "127.0.0.1", c.Domain}, now.Add(-time.Hour), now.AddDate(3, 0, 0))
+	if err != nil {
+		return err
+	}
+	return kp.WriteFiles(c.path(s.TLSCert), c.path(s.TLSKey))
+}
+
+func (c *config) domains() []string {
+	if c.Server != nil && len(c.Server.Domains) > 0 {
+		return c.Server.Domains
+	}
+	return []string{c.Domain}
+}
+
+// serviceMailbox is our mailReceipt: where other gestori send ricevute di
+// presa in carico and avvisi di rilevazione virus.
+func (c *config) serviceMailbox() string { return "posta-certificata@" + c.Domain }
+
+// ownProvider is this gestore's record in the indice dei gestori.
+func (c *config) ownProvider() (*igpec.Provider, error) {
+	certs, err := pki.LoadCertificates(c.path(c.GestoreCert))
+	if err != nil {
+		return nil, err
+	}
+	p := &igpec.Provider{Name: c.Gestore, MailReceipt: c.serviceMailbox(), ManagedDomains: c.domains()}
+	p.AddCertificate(certs[0].Raw)
+	return p, nil
+}
+
+// index returns the indice dei gestori of the configuration.
+func (c *config) index() (*igpec.Index, error) {
+	if c.Server == nil || c.Server.Index == "" {
+		p, err := c.ownProvider()
+		if err != nil {
+			return nil, err
+		}
+		return igpec.NewIndex(p)
+	}
+	b, err := os.ReadFile(c.path(c.Server.Index))
+	if err != nil {
+		return nil, fmt.Errorf("indice dei gestori: %w", err)
+	}
+	ix, err := igpec.ParseLDIF(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("indice dei gestori %s: %w", c.path(c.Server.Index), err)
+	}
+	return ix, nil
+}
+
+func (c *config) mailboxDir() string { return filepath.Join(c.dir, "mailboxes") }
+func (c *config) queueDir() string   { return filepath.Join(c.dir, "queue") }
+
+// openMailboxes opens the mailbox store.
+func (c *config) openMailboxes(ctx context.Context, e *env, now func() time.Time) (*mailstore.Store, error) {
+	iter := 0
+	if c.Server != nil {
+		iter = c.Server.PasswordIterations
+	}
+	return mailstore.Open(ctx, mailstore.Options{Dir: c.mailboxDir(), Logger: e.log, Now: now, PasswordIterations: iter})
+}
+
+// gestore is the running gestore of a data directory: its server and the
+// stores it owns besides the ledger.
+type runningGestore struct {
+	srv       *gestore.Server
+	mailboxes *mailstore.Store
+	queue     *queue.Queue
+	archivio  *sicurezza.Archive // nil without the archivio di sicurezza
+	tls       *tls.Config
+}
+
+func (g *runningGestore) Close() error {
+	err := errors.Join(g.srv.Close(), g.queue.Close(), g.mailboxes.Close())
+	if g.archivio != nil {
+		err = errors.Join(err, g.archivio.Close())
+	}
+	return err
+}
+
+// openGestore builds the gestore server of the configuration over l.
+func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now func() time.Time) (*runningGestore, error) {
+	if c.Server == nil {
+		return nil, errors.New(`custode.json has no "server" section: the gestore is not configured`)
+	}
+	s := c.Server
+	signer, err := smime.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
+	if err != nil {
+		return nil, err
+	}
+	g, err := pec.NewGestore(c.Gestore, c.Domain, signer, pec.RandomIDs(nil))
+	if err != nil {
+		return nil, err
+	}
+	ix, err := c.index()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(c.path(s.TLSCert), c.path(s.TLSKey))
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	for _, f := range append([]string{c.CACert}, s.PeerCAs...) {
+		certs, err := pki.LoadCertificates(c.path(f))
+		if err != nil {
+			return nil, fmt.Errorf("peer CA: %w", err)
+		}
+		for _, ca := range certs {
+			roots.AddCert(ca)
+		}
+	}
+	clientTLS := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	var scanner gestore.Scanner
+	if s.Clamd != "" {
+		network, addr, ok := strings.Cut(s.Clamd, ":")
+		if !ok || (network != "unix" && network != "tcp") {
+			return nil, fmt.Errorf(`clamd: want "unix:/path" or "tcp:host:port", got %q`, s.Clamd)
+		}
+		scanner = &clamd.Client{Network: network, Address: addr}
+	}
+	mb, err := c.openMailboxes(ctx, e, now)
+	if err != nil {
+		return nil, err
+	}
+	q, err := queue.Open(ctx, queue.Options{Dir: c.queueDir(), Logger: e.log, Now: now})
+	if err != nil {
+		mb.Close()
+		return nil, err
+	}
+	var archivio *sicurezza.Archive
+	var hook gestore.Archiver
+	if len(s.Archivio) > 0 {
+		store, err := c.archiveStore(ctx)
+		if err != nil {
+			q.Close()
+			mb.Close()
+			return nil, err
+		}
+		if archivio, err = sicurezza.Open(ctx, sicurezza.Options{
+			Store: store, Dir: filepath.Join(c.dir, "sicurezza"), Policies: s.Archivio, Now: now, Logger: e.log,
+		}); err != nil {
+			q.Close()
+			mb.Close()
+			return nil, err
+		}
+		hook = archivio
+	}
+	srv, err := gestore.New(gestore.Options{
+		Gestore:       g,
+		Domains:       c.domains(),
+		Index:         ix,
+		Ledger:        l,
+		Mailboxes:     mb,
+		Queue:         q,
+		Scanner:       scanner,
+		Archive:       hook,
+		Routes:        s.Routes,
+		TLS:           serverTLS,
+		ClientTLS:     clientTLS,
+		MaxSize:       s.MaxSize,
+		MaxRecipients: s.MaxRecipients,
+		NonPEC:        gestore.NonPECPolicy(s.NonPEC),
+		Now:           now,
+		Logger:        e.log,
+	})
+	if err != nil {
+		q.Close()
+		mb.Close()
+		if archivio != nil {
+			archivio.Close()
+		}
+		return nil, err
+	}
+	return &runningGestore{srv: srv, mailboxes: mb, queue: q, archivio: archivio, tls: serverTLS}, nil
+}

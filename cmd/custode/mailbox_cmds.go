@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custode/custode/pec/igpec"
+	"github.com/custode/custode/pec/mailstore"
+)
+
+// readPassword reads the password from the first line of stdin, so that it
+// never appears in a process listing or a shell history.
+func readPassword(e *env) (string, error) {
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", &usageError{"give the password on the first line of standard input"}
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if len(pw) < 8 {
+		return "", &usageError{"the password must have at least 8 characters"}
+	}
+	return pw, nil
+}
+
+// parseSize reads a size in bytes with an optional K, M or G suffix
+// (powers of 1024); 0 means unlimited.
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, &usageError{fmt.Sprintf("bad size %q: want a number of bytes, optionally with K, M or G", s)}
+	}
+	return n * mult, nil
+}
+
+func mailboxCommand(ctx context.Context, e *env, name string, args []string, positional int, extra func(*flag.FlagSet)) (*config, *mailstore.Store, []string, error) {
+	var data string
+	fs := flags(e, name, &data)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := parse(fs, args, positional); err != nil {
+		return nil, nil, nil, err
+	}
+	if fs.NArg() != positional {
+		return nil, nil, nil, &usageError{fmt.Sprintf("want %d argument(s)", positional)}
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := c.openMailboxes(ctx, e, time.Now)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w (is custode serve running on this data directory?)", err)
+	}
+	return c, st, fs.Args(), nil
+}
+
+func runMailboxAdd(ctx context.Context, e *env, args []string) error {
+	var quota string
+	c, st, pos, err := mailboxCommand(ctx, e, "mailbox add", args, 1, func(f *flag.FlagSet) {
+		f.StringVar(&quota, "quota", "1G", "quota in bytes (K, M, G suffixes; 0 means none)")
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	address := strings.ToLower(pos[0])
+	if !slices.Contains(normalized(c.domains()), domainOfAddress(address)) {
+		return &usageError{fmt.Sprintf("%s is not in one of this gestore's domains %v (custode domain add)", address, c.domains())}
+	}
+	q, err := parseSize(quota)
+	if err != nil {
+		return err
+	}
+	pw, err := readPassword(e)
+	if err != nil {
+		return err
+	}
+	if err := st.AddMailbox(ctx, address, pw, q); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "mailbox %s created, quota %d bytes\n", address, q)
+	return nil
+}
+
+func runMailboxList(ctx context.Context, e *env, args []string) error {
+	_, st, _, err := mailboxCommand(ctx, e, "mailbox list", args, 0, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	list, err := st.Mailboxes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range list {
+		fmt.Fprintf(e.stdout, "%s\tmessages=%d\tused=%d\tquota=%d\n", m.Address, m.Messages, m.Used, m.Quota)
+	}
+	return nil
+}
+
+func runMailboxPasswd(ctx context.Context, e *env, args []string) error {
+	_, st, pos, err := mailboxCommand(ctx, e, "mailbox passwd", args, 1, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	pw, err := readPassword(e)
+	if err != nil {
+		return err
+	}
+	if err := st.SetPassword(ctx, strings.ToLower(pos[0]), pw); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "password of %s changed\n", strings.ToLower(pos[0]))
+	return nil
+}
+
+func runMailboxQuota(ctx context.Context, e *env, args []string) error {
+	_, st, pos, err := mailboxCommand(ctx, e, "mailbox quota", args, 2, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	q, err := parseSize(pos[1])
+	if err != nil {
+		return err
+	}
+	if err := st.SetQuota(ctx, strings.ToLower(pos[0]), q); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "quota of %s set to %d bytes\n", strings.ToLower(pos[0]), q)
+	return nil
+}
+
+func runDomainAdd(ctx context.Context, e *env, args []string) error {
+	var data string
+	fs := flags(e, "domain add", &data)
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return &usageError{"want one domain"}
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	d := igpec.NormalizeDomain(fs.Arg(0))
+	if d == "" || strings.ContainsAny(d, " @/") || !strings.Contains(d, ".") {
+		return &usageError{fmt.Sprintf("bad domain %q", fs.Arg(0))}
+	}
+	if c.Server == nil {
+		c.Server = defaultServerConfig()
+	}
+	domains := normalized(c.domains())
+	if slices.Contains(domains, d) {
+		return &usageError{fmt.Sprintf("%s is already a domain of this gestore", d)}
+	}
+	c.Server.Domains = append(domains, d)
+	if err := c.save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "domain %s added; publish it in the indice dei gestori (custode igpec write) and restart custode serve\n", d)
+	return nil
+}
+
+func runDomainList(ctx context.Context, e *env, args []string) error {
+	var data string
+	fs := flags(e, "domain list", &data)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	for _, d := range normalized(c.domains()) {
+		fmt.Fprintln(e.stdout, d)
+	}
+	return nil
+}
+
+func normalized(domains []string) []string {
+	out := make([]string, 0, len(domains))
+	for _, d := range domains {
+		out = append(out, igpec.NormalizeDomain(d))
+	}
+	return out
+}
+
+func domainOfAddress(a string) string {
+	i := strings.LastIndexByte(a, '@')
+	if i < 0 {
+		return ""
+	}
+	return igpec.NormalizeDomain(a[i+1:])
+}
+
+// save writes the configuration back to custode.json, atomically.
+func (c *config) save() error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(c.dir, configFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/pec/imapserver"
+)
+
+// runServe runs the main job: the ledger with its checkpoints, the built-in
+// TSA, the sealing of segments into the archive and, when the data
+// directory configures it, the gestore's SMTP and IMAP points.
+func runServe(ctx context.Context, e *env, args []string) error {
+	var data, tsaListen string
+	var archiveOnly bool
+	fs := flags(e, "serve", &data)
+	fs.StringVar(&tsaListen, "tsa-listen", "127.0.0.1:8318", "address of the built-in TSA's HTTP endpoint (empty: none)")
+	fs.BoolVar(&archiveOnly, "archive-only", false, "run the ledger, checkpoints and sealing only, without the gestore's SMTP and IMAP points")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		if _, statErr := os.Stat(data); !errors.Is(statErr, os.ErrNotExist) {
+			return err
+		}
+		e.log.Info("no data directory: creating one with a development PKI", "dir", data)
+		if c, err = initDataDir(data, "Custode Dev PEC", "pec.custode.test", time.Now()); err != nil {
+			return err
+		}
+	}
+	l, err := c.openLedger(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	h := l.Head()
+	e.log.Info("ledger open", "dir", c.ledgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
+
+	var wg sync.WaitGroup
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		stopBackground()
+		wg.Wait()
+	}()
+	if tsaListen != "" && c.TSAURL == "" {
+		a, err := c.authority()
+		if err != nil {
+			return err
+		}
+		ln, err := listen(tsaListen)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.Serve(bg, ln); err != nil {
+				e.log.Error("tsa: serve", "err", err)
+			}
+		}()
+		e.log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/")
+	}
+	store, err := c.archiveStore(ctx)
+	if err != nil {
+		return err
+	}
+	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sealer.Run(bg)
+	}()
+
+	if !archiveOnly {
+		if c.Server == nil {
+			c.Server = defaultServerConfig()
+		}
+		if err := c.writeTLSCertificate(time.Now()); err != nil {
+			return err
+		}
+		g, err := c.openGestore(ctx, e, l, time.Now)
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		if err := serveGestore(bg, e, c, g, &wg); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
+	return nil
+}
+
+// serveGestore opens the configured listeners and serves the gestore's
+// points on them, and runs its queue and tracker, until ctx is done.
+func serveGestore(ctx context.Context, e *env, c *config, g *runningGestore, wg *sync.WaitGroup) error {
+	s := c.Server
+	type point struct {
+		name, addr string
+		serve      func(net.Listener) error
+	}
+	imap, err := imapserver.New(imapserver.Options{
+		Store: g.mailboxes, TLSConfig: g.tls, Logger: e.log, InsecureAuth: s.InsecureIMAPAuth,
+		Greeting: c.Gestore + " IMAP",
+	})
+	if err != nil {
+		return err
+	}
+	points := []point{
+		{"submission (STARTTLS)", s.Submission, func(ln net.Listener) error { return g.srv.ServeSubmission(ln, false) }},
+		{"submission (TLS)", s.Submissions, func(ln net.Listener) error { return g.srv.ServeSubmission(ln, true) }},
+		{"ricezione", s.Ricezione, g.srv.ServeRicezione},
+		{"imap", s.IMAP, imap.Serve},
+	}
+	var lns []net.Listener
+	for _, p := range points {
+		if p.addr == "" {
+			continue
+		}
+		ln, err := listen(p.addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		lns = append(lns, ln)
+		e.log.Info("gestore listening", "point", p.name, "addr", ln.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.serve(ln); err != nil && ctx.Err() == nil {
+				e.log.Error("gestore: serve", "point", p.name, "err", err)
+			}
+		}()
+	}
+	if g.archivio != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := g.archivio.Run(ctx); err != nil {
+				e.log.Error("archivio di sicurezza: run", "err", err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := g.srv.Run(ctx); err != nil {
+			e.log.Error("gestore: run", "err", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		imap.Close()
+		g.srv.Close()
+	}()
+	return nil
+}
