@@ -194,6 +194,16 @@ func New(opts Options) (*Server, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Minute
 	}
+	// Sessions to other gestori are resumed (TLS 1.3 tickets): a resumed
+	// handshake costs the peer no RSA signature.
+	if opts.ClientTLS == nil {
+		opts.ClientTLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	} else {
+		opts.ClientTLS = opts.ClientTLS.Clone()
+	}
+	if opts.ClientTLS.ClientSessionCache == nil {
+		opts.ClientTLS.ClientSessionCache = tls.NewLRUClientSessionCache(256)
+	}
 	if opts.TrackInterval <= 0 {
 		opts.TrackInterval = 30 * time.Second
 	}

@@ -3,7 +3,6 @@ package gestore
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -239,10 +238,7 @@ func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it qu
 		_ = conn.SetDeadline(dl)
 	}
 	host, _, _ := net.SplitHostPort(addr)
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if s.opts.ClientTLS != nil {
-		cfg = s.opts.ClientTLS.Clone()
-	}
+	cfg := s.opts.ClientTLS.Clone()
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
