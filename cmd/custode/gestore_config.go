@@ -56,6 +56,9 @@ type serverConfig struct {
 	MaxSize       int64  `json:"max_size,omitempty"`       // bytes × recipients; default 30 MB
 	MaxRecipients int    `json:"max_recipients,omitempty"` // default 50
 	NonPEC        string `json:"non_pec,omitempty"`        // anomalia (default), reject or folder
+	// Mailboxes holds each titolare's choices: handling of ordinary mail
+	// and a notice of arrival to an ordinary address.
+	Mailboxes map[string]mailboxPolicy `json:"mailboxes,omitempty"`
 	// Archivio lists the mailboxes (or "@domain") whose messages go to the
 	// archivio di sicurezza, with quota and contract end.
 	Archivio []sicurezza.Policy `json:"archivio_di_sicurezza,omitempty"`
@@ -64,6 +67,13 @@ type serverConfig struct {
 	// PasswordIterations is the PBKDF2 cost of new passwords; 0 means the
 	// mailbox store's default.
 	PasswordIterations int `json:"password_iterations,omitempty"`
+}
+
+// mailboxPolicy is one entry of the server section's "mailboxes".
+type mailboxPolicy struct {
+	NonPEC    string `json:"non_pec,omitempty"`    // anomalia, reject, folder or forward
+	ForwardTo string `json:"forward_to,omitempty"` // for forward
+	NotifyTo  string `json:"notify_to,omitempty"`  // notice of arrival
 }
 
 // defaultServerConfig is what custode init writes: every point on
@@ -244,6 +254,19 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		}
 		hook = archivio
 	}
+	policies := map[string]gestore.MailboxPolicy{}
+	for mb, p := range s.Mailboxes {
+		switch gestore.NonPECPolicy(p.NonPEC) {
+		case "", gestore.NonPECAnomalia, gestore.NonPECReject, gestore.NonPECFolder:
+		case gestore.NonPECForward:
+			if p.ForwardTo == "" {
+				return nil, fmt.Errorf("mailbox %s: non_pec forward needs forward_to", mb)
+			}
+		default:
+			return nil, fmt.Errorf("mailbox %s: unknown non_pec %q (anomalia, reject, folder or forward)", mb, p.NonPEC)
+		}
+		policies[strings.ToLower(mb)] = gestore.MailboxPolicy{NonPEC: gestore.NonPECPolicy(p.NonPEC), ForwardTo: p.ForwardTo, NotifyTo: p.NotifyTo}
+	}
 	srv, err := gestore.New(gestore.Options{
 		Gestore:       g,
 		Domains:       c.domains(),
@@ -259,6 +282,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		MaxSize:       s.MaxSize,
 		MaxRecipients: s.MaxRecipients,
 		NonPEC:        gestore.NonPECPolicy(s.NonPEC),
+		Policy:        func(mb string) gestore.MailboxPolicy { return policies[mb] },
 		Now:           now,
 		Logger:        e.log,
 	})

@@ -79,7 +79,24 @@ const (
 	NonPECReject NonPECPolicy = "reject"
 	// NonPECFolder files it, unwrapped, in the folder NonPECFolderName.
 	NonPECFolder NonPECPolicy = "folder"
+	// NonPECForward sends it on, unwrapped, to the mailbox policy's
+	// ForwardTo address, an ordinary mailbox.
+	NonPECForward NonPECPolicy = "forward"
 )
+
+// MailboxPolicy is what a titolare chose for their mailbox, as the
+// providers' offers describe: the handling of ordinary mail and a notice
+// of arrival to an ordinary address.
+type MailboxPolicy struct {
+	// NonPEC is the handling of ordinary mail; empty means the server's
+	// default (Options.NonPEC).
+	NonPEC NonPECPolicy
+	// ForwardTo is where NonPECForward sends ordinary mail.
+	ForwardTo string
+	// NotifyTo, if not empty, is an ordinary address that gets a notice
+	// of arrival for each busta di trasporto delivered to the mailbox.
+	NotifyTo string
+}
 
 // NonPECFolderName is the folder NonPECFolder files ordinary mail in.
 const NonPECFolderName = "Posta ordinaria"
@@ -123,6 +140,9 @@ type Options struct {
 	MaxRecipients int
 	// NonPEC is the handling of ordinary mail; empty means NonPECAnomalia.
 	NonPEC NonPECPolicy
+	// Policy, if not nil, returns the policy of a mailbox of ours; nil
+	// means the defaults for every mailbox.
+	Policy func(mailbox string) MailboxPolicy
 	// Timeout is how long an SMTP session may stay silent; zero means
 	// five minutes.
 	Timeout time.Duration
@@ -145,6 +165,8 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	domains map[string]bool
+
+	trackMu sync.Mutex // one Track at a time
 
 	mu         sync.Mutex
 	servers    []*smtp.Server
@@ -188,7 +210,7 @@ func New(opts Options) (*Server, error) {
 	case "":
 		opts.NonPEC = NonPECAnomalia
 	case NonPECAnomalia, NonPECReject, NonPECFolder:
-	default:
+	default: // NonPECForward needs a ForwardTo: a mailbox policy only
 		return nil, fmt.Errorf("gestore: unknown handling of ordinary mail %q", opts.NonPEC)
 	}
 	if opts.Timeout <= 0 {
@@ -230,6 +252,19 @@ func New(opts Options) (*Server, error) {
 		s.domains[igpec.NormalizeDomain(d)] = true
 	}
 	return s, nil
+}
+
+// policy returns the policy of mailbox, with the server's defaults filled
+// in.
+func (s *Server) policy(mailbox string) MailboxPolicy {
+	var p MailboxPolicy
+	if s.opts.Policy != nil {
+		p = s.opts.Policy(mailbox)
+	}
+	if p.NonPEC == "" || (p.NonPEC == NonPECForward && p.ForwardTo == "") {
+		p.NonPEC = s.opts.NonPEC
+	}
+	return p
 }
 
 // ours reports whether address is in one of the server's domains.

@@ -98,6 +98,7 @@ type startOptions struct {
 	scanner Scanner // both gestori
 	// scannerA and scannerB, when set, replace scanner for one gestore.
 	scannerA, scannerB Scanner
+	policy             func(string) MailboxPolicy // B's mailbox policies
 	nonPEC             NonPECPolicy
 	maxSize            int64
 }
@@ -148,6 +149,7 @@ func (g *testGestore) start(t testing.TB, o startOptions) {
 		TLS:           &tls.Config{Certificates: []tls.Certificate{serverCert}},
 		ClientTLS:     &tls.Config{RootCAs: roots},
 		NonPEC:        o.nonPEC,
+		Policy:        o.policy,
 		MaxSize:       o.maxSize,
 		TrackInterval: 50 * time.Millisecond,
 		Now:           o.clock.Now,
@@ -242,6 +244,7 @@ func newPair(t testing.TB, o startOptions) *pair {
 	if o.scannerB != nil {
 		bo.scanner = o.scannerB
 	}
+	ao.policy = nil
 	a.start(t, ao)
 	b.start(t, bo)
 	return p

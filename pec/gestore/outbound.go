@@ -38,8 +38,9 @@ func itemID(what, identificativo string, more ...string) string {
 // commit makes a processing step durable: the messages it emits are queued
 // (held back by deliver until the ledger has them), then its events are
 // appended to the ledger. Only when commit returns nil may the server
-// answer 250. Items left by an earlier attempt at the same step, which was
-// never acknowledged, are replaced.
+// answer 250. Items left by an earlier run's attempt at the same step,
+// which was never acknowledged, are replaced; a step that another commit
+// of this run holds fails with errBusy.
 func (s *Server) commit(ctx context.Context, items []queue.Item, events ...ledger.Event) error {
 	ids := make([]string, len(items))
 	for i := range items {
@@ -48,8 +49,11 @@ func (s *Server) commit(ctx context.Context, items []queue.Item, events ...ledge
 		}
 		ids[i] = items[i].ID
 	}
-	c := s.hold(ids)
-	err := s.opts.Queue.Enqueue(ctx, items...)
+	c, err := s.hold(ids)
+	if err != nil {
+		return err
+	}
+	err = s.opts.Queue.Enqueue(ctx, items...)
 	if errors.Is(err, queue.ErrExists) {
 		for _, it := range items {
 			if err := s.opts.Queue.Remove(ctx, it.ID); err != nil && !errors.Is(err, queue.ErrNotFound) {
@@ -82,16 +86,27 @@ type commitState struct {
 	recorded bool
 }
 
+// errBusy is the error of a commit of items that another commit, under
+// way or done in this run, already holds: the same step running twice at
+// once (a sender retrying while its first attempt is still processed).
+var errBusy = errors.New("the same messages are being committed already")
+
 // hold marks the items ids as being committed: deliver waits for the
-// commit's end instead of looking in the ledger.
-func (s *Server) hold(ids []string) *commitState {
-	c := &commitState{done: make(chan struct{})}
+// commit's end instead of looking in the ledger. It fails with errBusy if
+// another commit of this run holds one of them.
+func (s *Server) hold(ids []string) (*commitState, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if s.committing[id] != nil || s.committed[id] {
+			return nil, fmt.Errorf("gestore: commit %s: %w", id, errBusy)
+		}
+	}
+	c := &commitState{done: make(chan struct{})}
 	for _, id := range ids {
 		s.committing[id] = c
 	}
-	s.mu.Unlock()
-	return c
+	return c, nil
 }
 
 // release ends the commit of ids: recorded says whether the ledger holds
@@ -114,6 +129,9 @@ func (s *Server) release(ids []string, c *commitState, recorded bool) {
 // isRecorded reports whether the message of it may be sent: the ledger
 // holds the event that emitted it. It waits for a commit under way.
 func (s *Server) isRecorded(ctx context.Context, it queue.Item) (bool, error) {
+	if it.Ref == notEvidence {
+		return true, nil
+	}
 	s.mu.Lock()
 	c, committing := s.committing[it.ID]
 	done := s.committed[it.ID]
@@ -140,6 +158,11 @@ func (s *Server) forget(id string) {
 	delete(s.committed, id)
 	s.mu.Unlock()
 }
+
+// notEvidence is the Ref of queue items that are not PEC messages and have
+// no ledger entry: ordinary mail forwarded by a mailbox policy, notices of
+// arrival. deliver sends them without looking in the ledger.
+const notEvidence = "-"
 
 // errNeverRecorded marks a queued message whose ledger entry was never
 // written: the step that queued it crashed before answering, so the

@@ -129,27 +129,77 @@ func (s *Server) checkSignature(m *pec.Message, at time.Time) (*igpec.Provider, 
 	return provider, ""
 }
 
-// ordinary handles mail that is not PEC, as the policy says.
+// ordinary handles mail that is not PEC as each recipient's policy says.
+// A recipient who refuses ordinary mail makes the whole message refused:
+// after DATA, SMTP cannot answer recipient by recipient.
 func (s *Server) ordinary(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, key string) error {
-	switch s.opts.NonPEC {
-	case NonPECReject:
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-			Message: "This mailbox accepts certified mail (PEC) only"}
-	case NonPECFolder:
-		for _, r := range rcpts {
-			k := key
-			if k == "" {
-				k = digestKey("ordinaria", msg, r)
+	var anomalia, refused []string
+	var items []queue.Item
+	for _, r := range rcpts {
+		p := s.policy(r)
+		switch p.NonPEC {
+		case NonPECReject:
+			refused = append(refused, r)
+		case NonPECFolder:
+			if err := s.fileOrdinary(ctx, r, msg, at, key); err != nil {
+				return err
 			}
-			_, err := s.opts.Mailboxes.Deliver(ctx, mailstore.Delivery{Address: r, Folder: NonPECFolderName, Message: msg, Key: k + "/" + r, Time: at})
-			if err != nil && !errors.Is(err, mailstore.ErrNoSuchMailbox) {
-				s.log.Error("ricezione: file ordinary mail", "to", r, "err", err)
-				return deferred("mailbox store")
-			}
+		case NonPECForward:
+			items = append(items, queue.Item{
+				ID:          itemID("inoltro", string(msg), r, p.ForwardTo),
+				Destination: s.destinationOf(p.ForwardTo),
+				Ref:         notEvidence,
+				From:        from,
+				To:          []string{p.ForwardTo},
+				Message:     msg,
+			})
+		default:
+			anomalia = append(anomalia, r)
 		}
-		return nil
 	}
-	return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio non è un messaggio di posta certificata")
+	if len(refused) > 0 {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "Mailbox accepts certified mail (PEC) only: " + strings.Join(refused, ", ")}
+	}
+	if len(items) > 0 {
+		// Ordinary mail is not PEC: no ledger event, but durable before
+		// the 250 all the same.
+		if err := s.opts.Queue.Enqueue(ctx, items...); err != nil && !errors.Is(err, queue.ErrExists) {
+			s.log.Error("ricezione: forward ordinary mail", "err", err)
+			return deferred("queue")
+		}
+	}
+	if len(anomalia) > 0 {
+		return s.anomalia(ctx, from, anomalia, msg, at, "il messaggio non è un messaggio di posta certificata")
+	}
+	return nil
+}
+
+// fileOrdinary files ordinary mail in rcpt's NonPECFolderName folder,
+// creating it the first time.
+func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at time.Time, key string) error {
+	k := key
+	if k == "" {
+		k = digestKey("ordinaria", msg, rcpt)
+	}
+	d := mailstore.Delivery{Address: rcpt, Folder: NonPECFolderName, Message: msg, Key: k + "/" + rcpt, Time: at}
+	_, err := s.opts.Mailboxes.Deliver(ctx, d)
+	if errors.Is(err, mailstore.ErrNoSuchFolder) {
+		if err := s.opts.Mailboxes.CreateFolder(ctx, rcpt, NonPECFolderName); err != nil && !errors.Is(err, mailstore.ErrFolderExists) {
+			s.log.Error("ricezione: create folder", "to", rcpt, "err", err)
+			return deferred("mailbox store")
+		}
+		_, err = s.opts.Mailboxes.Deliver(ctx, d)
+	}
+	switch {
+	case err == nil, errors.Is(err, mailstore.ErrNoSuchMailbox):
+		return nil
+	case errors.Is(err, mailstore.ErrOverQuota):
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"}
+	default:
+		s.log.Error("ricezione: file ordinary mail", "to", rcpt, "err", err)
+		return deferred("mailbox store")
+	}
 }
 
 // anomalia wraps msg in a busta di anomalia for each of rcpts (RFC 6109
@@ -279,6 +329,9 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 		if errore != "" {
 			ev.Details["errore"] = errore
 		} else {
+			if notify := s.policy(rcpt).NotifyTo; notify != "" {
+				items = append(items, s.noticeOfArrival(tx, rcpt, notify))
+			}
 			ev.Details["tipo_ricevuta"] = string(tx.ReceiptFor(rcpt))
 			if ev.ArchiveKey, err = s.archive(ctx, rcpt, pec.KindBustaTrasporto, tx, m.Raw); err != nil {
 				return deferred("archive")
@@ -482,4 +535,33 @@ func coversAll(list string, want []string) bool {
 
 func digestKey(what string, msg []byte, more ...string) string {
 	return itemID(what, string(msg), more...)
+}
+
+// noticeOfArrival is the ordinary mail that tells a titolare, at the
+// ordinary address of their choice, that a busta di trasporto is in their
+// mailbox. It carries no content of the message beyond its sender and
+// subject.
+func (s *Server) noticeOfArrival(tx *pec.Transaction, rcpt, notify string) queue.Item {
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		rome = time.UTC
+	}
+	subject := mime.QEncoding.Encode("utf-8", "Nuovo messaggio PEC da "+tx.Mittente)
+	body := "Nella casella di posta certificata " + rcpt + " è arrivato un messaggio.\r\n\r\n" +
+		"Mittente: " + tx.Mittente + "\r\n" +
+		"Oggetto: " + oneLine(tx.Subject) + "\r\n" +
+		"Data: " + tx.Time.In(rome).Format("02/01/2006 15:04:05 -0700") + "\r\n" +
+		"Identificativo: " + tx.Identificativo + "\r\n\r\n" +
+		"Questo è un avviso automatico, non un messaggio di posta certificata.\r\n"
+	msg := "From: " + s.g.Address() + "\r\nTo: " + notify + "\r\nSubject: " + subject +
+		"\r\nDate: " + tx.Time.Format(time.RFC1123Z) + "\r\nMessage-ID: <avviso." + itemID("arrivo", tx.Identificativo, rcpt)[len("arrivo/"):] + "@" + s.g.Domain() + ">" +
+		"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body
+	return queue.Item{
+		ID:          itemID("avviso-arrivo", tx.Identificativo, rcpt),
+		Destination: s.destinationOf(notify),
+		Ref:         notEvidence,
+		From:        s.g.Address(),
+		To:          []string{notify},
+		Message:     []byte(msg),
+	}
 }

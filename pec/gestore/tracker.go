@@ -49,6 +49,8 @@ func (s *Server) runTracker(ctx context.Context) error {
 // consegna gives only the 24-hour avviso; no presa in carico and a
 // consegna after 12 hours only the 12-hour one; neither gives both.
 func (s *Server) Track(ctx context.Context) (int, error) {
+	s.trackMu.Lock()
+	defer s.trackMu.Unlock()
 	now := s.now()
 	q := ledger.Query{Kind: ledger.KindPostaCertificata, From: now.Add(-trackWindow), To: now.Add(-Timeout12h + time.Nanosecond), Limit: 1000}
 	emitted := 0
