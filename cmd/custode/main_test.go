@@ -165,3 +165,58 @@ func sealedCount(t *testing.T, data string) string {
 	_, out := custode(t, "", "archive", "verify", "-data", data, "-no-ledger")
 	return out
 }
+
+func TestMailboxAndDomainCommands(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if code, out := custode(t, "", "init", "-data", data, "-domain", "pec.prova.test"); code != 0 {
+		t.Fatalf("init: %s", out)
+	}
+	tests := []struct {
+		name  string
+		stdin string
+		args  []string
+		code  int
+		want  string
+	}{
+		{"add", "una password lunga\n", []string{"mailbox", "add", "-data", data, "-quota", "10M", "Anna@pec.prova.test"}, 0, "anna@pec.prova.test created, quota 10485760"},
+		{"add again", "una password lunga\n", []string{"mailbox", "add", "-data", data, "anna@pec.prova.test"}, 1, "exists"},
+		{"short password", "corta\n", []string{"mailbox", "add", "-data", data, "bruno@pec.prova.test"}, 2, "at least 8"},
+		{"no password", "", []string{"mailbox", "add", "-data", data, "bruno@pec.prova.test"}, 2, "standard input"},
+		{"foreign domain", "una password lunga\n", []string{"mailbox", "add", "-data", data, "x@altro.test"}, 2, "not in one of this gestore's domains"},
+		{"bad quota", "una password lunga\n", []string{"mailbox", "add", "-data", data, "-quota", "lots", "bruno@pec.prova.test"}, 2, "bad size"},
+		{"no address", "", []string{"mailbox", "add", "-data", data}, 2, "want 1 argument"},
+		{"domain add", "", []string{"domain", "add", "-data", data, "PEC.Ente.test"}, 0, "domain pec.ente.test added"},
+		{"domain add again", "", []string{"domain", "add", "-data", data, "pec.ente.test"}, 2, "already"},
+		{"bad domain", "", []string{"domain", "add", "-data", data, "not a domain"}, 2, "bad domain"},
+		{"domain list", "", []string{"domain", "list", "-data", data}, 0, "pec.prova.test\npec.ente.test\n"},
+		{"add in new domain", "altra password\n", []string{"mailbox", "add", "-data", data, "ufficio@pec.ente.test"}, 0, "created"},
+		{"quota", "", []string{"mailbox", "quota", "-data", data, "anna@pec.prova.test", "1G"}, 0, "1073741824"},
+		{"quota unknown", "", []string{"mailbox", "quota", "-data", data, "nobody@pec.prova.test", "1G"}, 1, "no such mailbox"},
+		{"passwd", "nuova password\n", []string{"mailbox", "passwd", "-data", data, "anna@pec.prova.test"}, 0, "changed"},
+		{"list", "", []string{"mailbox", "list", "-data", data}, 0, "anna@pec.prova.test\tmessages=0\tused=0\tquota=1073741824\nufficio@pec.ente.test"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := custode(t, tt.stdin, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d, want %d; output %q, want it to contain %q", code, tt.code, out, tt.want)
+			}
+			if strings.Contains(out, "una password lunga") || strings.Contains(out, "nuova password") {
+				t.Errorf("a password appears in the output: %q", out)
+			}
+		})
+	}
+}
+
+func TestDemo(t *testing.T) {
+	code, out := custode(t, "", "demo")
+	if code != 0 {
+		t.Fatalf("demo: %d\n%s", code, out)
+	}
+	for _, want := range []string{"ricevuta di accettazione", "ricevuta di avvenuta consegna completa", "busta di trasporto",
+		`"kind":"accettazione"`, `"kind":"presa-in-carico"`, `"kind":"avvenuta-consegna"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}

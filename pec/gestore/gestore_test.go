@@ -392,3 +392,58 @@ func TestTimeoutAvvisi(t *testing.T) {
 }
 
 func ledgerKind(k ledger.Kind) string { return string(k) }
+
+// TestReceiptForms: the ricevuta di avvenuta consegna is completa for a
+// To recipient, sintetica for a Cc one, breve when the sender asks for it
+// (X-TipoRicevuta); a full mailbox gets the avviso di mancata consegna.
+func TestReceiptForms(t *testing.T) {
+	p := newPair(t, startOptions{})
+	p.a.addMailbox(t, mario, pw, 0)
+	cc := "carla@pec.beta.test"
+	full := "piena@pec.beta.test"
+	p.b.addMailbox(t, lucia, pw, 0)
+	p.b.addMailbox(t, cc, pw, 0)
+	p.b.addMailbox(t, full, pw, 100)
+
+	withAttachment := "X-TipoRicevuta: breve\n" + strings.Replace(message(mario, lucia, "", "Breve"),
+		"Content-Type: text/plain; charset=utf-8\n\nBuongiorno,\nin allegato nulla.\n",
+		"Content-Type: multipart/mixed; boundary=b1\n\n--b1\nContent-Type: text/plain\n\nTesto\n--b1\n"+
+			"Content-Type: application/pdf; name=contratto.pdf\nContent-Disposition: attachment; filename=contratto.pdf\n"+
+			"Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b1--\n", 1)
+	tests := []struct {
+		name  string
+		rcpts []string
+		msg   string
+		want  []pec.Kind
+	}{
+		{"To and Cc", []string{lucia, cc}, message(mario, lucia, cc, "Completa e sintetica"), []pec.Kind{pec.KindConsegnaCompleta, pec.KindConsegnaSintetica}},
+		{"breve", []string{lucia}, withAttachment, []pec.Kind{pec.KindConsegnaBreve}},
+		{"over quota", []string{full}, message(mario, full, "", "Casella piena"), []pec.Kind{pec.KindMancataConsegna}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(p.a.messages(t, mario))
+			if err := p.a.submit(t, mario, pw, tt.rcpts, tt.msg); err != nil {
+				t.Fatal(err)
+			}
+			want := 1 + len(tt.want) // the accettazione, then one per recipient
+			waitFor(t, "ricevute", 20*time.Second, func() (bool, error) {
+				return len(p.a.messages(t, mario)) >= before+want, nil
+			})
+			got := kindsOf(p.a.parsed(t, mario)[before:])
+			for _, k := range tt.want {
+				if !slices.Contains(got, k) {
+					t.Errorf("ricevute %v lack %s", got, k)
+				}
+			}
+			for _, m := range p.a.parsed(t, mario)[before:] {
+				if m.Kind == pec.KindConsegnaBreve && !bytes.Contains(m.Raw, []byte("contratto.pdf.hash")) {
+					t.Error("the ricevuta breve does not replace the attachment with its hash")
+				}
+				if m.Kind == pec.KindMancataConsegna && !strings.Contains(m.Daticert.ErroreEsteso, "piena") {
+					t.Errorf("mancata consegna for a full mailbox says %q", m.Daticert.ErroreEsteso)
+				}
+			}
+		})
+	}
+}
