@@ -20,7 +20,7 @@ import (
 func TestMailboxPolicies(t *testing.T) {
 	sink := newSink(t)
 	policies := map[string]MailboxPolicy{
-		lucia:                  {NotifyTo: "lucia@example.org"},
+		lucia:                   {NotifyTo: "lucia@example.org"},
 		"ufficio@pec.beta.test": {NonPEC: NonPECFolder},
 		"inoltro@pec.beta.test": {NonPEC: NonPECForward, ForwardTo: "inoltro@example.org"},
 		"rigida@pec.beta.test":  {NonPEC: NonPECReject},
