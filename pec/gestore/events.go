@@ -125,3 +125,36 @@ func find(entries []*ledger.Entry, match func(*ledger.Entry) bool) []*ledger.Ent
 func recipientOf(e *ledger.Entry) string {
 	return strings.ToLower(e.Details["destinatario"])
 }
+
+// sanitize makes every string of ev fit for the ledger, whatever a client
+// or another gestore sent: valid UTF-8 (bad bytes become U+FFFD), no NUL,
+// within the field limits. A message is never refused for its log fields.
+func sanitize(ev *ledger.Event) {
+	clean := func(v string, max int) string {
+		v = strings.ToValidUTF8(v, "\uFFFD")
+		v = strings.ReplaceAll(v, "\x00", "")
+		return truncate(v, max)
+	}
+	ev.Identificativo = clean(ev.Identificativo, ledger.MaxFieldBytes)
+	ev.Mittente = clean(ev.Mittente, ledger.MaxFieldBytes)
+	if ev.Mittente == "" {
+		ev.Mittente = "<>"
+	}
+	ev.Oggetto = clean(ev.Oggetto, ledger.MaxFieldBytes)
+	ev.Gestore = clean(ev.Gestore, ledger.MaxFieldBytes)
+	if !validMsgID(ev.ClientMessageID) {
+		ev.ClientMessageID = ""
+	}
+	for i := range ev.Destinatari {
+		ev.Destinatari[i].Address = clean(ev.Destinatari[i].Address, ledger.MaxFieldBytes)
+		if ev.Destinatari[i].Address == "" {
+			ev.Destinatari[i].Address = "<>"
+		}
+	}
+	for i := range ev.Related {
+		ev.Related[i] = clean(ev.Related[i], ledger.MaxFieldBytes)
+	}
+	for k, v := range ev.Details {
+		ev.Details[k] = clean(v, 4096)
+	}
+}

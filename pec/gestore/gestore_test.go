@@ -447,3 +447,21 @@ func TestReceiptForms(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileHeaders: a subject that is not UTF-8, an over-long one and a
+// Message-ID with spaces do not stop a message: the ledger keeps them
+// cleaned, the original travels unchanged.
+func TestHostileHeaders(t *testing.T) {
+	p := newPair(t, startOptions{})
+	p.a.addMailbox(t, mario, pw, 0)
+	p.b.addMailbox(t, lucia, pw, 0)
+	// The long subject is folded: SMTP lines stay within 1000 bytes.
+	subjects := []string{"Fattura \xff\xfe n. 3", strings.Repeat("molto lungo\n ", 1000)}
+	for _, subj := range subjects {
+		msg := strings.Replace(message(mario, lucia, "", subj), "Message-ID: <", "Message-ID: <con spazi ", 1)
+		if err := p.a.submit(t, mario, pw, []string{lucia}, msg); err != nil {
+			t.Fatalf("submit with subject %.20q: %v", subj, err)
+		}
+	}
+	waitFor(t, "both buste", 20*time.Second, func() (bool, error) { return len(p.b.messages(t, lucia)) == 2, nil })
+}

@@ -42,6 +42,9 @@ func itemID(what, identificativo string, more ...string) string {
 // which was never acknowledged, are replaced; a step that another commit
 // of this run holds fails with errBusy.
 func (s *Server) commit(ctx context.Context, items []queue.Item, events ...ledger.Event) error {
+	for i := range events {
+		sanitize(&events[i])
+	}
 	ids := make([]string, len(items))
 	for i := range items {
 		if items[i].Ref == "" {

@@ -473,6 +473,7 @@ func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igp
 			return false, deferred("archive")
 		}
 	}
+	sanitize(&ev)
 	if m.Kind != pec.KindRilevazioneVirus || !s.ours(d.Mittente) {
 		if _, err := s.opts.Ledger.Append(ctx, ev); err != nil {
 			s.log.Error("ricezione: record notice", "identificativo", d.Identificativo, "err", err)
