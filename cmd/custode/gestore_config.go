@@ -22,7 +22,26 @@ import (
 	"github.com/custode/custode/pec/pki"
 	"github.com/custode/custode/pec/queue"
 	"github.com/custode/custode/pec/smime"
+	policyFile "github.com/custode/custode/policies"
 )
+
+// archivioFromPolicy lists the mailboxes and domains whose archivio di
+// sicurezza the policy turns on.
+func archivioFromPolicy(p *policyFile.Policy, now time.Time) []sicurezza.Policy {
+	retention := p.Retention.Archivio.AddTo(now).Sub(now)
+	var out []sicurezza.Policy
+	for d, o := range p.Domains {
+		if o.Archivio != nil && *o.Archivio {
+			out = append(out, sicurezza.Policy{Mailbox: "@" + d, Quota: o.Quota, ContractEnd: o.ContractEnd, Retention: retention})
+		}
+	}
+	for mb := range p.Mailboxes {
+		if o := p.MailboxOptions(mb); o.Archivio != nil && *o.Archivio {
+			out = append(out, sicurezza.Policy{Mailbox: mb, Quota: o.Quota, ContractEnd: o.ContractEnd, Retention: retention})
+		}
+	}
+	return out
+}
 
 // serverConfig is the "server" section of custode.json: the gestore's
 // SMTP and IMAP points. Every address is host:port; an empty one is not
@@ -227,33 +246,6 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		}
 		scanner = &clamd.Client{Network: network, Address: addr}
 	}
-	mb, err := c.openMailboxes(ctx, e, now)
-	if err != nil {
-		return nil, err
-	}
-	q, err := queue.Open(ctx, queue.Options{Dir: c.queueDir(), Logger: e.log, Now: now})
-	if err != nil {
-		mb.Close()
-		return nil, err
-	}
-	var archivio *sicurezza.Archive
-	var hook gestore.Archiver
-	if len(s.Archivio) > 0 {
-		store, err := c.archiveStore(ctx)
-		if err != nil {
-			q.Close()
-			mb.Close()
-			return nil, err
-		}
-		if archivio, err = sicurezza.Open(ctx, sicurezza.Options{
-			Store: store, Dir: filepath.Join(c.dir, "sicurezza"), Policies: s.Archivio, Now: now, Logger: e.log,
-		}); err != nil {
-			q.Close()
-			mb.Close()
-			return nil, err
-		}
-		hook = archivio
-	}
 	policies := map[string]gestore.MailboxPolicy{}
 	for mb, p := range s.Mailboxes {
 		switch gestore.NonPECPolicy(p.NonPEC) {
@@ -266,6 +258,49 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 			return nil, fmt.Errorf("mailbox %s: unknown non_pec %q (anomalia, reject, folder or forward)", mb, p.NonPEC)
 		}
 		policies[strings.ToLower(mb)] = gestore.MailboxPolicy{NonPEC: gestore.NonPECPolicy(p.NonPEC), ForwardTo: p.ForwardTo, NotifyTo: p.NotifyTo}
+	}
+	mb, err := c.openMailboxes(ctx, e, now)
+	if err != nil {
+		return nil, err
+	}
+	q, err := queue.Open(ctx, queue.Options{Dir: c.queueDir(), Logger: e.log, Now: now})
+	if err != nil {
+		mb.Close()
+		return nil, err
+	}
+	archivioPolicies := s.Archivio
+	policyFunc := func(mb string) gestore.MailboxPolicy { return policies[mb] }
+	if pol, err := policyFile.Load(c.activePolicy()); err == nil {
+		// The applied policy file replaces the configuration's mailboxes
+		// and archivio di sicurezza.
+		archivioPolicies = archivioFromPolicy(pol, now())
+		policyFunc = func(mb string) gestore.MailboxPolicy {
+			o := pol.MailboxOptions(mb)
+			return gestore.MailboxPolicy{NonPEC: gestore.NonPECPolicy(o.NonPEC), ForwardTo: o.ForwardTo, NotifyTo: o.NotifyTo}
+		}
+		e.log.Info("policy applied", "version", pol.Version, "file", c.activePolicy())
+	} else if !errors.Is(err, os.ErrNotExist) {
+		q.Close()
+		mb.Close()
+		return nil, fmt.Errorf("the active policy: %w", err)
+	}
+	var archivio *sicurezza.Archive
+	var hook gestore.Archiver
+	if len(archivioPolicies) > 0 {
+		store, err := c.archiveStore(ctx)
+		if err != nil {
+			q.Close()
+			mb.Close()
+			return nil, err
+		}
+		if archivio, err = sicurezza.Open(ctx, sicurezza.Options{
+			Store: store, Dir: filepath.Join(c.dir, "sicurezza"), Policies: archivioPolicies, Now: now, Logger: e.log,
+		}); err != nil {
+			q.Close()
+			mb.Close()
+			return nil, err
+		}
+		hook = archivio
 	}
 	srv, err := gestore.New(gestore.Options{
 		Gestore:       g,
@@ -282,7 +317,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		MaxSize:       s.MaxSize,
 		MaxRecipients: s.MaxRecipients,
 		NonPEC:        gestore.NonPECPolicy(s.NonPEC),
-		Policy:        func(mb string) gestore.MailboxPolicy { return policies[mb] },
+		Policy:        policyFunc,
 		Now:           now,
 		Logger:        e.log,
 	})

@@ -58,6 +58,8 @@ func commands() []command {
 		{"mailbox quota", "set a mailbox's quota", runMailboxQuota},
 		{"domain add", "add a PEC domain whose mailboxes this gestore keeps", runDomainAdd},
 		{"domain list", "list the gestore's PEC domains", runDomainList},
+		{"policy check", "validate a policy file (errors as file:line)", runPolicyCheck},
+		{"policy apply", "make a policy file the active one and record the change in the ledger", runPolicyApply},
 		{"ledger append", "append events given as JSON lines (one event per line)", runLedgerAppend},
 		{"ledger verify", "recompute chain and tree, check every checkpoint", runLedgerVerify},
 		{"ledger get", "print an entry in its canonical bytes", runLedgerGet},

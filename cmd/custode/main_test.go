@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/custode/custode/policies"
 )
 
 // custode runs the command line in process and returns its exit status and
@@ -218,5 +220,66 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestPolicyCommands(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if code, out := custode(t, "", "init", "-data", data); code != 0 {
+		t.Fatalf("init: %s", out)
+	}
+	def := filepath.Join("..", "..", "policies", "default.yaml")
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("version: 2\nretention:\n  log: 24 months\n  colour: blue\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v2 := filepath.Join(t.TempDir(), "v2.yaml")
+	b, err := os.ReadFile(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(v2, bytes.Replace(b, []byte("version: 1"), []byte("version: 2"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"check default", []string{"policy", "check", def}, 0, []string{"OK, version 1", "log 30 months"}},
+		{"check bad", []string{"policy", "check", bad}, 1, []string{"bad.yaml:3: retention.log: 24 months is shorter than the legal minimum", "bad.yaml:4: retention: unknown key \"colour\""}},
+		{"check missing", []string{"policy", "check", filepath.Join(t.TempDir(), "none.yaml")}, 1, []string{"no such file"}},
+		{"check no argument", []string{"policy", "check"}, 2, []string{"want one policy file"}},
+		{"apply bad", []string{"policy", "apply", "-data", data, "-actor", "operatore", bad}, 1, []string{"nothing applied"}},
+		{"apply default", []string{"policy", "apply", "-data", data, "-actor", "operatore", def}, 0, []string{"policy version 1 applied by operatore", "ledger entry 0"}},
+		{"apply the same version", []string{"policy", "apply", "-data", data, "-actor", "operatore", def}, 1, []string{"not above the active policy's 1"}},
+		{"apply version 2", []string{"policy", "apply", "-data", data, "-actor", "operatore", v2}, 0, []string{"policy version 2 applied"}},
+		{"ledger holds both", []string{"ledger", "get", "-data", data, "2"}, 0, []string{`"kind":"policy-change"`, `"actor":"operatore"`, `"version":"2"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := custode(t, "", tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\n%s", code, tt.code, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestArchivioFromPolicy(t *testing.T) {
+	p, err := policies.Load(filepath.Join("..", "..", "policies", "default.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := archivioFromPolicy(p, time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
+	if len(got) != 1 || got[0].Mailbox != "ufficio@pec.custode.test" || got[0].Quota != 1<<30 ||
+		!got[0].ContractEnd.Equal(time.Date(2031, 12, 31, 0, 0, 0, 0, time.UTC)) || got[0].Retention < 3650*24*time.Hour {
+		t.Errorf("archivio di sicurezza from the default policy: %+v", got)
 	}
 }
