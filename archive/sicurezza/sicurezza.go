@@ -67,6 +67,12 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
+	// Holds, if not nil, tells which legal holds cover a message: it is
+	// stored under a legal hold if any does, so that a hold placed on a
+	// mailbox also covers what is archived after it (retention.Registry).
+	Holds interface {
+		Covering(mailboxes []string, identificativo string, t time.Time) ([]string, error)
+	}
 	// MinBackoff and MaxBackoff bound the retries of uploads while the
 	// store is down; zero means 5 seconds and 5 minutes.
 	MinBackoff, MaxBackoff time.Duration
@@ -188,14 +194,18 @@ func (a *Archive) Archive(ctx context.Context, m gestore.ArchivedMessage) (strin
 		return "", fmt.Errorf("sicurezza: %s: %d bytes used of %d: %w", mailbox, a.used[mailbox], p.Quota, ErrOverQuota)
 	}
 	until := a.retainUntil(p)
+	ref, err := json.Marshal(spooled{Key: key, RetainUntil: until.UTC(), Identificativo: m.Identificativo, Time: m.Time.UTC()})
+	if err != nil {
+		return "", err
+	}
 	it := queue.Item{
 		ID:          "put/" + key[len(key)-64:] + "/" + fmt.Sprint(until.Unix()),
 		Destination: "archive",
-		Ref:         key + " " + until.UTC().Format(time.RFC3339),
+		Ref:         string(ref),
 		To:          []string{mailbox},
 		Message:     m.Message,
 	}
-	err := a.spool.Enqueue(ctx, it)
+	err = a.spool.Enqueue(ctx, it)
 	if errors.Is(err, queue.ErrExists) {
 		return key, nil // the same bytes, spooled and counted already
 	}
@@ -225,22 +235,44 @@ func (a *Archive) Used(mailbox string) int64 {
 	return a.used[strings.ToLower(mailbox)]
 }
 
+// spooled is what the spool keeps beside a message: its Ref.
+type spooled struct {
+	Key            string    `json:"key"`
+	RetainUntil    time.Time `json:"retain_until"`
+	Identificativo string    `json:"identificativo,omitempty"`
+	Time           time.Time `json:"time,omitzero"`
+}
+
 func (a *Archive) upload(ctx context.Context, it queue.Item) error {
-	key, untilText, ok := strings.Cut(it.Ref, " ")
-	until, err := time.Parse(time.RFC3339, untilText)
-	if !ok || err != nil || key != archive.ContentKey(a.opts.Prefix, it.Message) {
+	var sp spooled
+	if err := json.Unmarshal([]byte(it.Ref), &sp); err != nil || sp.Key != archive.ContentKey(a.opts.Prefix, it.Message) {
 		return &queue.PermanentError{Err: fmt.Errorf("sicurezza: spooled item %s does not match its key", it.ID)}
 	}
+	hold := false
+	if a.opts.Holds != nil {
+		cases, err := a.opts.Holds.Covering(it.To, sp.Identificativo, sp.Time)
+		if err != nil {
+			return fmt.Errorf("sicurezza: legal holds: %w", err)
+		}
+		hold = len(cases) > 0
+	}
 	info, err := archive.PutContent(ctx, a.opts.Store, a.opts.Prefix, it.Message, archive.PutOptions{
-		Retention: archive.Retention{Mode: archive.Compliance, RetainUntil: until},
+		Retention: archive.Retention{Mode: archive.Compliance, RetainUntil: sp.RetainUntil},
+		LegalHold: hold,
 	})
 	if err != nil {
-		return fmt.Errorf("sicurezza: put %s: %w", key, err)
+		return fmt.Errorf("sicurezza: put %s: %w", sp.Key, err)
 	}
-	// The same bytes archived earlier with a shorter retention: extend it.
-	if info.Retention.RetainUntil.Before(until) {
-		if err := a.opts.Store.ExtendRetention(ctx, key, info.VersionID, until); err != nil {
-			return fmt.Errorf("sicurezza: extend %s: %w", key, err)
+	// The same bytes archived earlier: extend a shorter retention, and
+	// put the hold on.
+	if info.Retention.RetainUntil.Before(sp.RetainUntil) {
+		if err := a.opts.Store.ExtendRetention(ctx, sp.Key, info.VersionID, sp.RetainUntil); err != nil {
+			return fmt.Errorf("sicurezza: extend %s: %w", sp.Key, err)
+		}
+	}
+	if hold && !info.LegalHold {
+		if err := a.opts.Store.SetLegalHold(ctx, sp.Key, info.VersionID, true); err != nil {
+			return fmt.Errorf("sicurezza: hold %s: %w", sp.Key, err)
 		}
 	}
 	return nil

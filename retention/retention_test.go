@@ -1,0 +1,305 @@
+package retention_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/custode/custode/archive"
+	"github.com/custode/custode/archive/localstore"
+	"github.com/custode/custode/archive/s3store"
+	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/gestore"
+	"github.com/custode/custode/retention"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// world is a ledger, an archivio di sicurezza over a store, and the holds.
+type world struct {
+	t        *testing.T
+	now      func() time.Time
+	ledger   *ledger.Ledger
+	archive  *sicurezza.Archive
+	store    archive.Store
+	registry *retention.Registry
+	manager  *retention.Manager
+}
+
+func newWorld(t *testing.T, store archive.Store, now func() time.Time, keep time.Duration) *world {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l, err := ledger.Open(ctx, ledger.Options{Dir: filepath.Join(dir, "ledger")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	reg, err := retention.OpenRegistry(filepath.Join(dir, "holds.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := sicurezza.Open(ctx, sicurezza.Options{
+		Store: store, Dir: filepath.Join(dir, "sicurezza"), Now: now, Holds: reg,
+		Policies:   []sicurezza.Policy{{Mailbox: "@pec.alfa.test", Retention: keep}},
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return &world{t: t, now: now, ledger: l, archive: a, store: store, registry: reg,
+		manager: &retention.Manager{Ledger: l, Store: store, Registry: reg, Now: now, Gestore: "Alfa PEC S.p.A."}}
+}
+
+// transaction archives a message of mailbox and records its ledger entry.
+func (w *world) transaction(mailbox, id string) string {
+	w.t.Helper()
+	ctx := context.Background()
+	msg := []byte(fmt.Sprintf("From: posta-certificata@pec.alfa.test\r\nSubject: ACCETTAZIONE: %s\r\n\r\n%s\r\n", id, id))
+	at := w.now()
+	key, err := w.archive.Archive(ctx, gestore.ArchivedMessage{Mailbox: mailbox, Kind: pec.KindAccettazione, Identificativo: id, Message: msg, Time: at})
+	if err != nil || key == "" {
+		w.t.Fatalf("archive: %q %v", key, err)
+	}
+	sum := sha256.Sum256(msg)
+	if _, err := w.ledger.Append(ctx, ledger.Event{
+		Kind: ledger.KindAccettazione, Identificativo: id, Time: at, Mittente: mailbox, Gestore: "Alfa PEC S.p.A.",
+		Destinatari: []ledger.Recipient{{Address: "x@pec.beta.test", Tipo: ledger.TipoCertificato}},
+		SHA256:      sum[:], ArchiveKey: key,
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+	w.upload()
+	return key
+}
+
+// upload runs the archive's uploader until its spool is empty.
+func (w *world) upload() {
+	w.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.archive.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for w.archive.Backlog() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if w.archive.Backlog() > 0 {
+		w.t.Fatal("the archive did not upload its spool")
+	}
+}
+
+func (w *world) exists(key string) bool {
+	_, err := w.store.Stat(context.Background(), key, "")
+	return err == nil
+}
+
+func keys(p *retention.Plan) []string {
+	var out []string
+	for _, o := range p.Objects {
+		out = append(out, o.Key)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sorted(s ...string) []string { slices.Sort(s); return s }
+
+// TestTimeTravel: with an injected clock and ten-second retention, data
+// past retention is purged from the archive; data under a legal hold
+// outlives its retention and is purged only after release; a hold placed
+// on a mailbox also covers what is archived after it; dry runs change
+// nothing; holds and purges are in the ledger, which still verifies.
+func TestTimeTravel(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	store, err := localstore.Open(t.TempDir(), localstore.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, store, clk.Now, 10*time.Second)
+	ctx := context.Background()
+	m := w.manager
+
+	mario1 := w.transaction("mario@pec.alfa.test", "id-1@pec.alfa.test")
+	mario2 := w.transaction("mario@pec.alfa.test", "id-2@pec.alfa.test")
+	anna := w.transaction("anna@pec.alfa.test", "id-3@pec.alfa.test")
+
+	hold := retention.Hold{Case: "RG-2026-123", Scope: retention.Scope{Mailbox: "mario@pec.alfa.test"},
+		Reason: "causa civile", Actor: "avv.rossi"}
+	plan, err := m.Place(ctx, hold, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(plan); !slices.Equal(got, sorted(mario1, mario2)) {
+		t.Fatalf("dry-run hold plan: %v", got)
+	}
+	if hs, _ := w.registry.Holds(); len(hs) != 0 {
+		t.Fatal("a dry run placed a hold")
+	}
+	if _, err := m.Place(ctx, hold, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Place(ctx, hold, false); err == nil {
+		t.Error("the same case held twice")
+	}
+	// Archived after the hold: covered too.
+	mario3 := w.transaction("mario@pec.alfa.test", "id-4@pec.alfa.test")
+	if info, err := store.Stat(ctx, mario3, ""); err != nil || !info.LegalHold {
+		t.Fatalf("an object archived after the hold is not held: %+v %v", info, err)
+	}
+
+	clk.Advance(11 * time.Second)
+	plan, err = m.Purge(ctx, []string{sicurezza.DefaultPrefix}, "sweeper", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(plan); !slices.Equal(got, []string{anna}) || plan.Kept != 3 {
+		t.Fatalf("dry-run purge: %v, kept %d", got, plan.Kept)
+	}
+	if !w.exists(anna) {
+		t.Fatal("a dry run purged")
+	}
+	if _, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix}, "sweeper", false); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{anna: false, mario1: true, mario2: true, mario3: true} {
+		if w.exists(key) != want {
+			t.Errorf("after the purge, %s exists = %v, want %v", key, !want, want)
+		}
+	}
+
+	plan, err = m.Release(ctx, "RG-2026-123", "avv.rossi", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(plan); !slices.Equal(got, sorted(mario1, mario2, mario3)) {
+		t.Errorf("release: %v", got)
+	}
+	if _, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix}, "sweeper", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{mario1, mario2, mario3} {
+		if w.exists(key) {
+			t.Errorf("%s outlived its released hold", key)
+		}
+	}
+
+	// The ledger recorded it all and still verifies.
+	var kinds []string
+	page, err := w.ledger.Find(ctx, ledger.Query{Kind: ledger.KindLegalHold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range page.Entries {
+		kinds = append(kinds, e.Details["action"])
+	}
+	if !slices.Equal(kinds, []string{"place", "release"}) {
+		t.Errorf("legal-hold entries: %v", kinds)
+	}
+	page, err = w.ledger.Find(ctx, ledger.Query{Kind: ledger.KindPurge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Entries) != 2 || page.Entries[0].Details["objects"] != "1" || page.Entries[1].Details["objects"] != "3" {
+		t.Errorf("purge entries: %+v", page.Entries)
+	}
+	if rep, err := w.ledger.Verify(ctx, ledger.VerifyOptions{}); err != nil || !rep.OK() {
+		t.Errorf("ledger verify: %v %v", rep, err)
+	}
+}
+
+func TestHoldErrors(t *testing.T) {
+	store, err := localstore.Open(t.TempDir(), localstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, store, time.Now, time.Hour)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		hold retention.Hold
+	}{
+		{"no scope", retention.Hold{Case: "C1", Reason: "r", Actor: "a"}},
+		{"no case", retention.Hold{Scope: retention.Scope{Mailbox: "m@pec.alfa.test"}, Reason: "r", Actor: "a"}},
+		{"no reason", retention.Hold{Case: "C1", Scope: retention.Scope{Mailbox: "m@pec.alfa.test"}, Actor: "a"}},
+		{"empty range", retention.Hold{Case: "C1", Scope: retention.Scope{From: time.Now(), To: time.Now().Add(-time.Hour)}, Reason: "r", Actor: "a"}},
+	}
+	for _, tt := range tests {
+		if _, err := w.manager.Place(ctx, tt.hold, false); err == nil {
+			t.Errorf("%s: accepted", tt.name)
+		}
+	}
+	if _, err := w.manager.Release(ctx, "nessuno", "a", false); err == nil {
+		t.Error("released a case that has no hold")
+	}
+}
+
+// TestHeldObjectMinIO: against the real MinIO, an object under a legal
+// hold cannot be deleted by a direct S3 call, even after its retention;
+// once released, it can.
+func TestHeldObjectMinIO(t *testing.T) {
+	endpoint := os.Getenv("CUSTODE_TEST_MINIO")
+	if endpoint == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CUSTODE_TEST_MINIO is not set (CI is set: S3 tests must run)")
+		}
+		t.Skip("CUSTODE_TEST_MINIO is not set: run `eval \"$(scripts/s3-servers.sh start)\"` first")
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	store, err := s3store.New(s3store.Config{
+		Endpoint: endpoint, Bucket: "custode-holds-" + hex.EncodeToString(rnd[:]),
+		AccessKey: os.Getenv("CUSTODE_TEST_S3_ACCESS_KEY"), SecretKey: os.Getenv("CUSTODE_TEST_S3_SECRET_KEY"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.EnsureBucket(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, store, time.Now, 2*time.Second)
+	key := w.transaction("mario@pec.alfa.test", "id-1@pec.alfa.test")
+	if _, err := w.manager.Place(ctx, retention.Hold{Case: "RG-1", Scope: retention.Scope{Identificativi: []string{"id-1@pec.alfa.test"}},
+		Reason: "indagine", Actor: "operatore"}, false); err != nil {
+		t.Fatal(err)
+	}
+	info, err := store.Stat(ctx, key, "")
+	if err != nil || !info.LegalHold {
+		t.Fatalf("not held on MinIO: %+v %v", info, err)
+	}
+	time.Sleep(time.Until(info.Retention.RetainUntil) + time.Second)
+	err = store.Client().RemoveObject(ctx, store.Bucket(), key, minio.RemoveObjectOptions{VersionID: info.VersionID, GovernanceBypass: true})
+	if err == nil {
+		t.Fatal("MinIO deleted an object under a legal hold")
+	}
+	if _, err := w.manager.Release(ctx, "RG-1", "operatore", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Client().RemoveObject(ctx, store.Bucket(), key, minio.RemoveObjectOptions{VersionID: info.VersionID}); err != nil {
+		t.Errorf("delete after release and retention: %v", err)
+	}
+}
