@@ -23,6 +23,7 @@ import (
 	"github.com/custode/custode/pec/queue"
 	"github.com/custode/custode/pec/smime"
 	policyFile "github.com/custode/custode/policies"
+	"github.com/custode/custode/retention"
 )
 
 // archivioFromPolicy lists the mailboxes and domains whose archivio di
@@ -293,8 +294,14 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 			mb.Close()
 			return nil, err
 		}
+		reg, err := retention.OpenRegistry(c.holdsFile())
+		if err != nil {
+			q.Close()
+			mb.Close()
+			return nil, err
+		}
 		if archivio, err = sicurezza.Open(ctx, sicurezza.Options{
-			Store: store, Dir: filepath.Join(c.dir, "sicurezza"), Policies: archivioPolicies, Now: now, Logger: e.log,
+			Store: store, Dir: filepath.Join(c.dir, "sicurezza"), Policies: archivioPolicies, Now: now, Logger: e.log, Holds: reg,
 		}); err != nil {
 			q.Close()
 			mb.Close()

@@ -283,3 +283,38 @@ func TestArchivioFromPolicy(t *testing.T) {
 		t.Errorf("archivio di sicurezza from the default policy: %+v", got)
 	}
 }
+
+func TestHoldCommands(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if code, out := custode(t, "", "init", "-data", data); code != 0 {
+		t.Fatalf("init: %s", out)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no case", []string{"hold", "place", "-data", data, "-mailbox", "m@pec.custode.test", "-reason", "r"}, 2, "-case and -reason are required"},
+		{"no scope", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "r"}, 2, "needs a mailbox"},
+		{"bad date", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "r", "-from", "ieri"}, 2, "want a date"},
+		{"dry run", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "causa", "-actor", "op", "-mailbox", "m@pec.custode.test", "-dry-run"}, 0, "0 objects would be held"},
+		{"list after dry run", []string{"hold", "list", "-data", data}, 0, ""},
+		{"place", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "causa", "-actor", "op", "-mailbox", "m@pec.custode.test"}, 0, "0 objects held"},
+		{"place again", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "causa", "-actor", "op", "-mailbox", "m@pec.custode.test"}, 1, "already in force"},
+		{"list", []string{"hold", "list", "-data", data}, 0, "RG-1\tin force"},
+		{"purge dry run", []string{"purge", "-data", data, "-dry-run"}, 0, "0 objects would be purged, 0 kept"},
+		{"release unknown", []string{"hold", "release", "-data", data, "-case", "RG-9", "-actor", "op"}, 1, "no hold in force"},
+		{"release", []string{"hold", "release", "-data", data, "-case", "RG-1", "-actor", "op"}, 0, "0 objects released"},
+		{"list all", []string{"hold", "list", "-data", data, "-all"}, 0, "RG-1\treleased"},
+		{"ledger verify", []string{"ledger", "verify", "-data", data}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := custode(t, "", tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d, want %d; output %q, want %q", code, tt.code, out, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/retention"
+)
+
+func (c *config) holdsFile() string { return filepath.Join(c.dir, "holds.json") }
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func defaultActor() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// openRetention opens the ledger, the archive and the holds of a data
+// directory.
+func openRetention(ctx context.Context, e *env, data string) (*retention.Manager, *ledger.Ledger, error) {
+	c, err := loadConfig(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := c.archiveStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := retention.OpenRegistry(c.holdsFile())
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := c.openLedger(ctx, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &retention.Manager{Ledger: l, Store: store, Registry: reg, SegmentPrefix: seal.DefaultPrefix, Gestore: c.Gestore}, l, nil
+}
+
+func printPlan(e *env, p *retention.Plan) {
+	verb := map[string]string{"place": "held", "release": "released", "purge": "purged"}[p.Action]
+	if p.DryRun {
+		verb = "would be " + verb
+	}
+	for _, o := range p.Objects {
+		fmt.Fprintf(e.stdout, "%s %s (version %s): %s\n", verb, o.Key, o.VersionID, o.Why)
+	}
+	fmt.Fprintf(e.stdout, "%d objects %s", len(p.Objects), verb)
+	if p.Action == "purge" {
+		fmt.Fprintf(e.stdout, ", %d kept", p.Kept)
+	}
+	fmt.Fprintln(e.stdout)
+}
+
+func parseTimeFlag(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse("2006-01-02", v)
+	if err != nil {
+		return time.Time{}, &usageError{fmt.Sprintf("-%s: want a date (2026-11-23) or an RFC 3339 time, got %q", name, v)}
+	}
+	return t, nil
+}
+
+func runHoldPlace(ctx context.Context, e *env, args []string) error {
+	var data, caseID, mailbox, from, to, reason, actor string
+	var ids listFlag
+	var dryRun bool
+	fs := flags(e, "hold place", &data)
+	fs.StringVar(&caseID, "case", "", "the case id (required)")
+	fs.StringVar(&mailbox, "mailbox", "", "hold the transactions of this mailbox")
+	fs.Var(&ids, "id", "hold this identificativo (repeatable)")
+	fs.StringVar(&from, "from", "", "only from this time (date or RFC 3339)")
+	fs.StringVar(&to, "to", "", "only before this time (date or RFC 3339)")
+	fs.StringVar(&reason, "reason", "", "why (required)")
+	fs.StringVar(&actor, "actor", defaultActor(), "who places the hold")
+	fs.BoolVar(&dryRun, "dry-run", false, "list what would be held, change nothing")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if caseID == "" || reason == "" {
+		return &usageError{"-case and -reason are required"}
+	}
+	f, err := parseTimeFlag("from", from)
+	if err != nil {
+		return err
+	}
+	t, err := parseTimeFlag("to", to)
+	if err != nil {
+		return err
+	}
+	scope := retention.Scope{Mailbox: strings.ToLower(mailbox), Identificativi: ids, From: f, To: t}
+	if err := scope.Validate(); err != nil {
+		return &usageError{err.Error()}
+	}
+	m, l, err := openRetention(ctx, e, data)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	plan, err := m.Place(ctx, retention.Hold{Case: caseID, Scope: scope, Reason: reason, Actor: actor}, dryRun)
+	if err != nil {
+		return err
+	}
+	printPlan(e, plan)
+	return nil
+}
+
+func runHoldRelease(ctx context.Context, e *env, args []string) error {
+	var data, caseID, actor string
+	var dryRun bool
+	fs := flags(e, "hold release", &data)
+	fs.StringVar(&caseID, "case", "", "the case id (required)")
+	fs.StringVar(&actor, "actor", defaultActor(), "who releases the hold")
+	fs.BoolVar(&dryRun, "dry-run", false, "list what would be released, change nothing")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if caseID == "" {
+		return &usageError{"-case is required"}
+	}
+	m, l, err := openRetention(ctx, e, data)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	plan, err := m.Release(ctx, caseID, actor, dryRun)
+	if err != nil {
+		return err
+	}
+	printPlan(e, plan)
+	return nil
+}
+
+func runHoldList(ctx context.Context, e *env, args []string) error {
+	var data string
+	var all bool
+	fs := flags(e, "hold list", &data)
+	fs.BoolVar(&all, "all", false, "list released holds too")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	reg, err := retention.OpenRegistry(c.holdsFile())
+	if err != nil {
+		return err
+	}
+	holds, err := reg.Holds()
+	if err != nil {
+		return err
+	}
+	for _, h := range holds {
+		if !h.Active() && !all {
+			continue
+		}
+		state := "in force"
+		if !h.Active() {
+			state = "released " + h.Released.Format(time.RFC3339)
+		}
+		fmt.Fprintf(e.stdout, "%s\t%s\tplaced %s by %s\t%d objects\t%s\tscope mailbox=%q ids=%v from=%s to=%s\n",
+			h.Case, state, h.Placed.Format(time.RFC3339), h.Actor, len(h.Objects), h.Reason,
+			h.Scope.Mailbox, h.Scope.Identificativi, fmtTime(h.Scope.From), fmtTime(h.Scope.To))
+	}
+	return nil
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func runPurge(ctx context.Context, e *env, args []string) error {
+	var data, actor string
+	var dryRun bool
+	fs := flags(e, "purge", &data)
+	fs.StringVar(&actor, "actor", defaultActor(), "who runs the purge")
+	fs.BoolVar(&dryRun, "dry-run", false, "list what would be purged, change nothing")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	m, l, err := openRetention(ctx, e, data)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	plan, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix}, actor, dryRun)
+	if err != nil {
+		return err
+	}
+	printPlan(e, plan)
+	return nil
+}
+
+var _ flag.Value = (*listFlag)(nil)
