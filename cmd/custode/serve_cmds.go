@@ -12,6 +12,7 @@ import (
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/pec/imapserver"
+	"github.com/custode/custode/policies"
 )
 
 // runServe runs the main job: the ledger with its checkpoints, the built-in
@@ -72,7 +73,17 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.log})
+	// The applied policy's log retention, if any, decides how long sealed
+	// segments are locked (never below the legal 30 months: the policy
+	// check refuses less).
+	var retainFor time.Duration
+	if pol, err := policies.Load(c.activePolicy()); err == nil {
+		now := time.Now()
+		retainFor = pol.Retention.Log.AddTo(now).Sub(now)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("the active policy: %w", err)
+	}
+	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.log, RetainFor: retainFor})
 	if err != nil {
 		return err
 	}
