@@ -24,9 +24,11 @@ const (
 )
 
 // TestQueueCrashChild is the child of TestIntegrationQueueCrash: it
-// enqueues from several goroutines while Run delivers, until it is killed.
-// It prints "A id..." once Enqueue has returned for those IDs, and "R id"
-// before a delivery that may remove id. Run alone it does nothing.
+// enqueues from many goroutines at once, so that their calls are committed
+// together, and removes some of the items, while Run delivers, until it is
+// killed. It prints "A id..." once Enqueue has returned for those IDs,
+// "R id" before a delivery that may remove id, "x id" before a Remove of
+// id and "X id" once it has returned. Run alone it does nothing.
 func TestQueueCrashChild(t *testing.T) {
 	dir := os.Getenv(crashChildEnv)
 	if dir == "" {
@@ -61,7 +63,19 @@ func TestQueueCrashChild(t *testing.T) {
 			return errors.New("421 later")
 		}
 	})
-	for g := range 4 {
+	removals := make(chan string, 64)
+	go func() {
+		for id := range removals {
+			say("x " + id)
+			if err := q.Remove(ctx, id); err == nil {
+				say("X " + id)
+			} else if !errors.Is(err, ErrNotFound) {
+				fmt.Println("remove:", err)
+				os.Exit(4)
+			}
+		}
+	}()
+	for g := range 16 {
 		go func() {
 			rng := rand.New(rand.NewPCG(uint64(g), uint64(time.Now().UnixNano())))
 			for n := 0; ; {
@@ -77,6 +91,12 @@ func TestQueueCrashChild(t *testing.T) {
 					os.Exit(4)
 				}
 				say("A " + strings.Join(ids, " "))
+				if rng.IntN(4) == 0 {
+					select {
+					case removals <- ids[rng.IntN(len(ids))]:
+					default:
+					}
+				}
 			}
 		}()
 	}
@@ -84,10 +104,10 @@ func TestQueueCrashChild(t *testing.T) {
 	os.Exit(5)
 }
 
-// TestIntegrationQueueCrash kills a child process that enqueues and
-// delivers at random moments with SIGKILL, then checks that every
-// acknowledged item not yet handed to a delivery is there and that every
-// file is intact.
+// TestIntegrationQueueCrash kills a child process that enqueues, removes
+// and delivers at random moments with SIGKILL, then checks that every
+// acknowledged item not yet handed to a delivery nor removed is there,
+// that no removed item is, and that every file is intact.
 func TestIntegrationQueueCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: skipped with -short")
@@ -97,6 +117,7 @@ func TestIntegrationQueueCrash(t *testing.T) {
 	const rounds = 24
 	acked := map[string]bool{}
 	removable := map[string]bool{}
+	removed := map[string]bool{}
 	start := time.Now()
 	for round := range rounds {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestQueueCrashChild$", "-test.count=1")
@@ -154,8 +175,10 @@ func TestIntegrationQueueCrash(t *testing.T) {
 					acked[id] = true
 					n++
 				}
-			case "R":
+			case "R", "x":
 				removable[ids] = true
+			case "X":
+				removed[ids] = true
 			default:
 				t.Fatalf("round %d: the child said %q", round, l)
 			}
@@ -180,28 +203,36 @@ func TestIntegrationQueueCrash(t *testing.T) {
 			present[it.ID] = true
 		}
 		for id := range acked {
-			if !present[id] && !removable[id] {
-				t.Fatalf("round %d: %s was acknowledged, never delivered, and is gone", round, id)
+			if !present[id] && !removable[id] && !removed[id] {
+				t.Fatalf("round %d: %s was acknowledged, never delivered nor removed, and is gone", round, id)
+			}
+		}
+		for id := range removed {
+			if present[id] {
+				t.Fatalf("round %d: %s was removed, and is back", round, id)
 			}
 		}
 		des, err := os.ReadDir(filepath.Join(dir, "items"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		nitems := 0
+		batches := 0
 		for _, de := range des {
-			if strings.HasSuffix(de.Name(), itemSuffix) {
-				nitems++
+			name := de.Name()
+			if _, ok := seqOf(name); ok {
+				batches++
+			} else if !strings.HasSuffix(name, doneSuffix) && !strings.HasSuffix(name, stateSuffix) {
+				t.Fatalf("round %d: items/ holds %s", round, name)
 			}
 		}
-		if nitems != len(items) || q.Len() != len(items) {
-			t.Fatalf("round %d: %d item files, Len %d, Items %d", round, nitems, q.Len(), len(items))
+		if q.Len() != len(items) {
+			t.Fatalf("round %d: Len %d, Items %d", round, q.Len(), len(items))
 		}
 		if err := q.Close(); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("round %d: %d items acknowledged before the kill; %d queued, %d orphaned state files removed",
-			round, n, len(items), q.orphaned)
+		t.Logf("round %d: %d items acknowledged before the kill; %d queued in %d batch files, %d orphaned files removed",
+			round, n, len(items), batches, q.orphaned)
 	}
 	if len(acked) == 0 {
 		t.Fatal("nothing was acknowledged")
@@ -209,6 +240,9 @@ func TestIntegrationQueueCrash(t *testing.T) {
 	if d, _ := os.ReadDir(filepath.Join(dir, "damaged")); len(d) != 0 {
 		t.Fatalf("damaged/ holds %d files", len(d))
 	}
-	t.Logf("%d rounds in %v: %d items acknowledged, %d handed to deliveries",
-		rounds, time.Since(start).Round(time.Millisecond), len(acked), len(removable))
+	if len(removed) == 0 {
+		t.Fatal("nothing was removed")
+	}
+	t.Logf("%d rounds in %v: %d items acknowledged, %d handed to deliveries, %d removed",
+		rounds, time.Since(start).Round(time.Millisecond), len(acked), len(removable), len(removed))
 }

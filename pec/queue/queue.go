@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -144,6 +146,7 @@ type Queue struct {
 	items, tmp, damaged   string // directories
 	lock                  *os.File
 	wake                  chan struct{}
+	commits               committer
 	ops                   sync.WaitGroup // calls under way, waited for by Close
 	runDone               chan struct{}  // closed when Run returns; nil if not running
 	runStop               context.CancelFunc
@@ -152,16 +155,20 @@ type Queue struct {
 	pending               map[string]bool   // IDs being written or removed
 	dests                 map[string]*dest
 	running, closed       bool
-	quarantined, orphaned int // counts, for tests; guarded by mu after Open
+	quarantined, orphaned int          // counts, for tests; guarded by mu after Open
+	syncs                 atomic.Int64 // fsyncs, for tests
 }
 
-// entry is an item in the queue: its metadata in memory (Message nil), the
-// message on disk.
+// entry is an item in the queue: its metadata in memory (Message nil), its
+// record on disk.
 type entry struct {
 	it       Item
-	inflight bool // guarded by Queue.mu
-	gone     bool // removed from entries; guarded by Queue.mu
+	b        *batch // its batch file; set before the entry is in Queue.entries
+	off, n   int64  // where its record is in b
+	inflight bool   // guarded by Queue.mu
+	gone     bool   // removed from entries; guarded by Queue.mu
 	fileMu   sync.Mutex
+	hasState bool // a state file may exist; guarded by fileMu
 }
 
 // dest is the delivery state of a destination.
@@ -173,9 +180,15 @@ type dest struct {
 }
 
 // Open opens the queue in opts.Dir, creating it if needed. It deletes the
-// temporary files of interrupted writes, verifies every item file and moves
-// damaged ones into Dir/damaged/ with a warning on the Logger. It fails if
-// the directory cannot be used or another Queue has it open.
+// temporary files of interrupted writes and the files of items already
+// done, and rebuilds the queue from the batch files and their done marks.
+// It verifies every record: a batch file with a damaged record, or a file
+// that the queue did not write, is moved into Dir/damaged/ with a warning
+// on the Logger naming it, after the intact records of the batch that are
+// not done have been copied, durably, into a new batch file. Item files
+// of the first layout of the queue, one item per file, are read as
+// batches of one item. Open fails if the directory cannot be used or
+// another Queue has it open.
 func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("queue: open: no directory")
@@ -208,6 +221,11 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		tmp:     filepath.Join(opts.Dir, "tmp"),
 		damaged: filepath.Join(opts.Dir, "damaged"),
 		wake:    make(chan struct{}, 1),
+		commits: committer{
+			wake: make(chan struct{}, 1),
+			stop: make(chan struct{}),
+			done: make(chan struct{}),
+		},
 		entries: map[string]*entry{},
 		pending: map[string]bool{},
 		dests:   map[string]*dest{},
@@ -218,7 +236,19 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		}
 		return nil, fmt.Errorf("queue: open %s: %w", opts.Dir, err)
 	}
+	go q.runCommitter()
 	return q, nil
+}
+
+// scan is what Open finds in a batch file.
+type scan struct {
+	b        *batch
+	legacyID string // for an item file of the first layout
+	data     []byte // the content, kept only if damaged
+	recs     []record
+	damage   []string
+	marks    map[string]markKind
+	live     []*entry
 }
 
 func (q *Queue) open(ctx context.Context) error {
@@ -229,7 +259,7 @@ func (q *Queue) open(ctx context.Context) error {
 	}
 	// The entries of Dir in its parent and of the subdirectories in Dir.
 	for _, d := range []string{filepath.Dir(filepath.Clean(q.opts.Dir)), q.opts.Dir} {
-		if err := syncDir(d); err != nil {
+		if err := q.syncDir(d); err != nil {
 			return err
 		}
 	}
@@ -257,72 +287,94 @@ func (q *Queue) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	states := map[string]string{} // ID -> file name
-	changed := false
+	var scans []*scan
+	dones := map[string]bool{}    // names of done files
+	states := map[string]string{} // ID -> name of its state file
 	for _, de := range des {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		name := de.Name()
-		id, suffix, ok := idOf(name)
+		isBatch := func(name string) bool {
+			_, ok := seqOf(name)
+			_, suffix, legacy := idOf(name)
+			return ok || legacy && suffix == itemSuffix
+		}
+		seq, ok := seqOf(name)
+		id, suffix, idOK := idOf(name)
 		switch {
-		case !ok || !de.Type().IsRegular():
+		case !de.Type().IsRegular():
 			if err := q.quarantine(ctx, name, "not a file of the queue"); err != nil {
 				return err
 			}
-			changed = true
-		case suffix == stateSuffix:
+		case ok:
+			scans = append(scans, &scan{b: &batch{name: name, seq: seq}})
+		case idOK && suffix == itemSuffix:
+			scans = append(scans, &scan{b: &batch{name: name}, legacyID: id})
+		case idOK && suffix == stateSuffix:
 			states[id] = name
+		case strings.HasSuffix(name, doneSuffix) && isBatch(strings.TrimSuffix(name, doneSuffix)):
+			dones[name] = true
 		default:
-			b, err := os.ReadFile(filepath.Join(q.items, name))
-			if err != nil {
+			if err := q.quarantine(ctx, name, "not a file of the queue"); err != nil {
 				return err
 			}
-			it, err := decodeItem(b)
-			if err == nil && it.ID != id {
-				err = fmt.Errorf("holds item %q", it.ID)
-			}
-			if err != nil {
-				if err := q.quarantine(ctx, name, err.Error()); err != nil {
-					return err
-				}
-				changed = true
+		}
+	}
+	for _, s := range scans {
+		if err := q.scan(ctx, s, dones); err != nil {
+			return err
+		}
+	}
+	for name := range dones {
+		// The marks of a batch whose deletion was interrupted.
+		if err := removeIfExists(filepath.Join(q.items, name)); err != nil {
+			return err
+		}
+		q.orphaned++
+	}
+
+	// The latest record of an ID decides: an ID is enqueued again only
+	// once its earlier item is done, even if a crash lost the mark.
+	slices.SortFunc(scans, func(a, b *scan) int {
+		return cmp.Or(cmp.Compare(a.b.seq, b.b.seq), cmp.Compare(a.b.name, b.b.name))
+	})
+	latest := map[string]*scan{}
+	for _, s := range scans {
+		q.commits.seq = max(q.commits.seq, s.b.seq)
+		for _, r := range s.recs {
+			latest[r.it.ID] = s
+		}
+	}
+	for _, s := range scans {
+		for _, r := range s.recs {
+			if latest[r.it.ID] != s || s.marks[r.it.ID] != 0 {
 				continue
 			}
-			it.Message = nil
-			q.entries[id] = &entry{it: it}
+			e := &entry{it: r.it, b: s.b, off: r.off, n: r.n}
+			s.live = append(s.live, e)
+			q.entries[e.it.ID] = e
 		}
+		s.b.live = len(s.live)
 	}
-	for id, name := range states {
-		e := q.entries[id]
-		if e == nil {
-			// The state of an item whose removal was interrupted.
-			if err := removeIfExists(filepath.Join(q.items, name)); err != nil {
+	if err := q.loadStates(ctx, states); err != nil {
+		return err
+	}
+	for _, s := range scans {
+		switch {
+		case len(s.damage) > 0:
+			if err := q.salvage(ctx, s); err != nil {
 				return err
 			}
-			q.orphaned++
-			changed = true
-			continue
+		case len(s.live) == 0:
+			if err := q.endBatch(ctx, s.b); err != nil {
+				return err
+			}
 		}
-		b, err := os.ReadFile(filepath.Join(q.items, name))
-		if err != nil {
-			return err
-		}
-		s, err := decodeState(b)
-		if err == nil && s.ID != id {
-			err = fmt.Errorf("holds the state of %q", s.ID)
-		}
-		if err != nil {
-			// Attempts are advisory: start them again, but say so.
-			q.log.WarnContext(ctx, "queue: ignoring a damaged state file", "file", filepath.Join(q.items, name), "err", err)
-			continue
-		}
-		e.it.Attempts, e.it.NextAttempt, e.it.LastError = s.Attempts, s.NextAttempt, s.LastError
 	}
-	if changed {
-		if err := syncDir(q.items); err != nil {
-			return err
-		}
+	// Makes durable what Open changed, and the names of the done files.
+	if err := q.syncDir(q.items); err != nil {
+		return err
+	}
+	for _, s := range scans {
+		s.b.doneDir = s.b.hasDone
 	}
 	// A destination whose items have failed before starts with a probe.
 	for _, e := range q.entries {
@@ -333,25 +385,135 @@ func (q *Queue) open(ctx context.Context) error {
 	return nil
 }
 
-// quarantine moves the file name of items/ into damaged/, with its state
-// file if any, and says so on the Logger.
+// scan reads the batch file of s, and its done file if dones has it.
+func (q *Queue) scan(ctx context.Context, s *scan, dones map[string]bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(q.items, s.b.name))
+	if err != nil {
+		return err
+	}
+	s.recs, s.damage = parseBatch(data, s.legacyID)
+	if len(s.damage) > 0 {
+		s.data = data
+	}
+	done := s.b.name + doneSuffix
+	if !dones[done] {
+		return nil
+	}
+	delete(dones, done)
+	path := filepath.Join(q.items, done)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var bad int
+	s.marks, bad = parseDone(b)
+	s.b.hasDone = true
+	for _, k := range s.marks {
+		s.b.durable = s.b.durable || k.durable()
+		s.b.damaged = s.b.damaged || k == markDamaged
+	}
+	if bad > 0 {
+		// Marks cut by a crash: their items are delivered again.
+		q.log.WarnContext(ctx, "queue: ignoring damaged done marks", "file", path, "lines", bad)
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		// A mark cut short: the next one starts on a line of its own.
+		if err := q.appendFile(path, []byte{'\n'}, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadStates applies the state files to the entries they belong to, and
+// deletes the others.
+func (q *Queue) loadStates(ctx context.Context, states map[string]string) error {
+	for id, name := range states {
+		path := filepath.Join(q.items, name)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		e := q.entries[id]
+		s, err := decodeState(b)
+		if err == nil && s.ID != id {
+			err = fmt.Errorf("holds the state of %q", s.ID)
+		}
+		if err != nil && e != nil {
+			// Attempts are advisory: start them again, but say so.
+			q.log.WarnContext(ctx, "queue: ignoring a damaged state file", "file", path, "err", err)
+			e.hasState = true
+			continue
+		}
+		if e == nil || s.Batch != e.b.name && (s.Batch != "" || e.b.seq != 0) {
+			// The state of an item whose removal was interrupted.
+			if err := removeIfExists(path); err != nil {
+				return err
+			}
+			q.orphaned++
+			continue
+		}
+		e.it.Attempts, e.it.NextAttempt, e.it.LastError = s.Attempts, s.NextAttempt, s.LastError
+		e.hasState = true
+	}
+	return nil
+}
+
+// salvage copies the intact records of s that are not done into a new
+// batch file, durably, then moves the file of s into damaged/.
+func (q *Queue) salvage(ctx context.Context, s *scan) error {
+	reason := strings.Join(s.damage, "; ")
+	if len(s.live) > 0 {
+		parts := make([][]byte, len(s.live))
+		var off int64
+		offs := make([]int64, len(s.live))
+		for i, e := range s.live {
+			parts[i] = s.data[e.off : e.off+e.n]
+			offs[i] = off
+			off += e.n
+		}
+		b, err := q.writeBatch(parts)
+		if err != nil {
+			return err
+		}
+		b.live = len(s.live)
+		for i, e := range s.live {
+			e.b, e.off = b, offs[i]
+			if e.hasState && e.it.Attempts > 0 {
+				st := fileState{ID: e.it.ID, Batch: b.name, Attempts: e.it.Attempts,
+					NextAttempt: e.it.NextAttempt.UTC(), LastError: e.it.LastError}
+				if err := q.saveState(e, st); err != nil {
+					q.log.ErrorContext(ctx, "queue: cannot save the state of an item", "item", e.it.ID, "err", err)
+				}
+			}
+		}
+		reason = fmt.Sprintf("%s; its %d intact items not yet done were copied into %s", reason, len(s.live), b.name)
+	}
+	s.b.live = 0
+	return q.quarantine(ctx, s.b.name, reason)
+}
+
+// quarantine moves the file name of items/ into damaged/, durably, deletes
+// its done file if any, and says so on the Logger.
 func (q *Queue) quarantine(ctx context.Context, name, reason string) error {
 	to := freeName(q.damaged, name)
 	if err := os.Rename(filepath.Join(q.items, name), to); err != nil {
 		return fmt.Errorf("quarantine %s: %w", name, err)
 	}
-	if err := syncDir(q.damaged); err != nil {
-		return err
+	for _, d := range []string{q.damaged, q.items} {
+		if err := q.syncDir(d); err != nil {
+			return err
+		}
 	}
 	q.mu.Lock()
 	q.quarantined++
 	q.mu.Unlock()
 	q.log.WarnContext(ctx, "queue: damaged file moved aside, not delivered",
 		"file", filepath.Join(q.items, name), "moved_to", to, "reason", reason)
-	if id, suffix, ok := idOf(name); ok && suffix == itemSuffix {
-		return removeIfExists(filepath.Join(q.items, fileName(id, stateSuffix)))
-	}
-	return nil
+	return removeIfExists(filepath.Join(q.items, name+doneSuffix))
 }
 
 // begin registers a call under way, or reports that the queue is closed.
@@ -383,6 +545,8 @@ func (q *Queue) Close() error {
 		<-done
 	}
 	q.ops.Wait()
+	close(q.commits.stop)
+	<-q.commits.done
 	if err := q.lock.Close(); err != nil {
 		return fmt.Errorf("queue: close %s: %w", q.opts.Dir, err)
 	}
@@ -390,14 +554,19 @@ func (q *Queue) Close() error {
 }
 
 // Enqueue adds items to the queue. When it returns nil, every item is on
-// disk durably (written and fsynced, the directory fsynced once for the
-// call) and Run will deliver it. Each item is validated first (see Item);
-// an ID already in the queue, or named twice, fails the call with an error
-// wrapping ErrExists. A call that fails leaves none of its items queued
-// (only a crash in the middle of the call may leave some for the next Open
-// to find). Enqueue sets Enqueued (the same time for all items of a call),
-// Attempts and LastError, and NextAttempt unless it is in the future. It
-// wakes Run.
+// disk durably and Run will deliver it. Concurrent calls are committed
+// together: their items are written into one batch file, which is fsynced
+// and renamed into place, and the directory fsynced, once for them all.
+//
+// Each item is validated first (see Item); an ID already in the queue, or
+// being enqueued, or named twice, fails the call with an error wrapping
+// ErrExists. A call that fails leaves none of its items queued, and does
+// not affect the other calls committed with it, unless writing the batch
+// file fails. If ctx ends before the call's items are being written, the
+// call fails with ctx's error and none of them is queued; once they are
+// being written, the call waits for the end of the write. Enqueue sets
+// Enqueued (the same time for all items of a call), Attempts and
+// LastError, and NextAttempt unless it is in the future. It wakes Run.
 func (q *Queue) Enqueue(ctx context.Context, items ...Item) error {
 	if len(items) == 0 {
 		return nil
@@ -406,28 +575,60 @@ func (q *Queue) Enqueue(ctx context.Context, items ...Item) error {
 		return fmt.Errorf("queue: enqueue: %w", err)
 	}
 	defer q.ops.Done()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("queue: enqueue: %w", err)
+	}
 	for i := range items {
 		if err := items[i].validate(); err != nil {
 			return fmt.Errorf("queue: enqueue %q: %w", items[i].ID, err)
 		}
 	}
-	if err := q.reserve(items); err != nil {
-		return err
-	}
-	entries, err := q.write(ctx, items)
-	q.mu.Lock()
-	for _, it := range items {
-		delete(q.pending, it.ID)
-	}
-	for _, e := range entries {
-		q.entries[e.it.ID] = e
-	}
-	q.mu.Unlock()
+	req, err := q.prepare(ctx, items)
 	if err != nil {
 		return err
 	}
-	q.Kick()
+	if err := q.reserve(items); err != nil {
+		return err
+	}
+	if err := q.commit(ctx, req); err != nil {
+		q.mu.Lock()
+		for _, it := range items {
+			delete(q.pending, it.ID)
+		}
+		q.mu.Unlock()
+		return err
+	}
 	return nil
+}
+
+// prepare returns the request to the committer that enqueues items.
+func (q *Queue) prepare(ctx context.Context, items []Item) (*commitReq, error) {
+	now := q.opts.Now().Round(0)
+	req := &commitReq{
+		ctx:     ctx,
+		entries: make([]*entry, len(items)),
+		heads:   make([][]byte, len(items)),
+		msgs:    make([][]byte, len(items)),
+		res:     make(chan error, 1),
+	}
+	for i, it := range items {
+		it.To = slices.Clone(it.To)
+		it.Enqueued = now
+		it.Attempts = 0
+		it.LastError = ""
+		if it.NextAttempt.Before(now) {
+			it.NextAttempt = now
+		}
+		head, err := encodeItem(&it)
+		if err != nil {
+			return nil, fmt.Errorf("queue: enqueue %s: %w", it.ID, err)
+		}
+		req.heads[i], req.msgs[i] = head, it.Message
+		req.size += len(head) + len(it.Message)
+		it.Message = nil
+		req.entries[i] = &entry{it: it}
+	}
+	return req, nil
 }
 
 // reserve marks the IDs of items as being written, or fails with ErrExists.
@@ -445,68 +646,6 @@ func (q *Queue) reserve(items []Item) error {
 		q.pending[id] = true
 	}
 	return nil
-}
-
-// write writes the files of items durably and returns their entries, or
-// an error and no entries, having removed what it wrote.
-func (q *Queue) write(ctx context.Context, items []Item) (_ []*entry, err error) {
-	now := q.opts.Now().Round(0)
-	var tmps, renamed []string
-	defer func() {
-		if err != nil {
-			for _, p := range tmps {
-				os.Remove(p)
-			}
-			for _, p := range renamed {
-				os.Remove(p)
-			}
-		}
-	}()
-	files := make([]*os.File, 0, len(items))
-	entries := make([]*entry, len(items))
-	for i := range items {
-		if err = ctx.Err(); err == nil {
-			it := items[i]
-			it.To = slices.Clone(it.To)
-			it.Enqueued = now
-			it.Attempts = 0
-			it.LastError = ""
-			if it.NextAttempt.Before(now) {
-				it.NextAttempt = now
-			}
-			var head []byte
-			if head, err = encodeItem(&it); err == nil {
-				var f *os.File
-				if f, err = createTemp(q.tmp, head, it.Message); err == nil {
-					files = append(files, f)
-					tmps = append(tmps, f.Name())
-					it.Message = nil
-					entries[i] = &entry{it: it}
-				}
-			}
-		}
-		if err != nil {
-			for _, f := range files {
-				f.Close()
-			}
-			return nil, fmt.Errorf("queue: enqueue %s: %w", items[i].ID, err)
-		}
-	}
-	if err := syncClose(files); err != nil {
-		return nil, fmt.Errorf("queue: enqueue: %w", err)
-	}
-	for i, p := range tmps {
-		final := filepath.Join(q.items, fileName(items[i].ID, itemSuffix))
-		if err := os.Rename(p, final); err != nil {
-			return nil, fmt.Errorf("queue: enqueue %s: %w", items[i].ID, err)
-		}
-		renamed = append(renamed, final)
-	}
-	tmps = nil
-	if err := syncDir(q.items); err != nil {
-		return nil, fmt.Errorf("queue: enqueue: %w", err)
-	}
-	return entries, nil
 }
 
 // Items returns a snapshot of the queue, messages included (read from
@@ -531,7 +670,7 @@ func (q *Queue) Items(ctx context.Context) ([]Item, error) {
 		}
 		it, err := q.load(ctx, e)
 		if errors.Is(err, ErrNotFound) {
-			continue // removed meanwhile, or damaged and moved aside
+			continue // removed meanwhile, or damaged
 		}
 		if err != nil {
 			return nil, err
@@ -548,10 +687,11 @@ func compareItems(a, b *Item) int {
 	return cmp.Compare(a.ID, b.ID)
 }
 
-// load reads e's file and returns its item, with the state kept in
-// memory. A damaged or missing file drops the entry (a damaged one is moved
-// aside) and the error wraps ErrNotFound, like that of an item removed
-// meanwhile.
+// load reads e's record and returns its item, with the state kept in
+// memory. A damaged record, or a missing batch file, drops the entry and
+// the error wraps ErrNotFound, like that of an item removed meanwhile; a
+// batch file with a damaged record is moved into damaged/ once its other
+// items are done.
 func (q *Queue) load(ctx context.Context, e *entry) (Item, error) {
 	e.fileMu.Lock()
 	defer e.fileMu.Unlock()
@@ -561,33 +701,36 @@ func (q *Queue) load(ctx context.Context, e *entry) (Item, error) {
 	if gone {
 		return Item{}, fmt.Errorf("queue: read %s: %w", it.ID, ErrNotFound)
 	}
-	name := fileName(it.ID, itemSuffix)
-	b, err := os.ReadFile(filepath.Join(q.items, name))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	path := filepath.Join(q.items, e.b.name)
+	buf, err := readAt(path, e.off, e.n)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		q.log.WarnContext(ctx, "queue: batch file removed behind the queue's back", "item", it.ID, "file", path)
+		if _, err := q.dropLocked(ctx, e, markMissing); err != nil {
+			q.log.ErrorContext(ctx, "queue: cannot drop a missing item", "item", it.ID, "err", err)
+		}
+		return Item{}, fmt.Errorf("queue: read %s: %w", it.ID, ErrNotFound)
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
 		return Item{}, fmt.Errorf("queue: read %s: %w", it.ID, err)
 	}
 	var full Item
 	if err == nil {
-		full, err = decodeItem(b)
-		if err == nil && full.ID != it.ID {
+		var n int
+		full, n, err = decodeRecord(buf)
+		switch {
+		case err != nil:
+		case full.ID != it.ID:
 			err = fmt.Errorf("holds item %q", full.ID)
+		case int64(n) != e.n:
+			err = fmt.Errorf("record of %d bytes, want %d", n, e.n)
 		}
-		if err != nil {
-			if qerr := q.quarantine(ctx, name, err.Error()); qerr != nil {
-				// Left in place: Open will try again.
-				q.log.ErrorContext(ctx, "queue: cannot move a damaged file aside", "file", name, "err", qerr)
-			}
-		}
-	} else {
-		q.log.WarnContext(ctx, "queue: item file removed behind the queue's back", "item", it.ID, "file", filepath.Join(q.items, name))
 	}
 	if err != nil {
-		q.mu.Lock()
-		if !e.gone {
-			e.gone = true
-			delete(q.entries, it.ID)
+		q.log.WarnContext(ctx, "queue: damaged record, not delivered; the file will be moved into damaged/",
+			"item", it.ID, "file", path, "offset", e.off, "reason", err)
+		if _, derr := q.dropLocked(ctx, e, markDamaged); derr != nil {
+			q.log.ErrorContext(ctx, "queue: cannot mark a damaged record", "item", it.ID, "err", derr)
 		}
-		q.mu.Unlock()
 		return Item{}, fmt.Errorf("queue: read %s: %v: %w", it.ID, err, ErrNotFound)
 	}
 	it.Message = full.Message
@@ -595,9 +738,29 @@ func (q *Queue) load(ctx context.Context, e *entry) (Item, error) {
 	return it, nil
 }
 
+// readAt returns the n bytes of the file path at offset off; if the file
+// is shorter, the error wraps io.ErrUnexpectedEOF.
+func readAt(path string, off, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf, nil
+}
+
 // Remove removes the item id from the queue, durably, whether or not a
-// delivery of it is under way. It fails with an error wrapping ErrNotFound
-// if the queue does not hold id.
+// delivery of it is under way: once Remove returns nil, the item is never
+// delivered again (a delivery under way may still complete), even after a
+// crash or a power loss; for that, Remove fsyncs its mark. It fails with an
+// error wrapping ErrNotFound if the queue does not hold id.
 func (q *Queue) Remove(ctx context.Context, id string) error {
 	if err := q.begin(); err != nil {
 		return fmt.Errorf("queue: remove %s: %w", id, err)
@@ -609,7 +772,7 @@ func (q *Queue) Remove(ctx context.Context, id string) error {
 	if e == nil {
 		return fmt.Errorf("queue: remove %s: %w", id, ErrNotFound)
 	}
-	removed, err := q.drop(e)
+	removed, err := q.drop(ctx, e, markRemoved)
 	if err != nil {
 		return fmt.Errorf("queue: remove %s: %w", id, err)
 	}
@@ -619,12 +782,18 @@ func (q *Queue) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// drop removes e from the queue and its files from the disk, durably. It
-// returns false if e was already gone. While the files are being removed the
-// ID stays reserved, so that an Enqueue of the same ID cannot race with it.
-func (q *Queue) drop(e *entry) (bool, error) {
+// drop removes e from the queue and marks it done in its batch, for the
+// reason kind. It returns false if e was already gone.
+func (q *Queue) drop(ctx context.Context, e *entry, kind markKind) (bool, error) {
 	e.fileMu.Lock()
 	defer e.fileMu.Unlock()
+	return q.dropLocked(ctx, e, kind)
+}
+
+// dropLocked is drop with e.fileMu held. While the mark is being written
+// the ID stays reserved, so that an Enqueue of the same ID cannot race
+// with it.
+func (q *Queue) dropLocked(ctx context.Context, e *entry, kind markKind) (bool, error) {
 	id := e.it.ID
 	q.mu.Lock()
 	if e.gone {
@@ -640,14 +809,15 @@ func (q *Queue) drop(e *entry) (bool, error) {
 		delete(q.pending, id)
 		q.mu.Unlock()
 	}()
-	// The item first: a state file left alone is removed by Open.
-	if err := removeIfExists(filepath.Join(q.items, fileName(id, itemSuffix))); err != nil {
-		return true, err
+	err := q.mark(ctx, e.b, id, kind)
+	if e.hasState {
+		// Not synced: a state file that comes back is deleted by Open.
+		if serr := removeIfExists(filepath.Join(q.items, fileName(id, stateSuffix))); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		e.hasState = false
 	}
-	if err := removeIfExists(filepath.Join(q.items, fileName(id, stateSuffix))); err != nil {
-		return true, err
-	}
-	return true, syncDir(q.items)
+	return true, err
 }
 
 // Len returns the number of items in the queue, those being delivered

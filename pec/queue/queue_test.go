@@ -646,81 +646,165 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// batchFiles returns the names of the batch files in dir/items.
+func batchFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	for _, name := range files(t, dir, "items") {
+		if _, ok := seqOf(name); ok {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// onlyBatch returns the name of the one batch file in dir/items, and its
+// records by ID.
+func onlyBatch(t *testing.T, dir string) (string, map[string]record) {
+	t.Helper()
+	names := batchFiles(t, dir)
+	if len(names) != 1 {
+		t.Fatalf("batch files %v, want one", names)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "items", names[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, damage := parseBatch(b, "")
+	if len(damage) > 0 {
+		t.Fatalf("%s is damaged: %v", names[0], damage)
+	}
+	m := map[string]record{}
+	for _, r := range recs {
+		m[r.it.ID] = r
+	}
+	return names[0], m
+}
+
+// edit replaces the content of the file path by what f returns.
+func edit(t *testing.T, path string, f func([]byte) []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, f(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDamagedFiles(t *testing.T) {
+	const batch = "BATCH" // stands for the name of the batch file
+	type target struct {
+		items string            // the items directory of the closed queue
+		batch string            // path of the batch file holding d1 and d2
+		recs  map[string]record // its records
+	}
 	tests := []struct {
 		name        string
-		damage      func(t *testing.T, items string) // on the items directory of a closed queue
-		wantItems   []string                         // IDs still queued
-		wantDamaged []string                         // files in damaged/
-		wantLog     string                           // in the warning
+		damage      func(t *testing.T, f target)
+		wantItems   []string // IDs still queued
+		wantDamaged []string // files in damaged/
+		wantLog     string   // in the warning
 	}{
-		{"message byte flipped", func(t *testing.T, items string) {
-			flip(t, filepath.Join(items, "d1.item"), -10)
-		}, []string{"d2"}, []string{"d1.item"}, "checksum mismatch"},
-		{"header byte flipped", func(t *testing.T, items string) {
-			flip(t, filepath.Join(items, "d1.item"), 100) // in the JSON
-		}, []string{"d2"}, []string{"d1.item"}, "checksum mismatch"},
-		{"truncated", func(t *testing.T, items string) {
-			p := filepath.Join(items, "d1.item")
-			fi, err := os.Stat(p)
-			if err != nil {
+		{"message byte flipped", func(t *testing.T, f target) {
+			r := f.recs["d1"]
+			flip(t, f.batch, int(r.off+r.n-10))
+		}, []string{"d2"}, []string{batch}, "checksum mismatch"},
+		{"last message byte flipped", func(t *testing.T, f target) {
+			flip(t, f.batch, -1)
+		}, []string{"d1"}, []string{batch}, "checksum mismatch"},
+		{"header byte flipped", func(t *testing.T, f target) {
+			flip(t, f.batch, int(f.recs["d1"].off)+100) // in the JSON
+		}, []string{"d2"}, []string{batch}, "at offset 0: "},
+		{"first line byte flipped", func(t *testing.T, f target) {
+			flip(t, f.batch, int(f.recs["d2"].off)+3)
+		}, []string{"d1"}, []string{batch}, "not a queue record"},
+		{"truncated", func(t *testing.T, f target) {
+			r := f.recs["d2"]
+			if err := os.Truncate(f.batch, r.off+r.n/2); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Truncate(p, fi.Size()/2); err != nil {
+		}, []string{"d1"}, []string{batch}, "cut record"},
+		{"empty", func(t *testing.T, f target) {
+			if err := os.Truncate(f.batch, 0); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"d2"}, []string{"d1.item"}, "checksum mismatch"},
-		{"empty", func(t *testing.T, items string) {
-			if err := os.Truncate(filepath.Join(items, "d1.item"), 0); err != nil {
-				t.Fatal(err)
-			}
-		}, []string{"d2"}, []string{"d1.item"}, "no header line"},
-		{"another item's file", func(t *testing.T, items string) {
-			b, err := os.ReadFile(filepath.Join(items, "d2.item"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(items, "d1.item"), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}, []string{"d2"}, []string{"d1.item"}, `holds item \"d2\"`},
-		{"stray file", func(t *testing.T, items string) {
-			if err := os.WriteFile(filepath.Join(items, "notes.txt"), []byte("hi"), 0o600); err != nil {
+		}, nil, []string{batch}, "empty file"},
+		{"garbage between records", func(t *testing.T, f target) {
+			edit(t, f.batch, func(b []byte) []byte {
+				off := f.recs["d2"].off
+				return slices.Concat(b[:off], []byte("garbage\n"+magic+" 12 34\n"), b[off:])
+			})
+		}, []string{"d1", "d2"}, []string{batch}, "at offset"},
+		{"stray file", func(t *testing.T, f target) {
+			if err := os.WriteFile(filepath.Join(f.items, "notes.txt"), []byte("hi"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"d1", "d2"}, []string{"notes.txt"}, "not a file of the queue"},
-		{"damaged state file", func(t *testing.T, items string) {
-			if err := os.WriteFile(filepath.Join(items, "d1.state"), []byte(`{"id":"d1","attem`), 0o600); err != nil {
+		{"stray done file", func(t *testing.T, f target) {
+			if err := os.WriteFile(filepath.Join(f.items, "notes.done"), []byte("hi"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"d1", "d2"}, []string{"notes.done"}, "not a file of the queue"},
+		{"damaged state file", func(t *testing.T, f target) {
+			if err := os.WriteFile(filepath.Join(f.items, "d1.state"), []byte(`{"id":"d1","attem`), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}, []string{"d1", "d2"}, nil, "ignoring a damaged state file"},
+		{"damaged done marks", func(t *testing.T, f target) {
+			line := markLine(markDone, "d1")
+			line[len(line)-3] ^= 1
+			b := slices.Concat(line, []byte("X d2 00000000\n"), markLine(markDone, "d2")[:5])
+			if err := os.WriteFile(f.batch+doneSuffix, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"d1", "d2"}, nil, "ignoring damaged done marks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			q := openTest(t, dir, Options{})
-			if err := q.Enqueue(t.Context(), item("d1", "b.example", 500), item("d2", "b.example", 500)); err != nil {
+			want := []Item{item("d1", "b.example", 500), item("d2", "b.example", 500)}
+			if err := q.Enqueue(t.Context(), want...); err != nil {
 				t.Fatal(err)
 			}
 			q.Close()
-			tt.damage(t, filepath.Join(dir, "items"))
+			name, recs := onlyBatch(t, dir)
+			items := filepath.Join(dir, "items")
+			tt.damage(t, target{items: items, batch: filepath.Join(items, name), recs: recs})
 
 			q = openTest(t, dir, Options{})
-			got := slices.Sorted(maps.Keys(itemsByID(t, q)))
-			if !slices.Equal(got, tt.wantItems) || q.Len() != len(tt.wantItems) {
-				t.Errorf("items %v (Len %d), want %v", got, q.Len(), tt.wantItems)
+			got := itemsByID(t, q)
+			if ids := slices.Sorted(maps.Keys(got)); !slices.Equal(ids, tt.wantItems) || q.Len() != len(tt.wantItems) {
+				t.Errorf("items %v (Len %d), want %v", ids, q.Len(), tt.wantItems)
 			}
-			if d := files(t, dir, "damaged"); !slices.Equal(d, tt.wantDamaged) {
-				t.Errorf("damaged/ holds %v, want %v", d, tt.wantDamaged)
+			for _, w := range want {
+				if g, ok := got[w.ID]; ok && (!bytes.Equal(g.Message, w.Message) || !slices.Equal(g.To, w.To)) {
+					t.Errorf("%s changed: %+v", w.ID, g)
+				}
+			}
+			wantDamaged := slices.Clone(tt.wantDamaged)
+			if i := slices.Index(wantDamaged, batch); i >= 0 {
+				wantDamaged[i] = name
+			}
+			if d := files(t, dir, "damaged"); !slices.Equal(d, wantDamaged) {
+				t.Errorf("damaged/ holds %v, want %v", d, wantDamaged)
 			}
 			log := q.log.String()
 			if !strings.Contains(log, "level=WARN") || !strings.Contains(log, tt.wantLog) {
 				t.Errorf("no warning with %q:\n%s", tt.wantLog, log)
 			}
-			for _, name := range tt.wantDamaged {
+			for _, name := range wantDamaged {
 				if !strings.Contains(log, filepath.Join(dir, "items", name)) {
 					t.Errorf("the warning does not name %s:\n%s", name, log)
 				}
+			}
+			// What is left is sound: a third Open finds nothing wrong.
+			q.Close()
+			q = openTest(t, dir, Options{})
+			if q.quarantined != 0 || q.Len() != len(tt.wantItems) {
+				t.Errorf("reopened again: %d quarantined, Len %d", q.quarantined, q.Len())
 			}
 		})
 	}
@@ -730,42 +814,44 @@ func TestDamagedFiles(t *testing.T) {
 // negative).
 func flip(t *testing.T, path string, off int) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if off < 0 {
-		off += len(b)
-	}
-	b[off] ^= 0xff
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	edit(t, path, func(b []byte) []byte {
+		if off < 0 {
+			off += len(b)
+		}
+		b[off] ^= 0xff
+		return b
+	})
 }
 
-// TestDamagedAtDelivery checks that a file damaged while the queue is
-// open is moved aside when its turn comes, not delivered.
+// TestDamagedAtDelivery checks that a record damaged while the queue is
+// open is not delivered when its turn comes, and that its batch file is
+// moved aside once the other items are done.
 func TestDamagedAtDelivery(t *testing.T) {
 	dir := t.TempDir()
 	q := openTest(t, dir, Options{})
 	if err := q.Enqueue(t.Context(), item("bad", "b.example", 100), item("good", "b.example", 100)); err != nil {
 		t.Fatal(err)
 	}
-	flip(t, filepath.Join(dir, "items", "bad.item"), -1)
+	name, recs := onlyBatch(t, dir)
+	r := recs["bad"]
+	flip(t, filepath.Join(dir, "items", name), int(r.off+r.n-1))
 	var delivered sync.Map
 	q.run(t, func(ctx context.Context, it Item) error {
 		delivered.Store(it.ID, true)
 		return nil
 	})
-	waitFor(t, "the queue to empty", func() bool { return q.Len() == 0 })
+	waitFor(t, "the queue to empty", func() bool { return q.Len() == 0 && len(files(t, dir, "items")) == 0 })
 	if _, ok := delivered.Load("bad"); ok {
 		t.Error("the damaged item was delivered")
 	}
 	if _, ok := delivered.Load("good"); !ok {
 		t.Error("the good item was not delivered")
 	}
-	if d := files(t, dir, "damaged"); !slices.Equal(d, []string{"bad.item"}) {
-		t.Errorf("damaged/ holds %v", d)
+	if d := files(t, dir, "damaged"); !slices.Equal(d, []string{name}) {
+		t.Errorf("damaged/ holds %v, want [%s]", d, name)
+	}
+	if log := q.log.String(); !strings.Contains(log, "damaged record") || !strings.Contains(log, filepath.Join(dir, "items", name)) {
+		t.Errorf("no warning naming %s:\n%s", name, log)
 	}
 }
 
@@ -776,23 +862,44 @@ func TestOpenCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	q.Close()
-	// A write interrupted before its rename, and the state file of an item
-	// whose removal was interrupted.
-	if err := os.WriteFile(filepath.Join(dir, "tmp", "123.tmp"), []byte("custode-queue 1 partial"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "items", "gone.state"), []byte(`{"id":"gone","attempts":3}`), 0o600); err != nil {
-		t.Fatal(err)
+	name, _ := onlyBatch(t, dir)
+	// A write interrupted before its rename, the state file of an item
+	// whose removal was interrupted, the done file of a batch whose
+	// deletion was, and a batch whose items are all done.
+	for _, f := range []struct{ path, content string }{
+		{"tmp/123.tmp", "custode-queue 1 partial"},
+		{"items/gone.state", `{"id":"gone","attempts":3}`},
+		{"items/" + batchName(1) + doneSuffix, string(markLine(markDone, "x"))},
+		{"items/" + batchName(2), ""},
+	} {
+		if f.content == "" {
+			q := openTest(t, t.TempDir(), Options{})
+			if err := q.Enqueue(t.Context(), item("done", "b.example", 10)); err != nil {
+				t.Fatal(err)
+			}
+			q.Close()
+			b, err := os.ReadFile(filepath.Join(q.opts.Dir, "items", batchFiles(t, q.opts.Dir)[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.content = string(b)
+			if err := os.WriteFile(filepath.Join(dir, f.path+doneSuffix), markLine(markDone, "done"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.path), []byte(f.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	q = openTest(t, dir, Options{})
 	if f := files(t, dir, "tmp"); len(f) != 0 {
 		t.Errorf("tmp/ holds %v", f)
 	}
-	if f := files(t, dir, "items"); !slices.Equal(f, []string{"c1.item"}) {
-		t.Errorf("items/ holds %v", f)
+	if f := files(t, dir, "items"); !slices.Equal(f, []string{name}) {
+		t.Errorf("items/ holds %v, want [%s]", f, name)
 	}
-	if q.Len() != 1 || q.orphaned != 1 {
-		t.Errorf("Len %d, orphaned %d", q.Len(), q.orphaned)
+	if q.Len() != 1 || q.orphaned != 2 || q.quarantined != 0 {
+		t.Errorf("Len %d, orphaned %d, quarantined %d", q.Len(), q.orphaned, q.quarantined)
 	}
 }
 
@@ -988,4 +1095,42 @@ func BenchmarkEnqueue(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "items/s")
 		})
 	}
+}
+
+// BenchmarkEnqueueConcurrent enqueues from 16 goroutines at once, 2 items
+// of 10 KB per call, as the gestore does under load.
+func BenchmarkEnqueueConcurrent(b *testing.B) {
+	const writers, perCall = 16, 2
+	q, err := Open(b.Context(), Options{Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	msg := bytes.Repeat([]byte("0123456789"), 1024)
+	b.SetBytes(int64(perCall * len(msg)))
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				items := make([]Item, perCall)
+				for j := range items {
+					items[j] = Item{ID: fmt.Sprintf("bench/%d/%d", n, j), Destination: "b.example",
+						From: "a@pec.a.example", To: []string{"b@pec.b.example"}, Message: msg}
+				}
+				if err := q.Enqueue(b.Context(), items...); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*perCall)/b.Elapsed().Seconds(), "items/s")
 }

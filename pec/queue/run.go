@@ -24,11 +24,18 @@ type attempt struct {
 // each due item, message included, to deliver, up to Options.Workers at a
 // time, oldest first, with a ctx that ends with Run's. When deliver returns:
 //
-//   - nil: the item is removed, durably.
+//   - nil: the item is removed from the queue.
 //   - an error wrapping a *PermanentError: Options.OnPermanent is called,
 //     then the item is removed.
 //   - any other error: Attempts, LastError and NextAttempt are updated and
 //     saved, and the item waits for its backoff (see Options).
+//
+// Delivery is at least once: the removal after a delivery is marked on
+// disk without an fsync, so an operating system crash or a power loss may
+// forget it, and Run then delivers the item again after the next Open (so
+// does a crash between a delivery and its mark). deliver must therefore
+// tolerate a repeated item, recognizing it by its ID; items taken back by
+// Remove are the exception: they are never delivered again.
 //
 // An error returned because ctx ended counts as no attempt. Run looks for
 // due items every Options.Poll, and at once after Enqueue, Kick,
@@ -165,8 +172,8 @@ func (q *Queue) try(ctx context.Context, a attempt, deliver func(context.Context
 	var perm *PermanentError
 	switch {
 	case derr == nil:
-		if _, err := q.drop(a.e); err != nil {
-			q.log.ErrorContext(ctx, "queue: delivered, but the removal failed: it will be delivered again",
+		if _, err := q.drop(ctx, a.e, markDone); err != nil {
+			q.log.ErrorContext(ctx, "queue: delivered, but marking it done failed: it may be delivered again",
 				"item", it.ID, "err", err)
 		}
 		q.release(a, true)
@@ -181,8 +188,8 @@ func (q *Queue) try(ctx context.Context, a attempt, deliver func(context.Context
 				return
 			}
 		}
-		if _, err := q.drop(a.e); err != nil {
-			q.log.ErrorContext(ctx, "queue: removal of an undeliverable item failed", "item", it.ID, "err", err)
+		if _, err := q.drop(ctx, a.e, markDone); err != nil {
+			q.log.ErrorContext(ctx, "queue: marking an undeliverable item done failed", "item", it.ID, "err", err)
 		}
 		q.release(a, false)
 		q.log.WarnContext(ctx, "queue: undeliverable, removed", "item", it.ID, "destination", it.Destination,
@@ -237,7 +244,7 @@ func (q *Queue) failed(ctx context.Context, a attempt, err error) {
 	if d.until.After(e.it.NextAttempt) {
 		e.it.NextAttempt = d.until
 	}
-	st := fileState{ID: e.it.ID, Attempts: e.it.Attempts, NextAttempt: e.it.NextAttempt.UTC(), LastError: msg}
+	st := fileState{ID: e.it.ID, Batch: e.b.name, Attempts: e.it.Attempts, NextAttempt: e.it.NextAttempt.UTC(), LastError: msg}
 	q.mu.Unlock()
 	q.log.WarnContext(ctx, "queue: delivery failed, will retry", "item", st.ID, "destination", e.it.Destination,
 		"attempts", st.Attempts, "next_attempt", st.NextAttempt, "err", msg)
@@ -273,10 +280,11 @@ func (q *Queue) saveState(e *entry, st fileState) error {
 	if err != nil {
 		return err
 	}
-	p, err := writeTemp(q.tmp, b)
+	p, err := q.writeTemp(q.tmp, "*.state.tmp", b)
 	if err != nil {
 		return err
 	}
+	e.hasState = true
 	if err := os.Rename(p, filepath.Join(q.items, fileName(st.ID, stateSuffix))); err != nil {
 		os.Remove(p)
 		return err
