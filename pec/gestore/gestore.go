@@ -172,6 +172,8 @@ type Server struct {
 	servers    []*smtp.Server
 	committing map[string]*commitState // queue items whose commit is under way
 	committed  map[string]bool         // queue items committed by this run, not yet delivered
+	idle       map[string][]*idleConn  // SMTP sessions to other servers, by address
+	closed     bool
 }
 
 // New checks opts and returns a Server. It starts nothing: call Run for
@@ -247,6 +249,7 @@ func New(opts Options) (*Server, error) {
 
 		committing: make(map[string]*commitState),
 		committed:  make(map[string]bool),
+		idle:       make(map[string][]*idleConn),
 	}
 	for _, d := range opts.Domains {
 		s.domains[igpec.NormalizeDomain(d)] = true
@@ -319,7 +322,15 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	servers := s.servers
 	s.servers = nil
+	idle := s.idle
+	s.idle = make(map[string][]*idleConn)
+	s.closed = true
 	s.mu.Unlock()
+	for _, list := range idle {
+		for _, ic := range list {
+			ic.c.Close()
+		}
+	}
 	var errs []error
 	for _, srv := range servers {
 		if err := srv.Close(); err != nil && !errors.Is(err, smtp.ErrServerClosed) {

@@ -252,13 +252,93 @@ func (s *Server) sendSMTP(ctx context.Context, it queue.Item) error {
 	return errors.Join(errs...)
 }
 
+// idleConn is an open SMTP session to another server, kept for reuse.
+type idleConn struct {
+	c    *smtp.Client
+	conn net.Conn
+	last time.Time
+}
+
+// maxIdle bounds the idle sessions kept per server, and idleFor how long.
+const (
+	maxIdle = 8
+	idleFor = 30 * time.Second
+)
+
+// sendTo delivers it to the SMTP server at addr, on an idle session to it
+// if there is one (with a fresh one if that fails before the server said
+// anything about the message), and keeps the session for the next.
 func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it queue.Item) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	for attempt := 0; ; attempt++ {
+		ic, reused := s.takeIdle(addr), true
+		if ic == nil {
+			var err error
+			if ic, err = s.dial(ctx, addr, requireTLS); err != nil {
+				return err
+			}
+			reused = false
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = ic.conn.SetDeadline(dl)
+		}
+		err := transact(ic.c, it)
+		var se *smtp.SMTPError
+		switch {
+		case err == nil:
+			s.putIdle(addr, ic)
+			return nil
+		case errors.As(err, &se):
+			// The server answered: the session is sound, the message
+			// refused or deferred.
+			if ic.c.Reset() == nil {
+				s.putIdle(addr, ic)
+			} else {
+				ic.c.Close()
+			}
+			return fmt.Errorf("gestore: send to %s: %w", addr, err)
+		default:
+			ic.c.Close()
+			if !reused || attempt > 0 {
+				return fmt.Errorf("gestore: send to %s: %w", addr, err)
+			}
+			// An idle session the server had closed: dial afresh.
+		}
+	}
+}
+
+// transact sends one message on an open session.
+func transact(c *smtp.Client, it queue.Item) error {
+	if err := c.Mail(it.From, nil); err != nil {
+		return fmt.Errorf("MAIL: %w", err)
+	}
+	for _, rcpt := range it.To {
+		if err := c.Rcpt(rcpt, nil); err != nil {
+			return fmt.Errorf("RCPT %s: %w", rcpt, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("DATA: %w", err)
+	}
+	if _, err := w.Write(it.Message); err != nil {
+		return fmt.Errorf("DATA: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("end of DATA: %w", err)
+	}
+	return nil
+}
+
+// dial opens an SMTP session to addr: with STARTTLS and a verified
+// certificate when requireTLS (between gestori, RFC 6109 §5.2), else with
+// TLS when the server offers it.
+func (s *Server) dial(ctx context.Context, addr string, requireTLS bool) (*idleConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("gestore: send to %s: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: %w", addr, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
@@ -268,55 +348,67 @@ func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it qu
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
-	var c *smtp.Client
 	if requireTLS {
-		if c, err = smtp.NewClientStartTLS(conn, cfg); err != nil {
+		c, err := smtp.NewClientStartTLS(conn, cfg)
+		if err != nil {
 			conn.Close()
-			return fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
+			return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
 		}
-	} else {
-		// Ordinary mail: TLS when the server offers it. go-smtp upgrades
-		// only a fresh client, so look first, then reconnect.
-		c = smtp.NewClient(conn)
-		if err := c.Hello(s.opts.Hostname); err != nil {
-			c.Close()
-			return fmt.Errorf("gestore: send to %s: EHLO: %w", addr, err)
+		return &idleConn{c: c, conn: conn}, nil
+	}
+	// Ordinary mail: go-smtp upgrades only a fresh client, so look
+	// first, then reconnect for TLS.
+	c := smtp.NewClient(conn)
+	if err := c.Hello(s.opts.Hostname); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("gestore: send to %s: EHLO: %w", addr, err)
+	}
+	if ok, _ := c.Extension("STARTTLS"); !ok {
+		return &idleConn{c: c, conn: conn}, nil
+	}
+	c.Close()
+	if conn, err = d.DialContext(ctx, "tcp", addr); err != nil {
+		return nil, fmt.Errorf("gestore: send to %s: %w", addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if c, err = smtp.NewClientStartTLS(conn, cfg); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
+	}
+	return &idleConn{c: c, conn: conn}, nil
+}
+
+// takeIdle returns an idle session to addr that has not been idle too
+// long, or nil.
+func (s *Server) takeIdle(addr string) *idleConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for list := s.idle[addr]; len(list) > 0; list = s.idle[addr] {
+		ic := list[len(list)-1]
+		s.idle[addr] = list[:len(list)-1]
+		if time.Since(ic.last) < idleFor { // wall time: this is about TCP, not the gestore's clock
+			return ic
 		}
-		if ok, _ := c.Extension("STARTTLS"); ok {
-			c.Close()
-			if conn, err = d.DialContext(ctx, "tcp", addr); err != nil {
-				return fmt.Errorf("gestore: send to %s: %w", addr, err)
-			}
-			if dl, ok := ctx.Deadline(); ok {
-				_ = conn.SetDeadline(dl)
-			}
-			if c, err = smtp.NewClientStartTLS(conn, cfg); err != nil {
-				conn.Close()
-				return fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
-			}
-		}
+		go ic.c.Close()
 	}
-	defer c.Close()
-	if err := c.Mail(it.From, nil); err != nil {
-		return fmt.Errorf("gestore: send to %s: MAIL: %w", addr, err)
-	}
-	for _, rcpt := range it.To {
-		if err := c.Rcpt(rcpt, nil); err != nil {
-			return fmt.Errorf("gestore: send to %s: RCPT %s: %w", addr, rcpt, err)
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("gestore: send to %s: DATA: %w", addr, err)
-	}
-	if _, err := w.Write(it.Message); err != nil {
-		return fmt.Errorf("gestore: send to %s: DATA: %w", addr, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("gestore: send to %s: end of DATA: %w", addr, err)
-	}
-	_ = c.Quit()
 	return nil
+}
+
+// putIdle keeps a session for reuse, or closes it when enough are kept.
+func (s *Server) putIdle(addr string, ic *idleConn) {
+	ic.last = time.Now()
+	s.mu.Lock()
+	if len(s.idle[addr]) < maxIdle && !s.closed {
+		s.idle[addr] = append(s.idle[addr], ic)
+		ic = nil
+	}
+	s.mu.Unlock()
+	if ic != nil {
+		_ = ic.c.Quit()
+		ic.c.Close()
+	}
 }
 
 // archive gives a signed message to the archive hook, if there is one.
