@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,6 +386,36 @@ func TestIntegrationGestoreEndToEnd(t *testing.T) {
 	}
 	if archived < 3 {
 		t.Errorf("%d of A's entries name an archived object, want at least 3 (accettazione, busta, consegna)", archived)
+	}
+
+	// A lawyer's evidence bundles: the ricevuta di accettazione (signed by
+	// A) and the ricevuta di avvenuta consegna (signed by B), originals from
+	// mario's archivio di sicurezza, checked offline against both CAs.
+	anchors := filepath.Join(t.TempDir(), "anchors.pem")
+	caApem, _ := os.ReadFile(caA)
+	caBpem, _ := os.ReadFile(caB)
+	if err := os.WriteFile(anchors, append(caApem, caBpem...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []struct{ kind, recipient string }{{"accettazione", ""}, {"avvenuta-consegna", "lucia.bianchi@pec.beta.test"}} {
+		bundle := filepath.Join(t.TempDir(), k.kind+".zip")
+		args := []string{"export", "receipt", "-data", a.data, "-id", id, "-kind", k.kind, "-out", bundle, "-actor", "avv.rossi"}
+		if k.recipient != "" {
+			args = append(args, "-recipient", k.recipient)
+		}
+		if code, out := custode(t, "", args...); code != 0 || !strings.Contains(out, "the original receipt") {
+			t.Fatalf("export %s: %d\n%s", k.kind, code, out)
+		}
+		if code, out := custode(t, "", "verify", "-anchor", anchors, bundle); code != 0 || !strings.Contains(out, "the bundle verifies") ||
+			!strings.Contains(out, "the ORIGINAL, byte for byte") {
+			t.Errorf("verify %s: %d\n%s", k.kind, code, out)
+		}
+		if code, out := custode(t, "", "verify", "-anchor", caB, bundle); code != 1 || !strings.Contains(out, "does NOT verify") {
+			t.Errorf("verify %s against B's CA alone: %d\n%s", k.kind, code, out)
+		}
+	}
+	if kinds := a.ledgerKinds(t, id); !slices.Contains(kinds, "export") {
+		t.Errorf("the exports are not in A's ledger: %v", kinds)
 	}
 }
 

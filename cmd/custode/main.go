@@ -62,6 +62,8 @@ func commands() []command {
 		{"hold release", "release a case's legal hold (-dry-run to list)", runHoldRelease},
 		{"hold list", "list legal holds", runHoldList},
 		{"purge", "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", runPurge},
+		{"export receipt", "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", runExportReceipt},
+		{"verify", "check an evidence bundle offline against a trust anchor", runVerify},
 		{"policy check", "validate a policy file (errors as file:line)", runPolicyCheck},
 		{"policy apply", "make a policy file the active one and record the change in the ledger", runPolicyApply},
 		{"ledger append", "append events given as JSON lines (one event per line)", runLedgerAppend},

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/custode/custode/export"
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/pki"
+	"github.com/custode/custode/pec/smime"
+)
+
+// receiptKinds are the ledger kinds whose entry stands for a ricevuta or
+// avviso a titolare holds.
+var receiptKinds = map[string]ledger.Kind{
+	"accettazione":      ledger.KindAccettazione,
+	"non-accettazione":  ledger.KindNonAccettazione,
+	"presa-in-carico":   ledger.KindPresaInCarico,
+	"avvenuta-consegna": ledger.KindAvvenutaConsegna,
+	"errore-consegna":   ledger.KindErroreConsegna,
+	"busta":             ledger.KindPostaCertificata,
+}
+
+// runExportReceipt writes the evidence bundle of a ricevuta: the entry of
+// identificativo of the kind asked (and, for a consegna, of the
+// recipient), and records the export in the ledger.
+func runExportReceipt(ctx context.Context, e *env, args []string) error {
+	var data, id, kind, recipient, out, actor string
+	fs := flags(e, "export receipt", &data)
+	fs.StringVar(&id, "id", "", "the identificativo of the transaction (required)")
+	fs.StringVar(&kind, "kind", "accettazione", "accettazione, non-accettazione, presa-in-carico, avvenuta-consegna, errore-consegna or busta")
+	fs.StringVar(&recipient, "recipient", "", "for avvenuta-consegna and errore-consegna: the recipient")
+	fs.StringVar(&out, "out", "", "the bundle to write (a .zip file; required)")
+	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the export")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	k, ok := receiptKinds[kind]
+	if id == "" || out == "" || !ok {
+		return &usageError{"-id and -out are required, and -kind one of accettazione, non-accettazione, presa-in-carico, avvenuta-consegna, errore-consegna, busta"}
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	l, err := c.openLedger(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	page, err := l.Find(ctx, ledger.Query{Identificativo: id})
+	if err != nil {
+		return err
+	}
+	var entry *ledger.Entry
+	for _, en := range page.Entries {
+		if en.Kind == k && en.Identificativo == id && (recipient == "" || strings.EqualFold(en.Details["destinatario"], recipient)) {
+			entry = en
+		}
+	}
+	if entry == nil {
+		return &failedError{fmt.Sprintf("no %s entry for %s in the ledger", kind, id)}
+	}
+	signer, err := smime.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(c.path(c.CACert))
+	if err != nil {
+		return err
+	}
+	tsaPEM := caPEM
+	if c.TSARoots != "" {
+		if tsaPEM, err = os.ReadFile(c.path(c.TSARoots)); err != nil {
+			return err
+		}
+	}
+	store, err := c.archiveStore(ctx)
+	if err != nil {
+		return err
+	}
+	// The export is itself evidence: recorded before the bundle exists,
+	// so that a checkpoint after it covers it.
+	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
+		Identificativo: id, Details: map[string]string{"what": "evidence bundle", "kind": kind, "seq": fmt.Sprint(entry.Seq)}}); err != nil {
+		return err
+	}
+	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: signer, GestoreCA: caPEM, TSACA: tsaPEM})
+	if errors.Is(err, export.ErrNoCheckpoint) {
+		return &failedError{fmt.Sprintf("entry %d is not yet covered by a timestamped checkpoint: try again after the next checkpoint (custode serve makes one every 10 s)", entry.Seq)}
+	}
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if err := b.WriteZip(f); err != nil {
+		f.Close()
+		os.Remove(out)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	what := "the original receipt from the archivio di sicurezza"
+	if b.Reproduction {
+		what = "a reproduction from the log (the original is not archived)"
+	}
+	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", out, entry.Seq, entry.Kind, what, b.Checkpoint.Size)
+	return nil
+}
+
+// runVerify checks an evidence bundle offline.
+func runVerify(ctx context.Context, e *env, args []string) error {
+	var anchor string
+	fs := flags(e, "verify", nil)
+	fs.StringVar(&anchor, "anchor", "", "PEM file of trusted roots: the gestore's CA and its TSA's (required; the bundle's own copies are not trusted)")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || anchor == "" {
+		return &usageError{"want -anchor CA.pem and one bundle"}
+	}
+	anchors, err := pki.LoadCertificates(anchor)
+	if err != nil {
+		return &usageError{fmt.Sprintf("-anchor: %v", err)}
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	rep, err := export.VerifyBundle(f, st.Size(), export.VerifyOptions{Anchors: anchors})
+	if err != nil {
+		return &failedError{err.Error()}
+	}
+	for _, c := range rep.Checks {
+		mark := "OK  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(e.stdout, "%s %s", mark, c.Name)
+		if c.Detail != "" {
+			fmt.Fprintf(e.stdout, "\n     %s", c.Detail)
+		}
+		fmt.Fprintln(e.stdout)
+	}
+	if !rep.OK() {
+		return &failedError{"the bundle does NOT verify"}
+	}
+	fmt.Fprintln(e.stdout, "the bundle verifies")
+	return nil
+}

@@ -1,0 +1,301 @@
+package export_test
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custode/custode/archive"
+	"github.com/custode/custode/archive/localstore"
+	"github.com/custode/custode/export"
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/daticert"
+	"github.com/custode/custode/pec/pki"
+	"github.com/custode/custode/pec/smime"
+	"github.com/custode/custode/tsa"
+)
+
+type fixture struct {
+	dev    *pki.DevSet
+	ledger *ledger.Ledger
+	store  archive.Store
+	signer *smime.Signer
+	caPEM  []byte
+	caFile string
+	seqs   map[string]uint64 // "original", "reproduction"
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	dev, err := pki.NewDevSet("Alfa PEC S.p.A.", "pec.alfa.test", time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.WriteDir(filepath.Join(dir, "pki")); err != nil {
+		t.Fatal(err)
+	}
+	a, err := tsa.NewAuthority(tsa.AuthorityConfig{Certificate: dev.TSA.Certificate, Signer: dev.TSA.Key,
+		Chain: []*x509.Certificate{dev.CA.Certificate}, Policy: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.Open(ctx, ledger.Options{Dir: filepath.Join(dir, "ledger"), Checkpoints: &ledger.CheckpointOptions{
+		Origin: "pec.alfa.test/custode", Every: 1000, Interval: 50 * time.Millisecond,
+		Signer:  &ledger.CMSSigner{Certificate: dev.Gestore.Certificate, Key: dev.Gestore.Key},
+		Stamper: a, RetryInterval: 20 * time.Millisecond,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	store, err := localstore.Open(filepath.Join(dir, "worm"), localstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := &smime.Signer{Certificate: dev.Gestore.Certificate, Key: dev.Gestore.Key}
+	g, err := pec.NewGestore("Alfa PEC S.p.A.", "pec.alfa.test", signer, pec.RandomIDs(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{dev: dev, ledger: l, store: store, signer: signer, seqs: map[string]uint64{},
+		caFile: filepath.Join(dir, "pki", pki.CACertFile)}
+	if f.caPEM, err = os.ReadFile(f.caFile); err != nil {
+		t.Fatal(err)
+	}
+	for _, which := range []string{"original", "reproduction"} {
+		msg := "From: mario@pec.alfa.test\r\nTo: lucia@pec.beta.test\r\nSubject: Contratto " + which + "\r\nMessage-ID: <1@client>\r\n\r\nTesto\r\n"
+		tx, err := g.NewTransaction([]byte(msg), pec.Envelope{Mittente: "mario@pec.alfa.test",
+			Destinatari: []daticert.Destinatario{{Address: "lucia@pec.beta.test", Tipo: daticert.DestinatarioCertificato}}}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc, err := g.Accettazione(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := ""
+		if which == "original" {
+			info, err := archive.PutContent(ctx, store, "sicurezza/", acc.Message, archive.PutOptions{
+				Retention: archive.Retention{Mode: archive.Compliance, RetainUntil: time.Now().AddDate(10, 0, 0)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			key = info.Key
+		}
+		sum := sha256.Sum256(acc.Message)
+		seqs, err := l.Append(ctx, ledger.Event{Kind: ledger.KindAccettazione, Identificativo: tx.Identificativo, ClientMessageID: tx.MessageID,
+			Time: tx.Time, Mittente: tx.Mittente, Oggetto: tx.Subject, Gestore: "Alfa PEC S.p.A.", SHA256: sum[:], ArchiveKey: key,
+			Destinatari: []ledger.Recipient{{Address: "lucia@pec.beta.test", Tipo: ledger.TipoCertificato}}, Related: []string{acc.MessageID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.seqs[which] = seqs[0]
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cp, err := l.LatestCheckpoint(ctx)
+		if err == nil && cp.Size > f.seqs["reproduction"] && !cp.Pending() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no timestamped checkpoint")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return f
+}
+
+func (f *fixture) bundle(t *testing.T, which string) []byte {
+	t.Helper()
+	b, err := export.Build(context.Background(), export.BundleOptions{Ledger: f.ledger, Store: f.store, Seq: f.seqs[which],
+		Signer: f.signer, GestoreCA: f.caPEM, TSACA: f.caPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Reproduction != (which == "reproduction") {
+		t.Fatalf("%s: Reproduction = %v", which, b.Reproduction)
+	}
+	var buf bytes.Buffer
+	if err := b.WriteZip(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func verify(t *testing.T, f *fixture, zipped []byte) *export.VerifyReport {
+	t.Helper()
+	rep, err := export.VerifyBundle(bytes.NewReader(zipped), int64(len(zipped)), export.VerifyOptions{Anchors: []*x509.Certificate{f.dev.CA.Certificate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func failures(rep *export.VerifyReport) string {
+	var out []string
+	for _, c := range rep.Checks {
+		if !c.OK {
+			out = append(out, c.Name+": "+c.Detail)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestBundleVerifies(t *testing.T) {
+	f := newFixture(t)
+	for _, which := range []string{"original", "reproduction"} {
+		t.Run(which, func(t *testing.T) {
+			z := f.bundle(t, which)
+			rep := verify(t, f, z)
+			if !rep.OK() {
+				t.Fatalf("bundle does not verify:\n%s", failures(rep))
+			}
+			if rep.Reproduction != (which == "reproduction") {
+				t.Errorf("Reproduction = %v", rep.Reproduction)
+			}
+			byHand(t, f, z, which)
+		})
+	}
+}
+
+// byHand runs the commands VERIFY.txt gives, with stock tools.
+func byHand(t *testing.T, f *fixture, z []byte, which string) {
+	t.Helper()
+	dir := t.TempDir()
+	zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, zf := range zr.File {
+		rc, _ := zf.Open()
+		var b bytes.Buffer
+		b.ReadFrom(rc)
+		rc.Close()
+		p := filepath.Join(dir, zf.Name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(name string, args ...string) string {
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("sha256sum", "-c", "manifest.sha256")
+	run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", "manifest.p7s", "-content", "manifest.sha256", "-CAfile", f.caFile, "-purpose", "any", "-out", os.DevNull)
+	run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", "checkpoint.p7s", "-content", "checkpoint.txt", "-CAfile", f.caFile, "-purpose", "any", "-out", os.DevNull)
+	if out := run("openssl", "ts", "-verify", "-token_in", "-in", "checkpoint.tsr", "-data", "checkpoint.txt", "-CAfile", f.caFile); !strings.Contains(out, "OK") {
+		t.Errorf("openssl ts -verify: %s", out)
+	}
+	run("openssl", "smime", "-verify", "-in", "receipt.eml", "-CAfile", f.caFile, "-purpose", "any", "-out", os.DevNull)
+	if pdf, _ := os.ReadFile(filepath.Join(dir, "attestation.pdf")); !bytes.HasPrefix(pdf, []byte("%PDF-1.4")) || !bytes.HasSuffix(pdf, []byte("%%EOF\n")) {
+		t.Error("attestation.pdf is not a PDF")
+	}
+	if which == "original" {
+		entry, _ := os.ReadFile(filepath.Join(dir, "entry.json"))
+		receipt, _ := os.ReadFile(filepath.Join(dir, "receipt.eml"))
+		sum := sha256.Sum256(receipt)
+		if !bytes.Contains(entry, []byte(strings.ToLower(hexString(sum[:])))) {
+			t.Error("entry.json does not record the receipt's SHA-256")
+		}
+	}
+}
+
+func hexString(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
+
+// TestTamperedBundles: a byte flipped in any file, a file added or
+// removed, or the wrong anchor: the verifier fails and says where.
+func TestTamperedBundles(t *testing.T) {
+	f := newFixture(t)
+	orig := f.bundle(t, "original")
+	names := []string{export.FileReceipt, export.FileEntry, export.FileProof, export.FileCheckpoint, export.FileCheckpointSig,
+		export.FileCheckpointTSR, export.FileManifest, export.FileManifestSig, export.FileAttestation}
+	for _, name := range names {
+		t.Run("flip in "+name, func(t *testing.T) {
+			z := rewrite(t, orig, func(n string, b []byte) []byte {
+				if n == name && len(b) > 0 {
+					b = bytes.Clone(b)
+					b[len(b)/2] ^= 0x01
+				}
+				return b
+			})
+			if rep := verify(t, f, z); rep.OK() {
+				t.Errorf("a flipped byte in %s went unnoticed", name)
+			}
+		})
+	}
+	t.Run("extra file", func(t *testing.T) {
+		z := rewrite(t, orig, nil, "extra.txt")
+		if rep := verify(t, f, z); rep.OK() {
+			t.Error("an added file went unnoticed")
+		}
+	})
+	t.Run("wrong anchor", func(t *testing.T) {
+		other, err := pki.NewDevSet("Altro", "pec.altro.test", time.Now().Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := export.VerifyBundle(bytes.NewReader(orig), int64(len(orig)), export.VerifyOptions{Anchors: []*x509.Certificate{other.CA.Certificate}})
+		if err != nil || rep.OK() {
+			t.Errorf("verified against another CA: %v", err)
+		}
+	})
+	t.Run("not a zip", func(t *testing.T) {
+		if _, err := export.VerifyBundle(bytes.NewReader([]byte("PK garbage")), 10, export.VerifyOptions{Anchors: []*x509.Certificate{f.dev.CA.Certificate}}); err == nil {
+			t.Error("garbage accepted")
+		}
+	})
+}
+
+// rewrite copies a ZIP, passing each file through change, and adds files.
+func rewrite(t *testing.T, z []byte, change func(name string, b []byte) []byte, add ...string) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	for _, zf := range zr.File {
+		rc, _ := zf.Open()
+		var b bytes.Buffer
+		b.ReadFrom(rc)
+		rc.Close()
+		data := b.Bytes()
+		if change != nil {
+			data = change(zf.Name, data)
+		}
+		w, _ := zw.Create(zf.Name)
+		w.Write(data)
+	}
+	for _, n := range add {
+		w, _ := zw.Create(n)
+		w.Write([]byte("added"))
+	}
+	zw.Close()
+	return out.Bytes()
+}
