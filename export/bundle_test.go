@@ -204,6 +204,12 @@ func byHand(t *testing.T, f *fixture, z []byte, which string) {
 	if out := run("openssl", "ts", "-verify", "-token_in", "-in", "checkpoint.tsr", "-data", "checkpoint.txt", "-CAfile", f.caFile); !strings.Contains(out, "OK") {
 		t.Errorf("openssl ts -verify: %s", out)
 	}
+	if which == "extract" {
+		if pdf, _ := os.ReadFile(filepath.Join(dir, "extract.pdf")); !bytes.HasPrefix(pdf, []byte("%PDF-1.4")) {
+			t.Error("extract.pdf is not a PDF")
+		}
+		return
+	}
 	run("openssl", "smime", "-verify", "-in", "receipt.eml", "-CAfile", f.caFile, "-purpose", "any", "-out", os.DevNull)
 	if pdf, _ := os.ReadFile(filepath.Join(dir, "attestation.pdf")); !bytes.HasPrefix(pdf, []byte("%PDF-1.4")) || !bytes.HasSuffix(pdf, []byte("%%EOF\n")) {
 		t.Error("attestation.pdf is not a PDF")
@@ -298,4 +304,55 @@ func rewrite(t *testing.T, z []byte, change func(name string, b []byte) []byte, 
 	}
 	zw.Close()
 	return out.Bytes()
+}
+
+func TestExtract(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: f.ledger, Mailbox: "Lucia@pec.beta.test",
+		From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Signer: f.signer, GestoreCA: f.caPEM, TSACA: f.caPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := b.WriteZip(&buf); err != nil {
+		t.Fatal(err)
+	}
+	rep := verify(t, f, buf.Bytes())
+	if !rep.OK() {
+		t.Fatalf("extract does not verify:\n%s", failures(rep))
+	}
+	if !strings.Contains(rep.Checks[len(rep.Checks)-3].Detail, "2 entries") {
+		t.Errorf("checks: %+v", rep.Checks)
+	}
+	logLines := string(b.File(export.FileExtractLog))
+	if strings.Count(logLines, "tipo=accettazione (Accettazione): mittente=mario@pec.alfa.test: destinatari=lucia@pec.beta.test (certificato)") != 2 {
+		t.Errorf("extract.log:\n%s", logLines)
+	}
+	if csv := string(b.File(export.FileExtractCSV)); strings.Count(csv, "\n") != 3 || !strings.HasPrefix(csv, "seq,riferimento_temporale,tipo") {
+		t.Errorf("extract.csv:\n%s", csv)
+	}
+	if html := string(b.File(export.FileExtractHTML)); !strings.Contains(html, "Accettazione") || !strings.Contains(html, "<table>") {
+		t.Errorf("extract.html:\n%s", html)
+	}
+	byHand(t, f, buf.Bytes(), "extract")
+	// Tampering with one entry of extract.json is caught.
+	z := rewrite(t, buf.Bytes(), func(n string, data []byte) []byte {
+		if n == export.FileExtract {
+			return bytes.Replace(data, []byte("Contratto original"), []byte("Contratto originaL"), 1)
+		}
+		return data
+	})
+	if rep := verify(t, f, z); rep.OK() {
+		t.Error("a changed entry in the extract went unnoticed")
+	}
+	// Another mailbox's transactions are not in it.
+	other, err := export.Extract(ctx, export.ExtractOptions{Ledger: f.ledger, Mailbox: "nessuno@pec.beta.test",
+		From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Signer: f.signer, GestoreCA: f.caPEM, TSACA: f.caPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(other.File(export.FileExtract)), "mario@") {
+		t.Error("another mailbox's extract holds mario's transactions")
+	}
 }

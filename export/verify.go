@@ -153,22 +153,45 @@ func VerifyBundle(r io.ReaderAt, size int64, opts VerifyOptions) (*VerifyReport,
 	signer, err := ledger.VerifyDetached(files[FileManifest], files[FileManifestSig], roots, nil, time.Time{})
 	rep.add("manifest signature: manifest.p7s is a valid CMS signature over manifest.sha256 by a certificate that chains to the trust anchor", err, signerName(signer))
 
-	// 2. The entry.
-	entry, err := ledger.DecodeEntry(files[FileEntry])
-	if rep.add("entry: entry.json is a ledger entry in its one canonical form", err, "") {
-		rep.Entry = entry
-		rep.add("entry content", nil, fmt.Sprintf("seq %d, %s, identificativo %s, %s", entry.Seq, entry.Kind, entry.Identificativo, entry.Time.UTC().Format(time.RFC3339)))
-	}
-
-	// 3. The proof to the checkpoint.
-	var p Proof
 	cp, cpErr := ledger.ParseCheckpointBody(files[FileCheckpoint])
-	err = json.Unmarshal(files[FileProof], &p)
-	if err == nil && entry != nil {
-		err = verifyProof(files[FileEntry], entry, p, cp, cpErr)
+	if doc, isExtract := files[FileExtract]; isExtract {
+		// A log extract: every entry, canonical, in the checkpoint's tree.
+		var x ExtractDoc
+		err := json.Unmarshal(doc, &x)
+		n := 0
+		for i := 0; err == nil && i < len(x.Entries); i++ {
+			raw := []byte(x.Entries[i].Entry)
+			e, derr := ledger.DecodeEntry(raw)
+			if derr != nil {
+				err = fmt.Errorf("entry %d of the extract: %w", i, derr)
+				break
+			}
+			if perr := verifyProof(raw, e, x.Entries[i].Proof, cp, cpErr); perr != nil {
+				err = fmt.Errorf("entry %d (seq %d): %w", i, e.Seq, perr)
+				break
+			}
+			n++
+		}
+		rep.add("extract: every entry of extract.json is canonical and in the tree whose root checkpoint.txt signs (RFC 6962)", err,
+			fmt.Sprintf("%d entries of %s from %s to %s", n, x.Mailbox, x.From.Format(time.RFC3339), x.To.Format(time.RFC3339)))
+	} else {
+		// 2. The entry.
+		entry, err := ledger.DecodeEntry(files[FileEntry])
+		if rep.add("entry: entry.json is a ledger entry in its one canonical form", err, "") {
+			rep.Entry = entry
+			rep.add("entry content", nil, fmt.Sprintf("seq %d, %s, identificativo %s, %s", entry.Seq, entry.Kind, entry.Identificativo, entry.Time.UTC().Format(time.RFC3339)))
+		}
+		// 3. The proof to the checkpoint.
+		var p Proof
+		err = json.Unmarshal(files[FileProof], &p)
+		if err == nil && entry != nil {
+			err = verifyProof(files[FileEntry], entry, p, cp, cpErr)
+		} else if err == nil {
+			err = fmt.Errorf("no entry to prove")
+		}
+		rep.add("inclusion: SHA-256(0x00 || entry.json) with the audit path of proof.json gives the root that checkpoint.txt signs (RFC 6962)", err,
+			fmt.Sprintf("leaf %d of %d", p.LeafIndex, p.TreeSize))
 	}
-	rep.add("inclusion: SHA-256(0x00 || entry.json) with the audit path of proof.json gives the root that checkpoint.txt signs (RFC 6962)", err,
-		fmt.Sprintf("leaf %d of %d", p.LeafIndex, p.TreeSize))
 
 	// 4. The checkpoint's timestamp, then its signature as of that time:
 	// the token proves the signature existed then, when the gestore's
@@ -187,7 +210,11 @@ func VerifyBundle(r io.ReaderAt, size int64, opts VerifyOptions) (*VerifyReport,
 		rep.add("checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, valid at the timestamp's time", err, signerName(signer))
 	}
 
-	// 5. The receipt.
+	// 5. The receipt (bundles only).
+	if _, isExtract := files[FileExtract]; isExtract {
+		return rep, nil
+	}
+	entry := rep.Entry
 	receipt := files[FileReceipt]
 	rep.Reproduction = bytes.Contains(headerOf(receipt), []byte("\nX-Riproduzione:")) || bytes.HasPrefix(receipt, []byte("X-Riproduzione:"))
 	res, err := smime.Verify(receipt, smime.VerifyOptions{Roots: opts.Anchors, UseSigningTime: true, AllowSHA1Certificates: true})

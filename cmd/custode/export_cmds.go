@@ -161,3 +161,76 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintln(e.stdout, "the bundle verifies")
 	return nil
 }
+
+// runExportExtract writes a titolare's log extract for a period and
+// records the export in the ledger.
+func runExportExtract(ctx context.Context, e *env, args []string) error {
+	var data, mailbox, from, to, out, actor string
+	fs := flags(e, "export extract", &data)
+	fs.StringVar(&mailbox, "mailbox", "", "the titolare's mailbox (required)")
+	fs.StringVar(&from, "from", "", "start of the period, date or RFC 3339 (required)")
+	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
+	fs.StringVar(&out, "out", "", "the extract to write (a .zip file; required)")
+	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the extract")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if mailbox == "" || from == "" || out == "" {
+		return &usageError{"-mailbox, -from and -out are required"}
+	}
+	f, err := parseTimeFlag("from", from)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	if to != "" {
+		if t, err = parseTimeFlag("to", to); err != nil {
+			return err
+		}
+	}
+	if !f.Before(t) {
+		return &usageError{"-from must be before -to"}
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	l, err := c.openLedger(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	signer, err := smime.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(c.path(c.CACert))
+	if err != nil {
+		return err
+	}
+	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
+		Details: map[string]string{"what": "log extract", "mailbox": strings.ToLower(mailbox), "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
+		return err
+	}
+	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: signer, GestoreCA: caPEM, TSACA: caPEM})
+	if errors.Is(err, export.ErrNoCheckpoint) {
+		return &failedError{"no timestamped checkpoint yet: try again after the next one"}
+	}
+	if err != nil {
+		return err
+	}
+	w, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if err := b.WriteZip(w); err != nil {
+		w.Close()
+		os.Remove(out)
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", out, strings.ToLower(mailbox), b.Checkpoint.Size)
+	return nil
+}

@@ -414,6 +414,14 @@ func TestIntegrationGestoreEndToEnd(t *testing.T) {
 			t.Errorf("verify %s against B's CA alone: %d\n%s", k.kind, code, out)
 		}
 	}
+	extract := filepath.Join(t.TempDir(), "extract.zip")
+	if code, out := custode(t, "", "export", "extract", "-data", a.data, "-mailbox", "mario.rossi@pec.alfa.test",
+		"-from", time.Now().Add(-time.Hour).Format(time.RFC3339), "-out", extract, "-actor", "mario"); code != 0 {
+		t.Fatalf("export extract: %d\n%s", code, out)
+	}
+	if code, out := custode(t, "", "verify", "-anchor", anchors, extract); code != 0 || !strings.Contains(out, "entries of mario.rossi@pec.alfa.test") {
+		t.Errorf("verify the extract: %d\n%s", code, out)
+	}
 	if kinds := a.ledgerKinds(t, id); !slices.Contains(kinds, "export") {
 		t.Errorf("the exports are not in A's ledger: %v", kinds)
 	}

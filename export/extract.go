@@ -1,0 +1,311 @@
+package export
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/smime"
+)
+
+// Files of a log extract (BUNDLE.md).
+const (
+	FileExtract     = "extract.json"
+	FileExtractCSV  = "extract.csv"
+	FileExtractLog  = "extract.log"
+	FileExtractHTML = "extract.html"
+	FileExtractPDF  = "extract.pdf"
+)
+
+// MaxExtractEntries bounds one extract; ask for shorter periods beyond it.
+const MaxExtractEntries = 100_000
+
+// ExtractEntry is one transaction of an extract, with its proof.
+type ExtractEntry struct {
+	// Entry is the canonical entry, as a JSON string of its exact bytes.
+	Entry string `json:"entry"`
+	// Proof is its inclusion proof to the extract's checkpoint.
+	Proof Proof `json:"proof"`
+}
+
+// ExtractDoc is extract.json.
+type ExtractDoc struct {
+	Mailbox  string         `json:"mailbox"`
+	From     time.Time      `json:"from"`
+	To       time.Time      `json:"to"`
+	Produced time.Time      `json:"produced"`
+	Entries  []ExtractEntry `json:"entries"`
+}
+
+// ExtractOptions selects a titolare's log extract.
+type ExtractOptions struct {
+	Ledger *ledger.Ledger
+	// Mailbox is the titolare's address.
+	Mailbox string
+	// From and To bound the riferimento temporale: [From, To).
+	From, To time.Time
+	// Signer signs the manifest: the gestore.
+	Signer *smime.Signer
+	// GestoreCA and TSACA are the trust anchors (PEM) to include.
+	GestoreCA, TSACA []byte
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Extract makes the log extract of a mailbox for a period: every
+// transaction in which it is mittente or destinatario, with the RFC 6109
+// §2.3 fields, as JSON (with each entry's canonical bytes and inclusion
+// proof to one timestamped checkpoint), CSV, the daily key=value lines
+// gestori keep, HTML and PDF; plus the checkpoint with its signature and
+// token, and a manifest signed by the gestore. Only entries the newest
+// timestamped checkpoint covers are included; the extract says up to when.
+func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	if opts.Mailbox == "" || opts.From.IsZero() || opts.To.IsZero() || !opts.From.Before(opts.To) {
+		return nil, fmt.Errorf("export: extract: a mailbox and a period [from, to) are required")
+	}
+	cps, err := opts.Ledger.Checkpoints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("export: checkpoints: %w", err)
+	}
+	var cp *ledger.Checkpoint
+	for i := len(cps) - 1; i >= 0; i-- {
+		if !cps[i].Pending() {
+			cp = cps[i]
+			break
+		}
+	}
+	if cp == nil {
+		return nil, fmt.Errorf("export: extract: %w", ErrNoCheckpoint)
+	}
+	doc := ExtractDoc{Mailbox: strings.ToLower(opts.Mailbox), From: opts.From.UTC(), To: opts.To.UTC(), Produced: now().UTC()}
+	var entries []*ledger.Entry
+	q := ledger.Query{Mailbox: opts.Mailbox, From: opts.From, To: opts.To, Limit: 1000}
+	for {
+		page, err := opts.Ledger.Find(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("export: extract: %w", err)
+		}
+		for _, e := range page.Entries {
+			if e.Seq < cp.Size && e.Kind.IsPEC() {
+				entries = append(entries, e)
+			}
+		}
+		if len(entries) > MaxExtractEntries {
+			return nil, fmt.Errorf("export: extract: more than %d entries: ask for a shorter period", MaxExtractEntries)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	for _, e := range entries {
+		raw, err := e.Encode()
+		if err != nil {
+			return nil, err
+		}
+		hashes, err := opts.Ledger.InclusionProof(ctx, e.Seq, cp.Size)
+		if err != nil {
+			return nil, fmt.Errorf("export: proof of %d: %w", e.Seq, err)
+		}
+		leaf := ledger.LeafHash(raw)
+		p := Proof{LeafIndex: e.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:])}
+		for _, h := range hashes {
+			p.Hashes = append(p.Hashes, hex.EncodeToString(h))
+		}
+		doc.Entries = append(doc.Entries, ExtractEntry{Entry: string(raw), Proof: p})
+	}
+	js, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{Checkpoint: cp, files: map[string][]byte{
+		FileExtract:       append(js, '\n'),
+		FileExtractCSV:    extractCSV(entries),
+		FileExtractLog:    extractLog(entries),
+		FileCheckpoint:    cp.Body,
+		FileCheckpointSig: cp.Signature,
+		FileCheckpointTSR: cp.Token,
+		FileGestoreCA:     opts.GestoreCA,
+		FileTSACA:         opts.TSACA,
+	}}
+	title := fmt.Sprintf("Estratto del log della casella %s, dal %s al %s", doc.Mailbox,
+		opts.From.In(rome()).Format("02/01/2006 15:04"), opts.To.In(rome()).Format("02/01/2006 15:04"))
+	html, err := extractHTML(title, entries, cp)
+	if err != nil {
+		return nil, err
+	}
+	b.files[FileExtractHTML] = html
+	var text strings.Builder
+	fmt.Fprintf(&text, "%d transazioni. Il log fino alla voce %d e' firmato dal gestore e marcato\ntemporalmente il %s (checkpoint.txt, .p7s, .tsr).\n\n",
+		len(entries), cp.Size-1, cp.Time.In(rome()).Format("02/01/2006 15:04:05 MST"))
+	for _, e := range entries {
+		fmt.Fprintf(&text, "%s  %s (%s)\n    %s -> %s\n    oggetto: %s\n    identificativo: %s\n\n",
+			e.Time.In(rome()).Format("02/01/2006 15:04:05"), e.Kind, logLabel(e), e.Mittente, destinatari(e), e.Oggetto, e.Identificativo)
+	}
+	b.files[FileExtractPDF] = textPDF(title, text.String())
+	b.files[FileHowTo] = []byte(`How to check this log extract by hand (or run: custode verify EXTRACT.zip -anchor CA.pem)
+
+sha256sum -c manifest.sha256
+openssl cms -verify -binary -inform DER -in manifest.p7s -content manifest.sha256 -CAfile certs/gestore-ca.pem -purpose any -out /dev/null
+openssl cms -verify -binary -inform DER -in checkpoint.p7s -content checkpoint.txt -CAfile certs/gestore-ca.pem -purpose any -out /dev/null
+openssl ts -verify -token_in -in checkpoint.tsr -data checkpoint.txt -CAfile certs/tsa-ca.pem
+
+Each entry of extract.json carries its canonical bytes and its RFC 6962 inclusion proof to
+the root that checkpoint.txt signs (see ledger/FORMAT.md of Custode for the hashing).
+`)
+	manifest := b.manifest()
+	sig, err := (&ledger.CMSSigner{Certificate: opts.Signer.Certificate, Key: opts.Signer.Key, Chain: opts.Signer.Chain}).SignDetached(ctx, manifest)
+	if err != nil {
+		return nil, fmt.Errorf("export: sign the manifest: %w", err)
+	}
+	b.files[FileManifest] = manifest
+	b.files[FileManifestSig] = sig
+	return b, nil
+}
+
+func rome() *time.Location {
+	loc, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// logLabel is the label real gestori's logs give a kind (PEC.md §3.2).
+func logLabel(e *ledger.Entry) string {
+	virus := e.Details["errore"] == "virus"
+	switch e.Kind {
+	case ledger.KindAccettazione:
+		return "Accettazione"
+	case ledger.KindNonAccettazione:
+		if virus {
+			return "NonAccettazioneVirus"
+		}
+		return "NonAccettazione"
+	case ledger.KindPostaCertificata:
+		return "BustaTrasporto"
+	case ledger.KindPresaInCarico:
+		return "PresaInCarico"
+	case ledger.KindAvvenutaConsegna:
+		return "Consegna"
+	case ledger.KindErroreConsegna:
+		if virus {
+			return "MancataConsegnaVirus"
+		}
+		return "MancataConsegna"
+	case ledger.KindPreavvisoErroreConsegna12:
+		return "MancataConsegna12h"
+	case ledger.KindPreavvisoErroreConsegna24:
+		return "MancataConsegna24h"
+	case ledger.KindRilevazioneVirus:
+		return "RilevazioneVirus"
+	case ledger.KindBustaAnomalia:
+		return "BustaAnomalia"
+	}
+	return string(e.Kind)
+}
+
+func destinatari(e *ledger.Entry) string {
+	var d []string
+	for _, r := range e.Destinatari {
+		d = append(d, r.Address+" ("+string(r.Tipo)+")")
+	}
+	return strings.Join(d, ", ")
+}
+
+// logValue keeps a value on one line of the key=value log.
+func logValue(s string) string {
+	return strings.NewReplacer("\r", " ", "\n", " ", ": ", ":\u00a0").Replace(s)
+}
+
+// extractLog writes the entries as the daily log lines real gestori keep:
+// date, identificativo, then key=value fields separated by ": ".
+func extractLog(entries []*ledger.Entry) []byte {
+	var b bytes.Buffer
+	for _, e := range entries {
+		fmt.Fprintf(&b, "%s %s: tipo=%s (%s): mittente=%s: destinatari=%s: oggetto=%s: message-id=%s: gestore=%s",
+			e.Time.In(rome()).Format("Jan _2 15:04:05 2006"), e.Identificativo, e.Kind, logLabel(e),
+			logValue(e.Mittente), logValue(destinatari(e)), logValue(e.Oggetto), logValue(e.ClientMessageID), logValue(e.Gestore))
+		keys := make([]string, 0, len(e.Details))
+		for k := range e.Details {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, ": %s=%s", k, logValue(e.Details[k]))
+		}
+		fmt.Fprintf(&b, ": seq=%d\n", e.Seq)
+	}
+	return b.Bytes()
+}
+
+func extractCSV(entries []*ledger.Entry) []byte {
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.Write([]string{"seq", "riferimento_temporale", "tipo", "etichetta", "identificativo", "message_id_client", "mittente", "destinatari", "oggetto", "gestore", "consegna", "errore", "tipo_ricevuta", "sha256", "archive_key"})
+	for _, e := range entries {
+		w.Write([]string{fmt.Sprint(e.Seq), e.Time.UTC().Format(time.RFC3339Nano), string(e.Kind), logLabel(e), e.Identificativo,
+			e.ClientMessageID, e.Mittente, destinatari(e), csvSafe(e.Oggetto), e.Gestore, e.Details["destinatario"], e.Details["errore"],
+			e.Details["tipo_ricevuta"], hex.EncodeToString(e.SHA256), e.ArchiveKey})
+	}
+	w.Flush()
+	return b.Bytes()
+}
+
+// csvSafe keeps a spreadsheet from taking a subject for a formula.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+var extractTemplate = template.Must(template.New("extract").Parse(`<!DOCTYPE html>
+<html lang="it"><head><meta charset="utf-8"><title>{{.Title}}</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 6px;font-size:90%;vertical-align:top}th{background:#eee}</style>
+</head><body>
+<h1>{{.Title}}</h1>
+<p>{{len .Entries}} transazioni. Il log fino alla voce {{.Last}} è firmato dal gestore e marcato temporalmente il {{.Time}}: ogni voce di <code>extract.json</code> ha la sua prova di inclusione.</p>
+<table><tr><th>#</th><th>Riferimento temporale</th><th>Evento</th><th>Mittente</th><th>Destinatari</th><th>Oggetto</th><th>Identificativo</th><th>Dettagli</th></tr>
+{{range .Entries}}<tr><td>{{.Seq}}</td><td>{{.When}}</td><td>{{.Label}}</td><td>{{.Mittente}}</td><td>{{.Destinatari}}</td><td>{{.Oggetto}}</td><td>{{.Identificativo}}</td><td>{{.Details}}</td></tr>
+{{end}}</table></body></html>
+`))
+
+func extractHTML(title string, entries []*ledger.Entry, cp *ledger.Checkpoint) ([]byte, error) {
+	type row struct {
+		Seq                                                                  uint64
+		When, Label, Mittente, Destinatari, Oggetto, Identificativo, Details string
+	}
+	data := struct {
+		Title   string
+		Last    uint64
+		Time    string
+		Entries []row
+	}{Title: title, Last: cp.Size - 1, Time: cp.Time.In(rome()).Format("02/01/2006 15:04:05 MST")}
+	for _, e := range entries {
+		var d []string
+		for k, v := range e.Details {
+			d = append(d, k+"="+v)
+		}
+		slices.Sort(d)
+		data.Entries = append(data.Entries, row{e.Seq, e.Time.In(rome()).Format("02/01/2006 15:04:05"), string(e.Kind) + " (" + logLabel(e) + ")",
+			e.Mittente, destinatari(e), e.Oggetto, e.Identificativo, strings.Join(d, "; ")})
+	}
+	var b bytes.Buffer
+	if err := extractTemplate.Execute(&b, data); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
