@@ -356,3 +356,72 @@ func TestExtract(t *testing.T) {
 		t.Error("another mailbox's extract holds mario's transactions")
 	}
 }
+
+func TestAudit(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	start := time.Now().Add(-30 * time.Hour)
+	rcpt := []ledger.Recipient{{Address: "lucia@pec.beta.test", Tipo: ledger.TipoCertificato}}
+	ev := func(kind ledger.Kind, id, gestore string, at time.Duration, details map[string]string) ledger.Event {
+		return ledger.Event{Kind: kind, Identificativo: id, Time: start.Add(at), Mittente: "mario@pec.alfa.test", Gestore: gestore,
+			Destinatari: rcpt, SHA256: make([]byte, 32), Details: details}
+	}
+	const us, them = "Alfa PEC S.p.A.", "Beta PEC S.p.A."
+	lucia := map[string]string{"destinatario": "lucia@pec.beta.test"}
+	events := []ledger.Event{
+		// complete
+		ev(ledger.KindAccettazione, "ok", us, 0, nil), ev(ledger.KindPostaCertificata, "ok", us, 0, nil),
+		ev(ledger.KindPresaInCarico, "ok", them, time.Second, map[string]string{"ricezione": "lucia@pec.beta.test"}),
+		ev(ledger.KindAvvenutaConsegna, "ok", them, 3*time.Second, lucia),
+		// no accettazione, two consegne
+		ev(ledger.KindPostaCertificata, "bad", us, time.Minute, nil),
+		ev(ledger.KindPresaInCarico, "bad", them, time.Minute, map[string]string{"ricezione": "lucia@pec.beta.test"}),
+		ev(ledger.KindAvvenutaConsegna, "bad", them, time.Minute, lucia), ev(ledger.KindAvvenutaConsegna, "bad", them, 2*time.Minute, lucia),
+		// never delivered, no 24-hour avviso
+		ev(ledger.KindAccettazione, "lost", us, time.Hour, nil), ev(ledger.KindPostaCertificata, "lost", us, time.Hour, nil),
+	}
+	if _, err := f.ledger.Append(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		cp, err := f.ledger.LatestCheckpoint(ctx)
+		if err == nil && cp.Size > f.ledger.Head().Size-2 && !cp.Pending() {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(f.dev.CA.Certificate)
+	rep, err := export.Audit(ctx, export.AuditOptions{Ledger: f.ledger, Roots: roots, TSARoots: roots, Gestore: us,
+		From: start.Add(-time.Minute), To: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Integrity.OK() {
+		t.Errorf("integrity: %+v", rep.Integrity.Problems)
+	}
+	got := map[string]string{}
+	for _, fd := range rep.Findings {
+		got[fd.Identificativo] += fd.Check + ";"
+	}
+	want := map[string]string{"bad": "accettazione;consegna;", "lost": "consegna;"}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("findings for %s: %q, want %q", id, got[id], w)
+		}
+	}
+	if got["ok"] != "" {
+		t.Errorf("the complete transaction has findings: %s", got["ok"])
+	}
+	if rep.OK() || rep.Transactions != 3 || rep.Deliveries != 2 || rep.DeliveryP50 < 3 {
+		t.Errorf("report: ok %v, %d transactions, %d deliveries, p50 %.1f", rep.OK(), rep.Transactions, rep.Deliveries, rep.DeliveryP50)
+	}
+	p01 := string(rep.P01("PEC01", 1, 2))
+	if !strings.HasPrefix(p01, "CodGestPEC,Quadrimestre,Anno,NumDomini,NumCaselle,MsgUscita,MsgIngresso,VirusIngresso,VirusUscita\nPEC01,") ||
+		!strings.Contains(p01, ",1,2,4,0,0,0\n") {
+		t.Errorf("P01:\n%s", p01)
+	}
+	if txt := rep.Text(); !strings.Contains(txt, "PROBLEMI TROVATI") || !strings.Contains(txt, "[consegna] lost") {
+		t.Errorf("text:\n%s", txt)
+	}
+}

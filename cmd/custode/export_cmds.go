@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -232,5 +234,85 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", out, strings.ToLower(mailbox), b.Checkpoint.Size)
+	return nil
+}
+
+// runAudit writes the audit report of a period: text on standard output,
+// and with -out the report as JSON, text and PDF, and the AgID datasets
+// P01 and P02 as CSV.
+func runAudit(ctx context.Context, e *env, args []string) error {
+	var data, from, to, outDir, code, actor string
+	fs := flags(e, "audit", &data)
+	fs.StringVar(&from, "from", "", "start of the period, date or RFC 3339 (required)")
+	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
+	fs.StringVar(&outDir, "out", "", "directory to write report.json, report.txt, report.pdf, P01.csv and P02.csv into")
+	fs.StringVar(&code, "cod-gest-pec", "", "the gestore's code for the AgID statistics")
+	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the report")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if from == "" {
+		return &usageError{"-from is required"}
+	}
+	f, err := parseTimeFlag("from", from)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	if to != "" {
+		if t, err = parseTimeFlag("to", to); err != nil {
+			return err
+		}
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	roots, tsaRoots, err := c.trust()
+	if err != nil {
+		return err
+	}
+	store, err := c.archiveStore(ctx)
+	if err != nil {
+		return err
+	}
+	l, err := c.openLedger(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
+		Details: map[string]string{"what": "audit report", "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
+		return err
+	}
+	rep, err := export.Audit(ctx, export.AuditOptions{Ledger: l, Store: store, Roots: roots, TSARoots: tsaRoots, From: f, To: t,
+		Gestore: c.Gestore, MinRetainUntil: func(last time.Time) time.Time { return last.AddDate(0, 30, 0) }})
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(e.stdout, rep.Text())
+	if outDir != "" {
+		mailboxes := 0
+		if st, err := c.openMailboxes(ctx, e, time.Now); err == nil {
+			if list, err := st.Mailboxes(ctx); err == nil {
+				mailboxes = len(list)
+			}
+			st.Close()
+		}
+		js, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		for name, b := range map[string][]byte{"report.json": js, "report.txt": []byte(rep.Text()), "report.pdf": rep.PDF(),
+			"P01.csv": rep.P01(code, len(c.domains()), mailboxes), "P02.csv": rep.P02()} {
+			if err := writeFileSync(filepath.Join(outDir, name), b); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(e.stdout, "\nwritten to %s\n", outDir)
+	}
+	if !rep.OK() {
+		return &failedError{"the audit found problems"}
+	}
 	return nil
 }

@@ -422,6 +422,14 @@ func TestIntegrationGestoreEndToEnd(t *testing.T) {
 	if code, out := custode(t, "", "verify", "-anchor", anchors, extract); code != 0 || !strings.Contains(out, "entries of mario.rossi@pec.alfa.test") {
 		t.Errorf("verify the extract: %d\n%s", code, out)
 	}
+	auditDir := t.TempDir()
+	if code, out := custode(t, "", "audit", "-data", a.data, "-from", time.Now().Add(-time.Hour).Format(time.RFC3339),
+		"-out", auditDir, "-cod-gest-pec", "ALFA"); code != 0 || !strings.Contains(out, "NESSUN PROBLEMA") || !strings.Contains(out, "Transazioni inviate nel periodo: 1") {
+		t.Errorf("audit: %d\n%s", code, out)
+	}
+	if p01, err := os.ReadFile(filepath.Join(auditDir, "P01.csv")); err != nil || !strings.Contains(string(p01), "\nALFA,") {
+		t.Errorf("P01.csv: %s %v", p01, err)
+	}
 	if kinds := a.ledgerKinds(t, id); !slices.Contains(kinds, "export") {
 		t.Errorf("the exports are not in A's ledger: %v", kinds)
 	}

@@ -64,6 +64,7 @@ func commands() []command {
 		{"purge", "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", runPurge},
 		{"export receipt", "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", runExportReceipt},
 		{"export extract", "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", runExportExtract},
+		{"audit", "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", runAudit},
 		{"verify", "check an evidence bundle or a log extract offline against a trust anchor", runVerify},
 		{"policy check", "validate a policy file (errors as file:line)", runPolicyCheck},
 		{"policy apply", "make a policy file the active one and record the change in the ledger", runPolicyApply},
