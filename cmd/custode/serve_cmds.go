@@ -110,6 +110,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	<-ctx.Done()
+	// Stop the listeners, the queue's deliveries and the sealer before the
+	// stores they use close (deferred above).
+	stopBackground()
+	wg.Wait()
 	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
 	return nil
 }
