@@ -381,6 +381,10 @@ func (cp *checkpointer) make(ctx context.Context) error {
 		return fmt.Errorf("ledger: checkpoint %d: sign: %w", c.Size, err)
 	}
 	c.Signature = sig
+	// The store must hold the entries before the checkpoint over them.
+	if err := cp.l.waitApplied(ctx, c.Size); err != nil {
+		return fmt.Errorf("ledger: checkpoint %d: %w", c.Size, err)
+	}
 	if err := cp.l.putCheckpoint(c); err != nil {
 		return fmt.Errorf("ledger: checkpoint %d: store: %w", c.Size, err)
 	}

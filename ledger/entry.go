@@ -45,8 +45,8 @@ func LeafHash(raw []byte) [32]byte {
 // two fields only the sequencer knows (prev and seq), so that most of the
 // encoding runs in the appender's goroutine rather than in the sequencer.
 type encodedEvent struct {
-	a, b, c []byte // {a "prev":…, b "seq":…, c}
-	index   [][]byte
+	a, b, c []byte    // {a "prev":…, b "seq":…, c}
+	index   []posting // without seq
 }
 
 // encodeEvent returns the canonical pieces of e, which must be valid.

@@ -1,7 +1,7 @@
 package ledger
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -14,7 +14,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Index types, the byte after prefixIndex.
+// Index types, mixed into the term hash.
 const (
 	indexIdentificativo = 'i' // identificativo, and each related identificativo
 	indexClientMsgID    = 'c' // client Message-ID
@@ -22,20 +22,73 @@ const (
 	indexKind           = 'k' // kind, by time
 )
 
-// indexKeys returns the index keys of e without their trailing sequence
-// number, which the sequencer appends.
-func indexKeys(e *Event) [][]byte {
-	keys := make([][]byte, 0, 4+len(e.Related)+len(e.Destinatari))
-	t := uint64(e.Time.UnixNano())
-	add := func(typ byte, field string, withTime bool) {
-		k := make([]byte, 0, 2+len(field)+1+16)
-		k = append(k, prefixIndex, typ)
-		k = append(k, field...)
-		k = append(k, 0)
-		if withTime {
-			k = binary.BigEndian.AppendUint64(k, t)
+// A posting says that entry seq has a term. The indexes are sorted lists of
+// postings, ordered by term, then time, then seq: all entries with one term
+// are adjacent, in time order for the timed terms (mailbox and kind) and in
+// sequence order for the others, whose time is 0.
+//
+// The term is a 64-bit hash of the index type and the field, so different
+// fields may share a term: Find re-checks every entry it reads and drops
+// those that do not match.
+type posting struct {
+	term, time, seq uint64
+}
+
+// postingSize is the size of an encoded posting: term, time and seq, each
+// uint64 big-endian, so that the byte order of encoded postings is their
+// order.
+const postingSize = 24
+
+func comparePostings(a, b posting) int {
+	if c := cmp.Compare(a.term, b.term); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.time, b.time); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.seq, b.seq)
+}
+
+func (p posting) append(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, p.term)
+	dst = binary.BigEndian.AppendUint64(dst, p.time)
+	return binary.BigEndian.AppendUint64(dst, p.seq)
+}
+
+func decodePosting(b []byte) posting {
+	return posting{
+		term: binary.BigEndian.Uint64(b),
+		time: binary.BigEndian.Uint64(b[8:]),
+		seq:  binary.BigEndian.Uint64(b[16:]),
+	}
+}
+
+// termHash returns the term of field in the index typ: FNV-1a (64 bits)
+// over typ and the field's bytes.
+func termHash(typ byte, field string) uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	h = (h ^ uint64(typ)) * prime
+	for i := 0; i < len(field); i++ {
+		h = (h ^ uint64(field[i])) * prime
+	}
+	return h
+}
+
+// indexTerms returns the postings of e without their sequence number,
+// which the sequencer sets.
+func indexTerms(e *Event) []posting {
+	terms := make([]posting, 0, 4+len(e.Related)+len(e.Destinatari))
+	t := uint64(max(e.Time.UnixNano(), 0))
+	add := func(typ byte, field string, timed bool) {
+		p := posting{term: termHash(typ, field)}
+		if timed {
+			p.time = t
 		}
-		keys = append(keys, k)
+		terms = append(terms, p)
 	}
 	if e.Identificativo != "" {
 		add(indexIdentificativo, e.Identificativo, false)
@@ -48,11 +101,12 @@ func indexKeys(e *Event) [][]byte {
 	if e.ClientMessageID != "" {
 		add(indexClientMsgID, e.ClientMessageID, false)
 	}
-	boxes := make([]string, 0, 1+len(e.Destinatari))
+	var boxes [8]string
+	seen := boxes[:0]
 	addBox := func(a string) {
 		a = strings.ToLower(a)
-		if a != "" && !slices.Contains(boxes, a) {
-			boxes = append(boxes, a)
+		if a != "" && !slices.Contains(seen, a) {
+			seen = append(seen, a)
 			add(indexMailbox, a, true)
 		}
 	}
@@ -61,7 +115,7 @@ func indexKeys(e *Event) [][]byte {
 		addBox(r.Address)
 	}
 	add(indexKind, string(e.Kind), true)
-	return keys
+	return terms
 }
 
 // Query selects entries through one index. The first non-empty of
@@ -83,8 +137,6 @@ type Page struct {
 	Entries []*Entry
 	// Next is the cursor of the following page; empty on the last page.
 	Next string
-
-	lastKey []byte
 }
 
 // DefaultQueryLimit is the page size of a query that sets none.
@@ -95,17 +147,17 @@ const DefaultQueryLimit = 1000
 // crash, entries the indexer had not reached are found only once the ledger
 // has been opened for writing again, which indexes them.
 func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
-	var prefix []byte
+	var term uint64
 	var timed bool
 	switch {
 	case q.Identificativo != "":
-		prefix = indexPrefix(indexIdentificativo, q.Identificativo)
+		term = termHash(indexIdentificativo, q.Identificativo)
 	case q.ClientMessageID != "":
-		prefix = indexPrefix(indexClientMsgID, q.ClientMessageID)
+		term = termHash(indexClientMsgID, q.ClientMessageID)
 	case q.Mailbox != "":
-		prefix, timed = indexPrefix(indexMailbox, strings.ToLower(q.Mailbox)), true
+		term, timed = termHash(indexMailbox, strings.ToLower(q.Mailbox)), true
 	case q.Kind != "":
-		prefix, timed = indexPrefix(indexKind, string(q.Kind)), true
+		term, timed = termHash(indexKind, string(q.Kind)), true
 	default:
 		return nil, errors.New("ledger: find: the query names no identificativo, Message-ID, mailbox or kind")
 	}
@@ -116,54 +168,52 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 	if limit <= 0 {
 		limit = DefaultQueryLimit
 	}
-	start := prefix
+	start := posting{term: term}
 	if timed && !q.From.IsZero() {
-		start = binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(max(q.From.UnixNano(), 0)))
+		start.time = uint64(max(q.From.UnixNano(), 0))
 	}
-	var after []byte
+	var after *posting
 	if q.Cursor != "" {
 		c, err := base64.RawURLEncoding.DecodeString(q.Cursor)
-		if err != nil || !bytes.HasPrefix(c, prefix) {
+		if err != nil || len(c) != postingSize || decodePosting(c).term != term {
 			return nil, errors.New("ledger: find: the cursor does not belong to this query")
 		}
-		start, after = c, c
+		p := decodePosting(c)
+		start, after = p, &p
+	}
+	snap := l.index.acquire()
+	defer l.index.release(snap)
+	it, err := snap.seek(start)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: find: %w", err)
 	}
 	page := &Page{}
-	err := l.idx.View(func(itxn *badger.Txn) error {
-		txn := l.db.NewTransaction(false)
-		defer txn.Discard()
-		it := itxn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Seek(start); it.Valid(); it.Next() {
+	var last posting
+	err = l.db.View(func(txn *badger.Txn) error {
+		for {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			k := it.Item().Key()
-			if after != nil && bytes.Equal(k, after) {
+			p, ok, err := it.next()
+			if err != nil {
+				return err
+			}
+			if !ok || p.term != term {
+				return nil
+			}
+			if after != nil && p == *after {
 				continue
 			}
-			rest := k[len(prefix):]
-			if timed {
-				if len(rest) != 16 {
-					return fmt.Errorf("malformed index key %x", k)
-				}
-				t := time.Unix(0, int64(binary.BigEndian.Uint64(rest[:8])))
-				if !q.To.IsZero() && !t.Before(q.To) {
-					break
-				}
-				rest = rest[8:]
-			}
-			if len(rest) != 8 {
-				return fmt.Errorf("malformed index key %x", k)
+			if timed && !q.To.IsZero() && int64(p.time) >= q.To.UnixNano() {
+				return nil
 			}
 			if len(page.Entries) == limit {
-				page.Next = base64.RawURLEncoding.EncodeToString(page.lastKey)
-				break
+				page.Next = base64.RawURLEncoding.EncodeToString(last.append(nil))
+				return nil
 			}
-			seq := binary.BigEndian.Uint64(rest)
-			raw, err := getValue(txn, entryKey(seq))
+			raw, err := getValue(txn, entryKey(p.seq))
 			if err != nil {
-				return fmt.Errorf("entry %d: %w", seq, err)
+				return fmt.Errorf("entry %d: %w", p.seq, err)
 			}
 			e, err := DecodeEntry(raw)
 			if err != nil {
@@ -173,21 +223,13 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 				continue
 			}
 			page.Entries = append(page.Entries, e)
-			page.lastKey = append(page.lastKey[:0], k...)
+			last = p
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: find: %w", err)
 	}
 	return page, nil
-}
-
-func indexPrefix(typ byte, field string) []byte {
-	k := make([]byte, 0, 3+len(field))
-	k = append(k, prefixIndex, typ)
-	k = append(k, field...)
-	return append(k, 0)
 }
 
 func (q *Query) matches(e *Entry) bool {
@@ -213,12 +255,7 @@ func (q *Query) matches(e *Entry) bool {
 }
 
 func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(list, s)
 }
 
 // involves reports whether mailbox is the event's mittente or one of its

@@ -50,35 +50,44 @@ type Options struct {
 // Ledger is an append-only evidence log backed by badger. Its methods are
 // safe for concurrent use.
 type Ledger struct {
-	db       *badger.DB // entries, tree nodes, checkpoints, head: made durable by jnl
-	idx      *badger.DB // index keys and their watermark: derived, not synced
-	jnl      *journal   // the write-ahead journal, owned by the sequencer
+	db       *badger.DB  // entries, tree nodes, checkpoints, head: made durable by jnl
+	index    *indexStore // the indexes: derived from the entries
+	jnl      *journal    // the write-ahead journal, owned by the sequencer
 	log      *slog.Logger
 	readOnly bool
 	maxBatch int
 
-	reqs    chan *appendReq
-	imports chan importReq
-	stop    chan struct{}
-	stopped chan struct{}
+	kick     chan struct{}  // cap 1: a group is open
+	storeq   chan *group    // sealed groups, to the store writer
+	finishq  chan finishReq // journaled groups, to the finisher
+	finished chan struct{}  // closed when the finisher has ended
+	imports  chan importReq
+	stop     chan struct{}
+	stopped  chan struct{} // closed when the committer has ended
 
-	// Owned by the sequencer goroutine (run), and by Open before it starts.
-	size  uint64
-	last  [32]byte
-	rng   *compact.Range
-	rangf *compact.RangeFactory
+	// The sequencer's state: the end of the ledger as if every group
+	// sealed or open were committed. Under seqMu once Open has returned.
+	seqMu   sync.Mutex
+	size    uint64
+	last    [32]byte
+	rng     *compact.Range
+	rangf   *compact.RangeFactory
+	open    *group // the group appends join, nil if none
+	closing bool   // appends are refused
 
-	mu       sync.Mutex
-	head     Head  // last committed size and root, for readers
-	broken   error // set when the store failed after the journal: appends are refused
-	closeErr error
-	closed   bool
+	mu        sync.Mutex
+	head      Head          // last durable size and root, for readers
+	applied   uint64        // entries the store holds, at least up to head
+	appliedCh chan struct{} // closed when applied grows or broken is set
+	broken    error         // set when the store failed after the journal: appends are refused
+	closeErr  error
+	closed    bool
 
 	cp *checkpointer
 
 	idxMu       sync.Mutex
 	idxQueue    []indexWork   // under idxMu
-	idxKeys     int           // keys in idxQueue, under idxMu
+	idxPostings int           // postings in idxQueue, under idxMu
 	idxClosed   bool          // under idxMu
 	idxSignal   chan struct{} // cap 1: the queue grew or closed
 	idxRoom     chan struct{} // cap 1: the indexer took the queue
@@ -117,7 +126,6 @@ const (
 	prefixEntry      = 'e' // e seq(8) -> canonical entry bytes
 	prefixNode       = 'n' // n level(1) index(8) -> node hash, levels 4, 8, 12, …
 	prefixCheckpoint = 'c' // c size(8) -> checkpoint record
-	prefixIndex      = 'x' // x type(1) field 0x00 [time(8)] seq(8) -> empty
 )
 
 var keyHead = []byte("m:head") // size(8) last leaf(32)
@@ -154,8 +162,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Neither store syncs: the journal makes entries durable, and the
-	// indexes are derived from the entries.
+	// The store does not sync: the journal makes entries durable.
 	open := func(dir string) (*badger.DB, error) {
 		o := badger.DefaultOptions(dir).
 			WithSyncWrites(false).
@@ -181,14 +188,20 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
 	}
-	idx, err := open(filepath.Join(opts.Dir, "index"))
+	if !opts.ReadOnly {
+		if err := removeOldIndex(opts.Dir, log); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
+		}
+	}
+	idx, err := openIndexStore(filepath.Join(opts.Dir, indexDirName), opts.ReadOnly, log)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
+		return nil, fmt.Errorf("ledger: open %s: index: %w", opts.Dir, err)
 	}
 	l := &Ledger{
 		db:       db,
-		idx:      idx,
+		index:    idx,
 		log:      log,
 		readOnly: opts.ReadOnly,
 		maxBatch: opts.MaxBatchEntries,
@@ -199,12 +212,13 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	}
 	if err := l.load(ctx); err != nil {
 		db.Close()
-		idx.Close()
+		idx.close()
 		return nil, err
 	}
+	l.applied, l.appliedCh = l.size, make(chan struct{})
 	if err := l.recoverJournal(ctx, filepath.Join(opts.Dir, "journal")); err != nil {
 		db.Close()
-		idx.Close()
+		idx.close()
 		return nil, err
 	}
 	if opts.ReadOnly {
@@ -215,7 +229,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		if err != nil {
 			l.jnl.close()
 			db.Close()
-			idx.Close()
+			idx.close()
 			return nil, err
 		}
 		l.cp = cp
@@ -224,18 +238,23 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	if err := l.catchUpIndex(ctx); err != nil {
 		l.jnl.close()
 		db.Close()
-		idx.Close()
+		idx.close()
 		return nil, err
 	}
 	l.idxSignal = make(chan struct{}, 1)
 	l.idxRoom = make(chan struct{}, 1)
 	l.indexerDone = make(chan struct{})
 	go l.runIndexer()
-	l.reqs = make(chan *appendReq, 1024)
+	l.kick = make(chan struct{}, 1)
+	l.storeq = make(chan *group, 4)
+	l.finishq = make(chan finishReq, 4)
+	l.finished = make(chan struct{})
 	l.imports = make(chan importReq)
 	l.stop = make(chan struct{})
 	l.stopped = make(chan struct{})
-	go l.run()
+	go l.runStore()
+	go l.runFinisher()
+	go l.runCommitter()
 	if l.cp != nil {
 		go l.cp.run()
 	}
@@ -328,8 +347,7 @@ var ErrReadOnly = errors.New("ledger: opened read-only")
 type appendReq struct {
 	events []encodedEvent
 	bytes  int
-	first  uint64
-	done   chan error
+	first  uint64 // set by addToGroup
 }
 
 // Append adds events to the ledger, in order and atomically together, and
@@ -354,40 +372,32 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 	if len(events) > MaxAppendEvents {
 		return nil, fmt.Errorf("ledger: append: %d events, more than %d", len(events), MaxAppendEvents)
 	}
-	req := &appendReq{events: make([]encodedEvent, len(events)), done: make(chan error, 1)}
+	req := &appendReq{events: make([]encodedEvent, len(events))}
 	for i := range events {
 		if err := events[i].Validate(); err != nil {
 			return nil, fmt.Errorf("ledger: append event %d (%s %s): %w", i, events[i].Kind, events[i].Identificativo, err)
 		}
 		req.events[i] = encodeEvent(&events[i])
-		req.events[i].index = indexKeys(&events[i])
+		req.events[i].index = indexTerms(&events[i])
 		req.bytes += req.events[i].size()
 	}
 	if req.bytes > maxBatchBytes {
 		return nil, fmt.Errorf("ledger: append: %d bytes in one call, more than %d", req.bytes, maxBatchBytes)
 	}
-	select {
-	case l.reqs <- req:
-	case <-l.stop:
-		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, fmt.Errorf("ledger: append: %w", ctx.Err())
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: append: %w", err)
 	}
-	var err error
+	g, err := l.enqueue(req)
+	if err != nil {
+		return nil, err
+	}
 	select {
-	case err = <-req.done:
-	case <-l.stopped:
-		// Closed: the sequencer answered every append it took.
-		select {
-		case err = <-req.done:
-		default:
-			return nil, ErrClosed
-		}
+	case <-g.done:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("ledger: append: %w (the events may have been appended)", ctx.Err())
 	}
-	if err != nil {
-		return nil, err
+	if g.res != nil {
+		return nil, g.res
 	}
 	seqs := make([]uint64, len(events))
 	for i := range seqs {
@@ -397,280 +407,7 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 }
 
 func (p *encodedEvent) size() int {
-	n := len(p.a) + len(p.b) + len(p.c) + 180
-	for _, k := range p.index {
-		n += len(k) + 40
-	}
-	return n
-}
-
-// state is the sequencer's view of the end of the ledger.
-type state struct {
-	size   uint64
-	last   [32]byte
-	hashes [][]byte // the compact range [0, size)
-}
-
-func (l *Ledger) snapshot() state {
-	return state{size: l.size, last: l.last, hashes: append([][]byte(nil), l.rng.Hashes()...)}
-}
-
-func (l *Ledger) restore(s state) {
-	l.size, l.last = s.size, s.last
-	l.rng, _ = l.rangf.NewRange(0, s.size, s.hashes)
-}
-
-// group is one group commit: a badger transaction and the appends in it.
-type group struct {
-	batch   []*appendReq
-	kvs     []kv     // what the group writes, in order
-	raws    [][]byte // the canonical bytes of its entries, for the journal
-	txn     *badger.Txn
-	before  state    // the sequencer's state before the group
-	head    Head     // the head once the group is durable
-	index   [][]byte // index keys, for the indexer
-	entries int
-	bytes   int
-	err     error // a failure while adding to the group
-	done    chan error
-}
-
-// run is the sequencer: it numbers, chains and encodes appends into the
-// next group while the current group is being committed, and commits the
-// next group as soon as the current one is durable. Every append that
-// arrives during a commit joins the next group, so one fsync serves all of
-// them; a group is committed only after the one before it is durable.
-func (l *Ledger) run() {
-	defer close(l.stopped)
-	var pending *appendReq // did not fit in next
-	var inflight, next *group
-	commitNext := func() {
-		if next.err != nil {
-			l.restore(next.before)
-			for _, r := range next.batch {
-				r.done <- next.err
-			}
-			next = nil
-			return
-		}
-		if err := l.seal(next); err != nil {
-			for _, r := range next.batch {
-				r.done <- err
-			}
-			next = nil
-			return
-		}
-		inflight, next = l.commit(next), nil
-	}
-	add := func(r *appendReq) {
-		if next == nil {
-			next = &group{before: l.snapshot()}
-		}
-		l.addToGroup(next, r)
-	}
-	fits := func(r *appendReq) bool {
-		return next == nil || next.entries+len(r.events) <= l.maxBatch && next.bytes+r.bytes <= maxBatchBytes
-	}
-	for {
-		if pending != nil && fits(pending) {
-			add(pending)
-			pending = nil
-		}
-		if inflight == nil && next != nil {
-			commitNext()
-		}
-		var done <-chan error
-		if inflight != nil {
-			done = inflight.done
-		}
-		reqs := l.reqs
-		if pending != nil {
-			reqs = nil // wait for the commit to make room
-		}
-		var imports chan importReq
-		if inflight == nil && next == nil && pending == nil {
-			imports = l.imports
-		}
-		select {
-		case req := <-imports:
-			req.done <- l.importSegment(req.s)
-		case r := <-reqs:
-			if !fits(r) {
-				pending = r
-				continue
-			}
-			add(r)
-		case err := <-done:
-			l.finish(inflight, err)
-			if err != nil && next != nil {
-				// next was prepared on a state that never became durable.
-				for _, r := range next.batch {
-					r.done <- errors.New("ledger: append: an earlier group commit failed; try again")
-				}
-				next = nil
-			}
-			inflight = nil
-		case <-l.stop:
-			if inflight != nil {
-				l.finish(inflight, <-inflight.done)
-				inflight = nil
-			}
-			if next != nil {
-				commitNext()
-				if inflight != nil {
-					l.finish(inflight, <-inflight.done)
-				}
-			}
-			if pending != nil {
-				pending.done <- ErrClosed
-			}
-			l.failQueued()
-			return
-		}
-	}
-}
-
-// addToGroup numbers, chains and encodes r into g, advancing the
-// sequencer's state as if g were committed.
-func (l *Ledger) addToGroup(g *group, r *appendReq) {
-	g.batch = append(g.batch, r)
-	g.entries += len(r.events)
-	g.bytes += r.bytes
-	if g.err != nil {
-		return
-	}
-	visit := func(id compact.NodeID, h []byte) {
-		if id.Level > 0 && id.Level%storedLevelStep == 0 {
-			g.kvs = append(g.kvs, kv{nodeKey(id.Level, id.Index), h})
-		}
-	}
-	r.first = l.size
-	buf := make([]byte, 0, r.bytes)
-	for i := range r.events {
-		ev := &r.events[i]
-		start := len(buf)
-		buf = ev.assemble(buf, &l.last, l.size)
-		raw := buf[start:len(buf):len(buf)]
-		leaf := LeafHash(raw)
-		g.kvs = append(g.kvs, kv{entryKey(l.size), raw})
-		g.raws = append(g.raws, raw)
-		for _, k := range ev.index {
-			g.index = append(g.index, binary.BigEndian.AppendUint64(k[:len(k):len(k)], l.size))
-		}
-		if err := l.rng.Append(leaf[:], visit); err != nil && g.err == nil {
-			g.err = fmt.Errorf("tree: %w", err)
-		}
-		l.last = leaf
-		l.size++
-	}
-	if g.err != nil {
-		g.err = fmt.Errorf("ledger: append entries %d-%d: %w", g.before.size, l.size-1, g.err)
-	}
-}
-
-// kv is one key and value a group writes.
-type kv struct{ k, v []byte }
-
-// seal puts g in a transaction, with the head last, and fixes the head it
-// will publish. The transaction is made only now: badger's NewTransaction
-// waits for the commits before it, which would stop the next group from
-// filling while the current one is being committed.
-func (l *Ledger) seal(g *group) error {
-	l.mu.Lock()
-	broken := l.broken
-	l.mu.Unlock()
-	if broken != nil {
-		l.restore(g.before)
-		return broken
-	}
-	headVal := headValue(l.size, l.last)
-	g.txn = l.db.NewTransaction(true)
-	var err error
-	for _, e := range append(g.kvs, kv{keyHead, headVal}) {
-		if err = g.txn.Set(e.k, e.v); err != nil {
-			break
-		}
-	}
-	var root []byte
-	if err == nil {
-		root, err = l.rng.GetRootHash(nil)
-	}
-	if err != nil {
-		g.txn.Discard()
-		l.restore(g.before)
-		return fmt.Errorf("ledger: append entries %d-%d: %w", g.before.size, l.size-1, err)
-	}
-	g.head = Head{Size: l.size, LastLeaf: l.last}
-	copy(g.head.Root[:], root)
-	return nil
-}
-
-// commit starts g's two writes, the journal record (write and fsync) and
-// the store transaction (not synced), and returns g, whose done channel
-// receives the outcome once both have ended.
-func (l *Ledger) commit(g *group) *group {
-	g.done = make(chan error, 1)
-	t0 := time.Now()
-	var wg sync.WaitGroup
-	var jerr, serr error
-	wg.Add(2)
-	g.txn.CommitWith(func(err error) {
-		serr = err
-		wg.Done()
-	})
-	rec := encodeJournalRecord(g.before.size, g.raws)
-	go func() {
-		jerr = l.jnl.append(rec, len(g.raws))
-		wg.Done()
-	}()
-	go func() {
-		wg.Wait()
-		l.commitNanos.Add(uint64(time.Since(t0)))
-		g.done <- l.settle(g, jerr, serr)
-	}()
-	return g
-}
-
-// settle decides a group commit from its two writes. Entries in the journal
-// are durable: if the store failed to take them, the ledger refuses further
-// appends until it is reopened, which replays them. Entries the journal
-// failed to take are taken back out of the store.
-func (l *Ledger) settle(g *group, jerr, serr error) error {
-	switch {
-	case jerr == nil && serr == nil:
-		return nil
-	case jerr == nil:
-		err := fmt.Errorf("ledger: the journal holds entries %d-%d but the store failed to take them (%w); reopen the ledger to replay them", g.before.size, g.head.Size-1, serr)
-		l.mu.Lock()
-		l.broken = err
-		l.mu.Unlock()
-		return err
-	case serr == nil:
-		if rerr := l.unwrite(g); rerr != nil {
-			err := fmt.Errorf("ledger: entries %d-%d: journal: %w; taking them back out of the store: %w; reopen the ledger", g.before.size, g.head.Size-1, jerr, rerr)
-			l.mu.Lock()
-			l.broken = err
-			l.mu.Unlock()
-			return err
-		}
-	}
-	return errors.Join(jerr, serr)
-}
-
-// unwrite removes a group's entries from the store and restores the head
-// before it.
-func (l *Ledger) unwrite(g *group) error {
-	return l.db.Update(func(txn *badger.Txn) error {
-		for seq := g.before.size; seq < g.head.Size; seq++ {
-			if err := txn.Delete(entryKey(seq)); err != nil {
-				return err
-			}
-		}
-		if g.before.size == 0 {
-			return txn.Delete(keyHead)
-		}
-		return txn.Set(keyHead, headValue(g.before.size, g.before.last))
-	})
+	return len(p.a) + len(p.b) + len(p.c) + 180
 }
 
 func headValue(size uint64, last [32]byte) []byte {
@@ -804,31 +541,8 @@ func (l *Ledger) replay(ctx context.Context, recs []journalRecord) error {
 	l.head = Head{Size: l.size, LastLeaf: l.last}
 	copy(l.head.Root[:], root)
 	l.mu.Unlock()
+	l.setApplied(l.size)
 	return l.db.Sync()
-}
-
-// finish answers the appends of a committed group and publishes its head;
-// if the commit failed, it rewinds the sequencer to the state before it.
-func (l *Ledger) finish(g *group, err error) {
-	g.txn.Discard()
-	if err != nil {
-		l.restore(g.before)
-		err = fmt.Errorf("ledger: append entries %d-%d: %w", g.before.size, g.head.Size-1, err)
-		l.log.Error("ledger: group commit failed", "err", err)
-	} else {
-		l.mu.Lock()
-		l.head = g.head
-		l.mu.Unlock()
-		l.queueIndex(indexWork{keys: g.index, upTo: g.head.Size})
-		l.groups.Add(1)
-		l.entries.Add(g.head.Size - g.before.size)
-		if l.cp != nil {
-			l.cp.notify()
-		}
-	}
-	for _, r := range g.batch {
-		r.done <- err
-	}
 }
 
 // Close stops the checkpointer and the sequencer, fails appends still
@@ -857,7 +571,7 @@ func (l *Ledger) Close() error {
 	if l.jnl != nil {
 		jerr = l.jnl.close()
 	}
-	err := errors.Join(jerr, l.db.Close(), l.idx.Close())
+	err := errors.Join(jerr, l.index.close(), l.db.Close())
 	if err != nil {
 		err = fmt.Errorf("ledger: close: %w", err)
 	}
@@ -872,6 +586,9 @@ func (l *Ledger) Entry(ctx context.Context, seq uint64) (*Entry, []byte, error) 
 	if !l.readOnly && seq >= l.Head().Size {
 		// Possibly in the store, but not yet durable.
 		return nil, nil, fmt.Errorf("ledger: entry %d: %w", seq, ErrNotFound)
+	}
+	if err := l.waitApplied(ctx, seq+1); err != nil {
+		return nil, nil, fmt.Errorf("ledger: entry %d: %w", seq, err)
 	}
 	var raw []byte
 	err := l.db.View(func(txn *badger.Txn) error {
@@ -902,6 +619,9 @@ var ErrNotFound = errors.New("not found")
 // scanEntries calls fn with the canonical bytes of entries [from, to) in
 // order, stopping at the first error. A missing entry is reported as a gap.
 func (l *Ledger) scanEntries(ctx context.Context, from, to uint64, fn func(seq uint64, raw []byte) error) error {
+	if err := l.waitApplied(ctx, to); err != nil {
+		return err
+	}
 	return l.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{prefixEntry}})
 		defer it.Close()
@@ -953,16 +673,4 @@ func (b badgerLogger) Infof(f string, a ...any) {
 }
 func (b badgerLogger) Debugf(f string, a ...any) {
 	b.l.Debug("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
-}
-
-// failQueued answers the appends still queued at close.
-func (l *Ledger) failQueued() {
-	for {
-		select {
-		case r := <-l.reqs:
-			r.done <- ErrClosed
-		default:
-			return
-		}
-	}
 }

@@ -228,6 +228,9 @@ func (l *Ledger) Segment(ctx context.Context, from, to uint64) (*Segment, error)
 		return nil, fmt.Errorf("ledger: segment %d-%d: outside the ledger of %d entries", from, to, l.Head().Size)
 	}
 	s := &Segment{From: from, To: to}
+	if err := l.waitApplied(ctx, to); err != nil {
+		return nil, fmt.Errorf("ledger: segment %d-%d: %w", from, to, err)
+	}
 	err := l.db.View(func(txn *badger.Txn) error {
 		v, err := getValue(txn, checkpointKey(to))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -386,7 +389,7 @@ type importReq struct {
 	done chan error
 }
 
-// importSegment runs in the sequencer between group commits.
+// importSegment runs in the committer, with seqMu held and no group open.
 func (l *Ledger) importSegment(s *Segment) error {
 	if s.From != l.size {
 		return fmt.Errorf("ledger: import segment %d-%d: the ledger has %d entries", s.From, s.To, l.size)
@@ -406,16 +409,17 @@ func (l *Ledger) importSegment(s *Segment) error {
 	if err := l.putCheckpoint(s.Checkpoint); err != nil {
 		return fmt.Errorf("ledger: import segment %d-%d: %w", s.From, s.To, err)
 	}
-	var keys [][]byte
+	var ps []posting
 	for i, raw := range s.Entries {
 		e, err := DecodeEntry(raw)
 		if err != nil {
 			return fmt.Errorf("ledger: import segment %d-%d: entry %d: %w", s.From, s.To, s.From+uint64(i), err)
 		}
-		for _, k := range indexKeys(&e.Event) {
-			keys = append(keys, binary.BigEndian.AppendUint64(k, s.From+uint64(i)))
+		for _, p := range indexTerms(&e.Event) {
+			p.seq = s.From + uint64(i)
+			ps = append(ps, p)
 		}
 	}
-	l.queueIndex(indexWork{keys: keys, upTo: s.To})
+	l.queueIndex(indexWork{postings: ps, upTo: s.To})
 	return nil
 }

@@ -66,17 +66,19 @@ func (l *Ledger) nodeHashes(txn *badger.Txn, ids []compact.NodeID) ([][]byte, er
 	return hashes, nil
 }
 
-func (l *Ledger) checkSize(size uint64) error {
+// checkSize checks that the tree of size entries exists, and waits until
+// the store holds it.
+func (l *Ledger) checkSize(ctx context.Context, size uint64) error {
 	if h := l.Head(); size > h.Size && !l.readOnly {
 		return fmt.Errorf("tree size %d is beyond the ledger's %d entries", size, h.Size)
 	}
-	return nil
+	return l.waitApplied(ctx, size)
 }
 
 // InclusionProof returns the RFC 6962 inclusion proof of entry index in the
 // tree of the first size entries.
 func (l *Ledger) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
-	if err := l.checkSize(size); err != nil {
+	if err := l.checkSize(ctx, size); err != nil {
 		return nil, fmt.Errorf("ledger: inclusion proof %d@%d: %w", index, size, err)
 	}
 	nodes, err := proof.Inclusion(index, size)
@@ -89,7 +91,7 @@ func (l *Ledger) InclusionProof(ctx context.Context, index, size uint64) ([][]by
 // ConsistencyProof returns the RFC 6962 consistency proof between the trees
 // of the first size1 and size2 entries.
 func (l *Ledger) ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error) {
-	if err := l.checkSize(size2); err != nil {
+	if err := l.checkSize(ctx, size2); err != nil {
 		return nil, fmt.Errorf("ledger: consistency proof %d→%d: %w", size1, size2, err)
 	}
 	nodes, err := proof.Consistency(size1, size2)
@@ -122,7 +124,7 @@ func (l *Ledger) rehash(ctx context.Context, nodes proof.Nodes, what string) ([]
 // RootAt returns the RFC 6962 root of the tree of the first size entries.
 func (l *Ledger) RootAt(ctx context.Context, size uint64) ([32]byte, error) {
 	var root [32]byte
-	if err := l.checkSize(size); err != nil {
+	if err := l.checkSize(ctx, size); err != nil {
 		return root, fmt.Errorf("ledger: root at %d: %w", size, err)
 	}
 	if err := ctx.Err(); err != nil {

@@ -85,6 +85,10 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	}
 	var head Head
 	var beyondHead bool // an entry after the head, in the same snapshot
+	// The store follows the journal: let it hold every durable entry.
+	if err := l.waitApplied(ctx, l.Head().Size); err != nil {
+		return nil, fmt.Errorf("ledger: verify: %w", err)
+	}
 	err := l.db.View(func(txn *badger.Txn) error {
 		v, err := getValue(txn, keyHead)
 		if errors.Is(err, badger.ErrKeyNotFound) {
