@@ -223,10 +223,18 @@ func newMinIOStore(t *testing.T, endpoint string) *s3store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EnsureBucket(t.Context()); err != nil {
-		t.Fatal(err)
+	// A MinIO just started may still answer "Server not initialized yet".
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.EnsureBucket(t.Context())
+		if err == nil {
+			return s
+		}
+		if !strings.Contains(err.Error(), "not initialized") || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	return s
 }
 
 func requireEnv(t *testing.T, name string) string {
@@ -290,7 +298,9 @@ func (m *minioProcess) start(t *testing.T) {
 	m.cmd = cmd
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + m.addr + "/minio/health/live")
+		// ready, not live: live answers before the object layer is up
+		// ("Server not initialized yet").
+		resp, err := http.Get("http://" + m.addr + "/minio/health/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
