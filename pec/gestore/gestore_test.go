@@ -465,3 +465,30 @@ func TestHostileHeaders(t *testing.T) {
 	}
 	waitFor(t, "both buste", 20*time.Second, func() (bool, error) { return len(p.b.messages(t, lucia)) == 2, nil })
 }
+
+// TestReceiptToFullMailbox: a ricevuta for a full mailbox is not dropped:
+// it waits in the queue until the titolare has room.
+func TestReceiptToFullMailbox(t *testing.T) {
+	p := newPair(t, startOptions{})
+	p.a.addMailbox(t, mario, pw, 1) // one byte: nothing fits
+	p.b.addMailbox(t, lucia, pw, 0)
+	if err := p.a.submit(t, mario, pw, []string{lucia}, message(mario, lucia, "", "Casella del mittente piena")); err != nil {
+		t.Fatal(err)
+	}
+	p.b.waitKinds(t, lucia, pec.KindBustaTrasporto)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(p.a.messages(t, mario)); n != 0 {
+		t.Fatalf("%d messages in a full mailbox", n)
+	}
+	if p.a.queue.Len() == 0 {
+		t.Fatal("the ricevute for the full mailbox are not queued")
+	}
+	if err := p.a.mailboxes.SetQuota(context.Background(), mario, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The queues' backoff runs on the test clock.
+	p.clock.Advance(time.Minute)
+	p.a.queue.Kick()
+	p.b.queue.Kick()
+	p.a.waitKinds(t, mario, pec.KindAccettazione, pec.KindConsegnaCompleta)
+}

@@ -411,7 +411,11 @@ func (s *Server) receiveNotice(ctx context.Context, m *pec.Message, provider *ig
 			// the ledger keeps the notice.
 			s.log.Info("ricezione: notice for no mailbox", "to", r, "kind", m.Kind)
 		case errors.Is(err, mailstore.ErrOverQuota):
-			s.log.Warn("ricezione: notice for a full mailbox", "to", r, "kind", m.Kind)
+			// Never dropped: the sender (or our queue) keeps it and tries
+			// again once the titolare has made room. Recipients already
+			// served are not served twice (delivery keys).
+			s.log.Warn("ricezione: notice for a full mailbox, deferred", "to", r, "kind", m.Kind)
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full, try again later"}
 		default:
 			s.log.Error("ricezione: deliver notice", "to", r, "err", err)
 			return deferred("mailbox store")
