@@ -302,7 +302,7 @@ func bodySection(header, body []byte, bs *imap.FetchItemBodySection) []byte {
 		case bs.Specifier == imap.PartSpecifierHeader && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0:
 			return partial(header, bs.Partial)
 		case bs.Specifier == imap.PartSpecifierText:
-			return partial(body[len(headerOfBody(body)):], bs.Partial)
+			return partial(body[len(mailstore.HeaderSection(body)):], bs.Partial)
 		case bs.Specifier == imap.PartSpecifierHeader:
 			return goimapserver.ExtractBodySection(bytes.NewReader(header), bs)
 		}
@@ -322,26 +322,6 @@ func partial(b []byte, p *imap.SectionPartial) []byte {
 		end = p.Offset + p.Size
 	}
 	return b[p.Offset:end]
-}
-
-// headerOfBody returns the header section of a message (as the store keeps
-// it): up to and including the empty line ending it.
-func headerOfBody(msg []byte) []byte {
-	if bytes.HasPrefix(msg, []byte("\r\n")) {
-		return msg[:2]
-	}
-	if bytes.HasPrefix(msg, []byte("\n")) {
-		return msg[:1]
-	}
-	i := bytes.Index(msg, []byte("\n\r\n"))
-	j := bytes.Index(msg, []byte("\n\n"))
-	switch {
-	case i >= 0 && (j < 0 || i < j):
-		return msg[:i+3]
-	case j >= 0:
-		return msg[:j+2]
-	}
-	return msg
 }
 
 func parseHeader(b []byte) textproto.Header {

@@ -195,7 +195,7 @@ func addMessage(txn *badger.Txn, a *accountRec, f *folderRec, msg []byte, rec ms
 	if err := setJSON(txn, msgKey(pMeta, f.ID, uid), rec); err != nil {
 		return 0, err
 	}
-	if err := txn.Set(msgKey(pHeader, f.ID, uid), headerOf(msg)); err != nil {
+	if err := txn.Set(msgKey(pHeader, f.ID, uid), HeaderSection(msg)); err != nil {
 		return 0, err
 	}
 	if err := txn.Set(msgKey(pBody, f.ID, uid), msg); err != nil {
@@ -245,9 +245,10 @@ func putRecords(txn *badger.Txn, addr string, a accountRec, folders map[string]*
 	return nil
 }
 
-// headerOf returns the header section of msg, up to and including the empty
-// line that ends it (all of msg if there is none).
-func headerOf(msg []byte) []byte {
+// HeaderSection returns the header section of msg, up to and including the
+// empty line that ends it (all of msg if there is none): what Header
+// returns for a stored message.
+func HeaderSection(msg []byte) []byte {
 	if bytes.HasPrefix(msg, []byte("\r\n")) {
 		return msg[:2]
 	}

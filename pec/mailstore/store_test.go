@@ -821,8 +821,8 @@ func TestHeaderOf(t *testing.T) {
 		{"A: b\r\nC: d\r\n\r\n", "A: b\r\nC: d\r\n\r\n"},
 	}
 	for _, tt := range tests {
-		if got := string(headerOf([]byte(tt.in))); got != tt.want {
-			t.Errorf("headerOf(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := string(HeaderSection([]byte(tt.in))); got != tt.want {
+			t.Errorf("HeaderSection(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
