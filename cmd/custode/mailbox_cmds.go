@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/mailstore"
+	"github.com/custode/custode/policies"
 )
 
 // readPassword reads the password from the first line of stdin, so that it
@@ -31,23 +31,14 @@ func readPassword(e *env) (string, error) {
 	return pw, nil
 }
 
-// parseSize reads a size in bytes with an optional K, M or G suffix
-// (powers of 1024); 0 means unlimited.
+// parseSize reads a size as policy files write it (policies.ParseSize),
+// as a usage error.
 func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "K"):
-		mult, s = 1<<10, strings.TrimSuffix(s, "K")
-	case strings.HasSuffix(s, "M"):
-		mult, s = 1<<20, strings.TrimSuffix(s, "M")
-	case strings.HasSuffix(s, "G"):
-		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	n, err := policies.ParseSize(s)
+	if err != nil {
+		return 0, &usageError{err.Error()}
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, &usageError{fmt.Sprintf("bad size %q: want a number of bytes, optionally with K, M or G", s)}
-	}
-	return n * mult, nil
+	return n, nil
 }
 
 func mailboxCommand(ctx context.Context, e *env, name string, args []string, positional int, extra func(*flag.FlagSet)) (*config, *mailstore.Store, []string, error) {
