@@ -157,14 +157,23 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 	b.files[FileAttestPDF] = textPDF("Attestazione - evidenza dal log del gestore PEC", att)
 	b.files[FileHowTo] = []byte(howTo(b))
 
+	if err := b.sign(ctx, opts.Signer); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// sign adds the manifest of every file and the gestore's detached CMS
+// signature over it: the last step of a bundle or an extract.
+func (b *Bundle) sign(ctx context.Context, s *smime.Signer) error {
 	manifest := b.manifest()
-	sig, err := (&ledger.CMSSigner{Certificate: opts.Signer.Certificate, Key: opts.Signer.Key, Chain: opts.Signer.Chain}).SignDetached(ctx, manifest)
+	sig, err := (&ledger.CMSSigner{Certificate: s.Certificate, Key: s.Key, Chain: s.Chain}).SignDetached(ctx, manifest)
 	if err != nil {
-		return nil, fmt.Errorf("export: sign the manifest: %w", err)
+		return fmt.Errorf("export: sign the manifest: %w", err)
 	}
 	b.files[FileManifest] = manifest
 	b.files[FileManifestSig] = sig
-	return b, nil
+	return nil
 }
 
 // coveringCheckpoint returns the newest timestamped checkpoint that covers

@@ -165,13 +165,9 @@ openssl ts -verify -token_in -in checkpoint.tsr -data checkpoint.txt -CAfile cer
 Each entry of extract.json carries its canonical bytes and its RFC 6962 inclusion proof to
 the root that checkpoint.txt signs (see ledger/FORMAT.md of Custode for the hashing).
 `)
-	manifest := b.manifest()
-	sig, err := (&ledger.CMSSigner{Certificate: opts.Signer.Certificate, Key: opts.Signer.Key, Chain: opts.Signer.Chain}).SignDetached(ctx, manifest)
-	if err != nil {
-		return nil, fmt.Errorf("export: sign the manifest: %w", err)
+	if err := b.sign(ctx, opts.Signer); err != nil {
+		return nil, err
 	}
-	b.files[FileManifest] = manifest
-	b.files[FileManifestSig] = sig
 	return b, nil
 }
 

@@ -67,19 +67,9 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if entry == nil {
 		return &failedError{fmt.Sprintf("no %s entry for %s in the ledger", kind, id)}
 	}
-	signer, err := smime.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
+	ident, err := c.exportIdentity()
 	if err != nil {
 		return err
-	}
-	caPEM, err := os.ReadFile(c.path(c.CACert))
-	if err != nil {
-		return err
-	}
-	tsaPEM := caPEM
-	if c.TSARoots != "" {
-		if tsaPEM, err = os.ReadFile(c.path(c.TSARoots)); err != nil {
-			return err
-		}
 	}
 	store, err := c.archiveStore(ctx)
 	if err != nil {
@@ -91,23 +81,14 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 		Identificativo: id, Details: map[string]string{"what": "evidence bundle", "kind": kind, "seq": fmt.Sprint(entry.Seq)}}); err != nil {
 		return err
 	}
-	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: signer, GestoreCA: caPEM, TSACA: tsaPEM})
+	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: ident.signer, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
 	if errors.Is(err, export.ErrNoCheckpoint) {
 		return &failedError{fmt.Sprintf("entry %d is not yet covered by a timestamped checkpoint: try again after the next checkpoint (custode serve makes one every 10 s)", entry.Seq)}
 	}
 	if err != nil {
 		return err
 	}
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	if err := b.WriteZip(f); err != nil {
-		f.Close()
-		os.Remove(out)
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := writeZip(out, b); err != nil {
 		return err
 	}
 	what := "the original receipt from the archivio di sicurezza"
@@ -180,18 +161,9 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if mailbox == "" || from == "" || out == "" {
 		return &usageError{"-mailbox, -from and -out are required"}
 	}
-	f, err := parseTimeFlag("from", from)
+	f, t, err := parsePeriod(from, to)
 	if err != nil {
 		return err
-	}
-	t := time.Now()
-	if to != "" {
-		if t, err = parseTimeFlag("to", to); err != nil {
-			return err
-		}
-	}
-	if !f.Before(t) {
-		return &usageError{"-from must be before -to"}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
@@ -202,11 +174,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	signer, err := smime.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
-	if err != nil {
-		return err
-	}
-	caPEM, err := os.ReadFile(c.path(c.CACert))
+	ident, err := c.exportIdentity()
 	if err != nil {
 		return err
 	}
@@ -214,23 +182,14 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 		Details: map[string]string{"what": "log extract", "mailbox": strings.ToLower(mailbox), "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
 		return err
 	}
-	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: signer, GestoreCA: caPEM, TSACA: caPEM})
+	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
 	if errors.Is(err, export.ErrNoCheckpoint) {
 		return &failedError{"no timestamped checkpoint yet: try again after the next one"}
 	}
 	if err != nil {
 		return err
 	}
-	w, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	if err := b.WriteZip(w); err != nil {
-		w.Close()
-		os.Remove(out)
-		return err
-	}
-	if err := w.Close(); err != nil {
+	if err := writeZip(out, b); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", out, strings.ToLower(mailbox), b.Checkpoint.Size)
@@ -254,15 +213,9 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if from == "" {
 		return &usageError{"-from is required"}
 	}
-	f, err := parseTimeFlag("from", from)
+	f, t, err := parsePeriod(from, to)
 	if err != nil {
 		return err
-	}
-	t := time.Now()
-	if to != "" {
-		if t, err = parseTimeFlag("to", to); err != nil {
-			return err
-		}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
@@ -315,4 +268,62 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		return &failedError{"the audit found problems"}
 	}
 	return nil
+}
+
+// exportIdentity is what signs an export and the anchors it carries.
+type exportIdentity struct {
+	signer        *smime.Signer
+	caPEM, tsaPEM []byte
+}
+
+// exportIdentity loads the gestore's signing key and the trust anchors of
+// its signatures and of its TSA's tokens.
+func (c *config) exportIdentity() (*exportIdentity, error) {
+	signer, err := smime.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
+	if err != nil {
+		return nil, err
+	}
+	caPEM, err := os.ReadFile(c.path(c.CACert))
+	if err != nil {
+		return nil, err
+	}
+	tsaPEM := caPEM
+	if c.TSARoots != "" {
+		if tsaPEM, err = os.ReadFile(c.path(c.TSARoots)); err != nil {
+			return nil, err
+		}
+	}
+	return &exportIdentity{signer: signer, caPEM: caPEM, tsaPEM: tsaPEM}, nil
+}
+
+// writeZip writes b to the file out, removing it if the write fails.
+func writeZip(out string, b *export.Bundle) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if err := b.WriteZip(f); err != nil {
+		f.Close()
+		os.Remove(out)
+		return err
+	}
+	return f.Close()
+}
+
+// parsePeriod reads -from and -to (default now), dates or RFC 3339 times.
+func parsePeriod(from, to string) (time.Time, time.Time, error) {
+	f, err := parseTimeFlag("from", from)
+	if err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	t := time.Now()
+	if to != "" {
+		if t, err = parseTimeFlag("to", to); err != nil {
+			return time.Time{}, time.Time{}, err
+		}
+	}
+	if !f.Before(t) {
+		return time.Time{}, time.Time{}, &usageError{"-from must be before -to"}
+	}
+	return f, t, nil
 }
