@@ -115,13 +115,9 @@ func (s *Server) checkSignature(m *pec.Message, at time.Time) (*igpec.Provider, 
 	if err != nil {
 		return nil, "il messaggio è firmato da un certificato che non appartiene a un gestore dell'indice dei gestori di posta certificata"
 	}
-	var roots []*x509.Certificate
-	for _, der := range provider.Certificates {
-		if c, err := x509.ParseCertificate(der); err == nil {
-			roots = append(roots, c)
-		}
-	}
-	res, err := m.Verify(smime.VerifyOptions{Roots: roots, CurrentTime: at})
+	// The index lists this very certificate: it is the anchor, and the
+	// signature over the message is what remains to check.
+	res, err := m.Verify(smime.VerifyOptions{Roots: []*x509.Certificate{m.Signer}, CurrentTime: at})
 	if err != nil || (res != nil && len(res.Reasons) > 0) {
 		s.log.Info("ricezione: signature refused", "signer", m.Signer.Subject.String(), "err", err)
 		return nil, "la firma del messaggio non è valida"
