@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -36,6 +37,8 @@ type AuditOptions struct {
 	MinRetainUntil func(last time.Time) time.Time
 	// Domains and Mailboxes are counted in the P01 dataset.
 	Domains, Mailboxes int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Finding is one problem an audit found.
@@ -66,6 +69,9 @@ type AuditReport struct {
 	// Counters for the AgID P01 dataset.
 	Accettazioni, PreseInCaricoEmesse, VirusIngresso, VirusUscita int
 	SealedSegments                                                int
+	// PurgedSegments counts sealed segments deleted from the archive
+	// after their retain-until, as retention requires.
+	PurgedSegments int
 }
 
 // OK reports whether the audit found nothing wrong.
@@ -147,8 +153,18 @@ func Audit(ctx context.Context, opts AuditOptions) (*AuditReport, error) {
 			return nil, fmt.Errorf("export: audit: %w", err)
 		}
 		rep.SealedSegments = len(seals)
+		now := time.Now()
+		if opts.Now != nil {
+			now = opts.Now()
+		}
 		for _, s := range seals {
 			info, err := opts.Store.Stat(ctx, s.Key, s.VersionID)
+			if errors.Is(err, archive.ErrNotFound) && !s.RetainUntil.After(now) {
+				// Deleted once its retention had passed: what the
+				// policy asks for, not a fault.
+				rep.PurgedSegments++
+				continue
+			}
 			if err != nil {
 				rep.Findings = append(rep.Findings, Finding{Check: "retention", Detail: fmt.Sprintf("sealed segment %s: %v", s.Key, err)})
 				continue
@@ -307,7 +323,10 @@ func (r *AuditReport) Text() string {
 	for _, g := range r.TimestampGaps {
 		fmt.Fprintf(&s, "  - %s\n", g)
 	}
-	fmt.Fprintf(&s, "Transazioni inviate nel periodo: %d; segmenti sigillati: %d\n", r.Transactions, r.SealedSegments)
+	fmt.Fprintf(&s, "Transazioni inviate nel periodo: %d; segmenti sigillati: %d, di cui eliminati alla scadenza della conservazione: %d\n", r.Transactions, r.SealedSegments, r.PurgedSegments)
+	if r.Integrity != nil && r.Integrity.Purged > 0 {
+		fmt.Fprintf(&s, "Voci del registro eliminate alla scadenza della conservazione: %d (ne resta l'impronta nell'albero)\n", r.Integrity.Purged)
+	}
 	fmt.Fprintf(&s, "Consegne: %d; tempo busta -> consegna: mediana %.1f s, 99%% %.1f s, massimo %.1f s\n", r.Deliveries, r.DeliveryP50, r.DeliveryP99, r.DeliveryMax)
 	fmt.Fprintf(&s, "Avvisi di mancata consegna per superamento dei tempi: 12 ore %d, 24 ore %d\n", r.Avvisi12h, r.Avvisi24h)
 	fmt.Fprintf(&s, "Ricevute di accettazione %d, di presa in carico emesse %d, virus in ingresso %d, in uscita %d\n",

@@ -183,6 +183,8 @@ func (l *Ledger) runCommitter() {
 				case <-l.kick:
 				case req := <-l.imports:
 					req.done <- l.importNow(req.s)
+				case req := <-l.maint:
+					req.done <- l.maintainNow(req.fn)
 				case <-l.stop:
 					l.seqMu.Lock()
 					l.closing = true
@@ -260,6 +262,17 @@ func (l *Ledger) importNow(s *Segment) error {
 		return errors.New("ledger: import: appends are under way; try again")
 	}
 	return l.importSegment(s)
+}
+
+// maintainNow runs fn once the groups before it are answered, with appends
+// waiting. The committer calls it with no group sealed.
+func (l *Ledger) maintainNow(fn func() error) error {
+	done := make(chan struct{})
+	l.finishq <- finishReq{flush: done}
+	<-done
+	l.seqMu.Lock()
+	defer l.seqMu.Unlock()
+	return fn()
 }
 
 // rewind sets the sequencer back to the state before g, which failed, and

@@ -145,7 +145,8 @@ const DefaultQueryLimit = 1000
 // Find runs q. It sees every entry appended before it was called: it waits
 // until the indexer has reached them. On a ledger opened read-only after a
 // crash, entries the indexer had not reached are found only once the ledger
-// has been opened for writing again, which indexes them.
+// has been opened for writing again, which indexes them. Entries purged past
+// retention are not found.
 func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 	var term uint64
 	var timed bool
@@ -214,6 +215,9 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 			raw, err := getValue(txn, entryKey(p.seq))
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", p.seq, err)
+			}
+			if _, _, ok := parsePurged(raw); ok {
+				continue // purged past retention: nothing left to match
 			}
 			e, err := DecodeEntry(raw)
 			if err != nil {

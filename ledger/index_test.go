@@ -82,7 +82,9 @@ func TestIndexRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	runs := runFiles(t, dir)
-	if len(runs) < 2 || len(runs) > 30 {
+	// How far the background merges got depends on the machine's load:
+	// anything from one file to a few, never one per spill (30 spills).
+	if len(runs) == 0 || len(runs) > 20 {
 		t.Fatalf("%d run files: want a few, merged", len(runs))
 	}
 

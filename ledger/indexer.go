@@ -602,6 +602,9 @@ func (l *Ledger) catchUpIndex(ctx context.Context) error {
 	}
 	var ps []posting
 	err := l.scanEntries(ctx, from, l.size, func(seq uint64, raw []byte) error {
+		if _, _, ok := parsePurged(raw); ok {
+			return nil // purged: not to be found again
+		}
 		e, err := DecodeEntry(raw)
 		if err != nil {
 			return err

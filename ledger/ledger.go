@@ -62,6 +62,7 @@ type Ledger struct {
 	finishq  chan finishReq // journaled groups, to the finisher
 	finished chan struct{}  // closed when the finisher has ended
 	imports  chan importReq
+	maint    chan maintReq
 	stop     chan struct{}
 	stopped  chan struct{} // closed when the committer has ended
 
@@ -250,6 +251,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	l.finishq = make(chan finishReq, 4)
 	l.finished = make(chan struct{})
 	l.imports = make(chan importReq)
+	l.maint = make(chan maintReq)
 	l.stop = make(chan struct{})
 	l.stopped = make(chan struct{})
 	go l.runStore()
@@ -300,7 +302,7 @@ func (l *Ledger) load(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("ledger: open: last entry %d: %w", l.size-1, err)
 			}
-			if LeafHash(raw) != l.last {
+			if storedLeaf(raw) != l.last {
 				return fmt.Errorf("ledger: open: entry %d does not match the head: run ledger verify", l.size-1)
 			}
 		}
@@ -459,6 +461,9 @@ func (l *Ledger) recoverJournal(ctx context.Context, dir string) error {
 			return err
 		}
 		err := l.scanEntries(ctx, j.next, l.size, func(seq uint64, raw []byte) error {
+			if _, _, ok := parsePurged(raw); ok {
+				return fmt.Errorf("entry %d, beyond the journal, is purged", seq)
+			}
 			raws = append(raws, raw)
 			bytes += len(raw)
 			if len(raws) == MaxAppendEvents || bytes >= maxBatchBytes {
@@ -581,7 +586,8 @@ func (l *Ledger) Close() error {
 	return err
 }
 
-// Entry returns entry seq as stored, with its canonical bytes.
+// Entry returns entry seq as stored, with its canonical bytes. For an entry
+// purged past retention it returns a *PurgedError (errors.Is ErrPurged).
 func (l *Ledger) Entry(ctx context.Context, seq uint64) (*Entry, []byte, error) {
 	if !l.readOnly && seq >= l.Head().Size {
 		// Possibly in the store, but not yet durable.
@@ -601,6 +607,9 @@ func (l *Ledger) Entry(ctx context.Context, seq uint64) (*Entry, []byte, error) 
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("ledger: entry %d: %w", seq, err)
+	}
+	if leaf, by, ok := parsePurged(raw); ok {
+		return nil, nil, &PurgedError{Seq: seq, By: by, Leaf: leaf}
 	}
 	e, err := DecodeEntry(raw)
 	if err != nil {

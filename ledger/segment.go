@@ -252,7 +252,10 @@ func (l *Ledger) Segment(ctx context.Context, from, to uint64) (*Segment, error)
 		return nil
 	})
 	if err == nil {
-		err = l.scanEntries(ctx, from, to, func(_ uint64, raw []byte) error {
+		err = l.scanEntries(ctx, from, to, func(seq uint64, raw []byte) error {
+			if leaf, by, ok := parsePurged(raw); ok {
+				return &PurgedError{Seq: seq, By: by, Leaf: leaf}
+			}
 			s.Entries = append(s.Entries, raw)
 			return nil
 		})

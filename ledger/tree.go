@@ -35,7 +35,7 @@ func (l *Ledger) subtreeHash(txn *badger.Txn, id compact.NodeID) ([]byte, error)
 			if err != nil {
 				return nil, fmt.Errorf("entry %d: %w", first+i, err)
 			}
-			leaf := LeafHash(raw)
+			leaf := storedLeaf(raw)
 			hashes[i] = leaf[:]
 			continue
 		}

@@ -61,6 +61,7 @@ type Report struct {
 	Signatures        int    // checkpoint signatures verified
 	Timestamps        int    // checkpoint tokens verified
 	PendingTimestamps int    // checkpoints still waiting for a token
+	Purged            int    // entries purged past retention: only their leaf hash is left
 	Notes             []string
 	Problems          []Problem // in the order found: the first is the first inconsistency
 	Elapsed           time.Duration
@@ -149,7 +150,7 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", from-1, err)
 			}
-			prevLeaf = LeafHash(raw)
+			prevLeaf = storedLeaf(raw)
 			return nil
 		})
 		if err != nil {
@@ -204,6 +205,8 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 			}
 		}
 	}
+	purged := map[uint64]uint64{} // purged entry → the purge event it names
+	purges := map[uint64]*Entry{} // purge events in range
 	cpSizes := map[uint64]bool{}
 	for _, c := range cps {
 		cpSizes[c.Size] = true
@@ -212,7 +215,14 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 		visit := nodeCheck(txn)
 		return l.decodeEntries(ctx, from, to, func(seq uint64, raw []byte, leaf [32]byte, e *Entry, derr error) error {
 			mismatch := true
+			var pe *PurgedError
 			switch {
+			case errors.As(derr, &pe):
+				// Only the leaf hash is left: the tree and the next
+				// entry's prev check it; its own prev is gone.
+				mismatch = false
+				purged[seq] = pe.By
+				r.Purged++
 			case derr != nil:
 				blame(seq, "does not decode: %v", derr)
 			case e.Seq != seq:
@@ -221,6 +231,9 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 				mismatch = e.Prev != prevLeaf
 				if e.Kind == KindCheckpoint && len(e.SHA256) == 32 {
 					cpEvents[[32]byte(e.SHA256)] = true
+				}
+				if e.Kind == KindPurge {
+					purges[seq] = e
 				}
 			}
 			if seq > from {
@@ -257,6 +270,8 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 			_, raw, err := l.Entry(ctx, to)
 			if e, derr := DecodeEntry(raw); err == nil && derr == nil {
 				next = e.Prev != prevLeaf
+			} else if errors.Is(err, ErrPurged) {
+				next = false // its prev is gone with it
 			}
 		} else {
 			next = head.LastLeaf != prevLeaf
@@ -269,6 +284,8 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	if from == 0 && to == head.Size && gap == nil && beyondHead {
 		add(int64(head.Size), -1, "exists beyond the head (%d entries)", head.Size)
 	}
+
+	l.checkPurges(ctx, purged, purges, head.Size, func(seq uint64, format string, a ...any) { blame(seq, format, a...) })
 
 	for _, p := range nodeProblems {
 		add(p.Seq, p.Checkpoint, "%s", p.Message)
@@ -343,6 +360,33 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	return r, nil
 }
 
+// checkPurges checks that every purged entry names a later purge event
+// that lists it, and reports the ones that do not through blame.
+func (l *Ledger) checkPurges(ctx context.Context, purged map[uint64]uint64, purges map[uint64]*Entry, size uint64, blame func(seq uint64, format string, a ...any)) {
+	ranges := map[uint64][][2]uint64{}
+	for seq, by := range purged {
+		rs, ok := ranges[by]
+		if !ok {
+			e, found := purges[by]
+			if !found && by < size {
+				if got, _, err := l.Entry(ctx, by); err == nil {
+					e = got
+				}
+			}
+			if e != nil && e.Kind == KindPurge {
+				var err error
+				if rs, err = ParseRanges(e.Details[DetailLedgerRanges]); err != nil {
+					rs = nil
+				}
+			}
+			ranges[by] = rs
+		}
+		if by <= seq || !rangesContain(rs, seq) {
+			blame(seq, "purged, but purge event %d does not list it: contents removed without a purge record", by)
+		}
+	}
+}
+
 // decodedEntry is one entry as decodeEntries hands it on.
 type decodedEntry struct {
 	seq  uint64
@@ -374,6 +418,10 @@ func (l *Ledger) decodeEntries(ctx context.Context, from, to uint64, fn func(seq
 			for b := range todo {
 				for i := range b.items {
 					it := &b.items[i]
+					if leaf, by, ok := parsePurged(it.raw); ok {
+						it.leaf, it.err = leaf, &PurgedError{Seq: it.seq, By: by, Leaf: leaf}
+						continue
+					}
 					it.leaf = LeafHash(it.raw)
 					it.e, it.err = DecodeEntry(it.raw)
 				}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/archive/localstore"
@@ -22,6 +25,7 @@ import (
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/gestore"
+	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
 )
 
@@ -112,6 +116,48 @@ func (w *world) upload() {
 	}
 }
 
+// seqOf returns the sequence number of the accettazione of id.
+func (w *world) seqOf(id string) uint64 {
+	w.t.Helper()
+	page, err := w.ledger.Find(context.Background(), ledger.Query{Identificativo: id})
+	if err != nil || len(page.Entries) != 1 {
+		w.t.Fatalf("entry of %s: %v", id, err)
+	}
+	return page.Entries[0].Seq
+}
+
+// verifyLedger checks that the ledger verifies with purged entries purged.
+func (w *world) verifyLedger(purged int) {
+	w.t.Helper()
+	rep, err := w.ledger.Verify(context.Background(), ledger.VerifyOptions{})
+	if err != nil || !rep.OK() || rep.Purged != purged {
+		w.t.Fatalf("ledger verify: %+v %v, want %d purged", rep, err, purged)
+	}
+}
+
+// proves checks entry seq's inclusion proof against the current root.
+func (w *world) proves(seq uint64) {
+	w.t.Helper()
+	ctx := context.Background()
+	_, raw, err := w.ledger.Entry(ctx, seq)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	size := w.ledger.Head().Size
+	p, err := w.ledger.InclusionProof(ctx, seq, size)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	root, err := w.ledger.RootAt(ctx, size)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	leaf := ledger.LeafHash(raw)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, seq, size, leaf[:], p, root[:]); err != nil {
+		w.t.Fatalf("entry %d no longer proves: %v", seq, err)
+	}
+}
+
 func (w *world) exists(key string) bool {
 	_, err := w.store.Stat(context.Background(), key, "")
 	return err == nil
@@ -182,6 +228,26 @@ func TestTimeTravel(t *testing.T) {
 	if !w.exists(anna) {
 		t.Fatal("a dry run purged")
 	}
+	// The ledger: anna's entry is past retention, mario's are held.
+	keep := retention.LogRetention{Log: policies.Period{Rest: 10 * time.Second}, Exports: policies.Period{Rest: 10 * time.Second}}
+	annaSeq := w.seqOf("id-3@pec.alfa.test")
+	lplan, err := m.PurgeLog(ctx, keep, "sweeper", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(lplan.Entries, []uint64{annaSeq}) || lplan.Held != 3 || len(lplan.Events) != 0 {
+		t.Fatalf("dry-run log purge: %+v", lplan)
+	}
+	if _, _, err := w.ledger.Entry(ctx, annaSeq); err != nil {
+		t.Fatal("a dry run purged the ledger")
+	}
+	if lplan, err = m.PurgeLog(ctx, keep, "sweeper", false); err != nil || len(lplan.Events) != 1 {
+		t.Fatalf("log purge: %+v %v", lplan, err)
+	}
+	if _, _, err := w.ledger.Entry(ctx, annaSeq); !errors.Is(err, ledger.ErrPurged) {
+		t.Fatalf("anna's entry after the log purge: %v", err)
+	}
+	w.verifyLedger(1)
 	if _, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix}, "sweeper", false); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +272,10 @@ func TestTimeTravel(t *testing.T) {
 			t.Errorf("%s outlived its released hold", key)
 		}
 	}
+	if lplan, err = m.PurgeLog(ctx, keep, "sweeper", false); err != nil || len(lplan.Entries) != 3 || lplan.Held != 0 {
+		t.Fatalf("log purge after the release: %+v %v", lplan, err)
+	}
+	w.verifyLedger(4)
 
 	// The ledger recorded it all and still verifies.
 	var kinds []string
@@ -213,8 +283,10 @@ func TestTimeTravel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var holdSeqs []uint64
 	for _, e := range page.Entries {
 		kinds = append(kinds, e.Details["action"])
+		holdSeqs = append(holdSeqs, e.Seq)
 	}
 	if !slices.Equal(kinds, []string{"place", "release"}) {
 		t.Errorf("legal-hold entries: %v", kinds)
@@ -223,11 +295,24 @@ func TestTimeTravel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Entries) != 2 || page.Entries[0].Details["objects"] != "1" || page.Entries[1].Details["objects"] != "3" {
+	var objects, ranges []string
+	for _, e := range page.Entries {
+		if v, ok := e.Details["objects"]; ok {
+			objects = append(objects, v)
+		}
+		if v, ok := e.Details[ledger.DetailLedgerRanges]; ok {
+			ranges = append(ranges, v)
+		}
+	}
+	if !slices.Equal(objects, []string{"1", "3"}) || len(ranges) != 2 {
 		t.Errorf("purge entries: %+v", page.Entries)
 	}
-	if rep, err := w.ledger.Verify(ctx, ledger.VerifyOptions{}); err != nil || !rep.OK() {
-		t.Errorf("ledger verify: %v %v", rep, err)
+	// Surviving entries still prove against the current tree.
+	for _, e := range page.Entries {
+		w.proves(e.Seq)
+	}
+	for _, seq := range holdSeqs {
+		w.proves(seq)
 	}
 }
 

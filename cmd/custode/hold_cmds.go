@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
 )
 
@@ -202,16 +205,44 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	// The retention classes of the applied policy; without one, the legal
+	// minimum for both the log and the records of exports.
+	keep := retention.LogRetention{Log: policies.MinLogRetention, Exports: policies.MinLogRetention}
+	if pol, err := policies.Load(c.activePolicy()); err == nil {
+		keep = retention.LogRetention{Log: pol.Retention.Log, Exports: pol.Retention.Exports}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("the active policy: %w", err)
+	}
 	m, l, err := openRetention(ctx, e, data)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	plan, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix}, actor, dryRun)
+	// Archive objects first: the archivio di sicurezza and the sealed
+	// segments past their retain-until; then the ledger's own copies of
+	// the entries past retention (only those sealed, and not held).
+	plan, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix, seal.DefaultPrefix}, actor, dryRun)
 	if err != nil {
 		return err
 	}
 	printPlan(e, plan)
+	lp, err := m.PurgeLog(ctx, keep, actor, dryRun)
+	if err != nil {
+		return err
+	}
+	verb := "purged"
+	if dryRun {
+		verb = "would be purged"
+	}
+	if ranges, _ := ledger.FormatRanges(lp.Entries, 0); ranges != "" {
+		fmt.Fprintf(e.stdout, "ledger entries %s: %s (their hashes stay in the tree)\n", verb, ranges)
+	}
+	fmt.Fprintf(e.stdout, "%d ledger entries %s, %d kept under a legal hold, %d kept until sealed (log retention %s, exports %s)\n",
+		len(lp.Entries), verb, lp.Held, lp.Unsealed, keep.Log, keep.Exports)
 	return nil
 }
 

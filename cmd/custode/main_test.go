@@ -304,6 +304,8 @@ func TestHoldCommands(t *testing.T) {
 		{"place again", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "causa", "-actor", "op", "-mailbox", "m@pec.custode.test"}, 1, "already in force"},
 		{"list", []string{"hold", "list", "-data", data}, 0, "RG-1\tin force"},
 		{"purge dry run", []string{"purge", "-data", data, "-dry-run"}, 0, "0 objects would be purged, 0 kept"},
+		{"purge dry run, ledger", []string{"purge", "-data", data, "-dry-run"}, 0, "0 ledger entries would be purged, 0 kept under a legal hold, 0 kept until sealed (log retention 30 months, exports 30 months)"},
+		{"purge", []string{"purge", "-data", data}, 0, "0 ledger entries purged"},
 		{"release unknown", []string{"hold", "release", "-data", data, "-case", "RG-9", "-actor", "op"}, 1, "no hold in force"},
 		{"release", []string{"hold", "release", "-data", data, "-case", "RG-1", "-actor", "op"}, 0, "0 objects released"},
 		{"list all", []string{"hold", "list", "-data", data, "-all"}, 0, "RG-1\treleased"},
