@@ -1,7 +1,6 @@
 package export
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -209,32 +208,17 @@ func (b *Bundle) manifest() []byte {
 	return m.Bytes()
 }
 
-// WriteZip writes the bundle as a ZIP file, refusing more than
-// MaxBundleSize bytes.
+// WriteZip writes the bundle as one ZIP file, refusing more than
+// MaxBundleSize bytes (WriteParts splits a larger one).
 func (b *Bundle) WriteZip(w io.Writer) error {
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	names := make([]string, 0, len(b.files))
-	for n := range b.files {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		f, err := zw.CreateHeader(&zip.FileHeader{Name: n, Method: zip.Deflate, Modified: b.Checkpoint.Time})
-		if err != nil {
-			return err
-		}
-		if _, err := f.Write(b.files[n]); err != nil {
-			return err
-		}
-	}
-	if err := zw.Close(); err != nil {
+	z, err := zipFiles(b.files, b.Checkpoint.Time, nil)
+	if err != nil {
 		return err
 	}
-	if buf.Len() > MaxBundleSize {
-		return fmt.Errorf("export: %d bytes: %w; file the receipt and the rest separately", buf.Len(), ErrTooLarge)
+	if len(z) > MaxBundleSize {
+		return fmt.Errorf("export: %d bytes: %w; write it in parts", len(z), ErrTooLarge)
 	}
-	_, err := w.Write(buf.Bytes())
+	_, err = w.Write(z)
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -249,8 +250,12 @@ func TestTamperedBundles(t *testing.T) {
 				}
 				return b
 			})
-			if rep := verify(t, f, z); rep.OK() {
-				t.Errorf("a flipped byte in %s went unnoticed", name)
+			rep := verify(t, f, z)
+			if rep.OK() {
+				t.Fatalf("a flipped byte in %s went unnoticed", name)
+			}
+			if !strings.Contains(failures(rep), name) {
+				t.Errorf("a flipped byte in %s: the failures do not name it:\n%s", name, failures(rep))
 			}
 		})
 	}
@@ -275,6 +280,91 @@ func TestTamperedBundles(t *testing.T) {
 			t.Error("garbage accepted")
 		}
 	})
+}
+
+// TestBundleInParts: a bundle over the limit is written in parts, each
+// within it, that verify together in any order; a missing part, a changed
+// piece or a changed note fails, naming the file.
+func TestBundleInParts(t *testing.T) {
+	f := newFixture(t)
+	b, err := export.Build(context.Background(), export.BundleOptions{Ledger: f.ledger, Store: f.store, Seq: f.seqs["original"],
+		Signer: f.signer, GestoreCA: f.caPEM, TSACA: f.caPEM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := b.WriteParts(0)
+	if err != nil || len(one) != 1 || !bytes.Equal(one[0], f.bundle(t, "original")) {
+		t.Fatalf("a bundle that fits is not one part as WriteZip writes it: %d parts, %v", len(one), err)
+	}
+	const limit = 6 << 10
+	parts, err := b.WriteParts(limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) < 2 {
+		t.Fatalf("%d parts: the test wants a bundle larger than %d bytes", len(parts), limit)
+	}
+	for i, p := range parts {
+		if len(p) > limit {
+			t.Errorf("part %d is %d bytes, over %d", i+1, len(p), limit)
+		}
+	}
+	check := func(parts [][]byte) *export.VerifyReport {
+		t.Helper()
+		var ps []export.Part
+		for _, p := range parts {
+			ps = append(ps, export.Part{R: bytes.NewReader(p), Size: int64(len(p))})
+		}
+		rep, err := export.VerifyBundleParts(ps, export.VerifyOptions{Anchors: []*x509.Certificate{f.dev.CA.Certificate}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := check(parts); !rep.OK() {
+		t.Fatalf("parts do not verify:\n%s", failures(rep))
+	}
+	reversed := slices.Clone(parts)
+	slices.Reverse(reversed)
+	if rep := check(reversed); !rep.OK() {
+		t.Fatalf("parts in reverse order do not verify:\n%s", failures(rep))
+	}
+	// A part's file, as a filer would see it.
+	firstFile := func(z []byte) string {
+		zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z)))
+		if err != nil || len(zr.File) == 0 {
+			t.Fatal(err)
+		}
+		return zr.File[0].Name
+	}
+	last := parts[len(parts)-1]
+	flip := func(z []byte, name string) []byte {
+		return rewrite(t, z, func(n string, b []byte) []byte {
+			if n == name {
+				b = bytes.Clone(b)
+				b[len(b)/2] ^= 1
+			}
+			return b
+		})
+	}
+	tests := []struct {
+		name  string
+		parts [][]byte
+		want  string
+	}{
+		{"first part only", parts[:1], "give every part"},
+		{"last part missing", parts[:len(parts)-1], firstFile(last)},
+		{"piece changed", append(slices.Clone(parts[:len(parts)-1]), flip(last, firstFile(last))), firstFile(last)},
+		{"note changed", append([][]byte{flip(parts[0], export.FileSplitNote)}, parts[1:]...), export.FileSplitNote},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := check(tt.parts)
+			if rep.OK() || !strings.Contains(failures(rep), tt.want) {
+				t.Errorf("want a failure naming %q, got:\n%s", tt.want, failures(rep))
+			}
+		})
+	}
 }
 
 // rewrite copies a ZIP, passing each file through change, and adds files.

@@ -78,35 +78,78 @@ type VerifyOptions struct {
 // the entry for an original, its signature). It returns a report of every
 // check; an error only when the bundle cannot be read at all.
 func VerifyBundle(r io.ReaderAt, size int64, opts VerifyOptions) (*VerifyReport, error) {
+	return VerifyBundleParts([]Part{{R: r, Size: size}}, opts)
+}
+
+// Part is one ZIP file of a bundle written in parts (Bundle.WriteParts).
+type Part struct {
+	R    io.ReaderAt
+	Size int64
+}
+
+// maxParts bounds the parts of one bundle.
+const maxParts = 16
+
+// VerifyBundleParts checks a bundle written in parts, given in any order,
+// as VerifyBundle checks one: the pieces are joined first, and the split
+// note is checked against them.
+func VerifyBundleParts(parts []Part, opts VerifyOptions) (*VerifyReport, error) {
+	if len(parts) == 0 || len(parts) > maxParts {
+		return nil, fmt.Errorf("export: verify: %d parts; a bundle has 1 to %d", len(parts), maxParts)
+	}
+	files := map[string][]byte{}
+	for i, p := range parts {
+		if err := readZip(p.R, p.Size, files); err != nil {
+			if len(parts) > 1 {
+				err = fmt.Errorf("part %d: %w", i+1, err)
+			}
+			return nil, fmt.Errorf("export: verify: %w", err)
+		}
+	}
+	if name, err := joinPieces(files, len(parts)); err != nil {
+		rep := &VerifyReport{}
+		rep.add("parts: the pieces of "+name+" join into the file the manifest lists, as SPLIT.txt says", err, "")
+		return rep, nil
+	}
+	return verifyFiles(files, opts)
+}
+
+// readZip reads the files of one ZIP into files, refusing duplicates and
+// anything larger than a bundle holds.
+func readZip(r io.ReaderAt, size int64, files map[string][]byte) error {
 	if size > MaxBundleSize+1<<20 {
-		return nil, fmt.Errorf("export: verify: %d bytes, larger than a bundle can be", size)
+		return fmt.Errorf("%d bytes, larger than a bundle can be", size)
 	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("export: verify: not a ZIP file: %w", err)
+		return fmt.Errorf("not a ZIP file: %w", err)
 	}
-	if len(zr.File) > maxBundleFiles {
-		return nil, fmt.Errorf("export: verify: %d files, more than a bundle has", len(zr.File))
+	if len(files)+len(zr.File) > maxBundleFiles {
+		return fmt.Errorf("%d files, more than a bundle has", len(files)+len(zr.File))
 	}
-	files := map[string][]byte{}
 	for _, f := range zr.File {
 		if _, dup := files[f.Name]; dup {
-			return nil, fmt.Errorf("export: verify: %s appears twice", f.Name)
+			return fmt.Errorf("%s appears twice", f.Name)
 		}
 		rc, err := f.Open()
 		if err != nil {
-			return nil, fmt.Errorf("export: verify: %s: %w", f.Name, err)
+			return fmt.Errorf("%s: %w", f.Name, err)
 		}
 		b, err := io.ReadAll(io.LimitReader(rc, maxBundleFile+1))
 		rc.Close()
 		if err != nil {
-			return nil, fmt.Errorf("export: verify: %s: %w", f.Name, err)
+			return fmt.Errorf("%s: %w", f.Name, err)
 		}
 		if len(b) > maxBundleFile {
-			return nil, fmt.Errorf("export: verify: %s is larger than a bundle can be", f.Name)
+			return fmt.Errorf("%s is larger than a bundle can be", f.Name)
 		}
 		files[f.Name] = b
 	}
+	return nil
+}
+
+// verifyFiles makes the checks of VerifyBundle on a bundle's files.
+func verifyFiles(files map[string][]byte, opts VerifyOptions) (*VerifyReport, error) {
 	if len(opts.Anchors) == 0 {
 		return nil, fmt.Errorf("export: verify: no trust anchor")
 	}

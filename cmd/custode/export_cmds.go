@@ -88,14 +88,15 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeZip(out, b); err != nil {
+	written, err := writeBundle(out, b)
+	if err != nil {
 		return err
 	}
 	what := "the original receipt from the archivio di sicurezza"
 	if b.Reproduction {
 		what = "a reproduction from the log (the original is not archived)"
 	}
-	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", out, entry.Seq, entry.Kind, what, b.Checkpoint.Size)
+	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, what, b.Checkpoint.Size)
 	return nil
 }
 
@@ -104,26 +105,30 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	var anchor string
 	fs := flags(e, "verify", nil)
 	fs.StringVar(&anchor, "anchor", "", "PEM file of trusted roots: the gestore's CA and its TSA's (required; the bundle's own copies are not trusted)")
-	if err := parse(fs, args, 1); err != nil {
+	if err := parse(fs, args, 16); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || anchor == "" {
-		return &usageError{"want -anchor CA.pem and one bundle"}
+	if fs.NArg() == 0 || anchor == "" {
+		return &usageError{"want -anchor CA.pem and a bundle (all its parts, if it was written in parts)"}
 	}
 	anchors, err := pki.LoadCertificates(anchor)
 	if err != nil {
 		return &usageError{fmt.Sprintf("-anchor: %v", err)}
 	}
-	f, err := os.Open(fs.Arg(0))
-	if err != nil {
-		return err
+	var parts []export.Part
+	for _, name := range fs.Args() {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		parts = append(parts, export.Part{R: f, Size: st.Size()})
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	rep, err := export.VerifyBundle(f, st.Size(), export.VerifyOptions{Anchors: anchors})
+	rep, err := export.VerifyBundleParts(parts, export.VerifyOptions{Anchors: anchors})
 	if err != nil {
 		return &failedError{err.Error()}
 	}
@@ -189,10 +194,11 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeZip(out, b); err != nil {
+	written, err := writeBundle(out, b)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", out, strings.ToLower(mailbox), b.Checkpoint.Size)
+	fmt.Fprintf(e.stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", strings.Join(written, " "), strings.ToLower(mailbox), b.Checkpoint.Size)
 	return nil
 }
 
@@ -296,18 +302,29 @@ func (c *config) exportIdentity() (*exportIdentity, error) {
 	return &exportIdentity{signer: signer, caPEM: caPEM, tsaPEM: tsaPEM}, nil
 }
 
-// writeZip writes b to the file out, removing it if the write fails.
-func writeZip(out string, b *export.Bundle) error {
-	f, err := os.Create(out)
+// writeBundle writes b to out, or, when it is over the 30 MB a deposit in
+// the processo civile telematico allows, in parts named out-partI-of-N.zip
+// (SPLIT.txt in the first says how they join). It returns the files
+// written.
+func writeBundle(out string, b *export.Bundle) ([]string, error) {
+	parts, err := b.WriteParts(0)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := b.WriteZip(f); err != nil {
-		f.Close()
-		os.Remove(out)
-		return err
+	names := []string{out}
+	if len(parts) > 1 {
+		names = names[:0]
+		base := strings.TrimSuffix(out, ".zip")
+		for i := range parts {
+			names = append(names, fmt.Sprintf("%s-part%d-of-%d.zip", base, i+1, len(parts)))
+		}
 	}
-	return f.Close()
+	for i, p := range parts {
+		if err := writeFileSync(names[i], p); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
 // parsePeriod reads -from and -to (default now), dates or RFC 3339 times.
