@@ -58,6 +58,10 @@ type config struct {
 	// the defaults of custode init.
 	Server *serverConfig `json:"server,omitempty"`
 
+	// API configures the HTTP API of queries and exports; nil means
+	// https://127.0.0.1:8443 with the token file api-tokens.
+	API *apiConfig `json:"api,omitempty"`
+
 	CheckpointEvery    uint64 `json:"checkpoint_every,omitempty"`
 	CheckpointInterval string `json:"checkpoint_interval,omitempty"` // e.g. "10s"
 

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,7 @@ import (
 type testGestore struct {
 	name, domain, data string
 	submission, imap   string
-	ricezione          string
+	ricezione, api     string
 	cmd                *exec.Cmd
 	log                *os.File
 }
@@ -73,7 +74,7 @@ func twoGestori(t *testing.T) (a, b *testGestore) {
 		if code, out := custode(t, "", "init", "-data", g.data, "-gestore", g.name, "-domain", g.domain); code != 0 {
 			t.Fatalf("init: %s", out)
 		}
-		g.submission, g.ricezione, g.imap = freeAddr(t), freeAddr(t), freeAddr(t)
+		g.submission, g.ricezione, g.imap, g.api = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 		c, err := loadConfig(g.data)
 		if err != nil {
 			t.Fatal(err)
@@ -103,6 +104,7 @@ func twoGestori(t *testing.T) (a, b *testGestore) {
 		c.Server.PeerCAs = []string{filepath.Join(other.data, "pki", "ca.pem")}
 		c.Server.PasswordIterations = 1000
 		c.CheckpointInterval = "1s"
+		c.API = &apiConfig{Listen: g.api}
 		if g == a {
 			c.Server.Archivio = []sicurezza.Policy{{Mailbox: "mario.rossi@pec.alfa.test", Quota: 100 << 20}}
 		}
@@ -202,6 +204,21 @@ func (g *testGestore) ledgerEntries(t *testing.T, identificativo string) []*ledg
 	}
 	defer l.Close()
 	page, err := l.Find(context.Background(), ledger.Query{Identificativo: identificativo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page.Entries
+}
+
+// ledgerKind opens g's ledger read-only and returns its entries of kind k.
+func (g *testGestore) ledgerKind(t *testing.T, k ledger.Kind) []*ledger.Entry {
+	t.Helper()
+	l, err := ledger.Open(context.Background(), ledger.Options{Dir: filepath.Join(g.data, "ledger"), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	page, err := l.Find(context.Background(), ledger.Query{Kind: k})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,8 +359,48 @@ func TestIntegrationGestoreEndToEnd(t *testing.T) {
 	}
 	opensslSmimeVerify(t, busta, caA)
 
+	// The HTTP API, with curl: mario sees his own log, not lucia's (403,
+	// recorded); no credentials get 401.
+	api := func(user, path string) (int, string) {
+		t.Helper()
+		args := []string{"-s", "--cacert", caA, "-w", "\n%{http_code}", "https://" + a.api + path}
+		if user != "" {
+			args = append(args, "-u", user)
+		}
+		out, err := exec.Command(tool(t, "curl"), args...).Output()
+		if err != nil {
+			t.Fatalf("curl %s: %v", path, err)
+		}
+		i := max(strings.LastIndex(string(out), "\n"), 0) // -w puts the status after a newline
+		n, _ := strconv.Atoi(strings.TrimSpace(string(out[i:])))
+		return n, string(out[:i])
+	}
+	mario := "mario.rossi@pec.alfa.test:secret-mario-1"
+	if code, body := api(mario, "/v1/entries?mailbox=mario.rossi@pec.alfa.test&reason=prova"); code != 200 || !strings.Contains(body, id) {
+		t.Errorf("mario's own entries over the API: %d %s", code, body)
+	}
+	if code, body := api(mario, "/v1/entries?mailbox=lucia.bianchi@pec.beta.test"); code != 403 {
+		t.Errorf("mario asking for lucia's log: %d %s, want 403", code, body)
+	}
+	if code, _ := api("", "/v1/entries?mailbox=mario.rossi@pec.alfa.test"); code != 401 {
+		t.Errorf("no credentials: %d, want 401", code)
+	}
+	if code, body := api("", "/openapi.json"); code != 200 || !strings.Contains(body, "openapi") {
+		t.Errorf("/openapi.json: %d", code)
+	}
+
 	a.stop(t)
 	b.stop(t)
+	queries := a.ledgerKind(t, ledger.KindQuery)
+	var denied bool
+	for _, e := range queries {
+		if e.Actor == "titolare:mario.rossi@pec.alfa.test" && e.Details["outcome"] == "denied" {
+			denied = true
+		}
+	}
+	if len(queries) < 2 || !denied {
+		t.Errorf("the API's queries in A's ledger: %d, a denied one: %v", len(queries), denied)
+	}
 	wantA := []string{"accettazione", "posta-certificata", "received:avvenuta-consegna", "received:presa-in-carico"}
 	wantB := []string{"avvenuta-consegna", "presa-in-carico"}
 	if got := sortedCopy(a.ledgerKinds(t, id)); strings.Join(got, ",") != strings.Join(wantA, ",") {

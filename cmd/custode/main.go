@@ -65,6 +65,7 @@ func commands() []command {
 		{"export receipt", "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", runExportReceipt},
 		{"export extract", "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", runExportExtract},
 		{"audit", "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", runAudit},
+		{"api token", "make a bearer token for an operator, auditor or legal user of the HTTP API (printed once)", runAPIToken},
 		{"verify", "check an evidence bundle or a log extract offline against a trust anchor", runVerify},
 		{"policy check", "validate a policy file (errors as file:line)", runPolicyCheck},
 		{"policy apply", "make a policy file the active one and record the change in the ledger", runPolicyApply},

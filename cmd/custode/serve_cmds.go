@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,9 +22,11 @@ import (
 func runServe(ctx context.Context, e *env, args []string) error {
 	var data, tsaListen string
 	var archiveOnly bool
+	var clockOffsetFile string
 	fs := flags(e, "serve", &data)
 	fs.StringVar(&tsaListen, "tsa-listen", "127.0.0.1:8318", "address of the built-in TSA's HTTP endpoint (empty: none)")
 	fs.BoolVar(&archiveOnly, "archive-only", false, "run the ledger, checkpoints and sealing only, without the gestore's SMTP and IMAP points")
+	fs.StringVar(&clockOffsetFile, "clock-offset-file", "", "tests only (custode bench's clock-jump fault): a file holding a duration such as 2h or -30m, added to the gestore's clock")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -100,12 +103,24 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		if err := c.writeTLSCertificate(time.Now()); err != nil {
 			return err
 		}
-		g, err := c.openGestore(ctx, e, l, time.Now)
+		g, err := c.openGestore(ctx, e, l, clockWithOffset(clockOffsetFile))
 		if err != nil {
 			return err
 		}
 		defer g.Close()
 		if err := serveGestore(bg, e, c, g, &wg); err != nil {
+			return err
+		}
+		if err := serveAPI(bg, e, c, l, store, g.mailboxes, &wg); err != nil {
+			return err
+		}
+	} else {
+		mailboxes, err := c.openMailboxes(ctx, e, time.Now)
+		if err != nil {
+			return err
+		}
+		defer mailboxes.Close()
+		if err := serveAPI(bg, e, c, l, store, mailboxes, &wg); err != nil {
 			return err
 		}
 	}
@@ -116,6 +131,33 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	wg.Wait()
 	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
 	return nil
+}
+
+// clockWithOffset returns time.Now or, with file set, time.Now plus the
+// duration the file holds, re-read at most every 100 ms (a missing or
+// unreadable file means no offset). For tests only: custode bench jumps the
+// gestore's clock with it.
+func clockWithOffset(file string) func() time.Time {
+	if file == "" {
+		return time.Now
+	}
+	var mu sync.Mutex
+	var offset time.Duration
+	var read time.Time
+	return func() time.Time {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if now.Sub(read) >= 100*time.Millisecond {
+			read, offset = now, 0
+			if b, err := os.ReadFile(file); err == nil {
+				if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil {
+					offset = d
+				}
+			}
+		}
+		return now.Add(offset)
+	}
 }
 
 // serveGestore opens the configured listeners and serves the gestore's

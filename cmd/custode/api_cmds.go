@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/custode/custode/archive"
+	"github.com/custode/custode/export/httpapi"
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailstore"
+	"github.com/custode/custode/pec/pki"
+	"github.com/custode/custode/policies"
+	"github.com/custode/custode/retention"
+)
+
+// apiConfig is the "api" section of custode.json: the HTTP API of queries
+// and exports.
+type apiConfig struct {
+	// Listen is host:port; empty means the API is not served.
+	Listen string `json:"listen,omitempty"`
+	// Tokens is the file of bearer tokens (lines "user sha256hex"), kept
+	// by custode api token.
+	Tokens string `json:"tokens,omitempty"`
+	// ClientCA, if set, is a PEM file of the CAs whose client certificates
+	// authenticate operators, auditors and legal users (mTLS). Use a CA
+	// that issues client certificates only.
+	ClientCA string `json:"client_ca,omitempty"`
+}
+
+// api returns the API section, with its defaults: 127.0.0.1:8443 and the
+// token file api-tokens in the data directory.
+func (c *config) api() apiConfig {
+	a := apiConfig{Listen: "127.0.0.1:8443", Tokens: "api-tokens"}
+	if c.API != nil {
+		a = *c.API
+		if a.Tokens == "" {
+			a.Tokens = "api-tokens"
+		}
+	}
+	return a
+}
+
+// loadTokens reads the token file; a missing one holds no token.
+func (c *config) loadTokens() (*httpapi.Tokens, error) {
+	t, err := httpapi.LoadTokens(c.path(c.api().Tokens))
+	if errors.Is(err, os.ErrNotExist) {
+		return httpapi.ParseTokens(bytes.NewReader(nil))
+	}
+	return t, err
+}
+
+// activePolicyFunc returns the applied policy, read again whenever its file
+// changes; nil while none is applied (then only titolari have access).
+func (c *config) activePolicyFunc(e *env) func() *policies.Policy {
+	var mu sync.Mutex
+	var cur *policies.Policy
+	var modified time.Time
+	return func() *policies.Policy {
+		mu.Lock()
+		defer mu.Unlock()
+		st, err := os.Stat(c.activePolicy())
+		if err != nil {
+			cur = nil
+			return nil
+		}
+		if !st.ModTime().Equal(modified) {
+			p, err := policies.Load(c.activePolicy())
+			if err != nil {
+				e.log.Error("api: the active policy", "err", err)
+				return cur // keep the last good one
+			}
+			cur, modified = p, st.ModTime()
+		}
+		return cur
+	}
+}
+
+// serveAPI serves the HTTP API over TLS until ctx is done.
+func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, wg *sync.WaitGroup) error {
+	ac := c.api()
+	if ac.Listen == "" {
+		return nil
+	}
+	tokens, err := c.loadTokens()
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	holds, err := retention.OpenRegistry(c.holdsFile())
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	ident, err := c.exportIdentity()
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	srv := c.Server
+	if srv == nil {
+		srv = defaultServerConfig()
+	}
+	cert, err := tls.LoadX509KeyPair(c.path(srv.TLSCert), c.path(srv.TLSKey))
+	if err != nil {
+		return fmt.Errorf("api: TLS certificate: %w", err)
+	}
+	var clientCAs *x509.CertPool
+	if ac.ClientCA != "" {
+		if clientCAs, err = pki.LoadPool(c.path(ac.ClientCA)); err != nil {
+			return fmt.Errorf("api: client_ca: %w", err)
+		}
+	}
+	api, err := httpapi.New(httpapi.Options{
+		Ledger: l, Store: store, Mailboxes: mailboxes, Tokens: tokens, Policy: c.activePolicyFunc(e), Holds: holds,
+		Signer: ident.signer, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM, Gestore: c.Gestore,
+		TLS: httpapi.TLSConfig(cert, clientCAs), Logger: e.log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := listen(ac.Listen)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	e.log.Info("HTTP API listening", "url", "https://"+ln.Addr().String()+"/v1/", "openapi", "https://"+ln.Addr().String()+"/openapi.json",
+		"tokens", tokens.Len(), "mtls", clientCAs != nil)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := api.Serve(ctx, ln); err != nil {
+			e.log.Error("api: serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// runAPIToken makes a bearer token for an operator, auditor or legal user,
+// records its SHA-256 in the token file and prints the token, once.
+func runAPIToken(ctx context.Context, e *env, args []string) error {
+	var data, user string
+	fs := flags(e, "api token", &data)
+	fs.StringVar(&user, "user", "", "the user the token authenticates, as the policy's roles name them (required)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if user == "" {
+		return &usageError{"-user is required"}
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	token, err := httpapi.NewToken()
+	if err != nil {
+		return err
+	}
+	line := httpapi.TokenLine(user, token)
+	// Check the line as the server will read it (the user name's syntax).
+	if _, err := httpapi.ParseTokens(bytes.NewReader([]byte(line + "\n"))); err != nil {
+		return &usageError{err.Error()}
+	}
+	path := c.path(c.api().Tokens)
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if len(old) > 0 && old[len(old)-1] != '\n' {
+		old = append(old, '\n')
+	}
+	if err := writeFileSync(path, append(old, line+"\n"...)); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, token)
+	fmt.Fprintf(e.stderr, "token for %s added to %s (only its SHA-256 is kept; restart custode serve to use it)\n", user, path)
+	return nil
+}

@@ -1,0 +1,12 @@
+// Package httpapi serves the archive over an authenticated HTTP API: JSON
+// queries of the ledger, a titolare's log extract, the evidence bundle of a
+// ricevuta and the audit report, described by an OpenAPI 3 document served
+// at GET /openapi.json.
+//
+// Titolari authenticate with their mailbox credentials (HTTP Basic);
+// operators, auditors and legal users with a bearer token (see
+// [ParseTokens] for the token file) or a client certificate (mTLS, see
+// [TLSConfig]). What each may see is decided per request from the current
+// policy's roles and the legal holds. Every query and export, allowed or
+// not, is recorded in the ledger before it is answered.
+package httpapi
