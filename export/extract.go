@@ -68,6 +68,7 @@ type ExtractOptions struct {
 // token, and a manifest signed by the gestore. Only entries the newest
 // timestamped checkpoint covers are included; the extract says up to when.
 func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
+	loc := rome() // read once: LoadLocation reads the zone file each time
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -110,15 +111,20 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 		}
 		q.Cursor = page.Next
 	}
-	for _, e := range entries {
+	seqs := make([]uint64, len(entries))
+	for i, e := range entries {
+		seqs[i] = e.Seq
+	}
+	proofs, err := opts.Ledger.InclusionProofs(ctx, seqs, cp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("export: extract: %w", err)
+	}
+	for i, e := range entries {
 		raw, err := e.Encode()
 		if err != nil {
 			return nil, err
 		}
-		hashes, err := opts.Ledger.InclusionProof(ctx, e.Seq, cp.Size)
-		if err != nil {
-			return nil, fmt.Errorf("export: proof of %d: %w", e.Seq, err)
-		}
+		hashes := proofs[i]
 		leaf := ledger.LeafHash(raw)
 		p := Proof{LeafIndex: e.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:])}
 		for _, h := range hashes {
@@ -133,7 +139,7 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	b := &Bundle{Checkpoint: cp, files: map[string][]byte{
 		FileExtract:       append(js, '\n'),
 		FileExtractCSV:    extractCSV(entries),
-		FileExtractLog:    extractLog(entries),
+		FileExtractLog:    extractLog(entries, loc),
 		FileCheckpoint:    cp.Body,
 		FileCheckpointSig: cp.Signature,
 		FileCheckpointTSR: cp.Token,
@@ -141,18 +147,18 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 		FileTSACA:         opts.TSACA,
 	}}
 	title := fmt.Sprintf("Estratto del log della casella %s, dal %s al %s", doc.Mailbox,
-		opts.From.In(rome()).Format("02/01/2006 15:04"), opts.To.In(rome()).Format("02/01/2006 15:04"))
-	html, err := extractHTML(title, entries, cp)
+		opts.From.In(loc).Format("02/01/2006 15:04"), opts.To.In(loc).Format("02/01/2006 15:04"))
+	html, err := extractHTML(title, entries, cp, loc)
 	if err != nil {
 		return nil, err
 	}
 	b.files[FileExtractHTML] = html
 	var text strings.Builder
 	fmt.Fprintf(&text, "%d transazioni. Il log fino alla voce %d e' firmato dal gestore e marcato\ntemporalmente il %s (checkpoint.txt, .p7s, .tsr).\n\n",
-		len(entries), cp.Size-1, cp.Time.In(rome()).Format("02/01/2006 15:04:05 MST"))
+		len(entries), cp.Size-1, cp.Time.In(loc).Format("02/01/2006 15:04:05 MST"))
 	for _, e := range entries {
 		fmt.Fprintf(&text, "%s  %s (%s)\n    %s -> %s\n    oggetto: %s\n    identificativo: %s\n\n",
-			e.Time.In(rome()).Format("02/01/2006 15:04:05"), e.Kind, logLabel(e), e.Mittente, destinatari(e), e.Oggetto, e.Identificativo)
+			e.Time.In(loc).Format("02/01/2006 15:04:05"), e.Kind, logLabel(e), e.Mittente, destinatari(e), e.Oggetto, e.Identificativo)
 	}
 	b.files[FileExtractPDF] = textPDF(title, text.String())
 	b.files[FileHowTo] = []byte(`How to check this log extract by hand (or run: custode verify EXTRACT.zip -anchor CA.pem)
@@ -228,11 +234,11 @@ func logValue(s string) string {
 
 // extractLog writes the entries as the daily log lines real gestori keep:
 // date, identificativo, then key=value fields separated by ": ".
-func extractLog(entries []*ledger.Entry) []byte {
+func extractLog(entries []*ledger.Entry, loc *time.Location) []byte {
 	var b bytes.Buffer
 	for _, e := range entries {
 		fmt.Fprintf(&b, "%s %s: tipo=%s (%s): mittente=%s: destinatari=%s: oggetto=%s: message-id=%s: gestore=%s",
-			e.Time.In(rome()).Format("Jan _2 15:04:05 2006"), e.Identificativo, e.Kind, logLabel(e),
+			e.Time.In(loc).Format("Jan _2 15:04:05 2006"), e.Identificativo, e.Kind, logLabel(e),
 			logValue(e.Mittente), logValue(destinatari(e)), logValue(e.Oggetto), logValue(e.ClientMessageID), logValue(e.Gestore))
 		keys := make([]string, 0, len(e.Details))
 		for k := range e.Details {
@@ -279,7 +285,7 @@ var extractTemplate = template.Must(template.New("extract").Parse(`<!DOCTYPE htm
 {{end}}</table></body></html>
 `))
 
-func extractHTML(title string, entries []*ledger.Entry, cp *ledger.Checkpoint) ([]byte, error) {
+func extractHTML(title string, entries []*ledger.Entry, cp *ledger.Checkpoint, loc *time.Location) ([]byte, error) {
 	type row struct {
 		Seq                                                                  uint64
 		When, Label, Mittente, Destinatari, Oggetto, Identificativo, Details string
@@ -289,14 +295,14 @@ func extractHTML(title string, entries []*ledger.Entry, cp *ledger.Checkpoint) (
 		Last    uint64
 		Time    string
 		Entries []row
-	}{Title: title, Last: cp.Size - 1, Time: cp.Time.In(rome()).Format("02/01/2006 15:04:05 MST")}
+	}{Title: title, Last: cp.Size - 1, Time: cp.Time.In(loc).Format("02/01/2006 15:04:05 MST")}
 	for _, e := range entries {
 		var d []string
 		for k, v := range e.Details {
 			d = append(d, k+"="+v)
 		}
 		slices.Sort(d)
-		data.Entries = append(data.Entries, row{e.Seq, e.Time.In(rome()).Format("02/01/2006 15:04:05"), string(e.Kind) + " (" + logLabel(e) + ")",
+		data.Entries = append(data.Entries, row{e.Seq, e.Time.In(loc).Format("02/01/2006 15:04:05"), string(e.Kind) + " (" + logLabel(e) + ")",
 			e.Mittente, destinatari(e), e.Oggetto, e.Identificativo, strings.Join(d, "; ")})
 	}
 	var b bytes.Buffer

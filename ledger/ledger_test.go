@@ -274,12 +274,17 @@ func TestProofsMatchRFC6962(t *testing.T) {
 		if want := refMTH(d[:size]); !bytes.Equal(root[:], want) {
 			t.Fatalf("root at %d differs from the reference", size)
 		}
-		for _, idx := range []int{0, size - 1, rng.IntN(size)} {
+		idxs := []int{0, size - 1, rng.IntN(size)}
+		batch, err := l.InclusionProofs(ctx, []uint64{uint64(idxs[0]), uint64(idxs[1]), uint64(idxs[2])}, uint64(size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, idx := range idxs {
 			p, err := l.InclusionProof(ctx, uint64(idx), uint64(size))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := refPath(idx, d[:size]); !equalProofs(p, want) {
+			if want := refPath(idx, d[:size]); !equalProofs(p, want) || !equalProofs(batch[k], want) {
 				t.Fatalf("inclusion proof %d@%d differs from RFC 6962 PATH", idx, size)
 			}
 			if err := proof.VerifyInclusion(hasher, uint64(idx), uint64(size), refLeaf(d[idx]), p, root[:]); err != nil {
