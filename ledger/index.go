@@ -223,7 +223,7 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 			if err != nil {
 				return err
 			}
-			if !q.matches(e) {
+			if !q.Matches(e) {
 				continue
 			}
 			page.Entries = append(page.Entries, e)
@@ -236,7 +236,10 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 	return page, nil
 }
 
-func (q *Query) matches(e *Entry) bool {
+// Matches reports whether e satisfies every field q sets: the check Find
+// makes of each entry an index yields, and the filter of a query over
+// entries read from elsewhere (sealed segments).
+func (q *Query) Matches(e *Entry) bool {
 	if q.Identificativo != "" && e.Identificativo != q.Identificativo && !contains(e.Related, q.Identificativo) {
 		return false
 	}

@@ -44,7 +44,7 @@ func checkFind(t *testing.T, l *Ledger, n int) {
 	for _, q := range queries {
 		var want []uint64
 		for i := range n {
-			if q.matches(&Entry{Seq: uint64(i), Event: pecEvent(i)}) {
+			if q.Matches(&Entry{Seq: uint64(i), Event: pecEvent(i)}) {
 				want = append(want, uint64(i))
 			}
 		}

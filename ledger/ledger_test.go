@@ -164,7 +164,7 @@ func TestFind(t *testing.T) {
 				t.Fatalf("%d entries, want %d", len(got), tt.want)
 			}
 			for _, e := range got {
-				if !tt.q.matches(e) {
+				if !tt.q.Matches(e) {
 					t.Errorf("entry %d does not match", e.Seq)
 				}
 			}

@@ -1,6 +1,7 @@
 package seal_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,6 +171,41 @@ func roundTrip(t *testing.T, store archive.Store) {
 	}
 	r := mustVerify(t, store, seals)
 	t.Logf("%d segments, %d entries, last checkpoint %d", r.Segments, r.Entries, r.Checkpoint.Size)
+
+	// Queries from the archive alone find what the ledger finds, page by
+	// page.
+	for _, q := range []ledger.Query{{Mailbox: "mittente5@pec.test.example", Limit: 7}, {Identificativo: event(1234).Identificativo}} {
+		want, err := l.Find(ctx, ledger.Query{Mailbox: q.Mailbox, Identificativo: q.Identificativo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []*ledger.Entry
+		for {
+			page, err := seal.Find(ctx, store, seal.FindOptions{Query: q, Roots: devSet.Roots(), TSARoots: devSet.Roots()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page.Entries...)
+			if page.Next == "" {
+				break
+			}
+			q.Cursor = page.Next
+		}
+		if len(got) != len(want.Entries) || len(got) == 0 {
+			t.Fatalf("find %+v in the archive: %d entries, the ledger has %d", q, len(got), len(want.Entries))
+		}
+		// The ledger's mailbox index is in time order, the archive in
+		// sequence order.
+		slices.SortFunc(want.Entries, func(a, b *ledger.Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+		for i := range got {
+			if got[i].Seq != want.Entries[i].Seq {
+				t.Fatalf("find %+v in the archive: entry %d is %d, the ledger says %d", q, i, got[i].Seq, want.Entries[i].Seq)
+			}
+		}
+	}
+	if _, err := seal.Find(ctx, store, seal.FindOptions{Query: ledger.Query{Cursor: "x"}, Roots: devSet.Roots(), TSARoots: devSet.Roots()}); err == nil {
+		t.Error("a bad cursor accepted")
+	}
 
 	// A seal the archive lacks is reported.
 	extra := append(seals[:len(seals):len(seals)], ledger.Seal{From: 1 << 40, To: 1<<40 + 1, Key: seal.Key(seal.DefaultPrefix, 1<<40, 1<<40+1)})

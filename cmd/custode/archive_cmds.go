@@ -112,3 +112,92 @@ func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "rebuilt %d entries; root %x equals checkpoint %d's, timestamped\n", h.Size, h.Root, last.Size)
 	return nil
 }
+
+// runArchiveFind queries the sealed segments in the archive: the log of
+// ranges the ledger no longer holds, or of a ledger that is lost. Every
+// segment read is checked against the trust anchors first. The query is
+// recorded in the ledger when there is one.
+func runArchiveFind(ctx context.Context, e *env, args []string) error {
+	var data, actor, reason, from, to, kind, cursor string
+	var q ledger.Query
+	var noLedger bool
+	fs := flags(e, "archive find", &data)
+	fs.StringVar(&q.Identificativo, "id", "", "an identificativo")
+	fs.StringVar(&q.ClientMessageID, "message-id", "", "the sender client's Message-ID")
+	fs.StringVar(&q.Mailbox, "mailbox", "", "a mittente or destinatario")
+	fs.StringVar(&kind, "kind", "", "an event kind (accettazione, posta-certificata, ...)")
+	fs.StringVar(&from, "from", "", "riferimento temporale from (date or RFC 3339)")
+	fs.StringVar(&to, "to", "", "riferimento temporale before (date or RFC 3339)")
+	fs.IntVar(&q.Limit, "limit", 100, "entries per page (1-1000)")
+	fs.StringVar(&cursor, "cursor", "", "the next cursor a previous page printed")
+	fs.StringVar(&actor, "actor", defaultActor(), "who asks")
+	fs.StringVar(&reason, "reason", "", "why (recorded with the query)")
+	fs.BoolVar(&noLedger, "no-ledger", false, "the ledger is lost: query the archive without recording the query")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if q.Limit < 1 || q.Limit > 1000 {
+		return &usageError{"-limit: want 1 to 1000"}
+	}
+	if kind != "" {
+		q.Kind = ledger.Kind(kind)
+		if !q.Kind.IsPEC() && !q.Kind.IsSystem() {
+			return &usageError{fmt.Sprintf("-kind: unknown kind %q", kind)}
+		}
+	}
+	var err error
+	if q.From, err = parseTimeFlag("from", from); err != nil {
+		return err
+	}
+	if q.To, err = parseTimeFlag("to", to); err != nil {
+		return err
+	}
+	q.Cursor = cursor
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	roots, tsaRoots, err := c.trust()
+	if err != nil {
+		return err
+	}
+	store, err := c.archiveStore(ctx)
+	if err != nil {
+		return err
+	}
+	if !noLedger {
+		// Recorded before the answer, as every query is.
+		l, err := c.openLedger(ctx, e)
+		if err != nil {
+			return fmt.Errorf("%w (use -no-ledger if the ledger is lost)", err)
+		}
+		details := map[string]string{"what": "archive find",
+			"query": fmt.Sprintf("mailbox=%s message_id=%s kind=%s from=%s to=%s cursor=%s", q.Mailbox, q.ClientMessageID, q.Kind, from, to, cursor)}
+		if reason != "" {
+			details["reason"] = reason
+		}
+		_, err = l.Append(ctx, ledger.Event{Kind: ledger.KindQuery, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
+			Identificativo: q.Identificativo, Details: details})
+		l.Close()
+		if err != nil {
+			return err
+		}
+	}
+	page, err := seal.Find(ctx, store, seal.FindOptions{Query: q, Roots: roots, TSARoots: tsaRoots})
+	if err != nil {
+		return &failedError{err.Error()}
+	}
+	for _, en := range page.Entries {
+		raw, err := en.Encode()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s\n", raw)
+	}
+	fmt.Fprintf(e.stderr, "%d entries from %d checked segments", len(page.Entries), page.Segments)
+	if page.Next != "" {
+		fmt.Fprintf(e.stderr, "; next page: -cursor %s", page.Next)
+	}
+	fmt.Fprintln(e.stderr)
+	return nil
+}

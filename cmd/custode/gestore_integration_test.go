@@ -401,6 +401,9 @@ func TestIntegrationGestoreEndToEnd(t *testing.T) {
 	if len(queries) < 2 || !denied {
 		t.Errorf("the API's queries in A's ledger: %d, a denied one: %v", len(queries), denied)
 	}
+	if code, out := custode(t, "", "archive", "find", "-data", a.data, "-mailbox", "mario.rossi@pec.alfa.test", "-reason", "test"); code != 0 || !strings.Contains(out, "checked segments") {
+		t.Errorf("archive find: %d\n%s", code, out)
+	}
 	wantA := []string{"accettazione", "posta-certificata", "received:avvenuta-consegna", "received:presa-in-carico"}
 	wantB := []string{"avvenuta-consegna", "presa-in-carico"}
 	if got := sortedCopy(a.ledgerKinds(t, id)); strings.Join(got, ",") != strings.Join(wantA, ",") {

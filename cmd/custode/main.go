@@ -76,6 +76,7 @@ func commands() []command {
 		{"ledger checkpoints", "list checkpoints, and write them as files", runLedgerCheckpoints},
 		{"ledger rebuild", "rebuild a lost ledger store from the sealed segments in the archive (--from-archive)", runLedgerRebuild},
 		{"archive verify", "re-read the sealed segments from the archive and check them against the ledger", runArchiveVerify},
+		{"archive find", "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", runArchiveFind},
 		{"tsa serve", "serve the built-in RFC 3161 time-stamping authority over HTTP", runTSAServe},
 		{"pec inspect", "classify a PEC message, show its daticert and check its signature", runPECInspect},
 		{"igpec write", "write the indice dei gestori (LDIF) record of our own gestore", runIGPECWrite},
