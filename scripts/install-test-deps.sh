@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need, pinned: Debian's openssl, libxml2-utils
 # (xmllint), clamav-daemon (clamd, run by scripts/clamd.sh with a local
-# EICAR-only signature database) and swaks, and staticcheck built from the
+# EICAR-only signature database), swaks and postfix (custode bench's
+# baseline relay, run as an instance of its own; the system one never
+# starts), and staticcheck built from the
 # Go module proxy into
 # ~/.cache/custode/bin (outside the checkout, so that fresh clones on this
 # machine, CI's included, reuse it). Whatever is already there at the
@@ -11,7 +13,7 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 
 STATICCHECK_VERSION=v0.6.1 # staticcheck 2025.1.1; builds with Go 1.26
-APT_PACKAGES=(openssl libxml2-utils ca-certificates curl clamav-daemon swaks python3)
+APT_PACKAGES=(openssl libxml2-utils ca-certificates curl clamav-daemon swaks python3 postfix)
 
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
@@ -21,6 +23,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v clamd >/dev/null || missing+=(clamav-daemon)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v python3 >/dev/null || missing+=(python3) # imaplib, the IMAP client of the gestore tests
+[ -x /usr/sbin/postfix ] || missing+=(postfix)      # custode bench's baseline relay
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing ${missing[*]} from Debian"
 	sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -36,6 +39,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 		placed_policy=1
 		trap '$sudo rm -f "$policy"' EXIT
 	fi
+	# postfix asks how to configure the system's mail: not at all (the
+	# bench runs its own instance from a configuration of its own).
+	echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
 	if [ -n "$placed_policy" ]; then
@@ -53,4 +59,4 @@ if [ ! -x "$BIN/staticcheck" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$STATICCHE
 	echo "$STATICCHECK_VERSION" > "$stamp"
 fi
 
-echo "test tools: $(openssl version); xmllint $(xmllint --version 2>&1 | head -1 | awk '{print $NF}'); $(clamd --version); swaks $(swaks --version 2>&1 | awk '{print $NF; exit}'); staticcheck $("$BIN/staticcheck" -version | awk '{print $2}'); $(go version)"
+echo "test tools: $(openssl version); postfix $(/usr/sbin/postconf -h mail_version 2>/dev/null); xmllint $(xmllint --version 2>&1 | head -1 | awk '{print $NF}'); $(clamd --version); swaks $(swaks --version 2>&1 | awk '{print $NF; exit}'); staticcheck $("$BIN/staticcheck" -version | awk '{print $2}'); $(go version)"
