@@ -271,6 +271,8 @@ type checkpointer struct {
 	last    *Checkpoint // newest checkpoint made
 	pending []*Checkpoint
 	npend   atomic.Int64 // len(pending), for readers
+	// lastStampErr is the TSA's last failure, for the outage record.
+	lastStampErr error
 }
 
 func newCheckpointer(ctx context.Context, l *Ledger, opts CheckpointOptions) (*checkpointer, error) {
@@ -413,6 +415,7 @@ func (cp *checkpointer) make(ctx context.Context) error {
 // stampPending asks the TSA for the tokens still missing, oldest first,
 // stopping at the first failure.
 func (cp *checkpointer) stampPending(ctx context.Context) {
+	recorded := false
 	for len(cp.pending) > 0 {
 		c := cp.pending[0]
 		sum := c.Hash()
@@ -421,6 +424,7 @@ func (cp *checkpointer) stampPending(ctx context.Context) {
 		cancel()
 		if err != nil {
 			cp.l.log.Warn("ledger: checkpoint timestamp pending", "size", c.Size, "err", err)
+			cp.lastStampErr = err
 			return
 		}
 		c.Token = tok
@@ -431,6 +435,21 @@ func (cp *checkpointer) stampPending(ctx context.Context) {
 		}
 		cp.pending = cp.pending[1:]
 		cp.npend.Store(int64(len(cp.pending)))
+		// A checkpoint whose stamping failed, or that waited longer than
+		// one retry (a restart in between), waited for the TSA: an outage
+		// of the time-stamping service from the checkpoint's time until
+		// now, recorded once per recovery.
+		if now := cp.opts.Now(); !recorded && (cp.lastStampErr != nil || now.Sub(c.Time) > cp.opts.RetryInterval+cp.opts.TimestampTimeout) {
+			recorded = true
+			cause := "no timestamp token for checkpoint " + strconv.FormatUint(c.Size, 10)
+			if cp.lastStampErr != nil {
+				cause += ": " + cp.lastStampErr.Error()
+			}
+			if err := cp.l.RecordOutage(ctx, "", "tsa", c.Time, now, cause); err != nil {
+				cp.l.log.Error("ledger: record the TSA outage", "err", err)
+			}
+		}
+		cp.lastStampErr = nil
 	}
 }
 

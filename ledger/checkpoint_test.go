@@ -196,6 +196,12 @@ func TestCheckpointsPendingWhileTSADown(t *testing.T) {
 		r, err := l.Verify(ctx, VerifyOptions{Roots: d.Roots(), TSARoots: d.Roots(), RequireTimestamps: true})
 		return err == nil && r.OK()
 	})
+	// The outage is in the ledger, for the audit's P02.
+	page, err := l.Find(ctx, Query{Kind: KindOutage})
+	if err != nil || len(page.Entries) != 1 || page.Entries[0].Details[DetailOutageService] != "tsa" ||
+		!strings.Contains(page.Entries[0].Details[DetailOutageCause], "no timestamp token") {
+		t.Fatalf("outage entries: %v %+v", err, page)
+	}
 }
 
 func TestCheckpointsPendingWhileTSAMisbehaves(t *testing.T) {

@@ -36,6 +36,7 @@ const (
 	KindPolicyChange Kind = "policy-change" // a policy file was applied
 	KindLegalHold    Kind = "legal-hold"    // a legal hold was placed or released
 	KindPurge        Kind = "purge"         // data past retention was purged
+	KindOutage       Kind = "outage"        // a service was unavailable (AgID P02)
 )
 
 var pecKinds = map[Kind]bool{
@@ -47,7 +48,7 @@ var pecKinds = map[Kind]bool{
 
 var systemKinds = map[Kind]bool{
 	KindCheckpoint: true, KindQuery: true, KindExport: true,
-	KindPolicyChange: true, KindLegalHold: true, KindPurge: true,
+	KindPolicyChange: true, KindLegalHold: true, KindPurge: true, KindOutage: true,
 }
 
 // IsPEC reports whether k is a PEC transaction kind.

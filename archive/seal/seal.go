@@ -196,8 +196,13 @@ func (s *Sealer) sealOne(ctx context.Context, from, to uint64) error {
 
 // Run seals until ctx is done, backing off after failures (an archive that
 // is down) and catching up when they end.
+//
+// The time the archive could not be written is recorded in the ledger as
+// an outage once sealing succeeds again (for the audit's P02).
 func (s *Sealer) Run(ctx context.Context) {
 	wait := s.opts.Poll
+	var downSince time.Time
+	var lastErr error
 	for {
 		select {
 		case <-ctx.Done():
@@ -208,9 +213,19 @@ func (s *Sealer) Run(ctx context.Context) {
 		switch {
 		case err == nil:
 			wait = s.opts.Poll
+			if !downSince.IsZero() {
+				if rerr := s.opts.Ledger.RecordOutage(ctx, "", "archive", downSince, time.Now(), "sealing failed: "+lastErr.Error()); rerr != nil {
+					s.opts.Logger.Error("seal: record the archive outage", "err", rerr)
+				}
+				downSince, lastErr = time.Time{}, nil
+			}
 		case ctx.Err() != nil:
 			return
 		default:
+			if downSince.IsZero() {
+				downSince = time.Now()
+			}
+			lastErr = err
 			s.opts.Logger.Warn("seal: will retry", "in", wait, "err", err)
 			wait = min(2*wait, s.opts.MaxBackoff)
 		}

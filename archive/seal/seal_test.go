@@ -425,6 +425,21 @@ func TestIntegrationMinIOOutage(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("backlog drained %v after MinIO returned", time.Since(restarted))
+	// The outage is in the ledger, for the audit's P02.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		page, err := l.Find(context.Background(), ledger.Query{Kind: ledger.KindOutage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Entries) > 0 && page.Entries[0].Details[ledger.DetailOutageService] == "archive" {
+			from, _ := time.Parse(time.RFC3339Nano, page.Entries[0].Details[ledger.DetailOutageFrom])
+			t.Logf("outage recorded: %s to %s: %s", from.Format(time.RFC3339), page.Entries[0].Time.Format(time.RFC3339), page.Entries[0].Details[ledger.DetailOutageCause])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the archive's outage is not in the ledger")
+		}
+	}
 	seals, err := l.Seals(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -616,6 +616,16 @@ func TestIntegrationGestoreCrash(t *testing.T) {
 			t.Errorf("ledger verify %s: %s", g.domain, out)
 		}
 	}
+	// Each restart after a kill recorded the gestore's outage (P02).
+	var outages int
+	for _, e := range a.ledgerKind(t, ledger.KindOutage) {
+		if e.Details[ledger.DetailOutageService] == "gestore" {
+			outages++
+		}
+	}
+	if outages != kills {
+		t.Errorf("%d gestore outages in A's ledger after %d kills", outages, kills)
+	}
 	t.Logf("%d messages acknowledged across %d kills; each delivered exactly once", len(all), kills)
 }
 

@@ -54,6 +54,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		stopBackground()
 		wg.Wait()
 	}()
+	if err := recordUncleanStop(ctx, e, c, l); err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		heartbeat(bg, e, c)
+	}()
 	if tsaListen != "" && c.TSAURL == "" {
 		a, err := c.authority()
 		if err != nil {
@@ -130,6 +138,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	stopBackground()
 	wg.Wait()
 	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
+	if err := os.Remove(c.runningMarker()); err != nil {
+		return err
+	}
 	return nil
 }
 
