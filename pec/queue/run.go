@@ -119,11 +119,21 @@ func (q *Queue) due(n int) []attempt {
 	defer q.mu.Unlock()
 	var cands []*entry
 	probes := map[string]*entry{} // failing destination -> its probe
+	// A backoff never reaches further than MaxBackoff: a retry time beyond
+	// it was reckoned by a clock that has since gone back, and would
+	// otherwise wait for the clock to catch up.
+	latest := now.Add(q.opts.MaxBackoff)
 	for _, e := range q.entries {
+		if e.it.Attempts > 0 && e.it.NextAttempt.After(latest) {
+			e.it.NextAttempt = now
+		}
 		if e.inflight || e.it.NextAttempt.After(now) {
 			continue
 		}
 		d := q.dests[e.it.Destination]
+		if d != nil && d.until.After(latest) {
+			d.until = now
+		}
 		if d != nil && d.until.After(now) {
 			continue
 		}
