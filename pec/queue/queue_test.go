@@ -371,30 +371,38 @@ func TestRetryBackoff(t *testing.T) {
 	}
 }
 
-// TestRetryAfterClockGoesBack: a retry time reckoned by a clock two hours
-// ahead is not waited for once the clock is set right: no backoff is
-// longer than MaxBackoff.
+// TestRetryAfterClockGoesBack: times reckoned by a clock two hours ahead
+// are not waited for once the clock is set right, whether the item failed
+// once (no backoff is longer than MaxBackoff) or was enqueued and never
+// tried (it is due at once).
 func TestRetryAfterClockGoesBack(t *testing.T) {
 	const minB, maxB = time.Minute, 4 * time.Minute
-	clock := newClock()
-	q := openTest(t, t.TempDir(), Options{Now: clock.Now, MinBackoff: minB, MaxBackoff: maxB})
-	var calls atomic.Int32
-	q.run(t, func(ctx context.Context, it Item) error {
-		if calls.Add(1) == 1 {
-			return fmt.Errorf("451 try later")
-		}
-		return nil
-	})
-	clock.Advance(2 * time.Hour) // the clock jumps ahead
-	if err := q.Enqueue(t.Context(), item("r", "b.example", 10)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the first attempt", func() bool { return itemsByID(t, q)["r"].Attempts == 1 })
-	clock.Advance(-2 * time.Hour) // and is set right
-	q.Kick()
-	waitFor(t, "delivery", func() bool { return q.Len() == 0 })
-	if c := calls.Load(); c != 2 {
-		t.Fatalf("%d attempts, want 2", c)
+	for _, failFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("failed first %v", failFirst), func(t *testing.T) {
+			clock := newClock()
+			q := openTest(t, t.TempDir(), Options{Now: clock.Now, MinBackoff: minB, MaxBackoff: maxB})
+			var calls atomic.Int32
+			deliver := func(ctx context.Context, it Item) error {
+				if calls.Add(1) == 1 && failFirst {
+					return fmt.Errorf("451 try later")
+				}
+				return nil
+			}
+			clock.Advance(2 * time.Hour) // the clock jumps ahead
+			if err := q.Enqueue(t.Context(), item("r", "b.example", 10)); err != nil {
+				t.Fatal(err)
+			}
+			if failFirst {
+				q.run(t, deliver)
+				waitFor(t, "the first attempt", func() bool { return itemsByID(t, q)["r"].Attempts == 1 })
+				clock.Advance(-2 * time.Hour) // and is set right
+				q.Kick()
+			} else {
+				clock.Advance(-2 * time.Hour) // set right before any attempt
+				q.run(t, deliver)
+			}
+			waitFor(t, "delivery", func() bool { return q.Len() == 0 })
+		})
 	}
 }
 

@@ -119,12 +119,15 @@ func (q *Queue) due(n int) []attempt {
 	defer q.mu.Unlock()
 	var cands []*entry
 	probes := map[string]*entry{} // failing destination -> its probe
-	// A backoff never reaches further than MaxBackoff: a retry time beyond
-	// it was reckoned by a clock that has since gone back, and would
-	// otherwise wait for the clock to catch up.
+	// Times reckoned by a clock that has since gone back are not waited
+	// for: an item never tried and not delayed on purpose is due at once,
+	// and a backoff never reaches further than MaxBackoff.
 	latest := now.Add(q.opts.MaxBackoff)
 	for _, e := range q.entries {
-		if e.it.Attempts > 0 && e.it.NextAttempt.After(latest) {
+		switch {
+		case e.it.Attempts == 0 && !e.it.NextAttempt.After(e.it.Enqueued) && e.it.NextAttempt.After(now):
+			e.it.NextAttempt = now
+		case e.it.Attempts > 0 && e.it.NextAttempt.After(latest):
 			e.it.NextAttempt = now
 		}
 		if e.inflight || e.it.NextAttempt.After(now) {
