@@ -57,6 +57,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := recordUncleanStop(ctx, e, c, l); err != nil {
 		return err
 	}
+	// Any return is a clean stop, an error included; a crash or a kill
+	// never gets here, and leaves the marker for the next start.
+	defer func() {
+		if err := os.Remove(c.runningMarker()); err != nil {
+			e.log.Error("remove the running marker", "err", err)
+		}
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -138,9 +145,6 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	stopBackground()
 	wg.Wait()
 	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
-	if err := os.Remove(c.runningMarker()); err != nil {
-		return err
-	}
 	return nil
 }
 
