@@ -16,17 +16,6 @@ import (
 	"github.com/custode/custode/pec/smime"
 )
 
-// receiptKinds are the ledger kinds whose entry stands for a ricevuta or
-// avviso a titolare holds.
-var receiptKinds = map[string]ledger.Kind{
-	"accettazione":      ledger.KindAccettazione,
-	"non-accettazione":  ledger.KindNonAccettazione,
-	"presa-in-carico":   ledger.KindPresaInCarico,
-	"avvenuta-consegna": ledger.KindAvvenutaConsegna,
-	"errore-consegna":   ledger.KindErroreConsegna,
-	"busta":             ledger.KindPostaCertificata,
-}
-
 // runExportReceipt writes the evidence bundle of a ricevuta: the entry of
 // identificativo of the kind asked (and, for a consegna, of the
 // recipient), and records the export in the ledger.
@@ -41,9 +30,9 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	k, ok := receiptKinds[kind]
+	k, ok := export.ReceiptKind(kind)
 	if id == "" || out == "" || !ok {
-		return &usageError{"-id and -out are required, and -kind one of accettazione, non-accettazione, presa-in-carico, avvenuta-consegna, errore-consegna, busta"}
+		return &usageError{"-id and -out are required, and -kind one of " + export.ReceiptKindNames}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
@@ -54,18 +43,14 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	page, err := l.Find(ctx, ledger.Query{Identificativo: id})
-	if err != nil {
-		return err
-	}
-	var entry *ledger.Entry
-	for _, en := range page.Entries {
-		if en.Kind == k && en.Identificativo == id && (recipient == "" || strings.EqualFold(en.Details["destinatario"], recipient)) {
-			entry = en
-		}
-	}
-	if entry == nil {
+	entry, err := export.FindReceipt(ctx, l, id, k, recipient)
+	switch {
+	case errors.Is(err, export.ErrNoReceipt):
 		return &failedError{fmt.Sprintf("no %s entry for %s in the ledger", kind, id)}
+	case errors.Is(err, export.ErrRecipientNeeded):
+		return &usageError{"the transaction has several recipients: give -recipient"}
+	case err != nil:
+		return err
 	}
 	ident, err := c.exportIdentity()
 	if err != nil {

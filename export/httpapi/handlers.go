@@ -33,17 +33,6 @@ const (
 	maxFindCalls = 10
 )
 
-// receiptKinds are the kinds whose entry stands for a ricevuta, avviso or
-// busta a titolare holds, by the names custode export receipt uses.
-var receiptKinds = map[string]ledger.Kind{
-	"accettazione":      ledger.KindAccettazione,
-	"non-accettazione":  ledger.KindNonAccettazione,
-	"presa-in-carico":   ledger.KindPresaInCarico,
-	"avvenuta-consegna": ledger.KindAvvenutaConsegna,
-	"errore-consegna":   ledger.KindErroreConsegna,
-	"busta":             ledger.KindPostaCertificata,
-}
-
 // entryJSON is one entry in an answer.
 type entryJSON struct {
 	Seq uint64 `json:"seq"`
@@ -477,41 +466,22 @@ func (s *Server) receipt(ctx context.Context, c *call) *reply {
 	if kindName == "" {
 		kindName = "accettazione"
 	}
-	kind, ok := receiptKinds[kindName]
+	kind, ok := export.ReceiptKind(kindName)
 	if !ok {
-		return badRequest("kind: want accettazione, non-accettazione, presa-in-carico, avvenuta-consegna, errore-consegna or busta")
+		return badRequest("kind: want " + export.ReceiptKindNames)
 	}
 	c.ident = id
 	c.details["what"] = "evidence bundle"
 	c.details["kind"] = kindName
-	q := ledger.Query{Identificativo: id, Limit: ledger.DefaultQueryLimit}
-	var found []*ledger.Entry
-	for calls := 0; calls < maxFindCalls; calls++ {
-		page, err := s.ledger.Find(ctx, q)
-		if err != nil {
-			s.log.Error("httpapi: find", "err", err)
-			return internal()
-		}
-		for _, e := range page.Entries {
-			if e.Kind == kind && e.Identificativo == id && (recipient == "" || strings.EqualFold(e.Details["destinatario"], recipient)) {
-				found = append(found, e)
-			}
-		}
-		if page.Next == "" {
-			break
-		}
-		q.Cursor = page.Next
-	}
-	if len(found) == 0 {
+	entry, err := export.FindReceipt(ctx, s.ledger, id, kind, recipient)
+	switch {
+	case errors.Is(err, export.ErrNoReceipt):
 		return notFound(fmt.Sprintf("no %s entry for this identificativo", kindName))
-	}
-	entry := found[len(found)-1]
-	if recipient == "" && (kind == ledger.KindAvvenutaConsegna || kind == ledger.KindErroreConsegna) {
-		for _, e := range found {
-			if !strings.EqualFold(e.Details["destinatario"], entry.Details["destinatario"]) {
-				return badRequest("the transaction has several recipients: give recipient")
-			}
-		}
+	case errors.Is(err, export.ErrRecipientNeeded):
+		return badRequest("the transaction has several recipients: give recipient")
+	case err != nil:
+		s.log.Error("httpapi: find", "err", err)
+		return internal()
 	}
 	c.details["seq"] = strconv.FormatUint(entry.Seq, 10)
 	if !c.visible(entry) {
