@@ -23,11 +23,7 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	roots, tsaRoots, err := c.trust()
-	if err != nil {
-		return err
-	}
-	store, err := c.archiveStore(ctx)
+	store, roots, tsaRoots, err := c.trustedArchive(ctx)
 	if err != nil {
 		return err
 	}
@@ -88,11 +84,7 @@ func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	roots, tsaRoots, err := c.trust()
-	if err != nil {
-		return err
-	}
-	store, err := c.archiveStore(ctx)
+	store, roots, tsaRoots, err := c.trustedArchive(ctx)
 	if err != nil {
 		return err
 	}
@@ -157,11 +149,7 @@ func runArchiveFind(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	roots, tsaRoots, err := c.trust()
-	if err != nil {
-		return err
-	}
-	store, err := c.archiveStore(ctx)
+	store, roots, tsaRoots, err := c.trustedArchive(ctx)
 	if err != nil {
 		return err
 	}

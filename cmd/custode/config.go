@@ -150,6 +150,19 @@ func (c *config) trust() (gestore, tsaRoots *x509.CertPool, err error) {
 	return gestore, tsaRoots, nil
 }
 
+// trustedArchive returns the archive and the trust anchors its sealed
+// segments are checked against: what every command reading the archive
+// needs.
+func (c *config) trustedArchive(ctx context.Context) (store archive.Store, roots, tsaRoots *x509.CertPool, err error) {
+	if roots, tsaRoots, err = c.trust(); err != nil {
+		return nil, nil, nil, err
+	}
+	if store, err = c.archiveStore(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	return store, roots, tsaRoots, nil
+}
+
 // authority returns the built-in TSA of the configuration.
 func (c *config) authority() (*tsa.Authority, error) {
 	kp, err := pki.LoadKeyPair(c.path(c.TSACert), c.path(c.TSAKey))

@@ -212,11 +212,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	roots, tsaRoots, err := c.trust()
-	if err != nil {
-		return err
-	}
-	store, err := c.archiveStore(ctx)
+	store, roots, tsaRoots, err := c.trustedArchive(ctx)
 	if err != nil {
 		return err
 	}
