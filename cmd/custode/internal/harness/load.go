@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net/textproto"
 	"slices"
 	"strconv"
@@ -274,15 +275,7 @@ func (l *loadRun) stop() {
 func (l *loadRun) errorCounts() map[string]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return maps(l.errors)
-}
-
-func maps(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(l.errors)
 }
 
 // benchBody is the text of every message: about 2 KB, a short letter with

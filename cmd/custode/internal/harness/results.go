@@ -2,7 +2,8 @@ package harness
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -288,7 +289,7 @@ func (r *Results) Markdown() string {
 			fmt.Fprintf(&s, "| %s | %.1f CPU s (%.2f cores, %.1f ms/msg), peak RSS %.0f MiB |\n", p.Name, p.CPUSeconds, p.CPUCores, p.CPUmsPerMessage, p.PeakRSSMiB)
 		}
 		if len(l.Errors) > 0 {
-			fmt.Fprintf(&s, "| client errors | %v |\n", l.Errors)
+			fmt.Fprintf(&s, "| client errors | %s |\n", counts(l.Errors))
 		}
 		s.WriteString("\n")
 	}
@@ -307,12 +308,7 @@ func (r *Results) Markdown() string {
 				fmt.Fprintf(&s, "| Postfix %s relay to discard, same clients (STARTTLS, no AUTH) | %.1f msg/s accepted, 250 p50 / p99 %.1f / %.1f ms, %.1f CPU s |\n", p.Version, p.AcceptedPerSec, p.AckP50ms, p.AckP99ms, p.CPUSeconds)
 			}
 		}
-		keys := make([]string, 0, len(r.Ratios))
-		for k := range r.Ratios {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(r.Ratios)) {
 			fmt.Fprintf(&s, "| ratio %s | %.3f |\n", k, r.Ratios[k])
 		}
 		s.WriteString("\n")
@@ -328,8 +324,8 @@ func (r *Results) Markdown() string {
 			if f.Fault != "load" {
 				audit += fmt.Sprintf("; shows the outage: %v", f.Audit.ShowsOutage)
 			}
-			fmt.Fprintf(&s, "| %s | %d (%d) | %v | %d | %d missing | %v (%.1f s) | %d/%d | %v (%d/%d; %d ts pending warnings, %d seal retries) | %v/%v | %s | %v |\n",
-				f.Fault, f.Acked, f.AckedDuringFault, f.ClientErrors, f.Lost, f.MissingFromLedger, f.Drained, f.DrainSeconds, f.QueueA, f.QueueB,
+			fmt.Fprintf(&s, "| %s | %d (%d) | %s | %d | %d missing | %v (%.1f s) | %d/%d | %v (%d/%d; %d ts pending warnings, %d seal retries) | %v/%v | %s | %v |\n",
+				f.Fault, f.Acked, f.AckedDuringFault, counts(f.ClientErrors), f.Lost, f.MissingFromLedger, f.Drained, f.DrainSeconds, f.QueueA, f.QueueB,
 				f.SealCaughtUp, f.SealedTo, f.LastCheckpoint, f.PendingStampWarnings, f.SealRetries, f.LedgerVerifyA, f.LedgerVerifyB, audit, f.OK)
 		}
 		s.WriteString("\n")
@@ -347,7 +343,7 @@ func (r *Results) Markdown() string {
 					fmt.Fprintf(&s, "; crashes: %s", strings.Join(f.Crashes, "; "))
 				}
 				if len(f.LogErrors) > 0 {
-					fmt.Fprintf(&s, "; A's log errors: %v", f.LogErrors)
+					fmt.Fprintf(&s, "; A's log errors: %s", counts(f.LogErrors))
 				}
 				for _, n := range f.Notes {
 					fmt.Fprintf(&s, "; %s", n)
@@ -373,12 +369,7 @@ func (r *Results) Markdown() string {
 	}
 	if len(r.Skipped) > 0 {
 		s.WriteString("### Not run\n\n")
-		keys := make([]string, 0, len(r.Skipped))
-		for k := range r.Skipped {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(r.Skipped)) {
 			fmt.Fprintf(&s, "- %s: %s\n", k, r.Skipped[k])
 		}
 		s.WriteString("\n")
@@ -397,4 +388,17 @@ func (r *Results) Markdown() string {
 		}
 	}
 	return s.String()
+}
+
+// counts writes a map of counts as "key n, key n" in key order, "none"
+// when empty.
+func counts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
