@@ -59,4 +59,4 @@ if [ ! -x "$BIN/staticcheck" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$STATICCHE
 	echo "$STATICCHECK_VERSION" > "$stamp"
 fi
 
-echo "test tools: $(openssl version); postfix $(/usr/sbin/postconf -h mail_version 2>/dev/null); xmllint $(xmllint --version 2>&1 | head -1 | awk '{print $NF}'); $(clamd --version); swaks $(swaks --version 2>&1 | awk '{print $NF; exit}'); staticcheck $("$BIN/staticcheck" -version | awk '{print $2}'); $(go version)"
+echo "test tools: $(openssl version); postfix $(dpkg-query -W -f='${Version}' postfix 2>/dev/null); xmllint $(xmllint --version 2>&1 | head -1 | awk '{print $NF}'); $(clamd --version); swaks $(swaks --version 2>&1 | awk '{print $NF; exit}'); staticcheck $("$BIN/staticcheck" -version | awk '{print $2}'); $(go version)"
