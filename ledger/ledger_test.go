@@ -107,6 +107,16 @@ func TestReopenKeepsHeadAndTree(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+	ro, err := Open(context.Background(), Options{Dir: dir, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2 := ro.Head(); h2 != h1 {
+		t.Fatalf("head after a read-only open %+v, want %+v", h2, h1)
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
 	l = openTest(t, dir, nil)
 	defer l.Close()
 	if h2 := l.Head(); h2 != h1 {

@@ -224,8 +224,8 @@ func (h *harness) settle(ctx context.Context, phase string, l *loadRun, since, a
 }
 
 // checkLedger opens A's ledger read-write, without a checkpointer (so
-// that after a crash the journal is replayed and the indexes catch up; a
-// read-only ledger's Head is also empty), and returns the
+// that after a crash the journal is replayed and the indexes catch up),
+// and returns the
 // acknowledged messages without both their accettazione and their busta di
 // trasporto entries, the ledger's size, and the mean size of its entries.
 func (h *harness) checkLedger(ctx context.Context, acked []string) (missing []string, size uint64, avgEntry int, err error) {

@@ -113,8 +113,7 @@ func (h *harness) tamperLedger(ctx context.Context) (TamperResult, error) {
 	if out, code, err := h.cli(ctx, "", "ledger", "verify", "-data", dir); err != nil || code != 0 {
 		return r, fmt.Errorf("tamper ledger: the untouched copy does not verify: %v %s", err, tail(out, 400))
 	}
-	// Read-write (it is a copy): a read-only ledger's Head is empty.
-	l, err := ledger.Open(ctx, ledger.Options{Dir: filepath.Join(dir, "ledger")})
+	l, err := ledger.Open(ctx, ledger.Options{Dir: filepath.Join(dir, "ledger"), ReadOnly: true})
 	if err != nil {
 		return r, fmt.Errorf("tamper ledger: %w", err)
 	}
