@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/custode/custode/ledger/diskspace"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -45,7 +46,16 @@ type Options struct {
 	MaxBatchEntries int
 	// Checkpoints, if set, makes the ledger sign and timestamp checkpoints.
 	Checkpoints *CheckpointOptions
+	// MinFreeBytes is the free space Append keeps on the filesystem of
+	// Dir: while less is free it fails with a *diskspace.LowSpaceError,
+	// which wraps syscall.ENOSPC. 0 means diskspace.DefaultReserve.
+	MinFreeBytes uint64
 }
+
+// spaceCheckEvery is how long Append trusts the last look at the free
+// space: at 100,000 appends/s the ledger writes about 7 MB in that time,
+// well inside any reserve.
+const spaceCheckEvery = 10 * time.Millisecond
 
 // Ledger is an append-only evidence log backed by badger. Its methods are
 // safe for concurrent use.
@@ -85,6 +95,10 @@ type Ledger struct {
 	closed    bool
 
 	cp *checkpointer
+
+	guard    *diskspace.Guard
+	prealloc *diskspace.Preallocator // nil when read-only
+	space    atomic.Pointer[spaceCheck]
 
 	idxMu       sync.Mutex
 	idxQueue    []indexWork   // under idxMu
@@ -173,7 +187,13 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 			WithLoggingLevel(badger.WARNING).
 			// Entries go to the value log, written once, rather than
 			// into the LSM tree, which compactions rewrite.
-			WithValueThreshold(256)
+			WithValueThreshold(256).
+			// Badger writes its value log and memtable log through memory
+			// maps of sparse files twice these sizes; the Preallocator
+			// gives them their blocks (see package diskspace), which must
+			// fit on small disks too.
+			WithValueLogFileSize(64 << 20).
+			WithMemTableSize(32 << 20)
 		if opts.ReadOnly {
 			db, err := badger.Open(o.WithReadOnly(true))
 			if err == nil {
@@ -200,6 +220,10 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: index: %w", opts.Dir, err)
 	}
+	reserve := opts.MinFreeBytes
+	if reserve == 0 {
+		reserve = diskspace.DefaultReserve
+	}
 	l := &Ledger{
 		db:       db,
 		index:    idx,
@@ -207,6 +231,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		readOnly: opts.ReadOnly,
 		maxBatch: opts.MaxBatchEntries,
 		rangf:    &compact.RangeFactory{Hash: hasher.HashChildren},
+		guard:    diskspace.NewGuard(opts.Dir, reserve),
 	}
 	if l.maxBatch <= 0 {
 		l.maxBatch = DefaultMaxBatchEntries
@@ -225,22 +250,29 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	if opts.ReadOnly {
 		return l, nil
 	}
+	if l.prealloc, err = diskspace.Preallocate(filepath.Join(opts.Dir, "entries"), log); err != nil {
+		l.jnl.close()
+		db.Close()
+		idx.close()
+		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
+	}
+	fail := func(err error) (*Ledger, error) {
+		l.prealloc.Close()
+		l.jnl.close()
+		db.Close()
+		idx.close()
+		return nil, err
+	}
 	if opts.Checkpoints != nil {
 		cp, err := newCheckpointer(ctx, l, *opts.Checkpoints)
 		if err != nil {
-			l.jnl.close()
-			db.Close()
-			idx.close()
-			return nil, err
+			return fail(err)
 		}
 		l.cp = cp
 	}
 	l.indexedCh = make(chan struct{})
 	if err := l.catchUpIndex(ctx); err != nil {
-		l.jnl.close()
-		db.Close()
-		idx.close()
-		return nil, err
+		return fail(err)
 	}
 	l.idxSignal = make(chan struct{}, 1)
 	l.idxRoom = make(chan struct{}, 1)
@@ -388,6 +420,9 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ledger: append: %w", err)
 	}
+	if err := l.checkSpace(); err != nil {
+		return nil, fmt.Errorf("ledger: append: %w", err)
+	}
 	g, err := l.enqueue(req)
 	if err != nil {
 		return nil, err
@@ -405,6 +440,32 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 		seqs[i] = req.first + uint64(i)
 	}
 	return seqs, nil
+}
+
+// spaceCheck is the outcome of one look at the free space.
+type spaceCheck struct {
+	at  time.Time
+	err error
+}
+
+// checkSpace returns nil while the filesystem has the reserve free. It
+// asks the kernel at most every spaceCheckEvery.
+func (l *Ledger) checkSpace() error {
+	now := time.Now()
+	last := l.space.Load()
+	if last != nil {
+		if age := now.Sub(last.at); age >= 0 && age < spaceCheckEvery {
+			return last.err
+		}
+	}
+	c := &spaceCheck{at: now, err: l.guard.Check()}
+	if c.err != nil && (last == nil || last.err == nil) {
+		l.log.Warn("ledger: refusing appends: the disk is nearly full", "err", c.err)
+	} else if c.err == nil && last != nil && last.err != nil {
+		l.log.Info("ledger: taking appends again: the disk has room", "dir", l.guard.Dir())
+	}
+	l.space.Store(c)
+	return c.err
 }
 
 func (p *encodedEvent) size() int {
@@ -571,11 +632,14 @@ func (l *Ledger) Close() error {
 		signal(l.idxSignal)
 		<-l.indexerDone
 	}
-	var jerr error
+	var jerr, perr error
 	if l.jnl != nil {
 		jerr = l.jnl.close()
 	}
-	err := errors.Join(jerr, l.index.close(), l.db.Close())
+	if l.prealloc != nil {
+		perr = l.prealloc.Close()
+	}
+	err := errors.Join(jerr, l.index.close(), l.db.Close(), perr)
 	if err != nil {
 		err = fmt.Errorf("ledger: close: %w", err)
 	}

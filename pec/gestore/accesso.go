@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/mail"
 	"strings"
+	"syscall"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -133,9 +134,15 @@ func (a *accessoSession) Reset() {
 
 func (a *accessoSession) Logout() error { return nil }
 
-// deferred is the reply when something the server depends on is down:
-// the client keeps the message and tries again.
-func deferred(what string) error {
+// deferred is the reply when something the server depends on is down,
+// err being how it failed: the client keeps the message and tries again.
+// A disk that is full, or nearly (the ledger and the mailbox store keep a
+// reserve), is 452 4.3.1, as RFC 3463 names it.
+func deferred(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+			Message: "Insufficient system storage (" + what + "), try again later"}
+	}
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary failure (" + what + "), try again later"}
 }
@@ -160,7 +167,7 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 		// envelope says, so that the avviso can be sent and logged.
 		id, idErr := s.g.NewMsgID(at)
 		if idErr != nil {
-			return deferred("identifier")
+			return deferred("identifier", idErr)
 		}
 		tx = &pec.Transaction{Identificativo: id, Time: at, Mittente: from, Destinatari: env.Destinatari}
 		return s.refuse(ctx, tx, "il messaggio non è un messaggio di posta elettronica leggibile ("+err.Error()+")", "")
@@ -172,7 +179,7 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 		res, err := s.opts.Scanner.Scan(ctx, msg)
 		if err != nil {
 			s.log.Error("accesso: virus scan", "identificativo", tx.Identificativo, "err", err)
-			return deferred("virus scanner unavailable")
+			return deferred("virus scanner unavailable", err)
 		}
 		if res.Infected {
 			return s.refuse(ctx, tx, "", res.Virus)
@@ -218,14 +225,14 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 	accEv := event(ledger.KindAccettazione, tx, s.g.Name(), acc.Message, acc.MessageID)
 	bustaEv := event(ledger.KindPostaCertificata, tx, s.g.Name(), busta.Message, busta.MessageID)
 	if accEv.ArchiveKey, err = s.archive(ctx, tx.Mittente, acc.Kind, tx, acc.Message); err != nil {
-		return deferred("archive")
+		return deferred("archive", err)
 	}
 	if bustaEv.ArchiveKey, err = s.archive(ctx, tx.Mittente, busta.Kind, tx, busta.Message); err != nil {
-		return deferred("archive")
+		return deferred("archive", err)
 	}
 	if err := s.commit(ctx, items, accEv, bustaEv); err != nil {
 		s.log.Error("accesso: commit", "identificativo", tx.Identificativo, "err", err)
-		return deferred("ledger")
+		return deferred("ledger", err)
 	}
 	s.log.Info("accesso: accettazione", "identificativo", tx.Identificativo, "mittente", tx.Mittente, "destinatari", len(tx.Destinatari))
 	return nil
@@ -256,7 +263,7 @@ func (s *Server) refuse(ctx context.Context, tx *pec.Transaction, reason, virus 
 		ev.Details["errore_esteso"] = truncate(reason, 1024)
 	}
 	if ev.ArchiveKey, err = s.archive(ctx, tx.Mittente, b.Kind, tx, b.Message); err != nil {
-		return deferred("archive")
+		return deferred("archive", err)
 	}
 	item := queue.Item{
 		ID:          itemID("non-accettazione", tx.Identificativo),
@@ -267,7 +274,7 @@ func (s *Server) refuse(ctx context.Context, tx *pec.Transaction, reason, virus 
 	}
 	if err := s.commit(ctx, []queue.Item{item}, ev); err != nil {
 		s.log.Error("accesso: commit non accettazione", "identificativo", tx.Identificativo, "err", err)
-		return deferred("ledger")
+		return deferred("ledger", err)
 	}
 	s.log.Info("accesso: non accettazione", "identificativo", tx.Identificativo, "reason", reason, "virus", virus)
 	if virus != "" {

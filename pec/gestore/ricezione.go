@@ -162,7 +162,7 @@ func (s *Server) ordinary(ctx context.Context, from string, rcpts []string, msg 
 		// the 250 all the same.
 		if err := s.opts.Queue.Enqueue(ctx, items...); err != nil && !errors.Is(err, queue.ErrExists) {
 			s.log.Error("ricezione: forward ordinary mail", "err", err)
-			return deferred("queue")
+			return deferred("queue", err)
 		}
 	}
 	if len(anomalia) > 0 {
@@ -183,7 +183,7 @@ func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at t
 	if errors.Is(err, mailstore.ErrNoSuchFolder) {
 		if err := s.opts.Mailboxes.CreateFolder(ctx, rcpt, NonPECFolderName); err != nil && !errors.Is(err, mailstore.ErrFolderExists) {
 			s.log.Error("ricezione: create folder", "to", rcpt, "err", err)
-			return deferred("mailbox store")
+			return deferred("mailbox store", err)
 		}
 		_, err = s.opts.Mailboxes.Deliver(ctx, d)
 	}
@@ -194,7 +194,7 @@ func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at t
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"}
 	default:
 		s.log.Error("ricezione: file ordinary mail", "to", rcpt, "err", err)
-		return deferred("mailbox store")
+		return deferred("mailbox store", err)
 	}
 }
 
@@ -230,7 +230,7 @@ func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg 
 	ev.Details["sha256_ricevuto"] = hex.EncodeToString(received[:])
 	if len(rcpts) > 0 {
 		if ev.ArchiveKey, err = s.archive(ctx, rcpts[0], b.Kind, tx, b.Message); err != nil {
-			return deferred("archive")
+			return deferred("archive", err)
 		}
 	}
 	item := queue.Item{
@@ -242,7 +242,7 @@ func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg 
 	}
 	if err := s.commit(ctx, []queue.Item{item}, ev); err != nil {
 		s.log.Error("ricezione: commit anomalia", "err", err)
-		return deferred("ledger")
+		return deferred("ledger", err)
 	}
 	s.log.Info("ricezione: busta di anomalia", "identificativo", b.MessageID, "reason", reason)
 	return nil
@@ -258,7 +258,7 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 	}
 	entries, err := s.entriesOf(ctx, tx.Identificativo)
 	if err != nil {
-		return deferred("ledger")
+		return deferred("ledger", err)
 	}
 	// A busta we already took in charge (the sender retried after a
 	// lost reply): the ledger says so, answer as then.
@@ -272,7 +272,7 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 		res, err := s.opts.Scanner.Scan(ctx, m.Raw)
 		if err != nil {
 			s.log.Error("ricezione: virus scan", "identificativo", tx.Identificativo, "err", err)
-			return deferred("virus scanner unavailable")
+			return deferred("virus scanner unavailable", err)
 		}
 		if res.Infected {
 			return s.virusFound(ctx, tx, provider, rcpts, res.Virus, bustaSum)
@@ -314,7 +314,7 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreAltro, "5.2.2 - casella piena")
 		default:
 			s.log.Error("consegna: mailbox store", "identificativo", tx.Identificativo, "to", rcpt, "err", err)
-			return deferred("mailbox store")
+			return deferred("mailbox store", err)
 		}
 		if err != nil {
 			return s.internal("ricevuta di consegna", tx, err)
@@ -330,7 +330,7 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 			}
 			ev.Details["tipo_ricevuta"] = string(tx.ReceiptFor(rcpt))
 			if ev.ArchiveKey, err = s.archive(ctx, rcpt, pec.KindBustaTrasporto, tx, m.Raw); err != nil {
-				return deferred("archive")
+				return deferred("archive", err)
 			}
 		}
 		events = append(events, ev)
@@ -344,7 +344,7 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 	}
 	if err := s.commit(ctx, items, events...); err != nil {
 		s.log.Error("ricezione: commit", "identificativo", tx.Identificativo, "err", err)
-		return deferred("ledger")
+		return deferred("ledger", err)
 	}
 	s.log.Info("ricezione: presa in carico", "identificativo", tx.Identificativo, "destinatari", len(rcpts), "gestore_mittente", provider.Name)
 	return nil
@@ -375,7 +375,7 @@ func (s *Server) virusFound(ctx context.Context, tx *pec.Transaction, provider *
 		})
 	}
 	if err := s.commit(ctx, items, events...); err != nil {
-		return deferred("ledger")
+		return deferred("ledger", err)
 	}
 	s.log.Warn("ricezione: virus", "identificativo", tx.Identificativo, "virus", virus)
 	return nil
@@ -414,7 +414,7 @@ func (s *Server) receiveNotice(ctx context.Context, m *pec.Message, provider *ig
 			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full, try again later"}
 		default:
 			s.log.Error("ricezione: deliver notice", "to", r, "err", err)
-			return deferred("mailbox store")
+			return deferred("mailbox store", err)
 		}
 	}
 	return nil
@@ -430,7 +430,7 @@ func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igp
 		return false, nil
 	}
 	if ok, err := s.recorded(ctx, d.Identificativo, m.Raw); err != nil {
-		return false, deferred("ledger")
+		return false, deferred("ledger", err)
 	} else if ok {
 		return m.Kind == pec.KindRilevazioneVirus, nil
 	}
@@ -470,14 +470,14 @@ func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igp
 	}
 	if s.ours(d.Mittente) {
 		if ev.ArchiveKey, err = s.archive(ctx, strings.ToLower(d.Mittente), m.Kind, tx, m.Raw); err != nil {
-			return false, deferred("archive")
+			return false, deferred("archive", err)
 		}
 	}
 	sanitize(&ev)
 	if m.Kind != pec.KindRilevazioneVirus || !s.ours(d.Mittente) {
 		if _, err := s.opts.Ledger.Append(ctx, ev); err != nil {
 			s.log.Error("ricezione: record notice", "identificativo", d.Identificativo, "err", err)
-			return false, deferred("ledger")
+			return false, deferred("ledger", err)
 		}
 		return false, nil
 	}
@@ -506,7 +506,7 @@ func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igp
 		Message:     b.Message,
 	}
 	if err := s.commit(ctx, []queue.Item{item}, ev, avviso); err != nil {
-		return false, deferred("ledger")
+		return false, deferred("ledger", err)
 	}
 	return true, nil
 }

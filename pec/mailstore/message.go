@@ -101,6 +101,9 @@ func (s *Store) Deliver(ctx context.Context, d Delivery) (Delivered, error) {
 	case len(d.Key) > MaxKeySize:
 		return Delivered{}, fmt.Errorf("mailstore: deliver to %s: key longer than %d bytes: %w", addr, MaxKeySize, ErrInvalid)
 	}
+	if err := s.guard.Check(); err != nil {
+		return Delivered{}, fmt.Errorf("mailstore: deliver to %s: %w", addr, err)
+	}
 	t := d.Time
 	if t.IsZero() {
 		t = s.now()
@@ -598,6 +601,9 @@ func (s *Store) transfer(ctx context.Context, op, address, from, to string, uids
 	}
 	if move && from == to {
 		return CopyResult{}, fmt.Errorf("mailstore: move in %s %q: source and destination are the same: %w", addr, from, ErrInvalid)
+	}
+	if err := s.guard.Check(); err != nil {
+		return CopyResult{}, fmt.Errorf("mailstore: %s in %s: %w", op, addr, err)
 	}
 	unlock := s.lock(addr)
 	defer unlock()

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/custode/custode/ledger/diskspace"
 	"github.com/dgraph-io/badger/v4"
 )
 
@@ -77,12 +78,19 @@ type Options struct {
 	// FailureWindow is the period over which failed logins are counted;
 	// 0 means DefaultFailureWindow.
 	FailureWindow time.Duration
+	// MinFreeBytes is the free space Deliver, Copy and Move keep on the
+	// filesystem of Dir: while less is free they fail with a
+	// *diskspace.LowSpaceError (errors.Is syscall.ENOSPC), and the
+	// gestore tries again later. 0 means diskspace.DefaultReserve.
+	MinFreeBytes uint64
 }
 
 // Limits on what the store accepts.
 const (
-	// MaxMessageSize is the largest message Deliver accepts.
-	MaxMessageSize = 256 << 20
+	// MaxMessageSize is the largest message Deliver accepts: twice what
+	// pec.DefaultMaxMessageSize lets a gestore take, since a busta di
+	// trasporto carries the message it certifies.
+	MaxMessageSize = 128 << 20
 	// MaxFolders is the largest number of folders of one mailbox.
 	MaxFolders = 1000
 	// MaxFlags is the largest number of flags of one message.
@@ -105,12 +113,14 @@ const (
 
 // Store is a durable mailbox store. It is safe for concurrent use.
 type Store struct {
-	db     *badger.DB
-	log    *slog.Logger
-	now    func() time.Time
-	iter   int
-	maxF   int
-	window time.Duration
+	db       *badger.DB
+	prealloc *diskspace.Preallocator
+	guard    *diskspace.Guard
+	log      *slog.Logger
+	now      func() time.Time
+	iter     int
+	maxF     int
+	window   time.Duration
 
 	closed atomic.Bool
 	done   chan struct{}
@@ -165,14 +175,30 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// Message bytes and headers go to the value log; the LSM tree holds
 		// keys and the small records.
 		WithValueThreshold(1024).
+		// Badger writes its value log and memtable log through memory maps
+		// of sparse files twice these sizes; the Preallocator gives them
+		// their blocks (see package diskspace). A value must fit in one
+		// value-log file.
+		WithValueLogFileSize(MaxMessageSize + 1<<20).
 		WithMemTableSize(16 << 20).
 		WithBlockCacheSize(32 << 20)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: open %s: %w", opts.Dir, err)
 	}
+	prealloc, err := diskspace.Preallocate(opts.Dir, log)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mailstore: open %s: %w", opts.Dir, err)
+	}
+	reserve := opts.MinFreeBytes
+	if reserve == 0 {
+		reserve = diskspace.DefaultReserve
+	}
 	s := &Store{
 		db:        db,
+		prealloc:  prealloc,
+		guard:     diskspace.NewGuard(opts.Dir, reserve),
 		log:       log,
 		now:       opts.Now,
 		iter:      opts.PasswordIterations,
@@ -199,6 +225,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	s.auth.init()
 	if _, err := rand.Read(s.dummySalt); err != nil {
+		prealloc.Close()
 		db.Close()
 		return nil, fmt.Errorf("mailstore: open %s: %w", opts.Dir, err)
 	}
@@ -216,7 +243,7 @@ func (s *Store) Close() error {
 	}
 	close(s.done)
 	s.wg.Wait()
-	if err := s.db.Close(); err != nil {
+	if err := errors.Join(s.db.Close(), s.prealloc.Close()); err != nil {
 		return fmt.Errorf("mailstore: close: %w", err)
 	}
 	return nil

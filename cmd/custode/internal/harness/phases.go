@@ -216,10 +216,11 @@ func (h *harness) settle(ctx context.Context, phase string, l *loadRun, since, a
 		auditTo = time.Now().Add(time.Second)
 	}
 	f.Audit = h.audit(ctx, phase, since, auditTo)
-	// A crash is a finding, not a failed check: what matters is that
-	// nothing acknowledged is lost and the evidence verifies.
+	// A gestore must ride out every fault, refusing or deferring what it
+	// cannot take: dying of one fails the phase even when nothing
+	// acknowledged is lost.
 	f.OK = f.Lost == 0 && f.MissingFromLedger == 0 && f.LedgerVerifyA && f.LedgerVerifyB && f.Drained && f.SealCaughtUp &&
-		f.QueueA == 0 && f.QueueB == 0
+		f.QueueA == 0 && f.QueueB == 0 && len(f.Crashes) == 0
 	return f
 }
 
@@ -473,8 +474,9 @@ func (h *harness) diskPhase(ctx context.Context) error {
 		return err
 	}
 	f := &h.res.Faults[len(h.res.Faults)-1]
-	f.Detail = fmt.Sprintf("the ext4 filesystem (a loop device of its own) holding all of A's data filled to the last block (%d MiB filler) for %s under load, then freed",
+	f.Detail = fmt.Sprintf("the ext4 filesystem (a loop device of its own) holding all of A's data filled to the last block (%d MiB filler) for %s under load, then freed; A answers 452 4.3.1 meanwhile",
 		filled>>20, h.opts.Outage)
+	f.Notes = append(f.Notes, fmt.Sprintf("SMTP 452 (insufficient system storage) answers during the phase: %d", f.ClientErrors["452"]))
 	return nil
 }
 

@@ -1,0 +1,257 @@
+package diskspace_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailstore"
+)
+
+// smallExt4 makes and mounts an ext4 filesystem of size bytes in a file,
+// or skips the test, saying why, where that needs what is not here (root,
+// mkfs.ext4, a loop device).
+func smallExt4(t *testing.T, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a loop filesystem needs root")
+	}
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		t.Skip("no mkfs.ext4")
+	}
+	dir := t.TempDir()
+	img, mnt := filepath.Join(dir, "disk.img"), filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	// -m 0: no blocks reserved for root, who runs this test.
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Skipf("no loop mount here: %v: %s", err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() {
+		for range 40 {
+			if err := syscall.Unmount(mnt, 0); err == nil {
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		t.Errorf("unmount %s: still busy", mnt)
+	})
+	return mnt
+}
+
+// fill takes every free block of the filesystem at mnt with one file, as
+// another process filling the disk would, and returns its path.
+func fill(t *testing.T, mnt string) string {
+	t.Helper()
+	path := filepath.Join(mnt, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	var off int64
+	if free := int64(st.Bavail) * st.Bsize; syscall.Fallocate(int(f.Fd()), 0, 0, free) == nil {
+		off = free
+	}
+	// Write until ENOSPC, and again while the stores free blocks (a
+	// file they delete) until none is left.
+	buf := make([]byte, 4<<10)
+	for round := 0; ; round++ {
+		for {
+			n, err := f.WriteAt(buf, off)
+			off += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		if err := syscall.Statfs(mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Bavail == 0 {
+			return path
+		}
+		if round == 100 {
+			t.Fatalf("after filling 100 times, %d blocks are still free", st.Bavail)
+		}
+	}
+}
+
+func event(i int) ledger.Event {
+	return ledger.Event{
+		Kind:            ledger.KindAccettazione,
+		Identificativo:  fmt.Sprintf("opec001.20261123093000.%08d.01.1.1@pec.test.example", i),
+		ClientMessageID: fmt.Sprintf("<%d.client@mua.example>", i),
+		Time:            time.Date(2026, 11, 23, 9, 30, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond),
+		Mittente:        fmt.Sprintf("mittente%d@pec.test.example", i%97),
+		Destinatari:     []ledger.Recipient{{Address: "dest@pec.altro.example", Tipo: ledger.TipoCertificato}},
+		Oggetto:         fmt.Sprintf("Fattura n. %d", i),
+		Gestore:         "Custode Test PEC S.p.A.",
+		SHA256:          make([]byte, 32),
+		Details:         map[string]string{"pad": string(bytes.Repeat([]byte("x"), 400))},
+	}
+}
+
+// TestFullDisk fills, under load, the filesystem that holds a ledger and a
+// mailbox store, as another process would, to the last block. The writes
+// under way must end or fail with ENOSPC, not kill the process (badger
+// writes through memory maps, where a full disk raises SIGBUS); every
+// append acknowledged must survive; once the disk is freed both take
+// writes again.
+func TestFullDisk(t *testing.T) {
+	mnt := smallExt4(t, 768<<20)
+	ctx := context.Background()
+	const reserve = 32 << 20
+	ldir := filepath.Join(mnt, "ledger")
+	l, err := ledger.Open(ctx, ledger.Options{Dir: ldir, MinFreeBytes: reserve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ms, err := mailstore.Open(ctx, mailstore.Options{Dir: filepath.Join(mnt, "mail"), MinFreeBytes: reserve, PasswordIterations: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	const mailbox = "titolare@pec.test.example"
+	if err := ms.AddMailbox(ctx, mailbox, "a long enough password", 0); err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		stop     atomic.Bool
+		full     atomic.Bool // the filler has run: refusals are expected
+		next     atomic.Int64
+		mu       sync.Mutex
+		acked    []uint64
+		refused  = map[string]int{}
+		wg       sync.WaitGroup
+		unexpect = make(chan error, 64)
+	)
+	t.Cleanup(func() { stop.Store(true); wg.Wait() })
+	refuse := func(what string, err error) {
+		if errors.Is(err, syscall.ENOSPC) && full.Load() {
+			mu.Lock()
+			refused[what]++
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			return
+		}
+		select {
+		case unexpect <- fmt.Errorf("%s: %w", what, err):
+		default:
+		}
+	}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				i := int(next.Add(4))
+				seqs, err := l.Append(ctx, event(i), event(i+1), event(i+2), event(i+3))
+				if err != nil {
+					refuse("append", err)
+					continue
+				}
+				mu.Lock()
+				acked = append(acked, seqs...)
+				mu.Unlock()
+			}
+		}()
+	}
+	msg := append([]byte("From: a@pec.test.example\r\nSubject: x\r\n\r\n"), bytes.Repeat([]byte("0123456789abcdef"), 4<<10)...)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				if _, err := ms.Deliver(ctx, mailstore.Delivery{Address: mailbox, Message: msg}); err != nil {
+					refuse("deliver", err)
+				}
+			}
+		}()
+	}
+
+	time.Sleep(500 * time.Millisecond)
+	full.Store(true)
+	filler := fill(t, mnt)
+	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	ackedFull := len(acked)
+	mu.Unlock()
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	if n := len(acked) - ackedFull; n != 0 {
+		t.Errorf("%d appends acknowledged with the disk full for 1.5 s", n)
+	}
+	if refused["append"] == 0 || refused["deliver"] == 0 {
+		t.Errorf("with the disk full: refusals %v, want appends and deliveries refused", refused)
+	}
+	t.Logf("disk full: refusals %v; %d entries acknowledged before", refused, ackedFull)
+	mu.Unlock()
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+	close(unexpect)
+	for err := range unexpect {
+		t.Errorf("unexpected error: %v", err)
+	}
+	if len(acked) == ackedFull {
+		t.Error("no append acknowledged after the disk was freed")
+	}
+	if _, err := ms.Deliver(ctx, mailstore.Delivery{Address: mailbox, Message: msg}); err != nil {
+		t.Errorf("deliver after the disk was freed: %v", err)
+	}
+	if err := ms.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err = ledger.Open(ctx, ledger.Options{Dir: ldir, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := l.Head().Size
+	for _, seq := range acked {
+		if seq >= size {
+			t.Fatalf("acknowledged entry %d is beyond the reopened head %d", seq, size)
+		}
+	}
+	rep, err := l.Verify(ctx, ledger.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("verify: %v", rep.Problems)
+	}
+	t.Logf("%d entries acknowledged, %d in the reopened ledger, verified", len(acked), size)
+}
