@@ -111,7 +111,7 @@ func (l *Ledger) addToGroup(g *group, r *appendReq) {
 		start := len(buf)
 		buf = ev.assemble(buf, &l.last, l.size)
 		raw := buf[start:len(buf):len(buf)]
-		leaf := LeafHash(raw)
+		leaf := l.leafH.leafHash(raw)
 		g.kvs = append(g.kvs, kv{entryKey(l.size), raw})
 		g.raws = append(g.raws, raw)
 		for _, p := range ev.index {
@@ -176,6 +176,7 @@ func (l *Ledger) runCommitter() {
 		<-l.finished
 	}()
 	var cur *group // sealed, not yet journaled
+	var rec []byte // the journal record of cur: its storage is reused
 	for {
 		if cur == nil {
 			if cur = l.sealOpen(); cur == nil {
@@ -196,7 +197,8 @@ func (l *Ledger) runCommitter() {
 				continue
 			}
 		}
-		jerr := l.jnl.append(encodeJournalRecord(cur.before.size, cur.raws), len(cur.raws))
+		rec = appendJournalRecord(rec, cur.before.size, cur.raws)
+		jerr := l.jnl.append(rec, len(cur.raws))
 		if jerr != nil {
 			// Wait for the groups before cur to be answered, then take
 			// cur back out of the store.

@@ -194,27 +194,29 @@ func (e *Event) Validate() error {
 	if len(e.Destinatari) > MaxRecipients {
 		return &FieldError{"destinatari", fmt.Sprintf("%d recipients, more than %d", len(e.Destinatari), MaxRecipients)}
 	}
+	// Field names are formatted only for an error: Validate runs on every
+	// append.
 	for i, r := range e.Destinatari {
-		name := fmt.Sprintf("destinatari[%d]", i)
 		if r.Address == "" {
-			return &FieldError{name + ".indirizzo", "missing"}
+			return &FieldError{fmt.Sprintf("destinatari[%d].indirizzo", i), "missing"}
 		}
-		if err := checkString(name+".indirizzo", r.Address, MaxFieldBytes); err != nil {
+		if err := checkString("", r.Address, MaxFieldBytes); err != nil {
+			err.Field = fmt.Sprintf("destinatari[%d].indirizzo", i)
 			return err
 		}
 		if r.Tipo != TipoCertificato && r.Tipo != TipoEsterno {
-			return &FieldError{name + ".tipo", fmt.Sprintf("%q is neither certificato nor esterno", r.Tipo)}
+			return &FieldError{fmt.Sprintf("destinatari[%d].tipo", i), fmt.Sprintf("%q is neither certificato nor esterno", r.Tipo)}
 		}
 	}
 	if len(e.Related) > MaxRelated {
 		return &FieldError{"related", fmt.Sprintf("%d identificativi, more than %d", len(e.Related), MaxRelated)}
 	}
 	for i, r := range e.Related {
-		name := fmt.Sprintf("related[%d]", i)
 		if r == "" {
-			return &FieldError{name, "empty"}
+			return &FieldError{fmt.Sprintf("related[%d]", i), "empty"}
 		}
-		if err := checkString(name, r, MaxFieldBytes); err != nil {
+		if err := checkString("", r, MaxFieldBytes); err != nil {
+			err.Field = fmt.Sprintf("related[%d]", i)
 			return err
 		}
 	}
@@ -231,14 +233,17 @@ func (e *Event) Validate() error {
 		if v == "" {
 			return &FieldError{"details." + k, "empty"}
 		}
-		if err := checkString("details."+k, v, MaxDetailBytes); err != nil {
+		if err := checkString("", v, MaxDetailBytes); err != nil {
+			err.Field = "details." + k
 			return err
 		}
 	}
 	return nil
 }
 
-func checkString(field, v string, max int) error {
+// checkString returns a *FieldError for field if v is too long, not UTF-8
+// or holds a NUL, and nil (a nil *FieldError) otherwise.
+func checkString(field, v string, max int) *FieldError {
 	if len(v) > max {
 		return &FieldError{field, fmt.Sprintf("%d bytes, more than %d", len(v), max)}
 	}

@@ -75,11 +75,20 @@ type journalRecord struct {
 // encodeJournalRecord returns the record holding entries, the first of
 // which has sequence number first.
 func encodeJournalRecord(first uint64, entries [][]byte) []byte {
+	return appendJournalRecord(nil, first, entries)
+}
+
+// appendJournalRecord is encodeJournalRecord writing into dst's storage,
+// which it grows as needed; dst's contents are overwritten.
+func appendJournalRecord(dst []byte, first uint64, entries [][]byte) []byte {
 	n := journalHeader + 12
 	for _, e := range entries {
 		n += 4 + len(e)
 	}
-	rec := make([]byte, journalHeader, n)
+	if cap(dst) < n {
+		dst = make([]byte, 0, n)
+	}
+	rec := dst[:journalHeader] // filled in at the end
 	rec = binary.BigEndian.AppendUint64(rec, first)
 	rec = binary.BigEndian.AppendUint32(rec, uint32(len(entries)))
 	for _, e := range entries {

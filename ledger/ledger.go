@@ -83,6 +83,7 @@ type Ledger struct {
 	last    [32]byte
 	rng     *compact.Range
 	rangf   *compact.RangeFactory
+	leafH   leafHasher
 	open    *group // the group appends join, nil if none
 	closing bool   // appends are refused
 
@@ -230,7 +231,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		log:      log,
 		readOnly: opts.ReadOnly,
 		maxBatch: opts.MaxBatchEntries,
-		rangf:    &compact.RangeFactory{Hash: hasher.HashChildren},
+		rangf:    &compact.RangeFactory{Hash: hashChildren},
 		guard:    diskspace.NewGuard(opts.Dir, reserve),
 	}
 	if l.maxBatch <= 0 {

@@ -145,7 +145,7 @@ func (s *Segment) Check(prev *SegmentEnd) (*SegmentEnd, error) {
 	if s.Checkpoint == nil || s.Checkpoint.Size != s.To {
 		return fail("its checkpoint does not cover size %d", s.To)
 	}
-	rf := &compact.RangeFactory{Hash: hasher.HashChildren}
+	rf := &compact.RangeFactory{Hash: hashChildren}
 	// The range writes into the slice it is given.
 	rng, err := rf.NewRange(0, s.From, slices.Clone(s.Start))
 	if err != nil {

@@ -47,7 +47,7 @@ func (l *Ledger) subtreeHash(txn *badger.Txn, id compact.NodeID) ([]byte, error)
 	}
 	for len(hashes) > 1 {
 		for i := 0; i < len(hashes)/2; i++ {
-			hashes[i] = hasher.HashChildren(hashes[2*i], hashes[2*i+1])
+			hashes[i] = hashChildren(hashes[2*i], hashes[2*i+1])
 		}
 		hashes = hashes[:len(hashes)/2]
 	}
