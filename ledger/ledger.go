@@ -98,8 +98,11 @@ type Ledger struct {
 	cp *checkpointer
 
 	guard    *diskspace.Guard
-	prealloc *diskspace.Preallocator // nil when read-only
-	space    atomic.Pointer[spaceCheck]
+	prealloc *diskspace.Preallocator    // nil when read-only
+	space    atomic.Pointer[spaceCheck] // the last look, read without spaceMu
+	spaceMu  sync.Mutex                 // one look at a time; guards lowSince, lowCause
+	lowSince time.Time                  // when appends were first refused for space; zero if not, or recorded
+	lowCause string
 
 	idxMu       sync.Mutex
 	idxQueue    []indexWork   // under idxMu
@@ -421,7 +424,7 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ledger: append: %w", err)
 	}
-	if err := l.checkSpace(); err != nil {
+	if err := l.checkSpace(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: append: %w", err)
 	}
 	g, err := l.enqueue(req)
@@ -450,23 +453,49 @@ type spaceCheck struct {
 }
 
 // checkSpace returns nil while the filesystem has the reserve free. It
-// asks the kernel at most every spaceCheckEvery.
-func (l *Ledger) checkSpace() error {
+// asks the kernel at most every spaceCheckEvery. When space comes back
+// after appends were refused, it records the refusals as an outage of
+// the ledger's storage (the audit's P02 rows), before the append that
+// found the space goes on.
+func (l *Ledger) checkSpace(ctx context.Context) error {
+	fresh := func(c *spaceCheck, now time.Time) bool {
+		age := now.Sub(c.at)
+		return age >= 0 && age < spaceCheckEvery
+	}
+	if c := l.space.Load(); c != nil && fresh(c, time.Now()) {
+		return c.err
+	}
+	l.spaceMu.Lock()
 	now := time.Now()
-	last := l.space.Load()
-	if last != nil {
-		if age := now.Sub(last.at); age >= 0 && age < spaceCheckEvery {
-			return last.err
+	if c := l.space.Load(); c != nil && fresh(c, now) {
+		l.spaceMu.Unlock()
+		return c.err
+	}
+	err := l.guard.Check()
+	l.space.Store(&spaceCheck{at: now, err: err})
+	if err != nil {
+		if l.lowSince.IsZero() {
+			l.lowSince, l.lowCause = now, err.Error()
+			l.log.Warn("ledger: refusing appends: the disk is nearly full", "err", err)
+		}
+		l.spaceMu.Unlock()
+		return err
+	}
+	since, cause := l.lowSince, l.lowCause
+	l.lowSince, l.lowCause = time.Time{}, ""
+	l.spaceMu.Unlock()
+	if !since.IsZero() {
+		l.log.Info("ledger: taking appends again: the disk has room", "dir", l.guard.Dir(), "refused_since", since)
+		if rerr := l.RecordOutage(ctx, "", "storage", since, now, "appends refused: "+cause); rerr != nil {
+			l.log.Error("ledger: record the storage outage; trying again on the next append", "err", rerr)
+			l.spaceMu.Lock()
+			if l.lowSince.IsZero() {
+				l.lowSince, l.lowCause = since, cause
+			}
+			l.spaceMu.Unlock()
 		}
 	}
-	c := &spaceCheck{at: now, err: l.guard.Check()}
-	if c.err != nil && (last == nil || last.err == nil) {
-		l.log.Warn("ledger: refusing appends: the disk is nearly full", "err", c.err)
-	} else if c.err == nil && last != nil && last.err != nil {
-		l.log.Info("ledger: taking appends again: the disk has room", "dir", l.guard.Dir())
-	}
-	l.space.Store(c)
-	return c.err
+	return nil
 }
 
 func (p *encodedEvent) size() int {

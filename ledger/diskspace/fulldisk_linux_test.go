@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -228,6 +229,17 @@ func TestFullDisk(t *testing.T) {
 	}
 	if _, err := ms.Deliver(ctx, mailstore.Delivery{Address: mailbox, Message: msg}); err != nil {
 		t.Errorf("deliver after the disk was freed: %v", err)
+	}
+	// The refusals are on record, as an outage of the ledger's storage.
+	page, err := l.Find(ctx, ledger.Query{Kind: ledger.KindOutage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Entries) != 1 || page.Entries[0].Details[ledger.DetailOutageService] != "storage" ||
+		!strings.Contains(page.Entries[0].Details[ledger.DetailOutageCause], "no space left on device") {
+		t.Errorf("outage entries after the disk was freed: %+v, want one of the storage, for lack of space", page.Entries)
+	} else {
+		t.Logf("outage recorded: %v", page.Entries[0].Details)
 	}
 	if err := ms.Close(); err != nil {
 		t.Fatal(err)
