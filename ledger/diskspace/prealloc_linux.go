@@ -25,8 +25,9 @@ type Preallocator struct {
 	f    *os.File // the inotify descriptor, in the runtime's poller
 	done chan struct{}
 
-	mu     sync.Mutex
-	failed map[string]error // files left sparse, and why
+	closeOnce sync.Once
+	mu        sync.Mutex
+	failed    map[string]error // files left sparse, and why
 }
 
 // Preallocate starts a Preallocator on dir. Files it cannot allocate (the
@@ -62,10 +63,13 @@ func Preallocate(dir string, log *slog.Logger) (*Preallocator, error) {
 	return p, nil
 }
 
-// Close stops the Preallocator and waits for it.
+// Close stops the Preallocator and waits for it. Later calls do nothing.
 func (p *Preallocator) Close() error {
-	err := p.f.Close()
-	<-p.done
+	var err error
+	p.closeOnce.Do(func() {
+		err = p.f.Close()
+		<-p.done
+	})
 	if err != nil {
 		return fmt.Errorf("diskspace: preallocate %s: close: %w", p.dir, err)
 	}
