@@ -474,7 +474,7 @@ func (h *harness) diskPhase(ctx context.Context) error {
 		return err
 	}
 	f := &h.res.Faults[len(h.res.Faults)-1]
-	f.Detail = fmt.Sprintf("the ext4 filesystem (a loop device of its own) holding all of A's data filled to the last block (%d MiB filler) for %s under load, then freed; A answers 452 4.3.1 meanwhile",
+	f.Detail = fmt.Sprintf("the ext4 filesystem (a loop device of its own) holding all of A's data filled to the last block (%d MiB filler) for %s under load, then freed",
 		filled>>20, h.opts.Outage)
 	f.Notes = append(f.Notes, fmt.Sprintf("SMTP 452 (insufficient system storage) answers during the phase: %d", f.ClientErrors["452"]))
 	return nil
