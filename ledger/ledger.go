@@ -224,10 +224,6 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		db.Close()
 		return nil, fmt.Errorf("ledger: open %s: index: %w", opts.Dir, err)
 	}
-	reserve := opts.MinFreeBytes
-	if reserve == 0 {
-		reserve = diskspace.DefaultReserve
-	}
 	l := &Ledger{
 		db:       db,
 		index:    idx,
@@ -235,7 +231,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		readOnly: opts.ReadOnly,
 		maxBatch: opts.MaxBatchEntries,
 		rangf:    &compact.RangeFactory{Hash: hashChildren},
-		guard:    diskspace.NewGuard(opts.Dir, reserve),
+		guard:    diskspace.NewGuard(opts.Dir, opts.MinFreeBytes),
 	}
 	if l.maxBatch <= 0 {
 		l.maxBatch = DefaultMaxBatchEntries

@@ -19,8 +19,11 @@ type Guard struct {
 }
 
 // NewGuard returns a Guard for the filesystem holding dir that refuses
-// writes while fewer than reserve bytes are free.
+// writes while fewer than reserve bytes are free; 0 means DefaultReserve.
 func NewGuard(dir string, reserve uint64) *Guard {
+	if reserve == 0 {
+		reserve = DefaultReserve
+	}
 	return &Guard{dir: dir, reserve: reserve}
 }
 

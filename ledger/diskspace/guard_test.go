@@ -18,7 +18,7 @@ func TestGuard(t *testing.T) {
 		wantErr string
 		enospc  bool
 	}{
-		{"room", dir, 0, "", false},
+		{"room for the default reserve", dir, 0, "", false},
 		{"below the reserve", dir, math.MaxUint64, "kept in reserve", true},
 		{"no such directory", filepath.Join(dir, "missing"), 0, "statfs", false},
 	}

@@ -191,14 +191,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("mailstore: open %s: %w", opts.Dir, err)
 	}
-	reserve := opts.MinFreeBytes
-	if reserve == 0 {
-		reserve = diskspace.DefaultReserve
-	}
 	s := &Store{
 		db:        db,
 		prealloc:  prealloc,
-		guard:     diskspace.NewGuard(opts.Dir, reserve),
+		guard:     diskspace.NewGuard(opts.Dir, opts.MinFreeBytes),
 		log:       log,
 		now:       opts.Now,
 		iter:      opts.PasswordIterations,
