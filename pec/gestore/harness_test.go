@@ -62,6 +62,10 @@ type testGestore struct {
 	srv       *Server
 
 	submission, ricezione string // listener addresses
+	// ricezioneLn, when set, is the punto di ricezione's listener, bound
+	// before start so that its address can be routed to without a window
+	// in which another process could take the port.
+	ricezioneLn net.Listener
 	caFile                string
 	cancel                context.CancelFunc
 	done                  chan struct{}
@@ -159,7 +163,11 @@ func (g *testGestore) start(t testing.TB, o startOptions) {
 		t.Fatal(err)
 	}
 	sub := listenAt(t, g.submission)
-	ric := listenAt(t, g.ricezione)
+	ric := g.ricezioneLn
+	g.ricezioneLn = nil
+	if ric == nil {
+		ric = listenAt(t, g.ricezione)
+	}
 	g.submission, g.ricezione = sub.Addr().String(), ric.Addr().String()
 	go g.srv.ServeSubmission(sub, false)
 	go g.srv.ServeRicezione(ric)
@@ -223,13 +231,12 @@ func newPair(t testing.TB, o startOptions) *pair {
 		o.clock = newClock()
 	}
 	p := &pair{a: a, b: b, index: ix, clock: o.clock}
-	// Reserve B's port first, so that A can route to it.
-	ln := listenAt(t, "")
-	b.ricezione = ln.Addr().String()
-	ln.Close()
-	ln = listenAt(t, "")
-	a.ricezione = ln.Addr().String()
-	ln.Close()
+	// Bind both puntos di ricezione first, so that each can route to the
+	// other; the listeners are handed to start, never closed and re-bound.
+	b.ricezioneLn = listenAt(t, "")
+	b.ricezione = b.ricezioneLn.Addr().String()
+	a.ricezioneLn = listenAt(t, "")
+	a.ricezione = a.ricezioneLn.Addr().String()
 	routes := map[string]string{a.domain: a.ricezione, b.domain: b.ricezione}
 	for k, v := range o.routes {
 		routes[k] = v

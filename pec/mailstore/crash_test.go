@@ -43,7 +43,10 @@ func TestCrashRecovery(t *testing.T) {
 			}
 			close(lines)
 		}()
-		kill := time.After(time.Duration(800+round*700) * time.Millisecond)
+		// The kill is armed by the first delivery, not by the start: on a
+		// busy machine the child may take seconds to open the store.
+		var kill <-chan time.Time
+		armed := false
 	read:
 		for {
 			select {
@@ -53,6 +56,10 @@ func TestCrashRecovery(t *testing.T) {
 				}
 				if k, ok := strings.CutPrefix(l, "delivered "); ok {
 					done = append(done, k)
+					if !armed {
+						armed = true
+						kill = time.After(time.Duration(100+round*500) * time.Millisecond)
+					}
 				}
 			case <-kill:
 				cmd.Process.Kill()
