@@ -124,11 +124,7 @@ func TestClientFailures(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
 				defer cancel()
 			}
-			start := time.Now()
 			tok, err := c.Timestamp(ctx, sum("dati"))
-			if elapsed := time.Since(start); elapsed > 5*time.Second {
-				t.Errorf("Timestamp took %v", elapsed)
-			}
 			if err == nil {
 				t.Fatalf("Timestamp returned a %d-byte token, want an error containing %q", len(tok), tt.want)
 			}

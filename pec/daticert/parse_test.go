@@ -394,15 +394,11 @@ func TestParseErrors(t *testing.T) {
 			if !tt.noSeed {
 				writeSeed(t, "error-"+tt.name, []byte(tt.doc))
 			}
-			start := time.Now()
 			d, err := Parse([]byte(tt.doc))
 			if err == nil {
 				t.Fatalf("Parse succeeded: %+v", d)
 			}
 			t.Log(err)
-			if elapsed := time.Since(start); elapsed > 2*time.Second {
-				t.Errorf("Parse took %v to refuse", elapsed)
-			}
 			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Errorf("error %v is not %v", err, tt.wantErr)
 			}

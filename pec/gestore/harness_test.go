@@ -66,9 +66,9 @@ type testGestore struct {
 	// before start so that its address can be routed to without a window
 	// in which another process could take the port.
 	ricezioneLn net.Listener
-	caFile                string
-	cancel                context.CancelFunc
-	done                  chan struct{}
+	caFile      string
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 // newTestGestore makes the PKI and provider record of a gestore; start
