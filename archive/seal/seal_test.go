@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -357,14 +358,23 @@ func (m *minioProcess) stop() {
 	}
 }
 
+// freeAddr returns a loopback address nothing listens on now, for a
+// process started later. The port is drawn below Linux's ephemeral range
+// (32768-60999), so that no socket bound to port 0 meanwhile can be given
+// it before that process binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	for range 100 {
+		var ln net.Listener
+		ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
+		if err == nil {
+			defer ln.Close()
+			return ln.Addr().String()
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal(err)
+	return ""
 }
 
 // TestIntegrationMinIOOutage stops MinIO for 60 s while 100,000 events are

@@ -52,14 +52,23 @@ func buildCustode(t *testing.T) string {
 	return bin
 }
 
+// freeAddr returns a loopback address nothing listens on now, for a
+// process started later. The port is drawn below Linux's ephemeral range
+// (32768-60999), so that no socket bound to port 0 meanwhile can be given
+// it before that process binds it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	for range 100 {
+		var ln net.Listener
+		ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000)))
+		if err == nil {
+			defer ln.Close()
+			return ln.Addr().String()
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal(err)
+	return ""
 }
 
 // twoGestori makes the data directories of gestori A and B, each in the
