@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs custode bench, the load, fault and tamper harness, from this
+# Runs custode-bench, the load, fault and tamper harness, from this
 # checkout:
 #
 #   scripts/bench.sh                 # the short mode (about 5 minutes on 2 cores)
@@ -19,9 +19,10 @@ export CUSTODE_TEST_MINIO_BIN="${CUSTODE_TOOLS:-$HOME/.cache/custode/bin}/minio"
 bin=$(mktemp -d "${TMPDIR:-/tmp}/custode-bench-bin.XXXXXX")
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/custode" ./cmd/custode
+go build -o "$bin/custode-bench" ./cmd/custode-bench
 
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(-short)
 case " ${args[*]} " in *" -json "*) ;; *) mkdir -p .cache/bench; args+=(-json .cache/bench/bench.json) ;; esac
 case " ${args[*]} " in *" -md "*) ;; *) mkdir -p .cache/bench; args+=(-md .cache/bench/bench.md) ;; esac
-"$bin/custode" bench "${args[@]}"
+"$bin/custode-bench" "${args[@]}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, pinned: Debian's openssl, libxml2-utils
 # (xmllint), clamav-daemon (clamd, run by scripts/clamd.sh with a local
-# EICAR-only signature database), swaks and postfix (custode bench's
+# EICAR-only signature database), swaks and postfix (custode-bench's
 # baseline relay, run as an instance of its own; the system one never
 # starts), and staticcheck built from the
 # Go module proxy into
@@ -23,7 +23,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v clamd >/dev/null || missing+=(clamav-daemon)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v python3 >/dev/null || missing+=(python3) # imaplib, the IMAP client of the gestore tests
-[ -x /usr/sbin/postfix ] || missing+=(postfix)      # custode bench's baseline relay
+[ -x /usr/sbin/postfix ] || missing+=(postfix)      # custode-bench's baseline relay
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing ${missing[*]} from Debian"
 	sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo

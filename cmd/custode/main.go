@@ -78,7 +78,6 @@ func commands() []command {
 		{"archive verify", "re-read the sealed segments from the archive and check them against the ledger", runArchiveVerify},
 		{"archive find", "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", runArchiveFind},
 		{"tsa serve", "serve the built-in RFC 3161 time-stamping authority over HTTP", runTSAServe},
-		{"bench", "load, fault and tamper harness: two gestori under load, baselines, SIGKILL/S3/TSA/disk/clock faults, tampering", runBench},
 		{"pec inspect", "classify a PEC message, show its daticert and check its signature", runPECInspect},
 		{"igpec write", "write the indice dei gestori (LDIF) record of our own gestore", runIGPECWrite},
 		{"igpec show", "read an indice dei gestori LDIF file and list its gestori", runIGPECShow},

@@ -26,7 +26,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fs := flags(e, "serve", &data)
 	fs.StringVar(&tsaListen, "tsa-listen", "127.0.0.1:8318", "address of the built-in TSA's HTTP endpoint (empty: none)")
 	fs.BoolVar(&archiveOnly, "archive-only", false, "run the ledger, checkpoints and sealing only, without the gestore's SMTP and IMAP points")
-	fs.StringVar(&clockOffsetFile, "clock-offset-file", "", "tests only (custode bench's clock-jump fault): a file holding a duration such as 2h or -30m, added to the gestore's clock")
+	fs.StringVar(&clockOffsetFile, "clock-offset-file", "", "tests only (custode-bench's clock-jump fault): a file holding a duration such as 2h or -30m, added to the gestore's clock")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 
 // clockWithOffset returns time.Now or, with file set, time.Now plus the
 // duration the file holds, re-read at most every 100 ms (a missing or
-// unreadable file means no offset). For tests only: custode bench jumps the
+// unreadable file means no offset). For tests only: custode-bench jumps the
 // gestore's clock with it.
 func clockWithOffset(file string) func() time.Time {
 	if file == "" {

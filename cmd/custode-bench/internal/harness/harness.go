@@ -1,4 +1,4 @@
-// Package harness is custode bench: a load, fault and tamper harness for the
+// Package harness is custode-bench: a load, fault and tamper harness for the
 // gestore, with its baselines measured in the same run.
 //
 // It runs two gestori (custode serve) as child processes on loopback, each

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/custode/custode/cmd/custode/internal/harness"
+	"github.com/custode/custode/cmd/custode-bench/internal/harness"
 )
 
-// TestIntegrationBench runs custode bench -short as CI does: two gestori
+// TestIntegrationBench runs custode-bench -short as CI does: two gestori
 // under load with the baselines, repeated SIGKILL, the S3 server and the
 // TSA stopped, the disk filled and the clock jumped, then tampering with
 // the ledger, sealed segments and evidence bundles. Every acknowledged
@@ -22,17 +22,17 @@ func TestIntegrationBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	bin := buildCustode(t)
+	bin := buildBench(t)
 	out := os.Getenv("CUSTODE_BENCH_OUT")
 	if out == "" {
 		out = t.TempDir()
 	}
 	jsonFile, mdFile := filepath.Join(out, "bench.json"), filepath.Join(out, "bench.md")
-	cmd := exec.Command(bin, "bench", "-short", "-json", jsonFile, "-md", mdFile)
+	cmd := exec.Command(bin, "-short", "-json", jsonFile, "-md", mdFile)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.Output()
-	t.Logf("custode bench -short:\n%s", stdout)
+	t.Logf("custode-bench -short:\n%s", stdout)
 	b, readErr := os.ReadFile(jsonFile)
 	if readErr != nil {
 		t.Fatalf("no results (%v): %v\n%s", err, readErr, tail([]byte(stderr.String()), 4000))
@@ -67,9 +67,30 @@ func TestIntegrationBench(t *testing.T) {
 		}
 	}
 	if err != nil && res.Pass {
-		t.Errorf("custode bench: %v, yet the results pass", err)
+		t.Errorf("custode-bench: %v, yet the results pass", err)
 	}
 	if t.Failed() {
 		t.Logf("stderr:\n%s", tail([]byte(stderr.String()), 4000))
 	}
+}
+
+// buildBench builds custode-bench and, beside it, the custode binary its
+// gestori run; it returns custode-bench's path.
+func buildBench(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, pkg := range map[string]string{"custode": "../custode", "custode-bench": "."} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return filepath.Join(dir, "custode-bench")
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
 }

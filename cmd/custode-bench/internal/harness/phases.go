@@ -302,7 +302,7 @@ func (h *harness) audit(ctx context.Context, phase string, from, to time.Time) A
 	_ = os.MkdirAll(dir, 0o755)
 	s := AuditSummary{From: from.UTC().Format(time.RFC3339), To: to.UTC().Format(time.RFC3339), Dir: dir}
 	out, code, err := h.cli(ctx, "", "audit", "-data", h.a.data, "-from", from.UTC().Format(time.RFC3339), "-to", to.UTC().Format(time.RFC3339),
-		"-out", dir, "-cod-gest-pec", "ALFA", "-actor", "custode bench")
+		"-out", dir, "-cod-gest-pec", "ALFA", "-actor", "custode-bench")
 	if err != nil || (code != 0 && code != 1) {
 		s.Error = fmt.Sprintf("custode audit: exit %d %v: %s", code, err, tail(out, 400))
 		return s

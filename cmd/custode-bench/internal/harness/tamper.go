@@ -225,7 +225,7 @@ func (h *harness) tamperBundles(ctx context.Context) (TamperResult, error) {
 	var bundles []string
 	for i, id := range ids {
 		out := filepath.Join(dir, fmt.Sprintf("bundle-%d.zip", i))
-		if _, err := h.mustCLI(ctx, "", "export", "receipt", "-data", h.a.data, "-id", id, "-kind", "accettazione", "-out", out, "-actor", "custode bench"); err != nil {
+		if _, err := h.mustCLI(ctx, "", "export", "receipt", "-data", h.a.data, "-id", id, "-kind", "accettazione", "-out", out, "-actor", "custode-bench"); err != nil {
 			return r, fmt.Errorf("tamper bundles: %w", err)
 		}
 		if o, code, err := h.cli(ctx, "", "verify", "-anchor", h.a.ca(), out); err != nil || code != 0 {

@@ -276,7 +276,7 @@ func (r *Results) Markdown() string {
 	if !r.Pass {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(&s, "## custode bench (%s mode): %s\n\n", r.Mode, verdict)
+	fmt.Fprintf(&s, "## custode-bench (%s mode): %s\n\n", r.Mode, verdict)
 	fmt.Fprintf(&s, "%s, %d CPUs, %s, %d clients, wall time %.0f s\n\n", r.Started.Format(time.RFC3339), r.CPUs, r.GoVersion, r.Clients, r.WallSeconds)
 	if l := r.Load; l != nil {
 		fmt.Fprintf(&s, "### Load (%.0f s, %d clients)\n\n| measure | value |\n|---|---|\n", l.Seconds, l.Clients)
