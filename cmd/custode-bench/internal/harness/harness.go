@@ -33,7 +33,10 @@ import (
 
 // Phases are the parts of a run, in the order they run; Options.Phases
 // selects some of them.
-var Phases = []string{"load", "baselines", "kill", "s3", "tsa", "disk", "clock", "tamper", "fuzz"}
+var Phases = []string{"load", "hostile", "baselines", "kill", "s3", "tsa", "disk", "clock", "tamper", "fuzz"}
+
+// optInPhases run only when Options.Phases names them.
+var optInPhases = []string{"hostile"}
 
 // Options configure a run.
 type Options struct {
@@ -118,9 +121,10 @@ func (o Options) withDefaults() Options {
 	pickD(&o.Outage, DefaultShortOutage, DefaultLongOutage)
 	pickD(&o.FuzzTime, 0, DefaultLongFuzzTime)
 	if len(o.Phases) == 0 {
-		o.Phases = Phases
-		if !o.Long {
-			o.Phases = Phases[:len(Phases)-1]
+		for _, p := range Phases {
+			if !slices.Contains(optInPhases, p) && (o.Long || p != "fuzz") {
+				o.Phases = append(o.Phases, p)
+			}
 		}
 	}
 	if o.MinIO == "" {
@@ -245,6 +249,7 @@ func (h *harness) run(ctx context.Context) error {
 		run   func(context.Context) error
 	}{
 		{"load", h.loadPhase},
+		{"hostile", h.hostilePhase},
 		{"baselines", h.baselines},
 		{"kill", h.killPhase},
 		{"s3", h.s3Phase},

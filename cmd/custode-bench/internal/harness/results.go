@@ -21,8 +21,11 @@ type Results struct {
 	PhaseSeconds []PhaseTime `json:"phase_seconds"`
 	Dir          string      `json:"dir"`
 
-	Load      *LoadResult `json:"load,omitempty"`
-	Baselines *Baselines  `json:"baselines,omitempty"`
+	Load *LoadResult `json:"load,omitempty"`
+	// Hostile is the hostile phase: what the legitimate traffic saw under
+	// attack.
+	Hostile   *HostileResult `json:"hostile,omitempty"`
+	Baselines *Baselines     `json:"baselines,omitempty"`
 	// Ratios compare the gestore with the baselines of the same run.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 	Faults []FaultResult      `json:"faults,omitempty"`
@@ -250,8 +253,26 @@ func (r *Results) conclude() {
 			r.Findings = append(r.Findings, fmt.Sprintf("%s: checks failed (drained %v, sealing caught up %v, queues %d/%d, ledger verify A %v B %v, crashes %v) %s",
 				f.Fault, f.Drained, f.SealCaughtUp, f.QueueA, f.QueueB, f.LedgerVerifyA, f.LedgerVerifyB, f.Crashes, strings.Join(f.Notes, "; ")))
 		}
-		if f.Fault != "load" && !f.Audit.ShowsOutage {
+		if f.Fault != "load" && f.Fault != "hostile" && !f.Audit.ShowsOutage {
 			r.Findings = append(r.Findings, fmt.Sprintf("%s: the audit report of the period does not show the outage (no timestamp gap, finding or P02 row; delivery max %.1f s)", f.Fault, f.Audit.DeliveryMaxs))
+		}
+	}
+	if hr := r.Hostile; hr != nil {
+		for _, p := range slices.Sorted(maps.Keys(hr.Probes)) {
+			if hr.Probes[p] != "ok" {
+				pass = false
+				r.Findings = append(r.Findings, fmt.Sprintf("hostile: the %s probe failed under attack: %s", p, hr.Probes[p]))
+			}
+		}
+		if hr.Ratio > MaxHostileRatio || hr.Delivered == 0 {
+			pass = false
+			r.Findings = append(r.Findings, fmt.Sprintf("hostile: p99 time to the ricevuta di avvenuta consegna %.0f ms, %.2f× the load phase's (at most %.0f×)", hr.ConsegnaP99ms, hr.Ratio, MaxHostileRatio))
+		}
+		for _, g := range slices.Sorted(maps.Keys(hr.PeakRSSMiB)) {
+			if hr.PeakRSSMiB[g] >= MaxHostileRSSMiB {
+				pass = false
+				r.Findings = append(r.Findings, fmt.Sprintf("hostile: %s peak RSS %.0f MiB under attack (under %d wanted)", g, hr.PeakRSSMiB[g], MaxHostileRSSMiB))
+			}
 		}
 	}
 	for _, t := range r.Tamper {
@@ -290,6 +311,23 @@ func (r *Results) Markdown() string {
 		}
 		if len(l.Errors) > 0 {
 			fmt.Fprintf(&s, "| client errors | %s |\n", counts(l.Errors))
+		}
+		s.WriteString("\n")
+	}
+	if hr := r.Hostile; hr != nil {
+		fmt.Fprintf(&s, "### Hostile (%.0f s under attack)\n\n| measure | value |\n|---|---|\n", hr.Seconds)
+		fmt.Fprintf(&s, "| legitimate: accepted, delivered | %d, %d |\n", hr.Accepted, hr.Delivered)
+		fmt.Fprintf(&s, "| legitimate: time to ricevuta di avvenuta consegna p99 | %.0f ms (load phase %.0f ms, ratio %.2f) |\n", hr.ConsegnaP99ms, hr.LoadConsegnaP99ms, hr.Ratio)
+		for _, g := range slices.Sorted(maps.Keys(hr.PeakRSSMiB)) {
+			fmt.Fprintf(&s, "| %s peak RSS | %.0f MiB |\n", g, hr.PeakRSSMiB[g])
+		}
+		fmt.Fprintf(&s, "| idle connections to B's ricezione | %d dialled from %d addresses, %d refused at connect; at the end %d open, %d closed by B (open-file limit %d) |\n",
+			hr.IdleDialled, hr.SourceAddrs, hr.IdleRefused, hr.IdleOpen, hr.IdleClosed, hr.NoFileLimitN)
+		for _, a := range slices.Sorted(maps.Keys(hr.Replies)) {
+			fmt.Fprintf(&s, "| %s | %s |\n", a, counts(hr.Replies[a]))
+		}
+		for _, p := range slices.Sorted(maps.Keys(hr.Probes)) {
+			fmt.Fprintf(&s, "| probe under attack: %s | %s |\n", p, hr.Probes[p])
 		}
 		s.WriteString("\n")
 	}

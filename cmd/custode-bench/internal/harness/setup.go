@@ -32,6 +32,7 @@ const (
 type gestore struct {
 	name, domain, data          string
 	submission, ricezione, imap string
+	api                         string // the HTTP API's address
 	clockFile                   string // A only: the clock offset the clock fault writes
 	proc                        *process
 }
@@ -80,7 +81,7 @@ func (h *harness) setup(ctx context.Context) error {
 			return err
 		}
 		var err error
-		for _, a := range []*string{&g.submission, &g.ricezione, &g.imap} {
+		for _, a := range []*string{&g.submission, &g.ricezione, &g.imap, &g.api} {
 			if *a, err = freeAddr(); err != nil {
 				return err
 			}
@@ -115,8 +116,7 @@ func (h *harness) setup(ctx context.Context) error {
 			s["peer_cas"] = []string{other.ca()}
 			s["password_iterations"] = 1000
 			c["checkpoint_interval"] = "1s"
-			// No HTTP API: both gestori would want its default port.
-			c["api"] = map[string]any{"tokens": "api-tokens"}
+			c["api"] = map[string]any{"tokens": "api-tokens", "listen": g.api}
 			if g == h.a {
 				c["tsa_url"] = "http://" + tsaAddr + "/"
 				if h.minio != nil {
