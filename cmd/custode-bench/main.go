@@ -31,6 +31,9 @@ import (
 )
 
 func main() {
+	if harness.HoldMain() { // a child of the hostile phase
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

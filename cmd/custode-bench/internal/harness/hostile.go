@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -12,11 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/digitorus/timestamp"
@@ -60,12 +61,11 @@ type HostileResult struct {
 	Seconds float64 `json:"seconds"`
 	// Idle connections: dialled, refused at connect, and at the end of
 	// the attack still open versus closed by the server.
-	IdleDialled  int `json:"idle_dialled"`
-	IdleRefused  int `json:"idle_refused"`
-	IdleOpen     int `json:"idle_open_at_end"`
-	IdleClosed   int `json:"idle_closed_by_server"`
-	SourceAddrs  int `json:"source_addresses"`
-	NoFileLimitN int `json:"nofile_limit"`
+	IdleDialled int `json:"idle_dialled"`
+	IdleRefused int `json:"idle_refused"`
+	IdleOpen    int `json:"idle_open_at_end"`
+	IdleClosed  int `json:"idle_closed_by_server"`
+	SourceAddrs int `json:"source_addresses"`
 	// Replies are the attackers' answers, by attack and SMTP code (or
 	// "connection", "ok", "no").
 	Replies map[string]map[string]int `json:"replies"`
@@ -122,27 +122,6 @@ func dialFrom(ctx context.Context, n int, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", addr)
 }
 
-// raiseNoFile raises this process's open-file limit so that it can hold the
-// idle connections; as root it may raise the hard limit too. It returns
-// the soft limit in force.
-func raiseNoFile(want uint64) int {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return 0
-	}
-	if l.Cur < want {
-		n := l
-		n.Cur = want
-		if n.Max < want {
-			n.Max = want
-		}
-		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &n) == nil {
-			l = n
-		}
-	}
-	return int(l.Cur)
-}
-
 // hostilePhase runs the load's clients against A while B's punto di
 // ricezione is held by idle connections, fed a stream of poison messages
 // and 16 concurrent 29 MB anonymous messages, and A's logins are sprayed
@@ -153,7 +132,6 @@ func (h *harness) hostilePhase(ctx context.Context) error {
 		return err
 	}
 	r := &HostileResult{Probes: map[string]string{}, PeakRSSMiB: map[string]float64{}}
-	r.NoFileLimitN = raiseNoFile(HostileIdle + 4096)
 	tally := &hostileTally{m: map[string]map[string]int{}}
 	since := time.Now()
 	l, err := h.submit(ctx, "hostile")
@@ -166,8 +144,14 @@ func (h *harness) hostilePhase(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(attackCtx) }()
 	}
-	idle := &idleHold{}
-	run(func(ctx context.Context) { idle.open(ctx, h.b.ricezione, r) })
+	idle, err := openIdle(attackCtx, h.b.ricezione)
+	if err != nil {
+		stopAttack()
+		l.stop()
+		return err
+	}
+	dialled := make(chan struct{})
+	go func() { defer close(dialled); idle.dialled(r) }()
 	run(func(ctx context.Context) { h.poison(ctx, tally) })
 	for i := range HostileBig {
 		run(func(ctx context.Context) { h.big(ctx, i, tally) })
@@ -175,15 +159,20 @@ func (h *harness) hostilePhase(ctx context.Context) error {
 	run(func(ctx context.Context) { h.spraySMTP(ctx, tally) })
 	run(func(ctx context.Context) { h.sprayIMAP(ctx, tally) })
 
-	// Hold the attack for the load phase's length, probing halfway.
+	// Hold the attack for the load phase's length, probing halfway; then
+	// stop the legitimate clients before the attackers, so that the phase
+	// measures only messages sent under attack.
+	held := time.Now()
 	sleep(ctx, h.opts.Load/2)
 	h.probe(ctx, r)
-	sleep(ctx, h.opts.Load/2)
-	idle.count(r)
+	h.log.Info("bench: hostile: probed", "after", time.Since(held))
+	sleep(ctx, h.opts.Load-time.Since(held))
+	l.stop()
+	<-dialled
+	idle.close(r)
 	stopAttack()
 	wg.Wait()
-	idle.close()
-	l.stop()
+	h.log.Info("bench: hostile: attack ended", "after", time.Since(held))
 	r.Seconds = l.elapsed.Seconds()
 	r.Replies = tally.m
 	_, rssA := h.a.proc.usage()
@@ -210,73 +199,157 @@ func (h *harness) hostilePhase(ctx context.Context) error {
 	return nil
 }
 
-// idleHold is the idle connections of the attack.
-type idleHold struct {
-	mu    sync.Mutex
-	conns []net.Conn
+// holdEnv names the environment variable that makes custode-bench a
+// holder of idle connections (see HoldMain) instead of the harness.
+const holdEnv = "CUSTODE_BENCH_HOLD"
+
+// HoldersPerAttack is how many processes hold the idle connections: each
+// process's open-file limit (20,000 on the machines this runs on, and
+// not raisable there) must hold its share with room to spare.
+const HoldersPerAttack = 4
+
+// idleHolders are the child processes holding the idle connections.
+type idleHolders struct {
+	procs []*exec.Cmd
+	ins   []io.WriteCloser
+	outs  []*bufio.Scanner
 }
 
-// open dials HostileIdle connections to addr, HostileIdlePerSource from
-// each source address, and holds them without a word.
-func (ih *idleHold) open(ctx context.Context, addr string, r *HostileResult) {
-	sources := (HostileIdle + HostileIdlePerSource - 1) / HostileIdlePerSource
-	var dialled, refused atomic.Int64
+// openIdle starts the holders, each dialling its share of HostileIdle
+// connections to addr from its own source addresses.
+func openIdle(ctx context.Context, addr string) (*idleHolders, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("idle holders: %w", err)
+	}
+	ih := &idleHolders{}
+	per := HostileIdle / HoldersPerAttack
+	for i := range HoldersPerAttack {
+		cmd := exec.CommandContext(ctx, exe)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d", holdEnv, addr, per, i*per/HostileIdlePerSource))
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return ih, err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return ih, err
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return ih, fmt.Errorf("idle holder: %w", err)
+		}
+		ih.procs, ih.ins, ih.outs = append(ih.procs, cmd), append(ih.ins, in), append(ih.outs, bufio.NewScanner(out))
+	}
+	return ih, nil
+}
+
+// dialled waits for every holder to have dialled its share, and adds up
+// what they report.
+func (ih *idleHolders) dialled(r *HostileResult) {
+	for _, sc := range ih.outs {
+		var d, f int
+		if sc.Scan() {
+			fmt.Sscanf(sc.Text(), "dialled %d refused %d", &d, &f)
+		}
+		r.IdleDialled += d
+		r.IdleRefused += f
+	}
+	r.SourceAddrs = HostileIdle / HostileIdlePerSource
+}
+
+// close tells the holders to count what is still open and exit, and adds
+// up their counts.
+func (ih *idleHolders) close(r *HostileResult) {
+	for _, in := range ih.ins {
+		in.Close()
+	}
+	for i, sc := range ih.outs {
+		var o, c int
+		if sc.Scan() {
+			fmt.Sscanf(sc.Text(), "open %d closed %d", &o, &c)
+		}
+		r.IdleOpen += o
+		r.IdleClosed += c
+		ih.procs[i].Wait()
+	}
+}
+
+// HoldMain is custode-bench as a holder of idle connections, when the
+// environment names one ("ADDR,COUNT,FIRST-SOURCE"): it dials COUNT
+// connections to ADDR, HostileIdlePerSource from each source address from
+// FIRST-SOURCE on, prints "dialled D refused R", holds them silent until
+// its standard input closes, then prints "open O closed C" (closed: the
+// server ended them) and exits. It returns false when the environment
+// names no holder.
+func HoldMain() bool {
+	spec := os.Getenv(holdEnv)
+	if spec == "" {
+		return false
+	}
+	var addr string
+	var count, first int
+	parts := strings.Split(spec, ",")
+	if len(parts) != 3 {
+		fmt.Fprintf(os.Stderr, "%s: want ADDR,COUNT,FIRST-SOURCE, not %q\n", holdEnv, spec)
+		os.Exit(2)
+	}
+	addr = parts[0]
+	count, _ = strconv.Atoi(parts[1])
+	first, _ = strconv.Atoi(parts[2])
+	ctx := context.Background()
+	var mu sync.Mutex
+	var conns []net.Conn
+	var refused atomic.Int64
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := 0; i < HostileIdle && ctx.Err() == nil; i++ {
+	sem := make(chan struct{}, 256)
+	for i := range count {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c, err := dialFrom(ctx, i/HostileIdlePerSource, addr)
+			c, err := dialFrom(ctx, first+i/HostileIdlePerSource, addr)
 			if err != nil {
 				refused.Add(1)
 				return
 			}
-			dialled.Add(1)
-			ih.mu.Lock()
-			ih.conns = append(ih.conns, c)
-			ih.mu.Unlock()
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	ih.mu.Lock()
-	r.IdleDialled, r.IdleRefused, r.SourceAddrs = int(dialled.Load()), int(refused.Load()), sources
-	ih.mu.Unlock()
-}
-
-// count sorts the held connections into still open and closed by the
-// server: a closed one reads EOF (after any greeting or refusal).
-func (ih *idleHold) count(r *HostileResult) {
-	ih.mu.Lock()
-	defer ih.mu.Unlock()
-	buf := make([]byte, 4096)
-	for _, c := range ih.conns {
-		closed := false
-		c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
-		for {
-			_, err := c.Read(buf)
-			if err == nil {
-				continue
+	fmt.Printf("dialled %d refused %d\n", len(conns), refused.Load())
+	io.Copy(io.Discard, os.Stdin)
+	var open, closed atomic.Int64
+	for _, c := range conns {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if serverClosed(c) {
+				closed.Add(1)
+			} else {
+				open.Add(1)
 			}
-			closed = !errors.Is(err, os.ErrDeadlineExceeded)
-			break
-		}
-		if closed {
-			r.IdleClosed++
-		} else {
-			r.IdleOpen++
-		}
+			c.Close()
+		}()
 	}
+	wg.Wait()
+	fmt.Printf("open %d closed %d\n", open.Load(), closed.Load())
+	return true
 }
 
-func (ih *idleHold) close() {
-	ih.mu.Lock()
-	defer ih.mu.Unlock()
-	for _, c := range ih.conns {
-		c.Close()
+// serverClosed reports whether the server has ended c: reading what it
+// sent (a greeting, a refusal) reaches EOF or a reset.
+func serverClosed(c net.Conn) bool {
+	buf := make([]byte, 4096)
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return !errors.Is(err, os.ErrDeadlineExceeded)
+		}
 	}
-	ih.conns = nil
 }
 
 // poisonMessages are what the stream sends to B, in turn: a quoted local

@@ -321,8 +321,8 @@ func (r *Results) Markdown() string {
 		for _, g := range slices.Sorted(maps.Keys(hr.PeakRSSMiB)) {
 			fmt.Fprintf(&s, "| %s peak RSS | %.0f MiB |\n", g, hr.PeakRSSMiB[g])
 		}
-		fmt.Fprintf(&s, "| idle connections to B's ricezione | %d dialled from %d addresses, %d refused at connect; at the end %d open, %d closed by B (open-file limit %d) |\n",
-			hr.IdleDialled, hr.SourceAddrs, hr.IdleRefused, hr.IdleOpen, hr.IdleClosed, hr.NoFileLimitN)
+		fmt.Fprintf(&s, "| idle connections to B's ricezione | %d dialled from %d addresses, %d refused at connect; at the end %d open, %d closed by B |\n",
+			hr.IdleDialled, hr.SourceAddrs, hr.IdleRefused, hr.IdleOpen, hr.IdleClosed)
 		for _, a := range slices.Sorted(maps.Keys(hr.Replies)) {
 			fmt.Fprintf(&s, "| %s | %s |\n", a, counts(hr.Replies[a]))
 		}
