@@ -435,6 +435,7 @@ func (cp *checkpointer) stampPending(ctx context.Context) {
 		}
 		cp.pending = cp.pending[1:]
 		cp.npend.Store(int64(len(cp.pending)))
+		cp.l.noteStamped(c.Time)
 		// A checkpoint whose stamping failed, or that waited longer than
 		// one retry (a restart in between), waited for the TSA: an outage
 		// of the time-stamping service from the checkpoint's time until

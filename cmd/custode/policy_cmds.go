@@ -18,6 +18,17 @@ import (
 // activePolicy is where the applied policy is kept in the data directory.
 func (c *config) activePolicy() string { return filepath.Join(c.dir, "policies", "active.yaml") }
 
+// readPolicy reads and validates a policy file, at most inputPolicy, and
+// returns it with its bytes.
+func readPolicy(ctx context.Context, e *env, name string) (*policies.Policy, []byte, error) {
+	raw, err := readInput(ctx, e, name, inputPolicy)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := policies.Parse(name, raw)
+	return p, raw, err
+}
+
 func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 	fs := flags(e, "policy check", nil)
 	if err := parse(fs, args, 1); err != nil {
@@ -26,7 +37,7 @@ func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 {
 		return &usageError{"want one policy file"}
 	}
-	p, err := policies.Load(fs.Arg(0))
+	p, _, err := readPolicy(ctx, e, fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(e.stdout, err)
 		return &failedError{"the policy has errors"}
@@ -64,7 +75,8 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := policies.Load(fs.Arg(0))
+	// One read: the bytes kept and recorded are the bytes checked.
+	p, raw, err := readPolicy(ctx, e, fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(e.stdout, err)
 		return &failedError{"the policy has errors: nothing applied"}
@@ -73,10 +85,6 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 		return &failedError{fmt.Sprintf("version %d is not above the active policy's %d: nothing applied", p.Version, cur.Version)}
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("the active policy: %w", err)
-	}
-	raw, err := os.ReadFile(fs.Arg(0))
-	if err != nil {
-		return err
 	}
 	l, err := c.openLedger(ctx, e)
 	if err != nil {
