@@ -12,6 +12,7 @@ import (
 
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/policies"
 )
 
@@ -34,8 +35,8 @@ var (
 	// A PEM file of trusted roots, such as the system's bundle (about
 	// 0.2 MiB on Debian).
 	inputRoots = inputKind{"file of trusted roots", 8 << 20}
-	// The indice dei gestori in LDIF.
-	inputIndex = inputKind{"indice dei gestori (LDIF)", 64 << 20}
+	// The indice dei gestori in LDIF: what igpec.ParseLDIF accepts.
+	inputIndex = inputKind{"indice dei gestori (LDIF)", igpec.MaxLDIFSize}
 	// A policy file.
 	inputPolicy = inputKind{"policy file", policies.MaxFileSize}
 	// The data directory's configuration.

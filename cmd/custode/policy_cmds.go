@@ -18,17 +18,6 @@ import (
 // activePolicy is where the applied policy is kept in the data directory.
 func (c *config) activePolicy() string { return filepath.Join(c.dir, "policies", "active.yaml") }
 
-// readPolicy reads and validates a policy file, at most inputPolicy, and
-// returns it with its bytes.
-func readPolicy(ctx context.Context, e *env, name string) (*policies.Policy, []byte, error) {
-	raw, err := readInput(ctx, e, name, inputPolicy)
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := policies.Parse(name, raw)
-	return p, raw, err
-}
-
 func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 	fs := flags(e, "policy check", nil)
 	if err := parse(fs, args, 1); err != nil {
@@ -37,7 +26,11 @@ func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 {
 		return &usageError{"want one policy file"}
 	}
-	p, _, err := readPolicy(ctx, e, fs.Arg(0))
+	raw, err := readInput(ctx, e, fs.Arg(0), inputPolicy)
+	if err != nil {
+		return err
+	}
+	p, err := policies.Parse(fs.Arg(0), raw)
 	if err != nil {
 		fmt.Fprintln(e.stdout, err)
 		return &failedError{"the policy has errors"}
@@ -76,7 +69,11 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// One read: the bytes kept and recorded are the bytes checked.
-	p, raw, err := readPolicy(ctx, e, fs.Arg(0))
+	raw, err := readInput(ctx, e, fs.Arg(0), inputPolicy)
+	if err != nil {
+		return err
+	}
+	p, err := policies.Parse(fs.Arg(0), raw)
 	if err != nil {
 		fmt.Fprintln(e.stdout, err)
 		return &failedError{"the policy has errors: nothing applied"}
