@@ -75,7 +75,7 @@ func commands() []command {
 		{"verify", "check an evidence bundle or a log extract offline against a trust anchor", runVerify, false},
 		{"policy check", "validate a policy file (errors as file:line)", runPolicyCheck, false},
 		{"policy apply", "make a policy file the active one and record the change in the ledger", runPolicyApply, false},
-		{"ledger append", "append events given as JSON lines (one event per line)", runLedgerAppend, false},
+		{"ledger append", "append PEC events given as JSON lines (one event per line), marked as imported", runLedgerAppend, false},
 		{"ledger verify", "recompute chain and tree, check every checkpoint", runLedgerVerify, false},
 		{"ledger get", "print an entry in its canonical bytes", runLedgerGet, false},
 		{"ledger proof", "print an entry's inclusion proof to the newest checkpoint", runLedgerProof, false},
