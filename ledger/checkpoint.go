@@ -434,6 +434,7 @@ func (cp *checkpointer) stampPending(ctx context.Context) {
 			return
 		}
 		cp.pending = cp.pending[1:]
+		cp.l.noteStamped(c.Time)
 		cp.npend.Store(int64(len(cp.pending)))
 		// A checkpoint whose stamping failed, or that waited longer than
 		// one retry (a restart in between), waited for the TSA: an outage

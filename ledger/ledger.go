@@ -50,6 +50,55 @@ type Options struct {
 	// Dir: while less is free it fails with a *diskspace.LowSpaceError,
 	// which wraps syscall.ENOSPC. 0 means diskspace.DefaultReserve.
 	MinFreeBytes uint64
+	// MaxEventDelay, if positive, makes Append refuse, with a
+	// *LateEventError, an event not marked imported (DetailImported)
+	// whose riferimento temporale is earlier than the time of the newest
+	// timestamped checkpoint minus MaxEventDelay: such an event would be
+	// covered by a first timestamp later than the bound a verifier allows.
+	// DefaultMaxEventDelay gives the bound for a checkpoint interval.
+	// 0 checks nothing.
+	MaxEventDelay time.Duration
+}
+
+// EventDelaySlack is what DefaultMaxEventDelay adds to the checkpoint
+// interval.
+const EventDelaySlack = 5 * time.Minute
+
+// DefaultMaxEventDelay returns the longest an event's riferimento
+// temporale may precede the first timestamp that covers it, for
+// checkpoints made every interval (0 means DefaultCheckpointInterval): the
+// interval plus EventDelaySlack.
+func DefaultMaxEventDelay(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		interval = DefaultCheckpointInterval
+	}
+	return interval + EventDelaySlack
+}
+
+// DetailImported is the detail that marks an entry as imported: appended
+// by hand (custode ledger append) or from another log, not by the gestore
+// as the event happened. Its value is the time it was appended (UTC, the
+// riferimento temporale's format). The time of an imported entry is only
+// what the importer claims: MaxEventDelay does not apply to it, and a
+// verifier reports it as imported rather than holding it to the delay
+// bound.
+const DetailImported = "imported"
+
+// Imported reports whether the event is marked as imported.
+func (e *Event) Imported() bool { return e.Details[DetailImported] != "" }
+
+// LateEventError reports an event, not marked imported, dated too long
+// before the newest timestamped checkpoint.
+type LateEventError struct {
+	Time       time.Time     // the event's riferimento temporale
+	Checkpoint time.Time     // the newest timestamped checkpoint's time
+	Max        time.Duration // Options.MaxEventDelay
+}
+
+func (e *LateEventError) Error() string {
+	return fmt.Sprintf("riferimento_temporale %s is %v before the newest timestamped checkpoint (%s), more than the %v allowed: an event recorded late must be marked %q",
+		e.Time.UTC().Format(time.RFC3339Nano), e.Checkpoint.Sub(e.Time).Round(time.Millisecond),
+		e.Checkpoint.UTC().Format(time.RFC3339Nano), e.Max, DetailImported)
 }
 
 // spaceCheckEvery is how long Append trusts the last look at the free
@@ -96,6 +145,11 @@ type Ledger struct {
 	closed    bool
 
 	cp *checkpointer
+
+	// maxDelay is Options.MaxEventDelay; stamped the time of the newest
+	// timestamped checkpoint, in Unix nanoseconds (0: none yet).
+	maxDelay time.Duration
+	stamped  atomic.Int64
 
 	guard    *diskspace.Guard
 	prealloc *diskspace.Preallocator    // nil when read-only
@@ -232,6 +286,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		maxBatch: opts.MaxBatchEntries,
 		rangf:    &compact.RangeFactory{Hash: hashChildren},
 		guard:    diskspace.NewGuard(opts.Dir, opts.MinFreeBytes),
+		maxDelay: opts.MaxEventDelay,
 	}
 	if l.maxBatch <= 0 {
 		l.maxBatch = DefaultMaxBatchEntries
@@ -262,6 +317,11 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		db.Close()
 		idx.close()
 		return nil, err
+	}
+	if l.maxDelay > 0 {
+		if err := l.loadStamped(); err != nil {
+			return fail(err)
+		}
 	}
 	if opts.Checkpoints != nil {
 		cp, err := newCheckpointer(ctx, l, *opts.Checkpoints)
@@ -406,8 +466,16 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 		return nil, fmt.Errorf("ledger: append: %d events, more than %d", len(events), MaxAppendEvents)
 	}
 	req := &appendReq{events: make([]encodedEvent, len(events))}
+	var oldest time.Time // events may not be dated before it
+	if ns := l.stamped.Load(); ns != 0 && l.maxDelay > 0 {
+		oldest = time.Unix(0, ns).Add(-l.maxDelay)
+	}
 	for i := range events {
-		if err := events[i].Validate(); err != nil {
+		err := events[i].Validate()
+		if err == nil && events[i].Time.Before(oldest) && !events[i].Imported() {
+			err = &LateEventError{Time: events[i].Time, Checkpoint: oldest.Add(l.maxDelay), Max: l.maxDelay}
+		}
+		if err != nil {
 			return nil, fmt.Errorf("ledger: append event %d (%s %s): %w", i, events[i].Kind, events[i].Identificativo, err)
 		}
 		req.events[i] = encodeEvent(&events[i])
@@ -440,6 +508,46 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 		seqs[i] = req.first + uint64(i)
 	}
 	return seqs, nil
+}
+
+// noteStamped records that the checkpoint of time t has its timestamp
+// token: events dated more than maxDelay before it are refused.
+func (l *Ledger) noteStamped(t time.Time) {
+	ns := t.UnixNano()
+	for {
+		cur := l.stamped.Load()
+		if ns <= cur || l.stamped.CompareAndSwap(cur, ns) {
+			return
+		}
+	}
+}
+
+// loadStamped finds the newest checkpoint with a timestamp token, newest
+// first (only the last few wait for one).
+func (l *Ledger) loadStamped() error {
+	err := l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefixCheckpoint}})
+		defer it.Close()
+		for it.Seek([]byte{prefixCheckpoint, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			c, err := decodeCheckpointRecord(v)
+			if err != nil {
+				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
+			}
+			if !c.Pending() {
+				l.noteStamped(c.Time)
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: newest timestamped checkpoint: %w", err)
+	}
+	return nil
 }
 
 // spaceCheck is the outcome of one look at the free space.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -180,6 +181,7 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 		}
 	}
 	cpEvents := map[[32]byte]bool{}
+	var cpEntries []*Entry // entries of kind checkpoint in range
 	// Stored-node problems are reported after the entry problems: a node
 	// covers many entries, and the chain names the one that changed.
 	var nodeProblems []Problem
@@ -229,8 +231,11 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 				blame(seq, "stored at %d but says seq %d", seq, e.Seq)
 			default:
 				mismatch = e.Prev != prevLeaf
-				if e.Kind == KindCheckpoint && len(e.SHA256) == 32 {
-					cpEvents[[32]byte(e.SHA256)] = true
+				if e.Kind == KindCheckpoint {
+					if len(e.SHA256) == 32 {
+						cpEvents[[32]byte(e.SHA256)] = true
+					}
+					cpEntries = append(cpEntries, e)
 				}
 				if e.Kind == KindPurge {
 					purges[seq] = e
@@ -286,6 +291,12 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	}
 
 	l.checkPurges(ctx, purged, purges, head.Size, func(seq uint64, format string, a ...any) { blame(seq, format, a...) })
+
+	for _, e := range cpEntries {
+		if msg := l.checkCheckpointEntry(ctx, e, cps, head.Size); msg != "" {
+			add(int64(e.Seq), -1, "%s", msg)
+		}
+	}
 
 	for _, p := range nodeProblems {
 		add(p.Seq, p.Checkpoint, "%s", p.Message)
@@ -358,6 +369,54 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	}
 	r.Elapsed = time.Since(start)
 	return r, nil
+}
+
+// checkCheckpointEntry checks an entry of kind checkpoint against the
+// signed checkpoints: its tree_size, root, prev_checkpoint and sha256 must
+// be those of the signed checkpoint of that size or, when the ledger keeps
+// none of that size, its root must be the tree's at that size. It returns
+// what is wrong, or "".
+func (l *Ledger) checkCheckpointEntry(ctx context.Context, e *Entry, cps []*Checkpoint, headSize uint64) string {
+	size, err := strconv.ParseUint(e.Details["tree_size"], 10, 64)
+	if err != nil {
+		return fmt.Sprintf("checkpoint entry: tree_size %q is not a number", e.Details["tree_size"])
+	}
+	root, err := hex.DecodeString(e.Details["root"])
+	if err != nil || len(root) != 32 {
+		return fmt.Sprintf("checkpoint entry: root %q is not 64 hex digits", e.Details["root"])
+	}
+	if size == 0 || size > e.Seq {
+		return fmt.Sprintf("checkpoint entry: tree_size %d, but a checkpoint covers entries before its own record (1 to %d)", size, e.Seq)
+	}
+	for _, c := range cps {
+		if c.Size != size {
+			continue
+		}
+		sum := c.Hash()
+		switch {
+		case !bytes.Equal(root, c.Root[:]):
+			return fmt.Sprintf("checkpoint entry: root %s is not the signed checkpoint %d's (%s)", hex.EncodeToString(root[:8]), size, hex.EncodeToString(c.Root[:8]))
+		case e.Details["prev_checkpoint"] != hex.EncodeToString(c.Prev[:]):
+			return fmt.Sprintf("checkpoint entry: prev_checkpoint is not the signed checkpoint %d's", size)
+		case e.SHA256 != nil && !bytes.Equal(e.SHA256, sum[:]):
+			return fmt.Sprintf("checkpoint entry: sha256 is not that of the signed checkpoint %d's body", size)
+		}
+		return ""
+	}
+	if size > headSize {
+		return fmt.Sprintf("checkpoint entry: tree_size %d is beyond the ledger's %d entries", size, headSize)
+	}
+	// No signed checkpoint of that size is kept (a rebuilt ledger keeps
+	// only the sealed ones): the root must be the entries'.
+	want, err := l.RootAt(ctx, size)
+	if err != nil {
+		return fmt.Sprintf("checkpoint entry: no signed checkpoint of size %d, and the tree at that size is unreadable: %v", size, err)
+	}
+	if !bytes.Equal(root, want[:]) {
+		return fmt.Sprintf("checkpoint entry: no signed checkpoint of size %d, and root %s is not the tree's at that size (%s): not a checkpoint the gestore made",
+			size, hex.EncodeToString(root[:8]), hex.EncodeToString(want[:8]))
+	}
+	return ""
 }
 
 // checkPurges checks that every purged entry names a later purge event

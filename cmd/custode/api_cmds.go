@@ -164,7 +164,7 @@ func runAPIToken(ctx context.Context, e *env, args []string) error {
 		return &usageError{err.Error()}
 	}
 	path := c.path(c.api().Tokens)
-	old, err := os.ReadFile(path)
+	old, err := readInput(ctx, e, path, inputTokens)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

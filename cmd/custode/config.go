@@ -79,7 +79,7 @@ func (c *config) ledgerDir() string { return filepath.Join(c.dir, "ledger") }
 
 // loadConfig reads dir/custode.json.
 func loadConfig(dir string) (*config, error) {
-	b, err := os.ReadFile(filepath.Join(dir, configFile))
+	b, err := readInput(context.Background(), nil, filepath.Join(dir, configFile), inputConfig)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is not a custode data directory (no %s): run custode init -data %s", dir, configFile, dir)
 	}
@@ -207,6 +207,10 @@ func (c *config) openLedger(ctx context.Context, e *env) (*ledger.Ledger, error)
 	return ledger.Open(ctx, ledger.Options{
 		Dir:    c.ledgerDir(),
 		Logger: e.log,
+		// Events dated well before the newest timestamp are refused
+		// unless imported: a verifier would find their first timestamp
+		// too late (BUNDLE.md's delay bound).
+		MaxEventDelay: ledger.DefaultMaxEventDelay(interval),
 		Checkpoints: &ledger.CheckpointOptions{
 			Origin:   c.Origin,
 			Every:    c.CheckpointEvery,

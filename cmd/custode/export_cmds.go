@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
-	"github.com/custode/custode/pec/pki"
 	"github.com/custode/custode/pec/smime"
 )
 
@@ -96,22 +96,18 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() == 0 || anchor == "" {
 		return &usageError{"want -anchor CA.pem and a bundle (all its parts, if it was written in parts)"}
 	}
-	anchors, err := pki.LoadCertificates(anchor)
+	anchors, err := readCertificates(ctx, e, anchor, inputCertificates)
 	if err != nil {
 		return &usageError{fmt.Sprintf("-anchor: %v", err)}
 	}
 	var parts []export.Part
 	for _, name := range fs.Args() {
-		f, err := os.Open(name)
+		p, closer, err := openBundlePart(ctx, e, name)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		parts = append(parts, export.Part{R: f, Size: st.Size()})
+		defer closer()
+		parts = append(parts, p)
 	}
 	rep, err := export.VerifyBundleParts(parts, export.VerifyOptions{Anchors: anchors})
 	if err != nil {
@@ -133,6 +129,37 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, "the bundle verifies")
 	return nil
+}
+
+// openBundlePart opens one part of a bundle: a regular file is read in
+// place (ZIP needs random access) once its size is within inputBundlePart;
+// anything else (a pipe, a FIFO, a device) is read into memory through the
+// same limit.
+func openBundlePart(ctx context.Context, e *env, name string) (export.Part, func(), error) {
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return export.Part{}, nil, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return export.Part{}, nil, err
+		}
+		if st.Mode().IsRegular() {
+			if st.Size() > inputBundlePart.max {
+				f.Close()
+				return export.Part{}, nil, &inputTooLargeError{name, inputBundlePart}
+			}
+			return export.Part{R: f, Size: st.Size()}, func() { f.Close() }, nil
+		}
+		f.Close()
+	}
+	b, err := readInput(ctx, e, name, inputBundlePart)
+	if err != nil {
+		return export.Part{}, nil, err
+	}
+	return export.Part{R: bytes.NewReader(b), Size: int64(len(b))}, func() {}, nil
 }
 
 // runExportExtract writes a titolare's log extract for a period and
@@ -270,13 +297,13 @@ func (c *config) exportIdentity() (*exportIdentity, error) {
 	if err != nil {
 		return nil, err
 	}
-	caPEM, err := os.ReadFile(c.path(c.CACert))
+	caPEM, err := readInput(context.Background(), nil, c.path(c.CACert), inputCertificates)
 	if err != nil {
 		return nil, err
 	}
 	tsaPEM := caPEM
 	if c.TSARoots != "" {
-		if tsaPEM, err = os.ReadFile(c.path(c.TSARoots)); err != nil {
+		if tsaPEM, err = readInput(context.Background(), nil, c.path(c.TSARoots), inputRoots); err != nil {
 			return nil, err
 		}
 	}

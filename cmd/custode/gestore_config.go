@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -161,13 +160,9 @@ func (c *config) index() (*igpec.Index, error) {
 		}
 		return igpec.NewIndex(p)
 	}
-	b, err := os.ReadFile(c.path(c.Server.Index))
+	ix, err := readIndex(context.Background(), nil, c.path(c.Server.Index))
 	if err != nil {
 		return nil, fmt.Errorf("indice dei gestori: %w", err)
-	}
-	ix, err := igpec.ParseLDIF(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("indice dei gestori %s: %w", c.path(c.Server.Index), err)
 	}
 	return ix, nil
 }

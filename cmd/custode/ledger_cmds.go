@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -34,30 +35,42 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// importedLayout is the format of DetailImported's value: the
+// riferimento temporale's.
+const importedLayout = "2006-01-02T15:04:05.000000000Z"
+
+// runLedgerAppend appends PEC events given by hand (a migration, a
+// correction), each marked as imported: its time is only what was given.
+// The archive's own kinds (checkpoint, query, export, outage, …) are
+// refused: only custode writes them.
 func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 	var data string
 	fs := flags(e, "ledger append", &data)
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v).")
+		fmt.Fprintf(e.stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one PEC event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v), at most %s in all.\nEvery entry appended is marked as imported (details.%s).\n", byteCount(inputEvents.max), ledger.DetailImported)
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
-	in := e.stdin
-	if name := fs.Arg(0); name != "" && name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
+	name := fs.Arg(0)
+	if name == "" {
+		name = "-"
 	}
+	in, err := openInput(ctx, e, name, inputEvents)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
 	// Read and check every event before appending any.
+	imported := time.Now().UTC().Format(importedLayout)
 	var events []ledger.Event
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 2<<20)
 	for line := 1; sc.Scan(); line++ {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
@@ -65,9 +78,22 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
 		}
+		if !ev.Kind.IsPEC() {
+			return &usageError{fmt.Sprintf("line %d: kind %q is one custode records itself (checkpoint, query, export, policy-change, legal-hold, purge, outage): ledger append takes PEC events only", line, ev.Kind)}
+		}
+		if ev.Details == nil {
+			ev.Details = map[string]string{}
+		}
+		ev.Details[ledger.DetailImported] = imported
+		if err := ev.Validate(); err != nil {
+			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
+		}
 		events = append(events, ev)
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return &usageError{fmt.Sprintf("%s: a line longer than %s", name, byteCount(2<<20))}
+		}
 		return err
 	}
 	c, err := loadConfig(data)

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // command is one subcommand: its name (words separated by spaces), a line
@@ -26,6 +27,11 @@ type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, env *env, args []string) error
+	// server marks a command that runs until it is stopped and then stops
+	// cleanly (listeners closed, a last checkpoint made), which may take
+	// longer than stopGrace: a first signal starts that stop, a second one
+	// exits at once.
+	server bool
 }
 
 // env is what every command gets: where to write, and the logger.
@@ -48,48 +54,119 @@ func (e *failedError) Error() string { return e.msg }
 
 func commands() []command {
 	return []command{
-		{"init", "create a data directory with a development PKI and configuration", runInit},
-		{"serve", "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", runServe},
-		{"run", "the same as serve", runServe},
-		{"demo", "two gestori on loopback exchange messages; print the receipts and ledger entries", runDemo},
-		{"mailbox add", "create a mailbox (titolare) with a password read from stdin", runMailboxAdd},
-		{"mailbox list", "list mailboxes with their quota and use", runMailboxList},
-		{"mailbox passwd", "set a mailbox's password, read from stdin", runMailboxPasswd},
-		{"mailbox quota", "set a mailbox's quota", runMailboxQuota},
-		{"domain add", "add a PEC domain whose mailboxes this gestore keeps", runDomainAdd},
-		{"domain list", "list the gestore's PEC domains", runDomainList},
-		{"hold place", "put a legal hold on a mailbox, identificativi or a time range (-dry-run to list)", runHoldPlace},
-		{"hold release", "release a case's legal hold (-dry-run to list)", runHoldRelease},
-		{"hold list", "list legal holds", runHoldList},
-		{"purge", "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", runPurge},
-		{"export receipt", "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", runExportReceipt},
-		{"export extract", "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", runExportExtract},
-		{"audit", "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", runAudit},
-		{"api token", "make a bearer token for an operator, auditor or legal user of the HTTP API (printed once)", runAPIToken},
-		{"verify", "check an evidence bundle or a log extract offline against a trust anchor", runVerify},
-		{"policy check", "validate a policy file (errors as file:line)", runPolicyCheck},
-		{"policy apply", "make a policy file the active one and record the change in the ledger", runPolicyApply},
-		{"ledger append", "append events given as JSON lines (one event per line)", runLedgerAppend},
-		{"ledger verify", "recompute chain and tree, check every checkpoint", runLedgerVerify},
-		{"ledger get", "print an entry in its canonical bytes", runLedgerGet},
-		{"ledger proof", "print an entry's inclusion proof to the newest checkpoint", runLedgerProof},
-		{"ledger checkpoints", "list checkpoints, and write them as files", runLedgerCheckpoints},
-		{"ledger rebuild", "rebuild a lost ledger store from the sealed segments in the archive (--from-archive)", runLedgerRebuild},
-		{"archive verify", "re-read the sealed segments from the archive and check them against the ledger", runArchiveVerify},
-		{"archive find", "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", runArchiveFind},
-		{"tsa serve", "serve the built-in RFC 3161 time-stamping authority over HTTP", runTSAServe},
-		{"pec inspect", "classify a PEC message, show its daticert and check its signature", runPECInspect},
-		{"igpec write", "write the indice dei gestori (LDIF) record of our own gestore", runIGPECWrite},
-		{"igpec show", "read an indice dei gestori LDIF file and list its gestori", runIGPECShow},
+		{"init", "create a data directory with a development PKI and configuration", runInit, false},
+		{"serve", "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", runServe, true},
+		{"run", "the same as serve", runServe, true},
+		{"demo", "two gestori on loopback exchange messages; print the receipts and ledger entries", runDemo, false},
+		{"mailbox add", "create a mailbox (titolare) with a password read from stdin", runMailboxAdd, false},
+		{"mailbox list", "list mailboxes with their quota and use", runMailboxList, false},
+		{"mailbox passwd", "set a mailbox's password, read from stdin", runMailboxPasswd, false},
+		{"mailbox quota", "set a mailbox's quota", runMailboxQuota, false},
+		{"domain add", "add a PEC domain whose mailboxes this gestore keeps", runDomainAdd, false},
+		{"domain list", "list the gestore's PEC domains", runDomainList, false},
+		{"hold place", "put a legal hold on a mailbox, identificativi or a time range (-dry-run to list)", runHoldPlace, false},
+		{"hold release", "release a case's legal hold (-dry-run to list)", runHoldRelease, false},
+		{"hold list", "list legal holds", runHoldList, false},
+		{"purge", "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", runPurge, false},
+		{"export receipt", "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", runExportReceipt, false},
+		{"export extract", "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", runExportExtract, false},
+		{"audit", "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", runAudit, false},
+		{"api token", "make a bearer token for an operator, auditor or legal user of the HTTP API (printed once)", runAPIToken, false},
+		{"verify", "check an evidence bundle or a log extract offline against a trust anchor", runVerify, false},
+		{"policy check", "validate a policy file (errors as file:line)", runPolicyCheck, false},
+		{"policy apply", "make a policy file the active one and record the change in the ledger", runPolicyApply, false},
+		{"ledger append", "append PEC events given as JSON lines (one event per line), marked as imported", runLedgerAppend, false},
+		{"ledger verify", "recompute chain and tree, check every checkpoint", runLedgerVerify, false},
+		{"ledger get", "print an entry in its canonical bytes", runLedgerGet, false},
+		{"ledger proof", "print an entry's inclusion proof to the newest checkpoint", runLedgerProof, false},
+		{"ledger checkpoints", "list checkpoints, and write them as files", runLedgerCheckpoints, false},
+		{"ledger rebuild", "rebuild a lost ledger store from the sealed segments in the archive (--from-archive)", runLedgerRebuild, false},
+		{"archive verify", "re-read the sealed segments from the archive and check them against the ledger", runArchiveVerify, false},
+		{"archive find", "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", runArchiveFind, false},
+		{"tsa serve", "serve the built-in RFC 3161 time-stamping authority over HTTP", runTSAServe, true},
+		{"pec inspect", "classify a PEC message, show its daticert and check its signature", runPECInspect, false},
+		{"igpec write", "write the indice dei gestori (LDIF) record of our own gestore", runIGPECWrite, false},
+		{"igpec show", "read an indice dei gestori LDIF file and list its gestori", runIGPECShow, false},
 	}
 }
 
+// stopGrace is how long a command (other than a server) has to return
+// after SIGINT or SIGTERM cancelled its context, before the process exits
+// anyway: every command ends within 2 s of a signal.
+const stopGrace = 1500 * time.Millisecond
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
 		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	grace := stopGrace
+	if c, _ := lookup(os.Args[1:]); c != nil && c.server {
+		grace = 0
+	}
+	go stopOnSignal(sigs, cancel, e.stderr, grace, os.Exit)
 	os.Exit(dispatch(ctx, e, os.Args[1:]))
+}
+
+// interruptedError is the cause of a context cancelled by a signal.
+type interruptedError struct{ sig os.Signal }
+
+func (e *interruptedError) Error() string { return "interrupted by " + e.sig.String() }
+
+// signalStatus is the exit status of a process ended by sig, as a shell
+// reports it: 128 plus the signal's number.
+func signalStatus(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 1
+}
+
+// stopOnSignal cancels the command's context at the first signal on sigs.
+// A second signal exits at once; so does the end of grace, if grace is
+// positive and the command has not returned by then.
+func stopOnSignal(sigs <-chan os.Signal, cancel context.CancelCauseFunc, stderr io.Writer, grace time.Duration, exit func(int)) {
+	sig, ok := <-sigs
+	if !ok {
+		return
+	}
+	cancel(&interruptedError{sig})
+	var deadline <-chan time.Time
+	if grace > 0 {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		deadline = t.C
+	} else {
+		fmt.Fprintf(stderr, "custode: %v: stopping (signal again to exit at once)\n", sig)
+	}
+	select {
+	case again, ok := <-sigs:
+		if !ok {
+			return
+		}
+		fmt.Fprintf(stderr, "custode: %v again: exiting now\n", again)
+		exit(signalStatus(again))
+	case <-deadline:
+		fmt.Fprintf(stderr, "custode: %v: the command did not stop within %v: exiting now\n", sig, grace)
+		exit(signalStatus(sig))
+	}
+}
+
+// lookup returns the command named by the leading words of args and how
+// many words name it, or nil.
+func lookup(args []string) (*command, int) {
+	var best *command
+	var used int
+	for _, c := range commands() {
+		words := strings.Fields(c.name)
+		if len(words) <= len(args) && equalWords(words, args[:len(words)]) && len(words) > used {
+			c := c
+			best, used = &c, len(words)
+		}
+	}
+	return best, used
 }
 
 // dispatch runs the command named by the leading words of args and returns
@@ -102,15 +179,7 @@ func dispatch(ctx context.Context, e *env, args []string) int {
 		}
 		return 0
 	}
-	var best *command
-	var used int
-	for _, c := range commands() {
-		words := strings.Fields(c.name)
-		if len(words) <= len(args) && equalWords(words, args[:len(words)]) && len(words) > used {
-			c := c
-			best, used = &c, len(words)
-		}
-	}
+	best, used := lookup(args)
 	if best == nil {
 		fmt.Fprintf(e.stderr, "custode: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
 		usage(e.stderr)

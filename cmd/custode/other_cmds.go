@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/custode/custode/pec"
@@ -81,21 +80,15 @@ func runPECInspect(ctx context.Context, e *env, args []string) error {
 		opts.At = t
 	}
 	var err error
-	if opts.Roots, err = inspectRoots(roots, data); err != nil {
+	if opts.Roots, err = inspectRoots(ctx, e, roots, data); err != nil {
 		return err
 	}
 	if index != "" {
-		f, err := os.Open(index)
-		if err != nil {
-			return err
-		}
-		opts.Index, err = igpec.ParseLDIF(f)
-		f.Close()
-		if err != nil {
+		if opts.Index, err = readIndex(ctx, e, index); err != nil {
 			return err
 		}
 	}
-	msg, err := os.ReadFile(fs.Arg(0))
+	msg, err := readInput(ctx, e, fs.Arg(0), inputMessage)
 	if err != nil {
 		return err
 	}
@@ -119,16 +112,30 @@ func runPECInspect(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func inspectRoots(file, data string) ([]*x509.Certificate, error) {
-	if file != "" {
-		return pki.LoadCertificates(file)
+// readIndex reads an indice dei gestori in LDIF, at most inputIndex.
+func readIndex(ctx context.Context, e *env, name string) (*igpec.Index, error) {
+	r, err := openInput(ctx, e, name, inputIndex)
+	if err != nil {
+		return nil, err
 	}
-	certs, err := pki.LoadCertificates(systemRootsFile)
+	defer r.Close()
+	ix, err := igpec.ParseLDIF(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return ix, nil
+}
+
+func inspectRoots(ctx context.Context, e *env, file, data string) ([]*x509.Certificate, error) {
+	if file != "" {
+		return readCertificates(ctx, e, file, inputRoots)
+	}
+	certs, err := readCertificates(ctx, e, systemRootsFile, inputRoots)
 	if err != nil {
 		return nil, fmt.Errorf("no -roots given and the system roots are unreadable: %w", err)
 	}
 	if c, err := loadConfig(data); err == nil {
-		if dev, err := pki.LoadCertificates(c.path(c.CACert)); err == nil {
+		if dev, err := readCertificates(ctx, e, c.path(c.CACert), inputCertificates); err == nil {
 			certs = append(certs, dev...)
 		}
 	}
@@ -167,12 +174,7 @@ func runIGPECShow(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 {
 		return &usageError{"want one LDIF file"}
 	}
-	f, err := os.Open(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	ix, err := igpec.ParseLDIF(f)
+	ix, err := readIndex(ctx, e, fs.Arg(0))
 	if err != nil {
 		return err
 	}

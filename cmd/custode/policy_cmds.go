@@ -26,7 +26,11 @@ func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 {
 		return &usageError{"want one policy file"}
 	}
-	p, err := policies.Load(fs.Arg(0))
+	raw, err := readInput(ctx, e, fs.Arg(0), inputPolicy)
+	if err != nil {
+		return err
+	}
+	p, err := policies.Parse(fs.Arg(0), raw)
 	if err != nil {
 		fmt.Fprintln(e.stdout, err)
 		return &failedError{"the policy has errors"}
@@ -64,7 +68,12 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := policies.Load(fs.Arg(0))
+	// One read: the bytes kept and recorded are the bytes checked.
+	raw, err := readInput(ctx, e, fs.Arg(0), inputPolicy)
+	if err != nil {
+		return err
+	}
+	p, err := policies.Parse(fs.Arg(0), raw)
 	if err != nil {
 		fmt.Fprintln(e.stdout, err)
 		return &failedError{"the policy has errors: nothing applied"}
@@ -73,10 +82,6 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 		return &failedError{fmt.Sprintf("version %d is not above the active policy's %d: nothing applied", p.Version, cur.Version)}
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("the active policy: %w", err)
-	}
-	raw, err := os.ReadFile(fs.Arg(0))
-	if err != nil {
-		return err
 	}
 	l, err := c.openLedger(ctx, e)
 	if err != nil {

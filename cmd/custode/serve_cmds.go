@@ -165,7 +165,7 @@ func clockWithOffset(file string) func() time.Time {
 		defer mu.Unlock()
 		if now.Sub(read) >= 100*time.Millisecond {
 			read, offset = now, 0
-			if b, err := os.ReadFile(file); err == nil {
+			if b, err := readInput(context.Background(), nil, file, inputSmall); err == nil {
 				if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil {
 					offset = d
 				}
