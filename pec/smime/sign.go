@@ -229,7 +229,8 @@ func checkEntity(entity []byte) error {
 }
 
 // signDetached returns a detached CMS SignedData over content, SHA-256,
-// with the signer certificate and chain embedded. It checks its own output:
+// with the signer certificate and chain embedded and an ESS
+// signing-certificate-v2 attribute naming it. It checks its own output:
 // the signature parses, uses SHA-256 and verifies over content.
 func signDetached(content []byte, s *Signer) ([]byte, error) {
 	sd, err := pkcs7.NewSignedData(content)
@@ -238,7 +239,11 @@ func signDetached(content []byte, s *Signer) ([]byte, error) {
 	}
 	// The library defaults to SHA-1: set SHA-256 every time.
 	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
-	if err := sd.AddSignerChain(s.Certificate, s.Key, s.Chain, pkcs7.SignerInfoConfig{}); err != nil {
+	ess, err := SigningCertificateV2(s.Certificate)
+	if err != nil {
+		return nil, err
+	}
+	if err := sd.AddSignerChain(s.Certificate, s.Key, s.Chain, pkcs7.SignerInfoConfig{ExtraSignedAttributes: []pkcs7.Attribute{ess}}); err != nil {
 		return nil, fmt.Errorf("smime: signing: %w", err)
 	}
 	sd.Detach()
