@@ -37,6 +37,12 @@ type Signer struct {
 	// Chain holds the CA certificates to embed, the signer's issuer first;
 	// the root may be left out.
 	Chain []*x509.Certificate
+	// Stamp, if set, is applied to every CMS signature made with s before
+	// it is written out, to add unsigned attributes: in practice a CAdES-T
+	// signature time-stamp, with tsa.StampSignature. It must return a DER
+	// CMS SignedData that still verifies over the same content; Sign
+	// checks that it does.
+	Stamp func(p7s []byte) ([]byte, error)
 }
 
 // check validates s for signing at time now.
@@ -230,7 +236,8 @@ func checkEntity(entity []byte) error {
 
 // signDetached returns a detached CMS SignedData over content, SHA-256,
 // with the signer certificate and chain embedded and an ESS
-// signing-certificate-v2 attribute naming it. It checks its own output:
+// signing-certificate-v2 attribute naming it, passed through s.Stamp when
+// set. It checks its own output:
 // the signature parses, uses SHA-256 and verifies over content.
 func signDetached(content []byte, s *Signer) ([]byte, error) {
 	sd, err := pkcs7.NewSignedData(content)
@@ -250,6 +257,11 @@ func signDetached(content []byte, s *Signer) ([]byte, error) {
 	p7s, err := sd.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("smime: encoding the signature: %w", err)
+	}
+	if s.Stamp != nil {
+		if p7s, err = s.Stamp(p7s); err != nil {
+			return nil, fmt.Errorf("smime: stamping the signature: %w", err)
+		}
 	}
 	sig, err := ParseSignature(p7s)
 	if err != nil {
