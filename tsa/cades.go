@@ -149,6 +149,11 @@ func (p *signerInfoParts) encode() ([]byte, error) {
 	return der, nil
 }
 
+// octets returns the DER encoding of b as an OCTET STRING.
+func (*signerInfoParts) octets(b []byte) ([]byte, error) {
+	return asn1.Marshal(b)
+}
+
 // tlv returns the DER encoding of a constructed value.
 func tlv(class, tag int, body []byte) ([]byte, error) {
 	b, err := asn1.Marshal(asn1.RawValue{Class: class, Tag: tag, IsCompound: true, Bytes: body})
