@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/digitorus/pkcs7"
 )
@@ -35,11 +36,18 @@ func TestSignCarriesSigningCertificateV2(t *testing.T) {
 			if _, err := opensslVerify(t, msg, p.rootPEM()); err != nil {
 				t.Fatal(err)
 			}
-			m, err := splitSigned(msg, DefaultMaxDepth)
+			p7s, err := SignatureOf(msg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			sig, err := ParseSignature(m.p7s)
+			res, err := Verify(msg, p.opts(time.Now()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(res.Signature, p7s) {
+				t.Fatal("SignatureOf does not return the signature Verify checks")
+			}
+			sig, err := ParseSignature(p7s)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,7 +58,7 @@ func TestSignCarriesSigningCertificateV2(t *testing.T) {
 				t.Fatalf("the attribute does not name the signer: %v", err)
 			}
 			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, "sig.p7s"), m.p7s, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "sig.p7s"), p7s, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			out, err := exec.Command(openssl(t), "cms", "-cmsout", "-print", "-inform", "DER", "-in", filepath.Join(dir, "sig.p7s")).CombinedOutput()
@@ -184,6 +192,37 @@ func TestCheckContentSigningCertificateV2(t *testing.T) {
 			err = sig.CheckContent(content)
 			if !errors.Is(err, tt.check) || (tt.check == nil) != (err == nil) {
 				t.Fatalf("CheckContent: %v, want %v", err, tt.check)
+			}
+		})
+	}
+}
+
+func TestSignatureOf(t *testing.T) {
+	p := mustPKI(t, ecdsaPKI)
+	msg := signedMsg(t, p, p.address(), pecEntity(500, false))
+	tests := []struct {
+		name string
+		msg  []byte
+		want error // nil: a signature that parses
+	}{
+		{"signed", msg, nil},
+		{"plain", []byte("From: a@b.example\r\nContent-Type: text/plain\r\n\r\nciao\r\n"), ErrNotSigned},
+		{"too large", make([]byte, DefaultMaxMessageSize+1), ErrMessageTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p7s, err := SignatureOf(tt.msg)
+			if tt.want != nil {
+				if !errors.Is(err, tt.want) {
+					t.Fatalf("error %v, want %v", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ParseSignature(p7s); err != nil {
+				t.Fatalf("the signature returned does not parse: %v", err)
 			}
 		})
 	}
