@@ -20,6 +20,7 @@ import (
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/smime"
+	"github.com/custode/custode/tsa"
 )
 
 // MaxBundleSize is the limit of a bundle for the processo civile
@@ -62,6 +63,10 @@ type BundleOptions struct {
 	Seq uint64
 	// Signer signs the manifest and any reproduction: the gestore.
 	Signer *smime.Signer
+	// Stamper time-stamps the signature values of the manifest and of any
+	// reproduction (CAdES-T, tsa.StampSignature) at export. nil leaves
+	// them without a signature time-stamp.
+	Stamper tsa.Stamper
 	// GestoreCA and TSACA are the trust anchors (PEM) to include.
 	GestoreCA, TSACA []byte
 	// Now is the clock; nil means time.Now.
@@ -99,6 +104,7 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 	if opts.Now != nil {
 		now = opts.Now
 	}
+	signer := cadesSigner(ctx, opts.Signer, opts.Stamper)
 	entry, raw, err := opts.Ledger.Entry(ctx, opts.Seq)
 	if err != nil {
 		return nil, fmt.Errorf("export: entry %d: %w", opts.Seq, err)
@@ -146,7 +152,7 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 	}
 	if receipt == nil {
 		b.Reproduction = true
-		if receipt, err = reproduce(entry, raw, opts.Signer, now()); err != nil {
+		if receipt, err = reproduce(entry, raw, signer, now()); err != nil {
 			return nil, err
 		}
 	}
@@ -156,19 +162,25 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 	b.files[FileAttestPDF] = textPDF("Attestazione - evidenza dal log del gestore PEC", att)
 	b.files[FileHowTo] = []byte(howTo(b))
 
-	if err := b.sign(ctx, opts.Signer); err != nil {
+	if err := b.sign(ctx, signer); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
 // sign adds the manifest of every file and the gestore's detached CMS
-// signature over it: the last step of a bundle or an extract.
+// signature over it, passed through s.Stamp (the CAdES-T time-stamp) when
+// set: the last step of a bundle or an extract.
 func (b *Bundle) sign(ctx context.Context, s *smime.Signer) error {
 	manifest := b.manifest()
 	sig, err := (&ledger.CMSSigner{Certificate: s.Certificate, Key: s.Key, Chain: s.Chain}).SignDetached(ctx, manifest)
 	if err != nil {
 		return fmt.Errorf("export: sign the manifest: %w", err)
+	}
+	if s.Stamp != nil {
+		if sig, err = s.Stamp(sig); err != nil {
+			return fmt.Errorf("export: time-stamp the manifest's signature: %w", err)
+		}
 	}
 	b.files[FileManifest] = manifest
 	b.files[FileManifestSig] = sig

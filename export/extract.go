@@ -14,6 +14,7 @@ import (
 
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/smime"
+	"github.com/custode/custode/tsa"
 )
 
 // Files of a log extract (BUNDLE.md).
@@ -54,6 +55,9 @@ type ExtractOptions struct {
 	From, To time.Time
 	// Signer signs the manifest: the gestore.
 	Signer *smime.Signer
+	// Stamper time-stamps the manifest's signature value (CAdES-T) at
+	// export; nil leaves it without a signature time-stamp.
+	Stamper tsa.Stamper
 	// GestoreCA and TSACA are the trust anchors (PEM) to include.
 	GestoreCA, TSACA []byte
 	// Now is the clock; nil means time.Now.
@@ -171,7 +175,7 @@ openssl ts -verify -token_in -in checkpoint.tsr -data checkpoint.txt -CAfile cer
 Each entry of extract.json carries its canonical bytes and its RFC 6962 inclusion proof to
 the root that checkpoint.txt signs (see ledger/FORMAT.md of Custode for the hashing).
 `)
-	if err := b.sign(ctx, opts.Signer); err != nil {
+	if err := b.sign(ctx, cadesSigner(ctx, opts.Signer, opts.Stamper)); err != nil {
 		return nil, err
 	}
 	return b, nil

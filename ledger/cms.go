@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custode/custode/pec/smime"
 	"github.com/digitorus/pkcs7"
 )
 
@@ -17,7 +18,9 @@ import (
 const MaxSignatureBytes = 1 << 20
 
 // CMSSigner signs with the gestore's key: detached CMS SignedData, SHA-256,
-// carrying the signer certificate and its chain.
+// carrying the signer certificate and its chain and, as a signed attribute,
+// an ESS signing-certificate-v2 naming the signer certificate
+// (smime.SigningCertificateV2).
 type CMSSigner struct {
 	Certificate *x509.Certificate
 	Key         crypto.Signer
@@ -38,7 +41,11 @@ func (s *CMSSigner) SignDetached(ctx context.Context, data []byte) ([]byte, erro
 		return nil, fmt.Errorf("ledger: sign: %w", err)
 	}
 	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
-	if err := sd.AddSignerChain(s.Certificate, s.Key, s.Chain, pkcs7.SignerInfoConfig{}); err != nil {
+	ess, err := smime.SigningCertificateV2(s.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: sign: %w", err)
+	}
+	if err := sd.AddSignerChain(s.Certificate, s.Key, s.Chain, pkcs7.SignerInfoConfig{ExtraSignedAttributes: []pkcs7.Attribute{ess}}); err != nil {
 		return nil, fmt.Errorf("ledger: sign as %s: %w", s.Certificate.Subject, err)
 	}
 	sd.Detach()
@@ -50,8 +57,9 @@ func (s *CMSSigner) SignDetached(ctx context.Context, data []byte) ([]byte, erro
 }
 
 // VerifyDetached checks a detached CMS signature over data: the signature
-// itself and the signer's chain to roots as of at. It returns the signer
-// certificate.
+// itself, the ESS signing-certificate-v2 attribute when present (it must
+// name the signer certificate) and the signer's chain to roots as of at. It
+// returns the signer certificate.
 func VerifyDetached(data, sig []byte, roots, intermediates *x509.CertPool, at time.Time) (*x509.Certificate, error) {
 	if len(sig) > MaxSignatureBytes {
 		return nil, fmt.Errorf("ledger: verify signature: %d bytes, more than %d", len(sig), MaxSignatureBytes)
@@ -75,5 +83,9 @@ func VerifyDetached(data, sig []byte, roots, intermediates *x509.CertPool, at ti
 	}); err != nil {
 		return nil, fmt.Errorf("ledger: verify signature: %w", err)
 	}
-	return p7.GetOnlySigner(), nil
+	signer := p7.GetOnlySigner()
+	if err := smime.CheckSignerAttributes(p7, signer); err != nil {
+		return nil, fmt.Errorf("ledger: verify signature: %w", err)
+	}
+	return signer, nil
 }

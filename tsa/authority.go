@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -17,15 +19,17 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/custode/custode/pec/smime"
+	"github.com/digitorus/pkcs7"
 	"github.com/digitorus/timestamp"
 )
 
 // Defaults of an Authority and its HTTP server.
 const (
 	// DefaultAccuracy is the accuracy an Authority claims when
-	// AuthorityConfig.Accuracy is zero: one second, because genTime is
-	// encoded in whole seconds and the host clock is trusted to be within
-	// that of UTC.
+	// AuthorityConfig.Accuracy is zero: one second, the distance from UTC
+	// the host clock is trusted to keep. genTime itself is written to the
+	// nanosecond, as the clock gives it.
 	DefaultAccuracy = time.Second
 
 	// MaxRequestSize is the largest TimeStampReq body ServeHTTP reads. A
@@ -75,9 +79,11 @@ type AuthorityConfig struct {
 
 // Authority is a built-in time-stamping authority: it signs RFC 3161 tokens
 // in-process, as a Stamper, and over HTTP, as an http.Handler. Every token
-// has a random 160-bit serial number, drawn by
-// github.com/digitorus/timestamp from crypto/rand, so serial numbers are
-// unique without shared state.
+// has a random serial number of about 160 bits from crypto/rand, so serial
+// numbers are unique without shared state; its genTime is the clock's time
+// to the nanosecond (trailing zeros left out, RFC 3161 §2.4.2), its nonce
+// the one asked for, and it carries an ESS signing-certificate-v2 attribute
+// naming the TSA certificate.
 //
 // An Authority is safe for concurrent use.
 type Authority struct {
@@ -147,9 +153,10 @@ func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 func (a *Authority) Certificate() *x509.Certificate { return a.cert }
 
 // Timestamp returns a token over digest, a 32-byte SHA-256 digest, with the
-// TSA certificate and chain embedded and no nonce. Before returning it, the
-// Authority verifies its own signature, so a faulty signer cannot hand out
-// a broken token. It implements Stamper.
+// TSA certificate and chain embedded and a fresh random 64-bit nonce, as a
+// Client would ask for. Before returning it, the Authority verifies its own
+// signature and that the token carries that nonce, so a faulty signer cannot
+// hand out a broken token. It implements Stamper.
 func (a *Authority) Timestamp(ctx context.Context, digest []byte) ([]byte, error) {
 	if err := checkDigest(digest); err != nil {
 		return nil, err
@@ -157,53 +164,135 @@ func (a *Authority) Timestamp(ctx context.Context, digest []byte) ([]byte, error
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tsa: authority: %w", err)
 	}
-	token, err := a.issue(crypto.SHA256, digest, nil, true)
+	nonce, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), nonceBits))
+	if err != nil {
+		return nil, fmt.Errorf("tsa: authority: drawing a nonce: %w", err)
+	}
+	token, err := a.issue(crypto.SHA256, digest, nonce, true)
 	if err != nil {
 		return nil, fmt.Errorf("tsa: authority: %w", err)
 	}
-	if _, _, err := checkToken(token, digest, nil, a.cert); err != nil {
+	if _, _, err := checkToken(token, digest, nonce, a.cert); err != nil {
 		return nil, fmt.Errorf("tsa: authority: self-check of a new token failed: %w", err)
 	}
 	return token, nil
 }
 
-// issue signs a token and returns it without the TimeStampResp around it.
+// tstInfoOut is the TSTInfo of RFC 3161 §2.4.2 as the Authority writes it.
+// genTime is a raw GeneralizedTime because encoding/asn1 drops fractions
+// of a second.
+type tstInfoOut struct {
+	Version        int
+	Policy         asn1.ObjectIdentifier
+	MessageImprint messageImprint
+	SerialNumber   *big.Int
+	GenTime        asn1.RawValue
+	Accuracy       accuracy      `asn1:"optional"`
+	Nonce          *big.Int      `asn1:"optional"`
+	TSA            asn1.RawValue `asn1:"optional"`
+}
+
+// generalizedTime encodes t as a DER GeneralizedTime of RFC 3161 §2.4.2: UTC,
+// with the fraction of a second to the nanosecond, trailing zeros and a bare
+// decimal point left out.
+func generalizedTime(t time.Time) asn1.RawValue {
+	return asn1.RawValue{Tag: asn1.TagGeneralizedTime, Bytes: []byte(t.UTC().Format("20060102150405.999999999") + "Z")}
+}
+
+// accuracyOf splits d into the seconds, milliseconds and microseconds of an
+// RFC 3161 Accuracy, rounding a remainder below a microsecond up.
+func accuracyOf(d time.Duration) accuracy {
+	if r := d % time.Microsecond; r != 0 {
+		d += time.Microsecond - r
+	}
+	return accuracy{
+		Seconds: int64(d / time.Second),
+		Millis:  int64(d % time.Second / time.Millisecond),
+		Micros:  int64(d % time.Millisecond / time.Microsecond),
+	}
+}
+
+// issue signs a token: a CMS SignedData of a TSTInfo over hashed, whose
+// genTime is the Authority's clock at full precision and whose nonce is
+// nonce (none when nil), signed with SHA-256 and carrying an ESS
+// signing-certificate-v2 attribute naming the TSA certificate, which is
+// embedded with its chain when certs is true.
 func (a *Authority) issue(h crypto.Hash, hashed []byte, nonce *big.Int, certs bool) ([]byte, error) {
-	resp, err := a.respond(h, hashed, nonce, certs)
+	now := a.now().UTC()
+	if now.Before(a.cert.NotBefore) || now.After(a.cert.NotAfter) {
+		return nil, fmt.Errorf("the TSA certificate is not valid at %s (valid %s to %s)",
+			now.Format(time.RFC3339Nano), a.cert.NotBefore.UTC().Format(time.RFC3339),
+			a.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	hashOID, ok := oidForHash(h)
+	if !ok {
+		return nil, fmt.Errorf("hash %v is not supported", h)
+	}
+	// A random positive serial number of at most 160 bits, the size every
+	// requester must handle (RFC 3161 §2.4.2): unique without shared state.
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 159))
+	if err != nil {
+		return nil, fmt.Errorf("drawing a serial number: %w", err)
+	}
+	dirName, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 4, IsCompound: true, Bytes: a.cert.RawSubject})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the TSA name: %w", err)
+	}
+	info, err := asn1.Marshal(tstInfoOut{
+		Version: 1,
+		Policy:  a.policy,
+		MessageImprint: messageImprint{
+			HashAlgorithm: pkix.AlgorithmIdentifier{Algorithm: hashOID, Parameters: asn1.NullRawValue},
+			HashedMessage: hashed,
+		},
+		SerialNumber: serial.Add(serial, big.NewInt(1)),
+		GenTime:      generalizedTime(now),
+		Accuracy:     accuracyOf(a.accuracy),
+		Nonce:        nonce,
+		TSA:          asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: dirName},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the TSTInfo: %w", err)
+	}
+	sd, err := pkcs7.NewSignedData(info)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
+	sd.SetContentType(oidTSTInfo)
+	sd.GetSignedData().Version = 3
+	ess, err := smime.SigningCertificateV2(a.cert)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	cfg := pkcs7.SignerInfoConfig{ExtraSignedAttributes: []pkcs7.Attribute{ess}, SkipCertificates: !certs}
+	if certs && len(a.chain) > 0 {
+		err = sd.AddSignerChain(a.cert, a.signer, a.chain, cfg)
+	} else {
+		err = sd.AddSigner(a.cert, a.signer, cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	token, err := sd.Finish()
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	return token, nil
+}
+
+// respond signs a token and returns the DER TimeStampResp, status granted,
+// that carries it.
+func (a *Authority) respond(h crypto.Hash, hashed []byte, nonce *big.Int, certs bool) ([]byte, error) {
+	token, err := a.issue(h, hashed, nonce, certs)
 	if err != nil {
 		return nil, err
 	}
 	var r timeStampResp
-	rest, err := asn1.Unmarshal(resp, &r)
-	if err != nil || len(rest) > 0 || r.Status.Status != 0 || len(r.Token.FullBytes) == 0 {
-		return nil, errors.New("the signing library returned a malformed response")
-	}
-	return r.Token.FullBytes, nil
-}
-
-// respond signs a token and returns the DER TimeStampResp that carries it.
-func (a *Authority) respond(h crypto.Hash, hashed []byte, nonce *big.Int, certs bool) ([]byte, error) {
-	// genTime is written in whole seconds; truncate first so that the
-	// validity check sees the time the token will carry.
-	now := a.now().UTC().Truncate(time.Second)
-	if now.Before(a.cert.NotBefore) || now.After(a.cert.NotAfter) {
-		return nil, fmt.Errorf("the TSA certificate is not valid at %s (valid %s to %s)",
-			now.UTC().Format(time.RFC3339), a.cert.NotBefore.UTC().Format(time.RFC3339),
-			a.cert.NotAfter.UTC().Format(time.RFC3339))
-	}
-	ts := timestamp.Timestamp{
-		HashAlgorithm:     h,
-		HashedMessage:     hashed,
-		Time:              now,
-		Accuracy:          a.accuracy,
-		Policy:            a.policy,
-		Nonce:             nonce,
-		AddTSACertificate: certs,
-		Certificates:      a.chain,
-	}
-	resp, err := ts.CreateResponseWithOpts(a.cert, a.signer, crypto.SHA256)
+	r.Token = asn1.RawValue{FullBytes: token}
+	resp, err := asn1.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("signing: %w", err)
+		return nil, fmt.Errorf("encoding the response: %w", err)
 	}
 	return resp, nil
 }

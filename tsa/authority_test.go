@@ -297,3 +297,91 @@ func TestTimeStampingEKUEncoding(t *testing.T) {
 		t.Errorf("timeStampingEKU() = %x, want %x", timeStampingEKU(), want)
 	}
 }
+
+// TestAuthorityNonceAndPrecision checks that tokens carry the nonce asked
+// for (in-process: one the Authority draws and checks; over HTTP: the
+// request's) and genTime to the nanosecond of the clock, not truncated to
+// the second.
+func TestAuthorityNonceAndPrecision(t *testing.T) {
+	p := newPKI(t, pkiOptions{})
+	base := time.Now().Truncate(time.Second)
+	digest := sum("precisione")
+	tests := []struct {
+		name  string
+		frac  time.Duration
+		nonce *big.Int // for the HTTP request; nil means in-process Timestamp
+	}{
+		{"in-process, nanoseconds", 123456789 * time.Nanosecond, nil},
+		{"in-process, milliseconds", 250 * time.Millisecond, nil},
+		{"HTTP, nanoseconds", 987654321 * time.Nanosecond, big.NewInt(0x1234abcd)},
+		{"HTTP, large nonce", 1 * time.Microsecond, new(big.Int).Lsh(big.NewInt(0xffff), 60)},
+		{"HTTP, whole second", 0, big.NewInt(1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			at := base.Add(tt.frac)
+			a := p.authority(t, func() time.Time { return at })
+			var tok []byte
+			if tt.nonce == nil {
+				tok = stamp(t, a, digest)
+			} else {
+				tok = issueHTTP(t, a, digest, tt.nonce, true)
+			}
+			info, err := Verify(tok, digest, VerifyOptions{Roots: p.roots, Nonce: tt.nonce})
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if !info.GenTime.Equal(at) {
+				t.Errorf("genTime %s, want the clock's %s", info.GenTime.Format(time.RFC3339Nano), at.UTC().Format(time.RFC3339Nano))
+			}
+			if info.Nonce == nil {
+				t.Fatal("the token has no nonce")
+			}
+			if tt.nonce != nil && info.Nonce.Cmp(tt.nonce) != 0 {
+				t.Errorf("nonce %s, want the request's %s", info.Nonce, tt.nonce)
+			}
+			if info.Accuracy != DefaultAccuracy {
+				t.Errorf("accuracy %s, want %s", info.Accuracy, DefaultAccuracy)
+			}
+		})
+	}
+}
+
+func TestAccuracyOf(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want accuracy
+	}{
+		{time.Second, accuracy{Seconds: 1}},
+		{1500 * time.Millisecond, accuracy{Seconds: 1, Millis: 500}},
+		{2*time.Millisecond + 3*time.Microsecond, accuracy{Millis: 2, Micros: 3}},
+		{1, accuracy{Micros: 1}},
+	}
+	for _, tt := range tests {
+		got := accuracyOf(tt.in)
+		if got != tt.want {
+			t.Errorf("accuracyOf(%s) = %+v, want %+v", tt.in, got, tt.want)
+		}
+		if d, err := got.duration(); err != nil || d < tt.in {
+			t.Errorf("accuracyOf(%s) reads back as %s, %v", tt.in, d, err)
+		}
+	}
+}
+
+func TestGeneralizedTime(t *testing.T) {
+	base := time.Date(2026, 12, 3, 20, 1, 2, 0, time.FixedZone("CET", 3600))
+	tests := []struct {
+		frac time.Duration
+		want string
+	}{
+		{0, "20261203190102Z"},
+		{500 * time.Millisecond, "20261203190102.5Z"},
+		{123456789, "20261203190102.123456789Z"},
+		{1000, "20261203190102.000001Z"},
+	}
+	for _, tt := range tests {
+		if got := string(generalizedTime(base.Add(tt.frac)).Bytes); got != tt.want {
+			t.Errorf("generalizedTime(+%s) = %s, want %s", tt.frac, got, tt.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"os/exec"
@@ -55,8 +56,9 @@ func TestOpenSSLVerify(t *testing.T) {
 		certReq   bool
 		untrusted bool // pass the TSA certificate (and chain) with -untrusted
 		otherData bool
-		queryFile bool // check against the request (imprint and nonce) instead of the data
-		raw       bool // sign with digitorus directly, bypassing NewAuthority
+		queryFile bool          // check against the request (imprint and nonce) instead of the data
+		raw       bool          // sign with digitorus directly, bypassing NewAuthority
+		frac      time.Duration // the Authority's clock is a whole second plus frac
 		wantOK    bool
 	}{
 		{name: "ecdsa", certReq: true, wantOK: true},
@@ -65,6 +67,8 @@ func TestOpenSSLVerify(t *testing.T) {
 		{name: "no certificate with -untrusted", certReq: false, untrusted: true, wantOK: true},
 		{name: "no certificate and intermediate with -untrusted", pki: pkiOptions{intermediate: true}, certReq: false, untrusted: true, wantOK: true},
 		{name: "request file", certReq: true, queryFile: true, wantOK: true},
+		{name: "request file, genTime to the nanosecond", certReq: true, queryFile: true, frac: 123456789, wantOK: true},
+		{name: "data, genTime to the millisecond", pki: pkiOptions{key: "rsa"}, certReq: true, frac: 250 * time.Millisecond, wantOK: true},
 		{name: "other data", certReq: true, otherData: true, wantOK: false},
 		{name: "non-critical EKU", pki: pkiOptions{nonCriticalEKU: true}, certReq: true, raw: true, wantOK: false},
 	}
@@ -80,7 +84,8 @@ func TestOpenSSLVerify(t *testing.T) {
 			if tt.raw {
 				tok = rawToken(t, p.tsa, p.tsaKey, p.chain, digest[:], req.Nonce, tt.certReq, time.Now())
 			} else {
-				rec := postQuery(p.authority(t, nil), query)
+				at := time.Now().Truncate(time.Second).Add(tt.frac)
+				rec := postQuery(p.authority(t, func() time.Time { return at }), query)
 				tok = tokenOf(t, rec.Body.Bytes())
 			}
 			dir := t.TempDir()
@@ -120,6 +125,18 @@ func TestOpenSSLVerify(t *testing.T) {
 				t.Fatalf("openssl accepted the token, want a refusal:\n%s", got)
 			}
 			t.Logf("openssl: %s", got)
+			if tt.frac != 0 {
+				// openssl prints genTime with its fraction: the token
+				// keeps it and openssl reads it.
+				out, err := exec.Command(openssl, "ts", "-reply", "-token_in", "-in", tokPath, "-text").CombinedOutput()
+				if err != nil {
+					t.Fatalf("openssl ts -reply -text: %v\n%s", err, out)
+				}
+				frac := strings.TrimRight(fmt.Sprintf("%09d", tt.frac.Nanoseconds()), "0")
+				if !strings.Contains(string(out), "."+frac+" ") && !strings.Contains(string(out), "."+frac+"Z") {
+					t.Fatalf("openssl does not show the fraction .%s of genTime:\n%s", frac, out)
+				}
+			}
 		})
 	}
 }

@@ -76,6 +76,19 @@ func hashForOID(oid asn1.ObjectIdentifier) (crypto.Hash, bool) {
 	return 0, false
 }
 
+// oidForHash is the inverse of hashForOID.
+func oidForHash(h crypto.Hash) (asn1.ObjectIdentifier, bool) {
+	switch h {
+	case crypto.SHA256:
+		return oidSHA256, true
+	case crypto.SHA384:
+		return oidSHA384, true
+	case crypto.SHA512:
+		return oidSHA512, true
+	}
+	return nil, false
+}
+
 // checkDigest reports an error unless digest has the length of a SHA-256
 // digest.
 func checkDigest(digest []byte) error {

@@ -149,6 +149,7 @@ func TestVerifyRejects(t *testing.T) {
 
 	other := newPKI(t, pkiOptions{})
 	otherTok := stamp(t, other.authority(t, nil), digest)
+	noNonce := issueHTTP(t, other.authority(t, nil), digest, nil, true)
 
 	weak := newPKI(t, pkiOptions{nonCriticalEKU: true})
 	weakTok := rawToken(t, weak.tsa, weak.tsaKey, weak.chain, digest, nil, true, time.Now())
@@ -180,7 +181,7 @@ func TestVerifyRejects(t *testing.T) {
 			VerifyOptions{Roots: short.roots, CurrentTime: time.Now().Add(2 * time.Hour)}, "the TSA certificate expired"},
 		{"genTime outside validity", outside, digest, ok, "outside the TSA certificate's validity"},
 		{"wrong nonce", tok, digest, VerifyOptions{Roots: p.roots, Nonce: big.NewInt(7654321)}, "nonce is not the one sent"},
-		{"missing nonce", otherTok, digest, VerifyOptions{Roots: other.roots, Nonce: nonce}, "the token has no nonce"},
+		{"missing nonce", noNonce, digest, VerifyOptions{Roots: other.roots, Nonce: nonce}, "the token has no nonce"},
 		{"no certificate embedded or given", bare, digest, ok, "embeds no certificate"},
 		{"wrong TSA certificate given", bare, digest, VerifyOptions{Roots: p.roots, TSACertificate: other.tsa}, "neither embedded nor given"},
 		{"no-cert token, rewritten imprint", bareForged, bareForgedDigest,

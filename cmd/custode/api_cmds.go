@@ -116,7 +116,7 @@ func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store ar
 	}
 	api, err := httpapi.New(httpapi.Options{
 		Ledger: l, Store: store, Mailboxes: mailboxes, Tokens: tokens, Policy: c.activePolicyFunc(e), Holds: holds,
-		Signer: ident.signer, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM, Gestore: c.Gestore,
+		Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM, Gestore: c.Gestore,
 		TLS: httpapi.TLSConfig(cert, clientCAs), Logger: e.log,
 	})
 	if err != nil {

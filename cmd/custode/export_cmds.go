@@ -14,6 +14,7 @@ import (
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/smime"
+	"github.com/custode/custode/tsa"
 )
 
 // runExportReceipt writes the evidence bundle of a ricevuta: the entry of
@@ -66,7 +67,7 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 		Identificativo: id, Details: map[string]string{"what": "evidence bundle", "kind": kind, "seq": fmt.Sprint(entry.Seq)}}); err != nil {
 		return err
 	}
-	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: ident.signer, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
+	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
 	if errors.Is(err, export.ErrNoCheckpoint) {
 		return &failedError{fmt.Sprintf("entry %d is not yet covered by a timestamped checkpoint: try again after the next checkpoint (custode serve makes one every 10 s)", entry.Seq)}
 	}
@@ -199,7 +200,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 		Details: map[string]string{"what": "log extract", "mailbox": strings.ToLower(mailbox), "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
 		return err
 	}
-	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
+	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
 	if errors.Is(err, export.ErrNoCheckpoint) {
 		return &failedError{"no timestamped checkpoint yet: try again after the next one"}
 	}
@@ -287,6 +288,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 // exportIdentity is what signs an export and the anchors it carries.
 type exportIdentity struct {
 	signer        *smime.Signer
+	stamper       tsa.Stamper // time-stamps the export's signatures (CAdES-T)
 	caPEM, tsaPEM []byte
 }
 
@@ -307,7 +309,11 @@ func (c *config) exportIdentity() (*exportIdentity, error) {
 			return nil, err
 		}
 	}
-	return &exportIdentity{signer: signer, caPEM: caPEM, tsaPEM: tsaPEM}, nil
+	st, err := c.stamper()
+	if err != nil {
+		return nil, err
+	}
+	return &exportIdentity{signer: signer, stamper: st, caPEM: caPEM, tsaPEM: tsaPEM}, nil
 }
 
 // writeBundle writes b to out, or, when it is over the 30 MB a deposit in

@@ -410,7 +410,7 @@ func (s *Server) extract(ctx context.Context, c *call) *reply {
 		return unavailable("the request could not be recorded: try again later")
 	}
 	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: s.ledger, Mailbox: mailbox, From: from, To: to,
-		Signer: s.signer, GestoreCA: s.gestoreCA, TSACA: s.tsaCA, Now: s.now})
+		Signer: s.signer, Stamper: s.stamper, GestoreCA: s.gestoreCA, TSACA: s.tsaCA, Now: s.now})
 	return c.zip(ctx, b, err, "extract-"+fileSafe(mailbox)+"-"+from.UTC().Format("20060102T150405Z")+".zip")
 }
 
@@ -491,7 +491,7 @@ func (s *Server) receipt(ctx context.Context, c *call) *reply {
 		return unavailable("the request could not be recorded: try again later")
 	}
 	b, err := export.Build(ctx, export.BundleOptions{Ledger: s.ledger, Store: s.store, Seq: entry.Seq,
-		Signer: s.signer, GestoreCA: s.gestoreCA, TSACA: s.tsaCA, Now: s.now})
+		Signer: s.signer, Stamper: s.stamper, GestoreCA: s.gestoreCA, TSACA: s.tsaCA, Now: s.now})
 	return c.zip(ctx, b, err, "receipt-"+kindName+"-"+strconv.FormatUint(entry.Seq, 10)+".zip")
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
+	"github.com/custode/custode/tsa"
 )
 
 // Defaults and limits of the server.
@@ -70,6 +71,9 @@ type Options struct {
 	// Signer signs extracts, bundles and reproduced receipts: the gestore.
 	// Required.
 	Signer *smime.Signer
+	// Stamper time-stamps the signatures of bundles, extracts and
+	// reproduced receipts (CAdES-T) at export; nil leaves them without.
+	Stamper tsa.Stamper
 	// GestoreCA is the PEM trust anchors of the gestore's signatures,
 	// included in exports and used by the audit. Required.
 	GestoreCA []byte
@@ -102,6 +106,7 @@ type Server struct {
 	policy     func() *policies.Policy
 	holds      *retention.Registry
 	signer     *smime.Signer
+	stamper    tsa.Stamper
 	gestoreCA  []byte
 	tsaCA      []byte
 	roots      *x509.CertPool
@@ -134,7 +139,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		ledger: opts.Ledger, store: opts.Store, mailboxes: opts.Mailboxes, tokens: opts.Tokens,
-		policy: opts.Policy, holds: opts.Holds, signer: opts.Signer, gestoreCA: opts.GestoreCA,
+		policy: opts.Policy, holds: opts.Holds, signer: opts.Signer, stamper: opts.Stamper, gestoreCA: opts.GestoreCA,
 		tsaCA: opts.TSACA, gestore: opts.Gestore, tls: opts.TLS, now: opts.Now, log: opts.Logger,
 	}
 	if s.now == nil {

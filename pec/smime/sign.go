@@ -37,6 +37,12 @@ type Signer struct {
 	// Chain holds the CA certificates to embed, the signer's issuer first;
 	// the root may be left out.
 	Chain []*x509.Certificate
+	// Stamp, if set, is applied to every CMS signature made with s before
+	// it is written out, to add unsigned attributes: in practice a CAdES-T
+	// signature time-stamp, with tsa.StampSignature. It must return a DER
+	// CMS SignedData that still verifies over the same content; Sign
+	// checks that it does.
+	Stamp func(p7s []byte) ([]byte, error)
 }
 
 // check validates s for signing at time now.
@@ -229,7 +235,9 @@ func checkEntity(entity []byte) error {
 }
 
 // signDetached returns a detached CMS SignedData over content, SHA-256,
-// with the signer certificate and chain embedded. It checks its own output:
+// with the signer certificate and chain embedded and an ESS
+// signing-certificate-v2 attribute naming it, passed through s.Stamp when
+// set. It checks its own output:
 // the signature parses, uses SHA-256 and verifies over content.
 func signDetached(content []byte, s *Signer) ([]byte, error) {
 	sd, err := pkcs7.NewSignedData(content)
@@ -238,13 +246,22 @@ func signDetached(content []byte, s *Signer) ([]byte, error) {
 	}
 	// The library defaults to SHA-1: set SHA-256 every time.
 	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
-	if err := sd.AddSignerChain(s.Certificate, s.Key, s.Chain, pkcs7.SignerInfoConfig{}); err != nil {
+	ess, err := SigningCertificateV2(s.Certificate)
+	if err != nil {
+		return nil, err
+	}
+	if err := sd.AddSignerChain(s.Certificate, s.Key, s.Chain, pkcs7.SignerInfoConfig{ExtraSignedAttributes: []pkcs7.Attribute{ess}}); err != nil {
 		return nil, fmt.Errorf("smime: signing: %w", err)
 	}
 	sd.Detach()
 	p7s, err := sd.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("smime: encoding the signature: %w", err)
+	}
+	if s.Stamp != nil {
+		if p7s, err = s.Stamp(p7s); err != nil {
+			return nil, fmt.Errorf("smime: stamping the signature: %w", err)
+		}
 	}
 	sig, err := ParseSignature(p7s)
 	if err != nil {

@@ -83,6 +83,7 @@ type Signature struct {
 	sigValue   []byte
 	signedAttr []byte // DER of the signed attributes as signed; nil if none
 	msgDigest  []byte // messageDigest attribute; nil if no signed attributes
+	essV2      []byte // values of the signing-certificate-v2 attribute; nil if absent
 }
 
 // ParseSignature parses a detached CMS SignedData (DER or BER) with exactly
@@ -131,7 +132,7 @@ func ParseSignature(p7s []byte) (*Signature, error) {
 	// RFC 5652 §5.4: the signature covers the DER encoding of the
 	// attributes as a SET OF, in the order they were sent.
 	var attrs []byte
-	var nType, nDigest, nTime int
+	var nType, nDigest, nTime, nESS int
 	for _, a := range si.AuthenticatedAttributes {
 		oid, err := asn1.Marshal(a.Type)
 		if err != nil {
@@ -157,6 +158,9 @@ func ParseSignature(p7s []byte) (*Signature, error) {
 			if err := unmarshalSingle(a.Value.Bytes, &s.msgDigest); err != nil {
 				return nil, fmt.Errorf("%w: invalid messageDigest signed attribute: %v", ErrMalformed, err)
 			}
+		case a.Type.Equal(OIDSigningCertificateV2):
+			nESS++
+			s.essV2 = append([]byte{}, a.Value.Bytes...)
 		case a.Type.Equal(oidSigningTime):
 			nTime++
 			if err := unmarshalSingle(a.Value.Bytes, &s.SigningTime); err != nil {
@@ -164,8 +168,8 @@ func ParseSignature(p7s []byte) (*Signature, error) {
 			}
 		}
 	}
-	if nType != 1 || nDigest != 1 || nTime > 1 {
-		return nil, fmt.Errorf("%w: signed attributes must hold one contentType, one messageDigest and at most one signingTime", ErrMalformed)
+	if nType != 1 || nDigest != 1 || nTime > 1 || nESS > 1 {
+		return nil, fmt.Errorf("%w: signed attributes must hold one contentType, one messageDigest and at most one signingTime and one signingCertificateV2", ErrMalformed)
 	}
 	if s.msgDigest == nil {
 		s.msgDigest = []byte{}
@@ -194,7 +198,8 @@ func unmarshalSingle(b []byte, out any) error {
 // in canonical CRLF form). It does not check the certificate chain. It
 // returns an error matching ErrContentMismatch when content is not what
 // was signed and ErrInvalidSignature when the signature value does not
-// verify with the signer's public key.
+// verify with the signer's public key or when an ESS signing-certificate-v2
+// attribute (RFC 5035) names another certificate than the signer's.
 func (s *Signature) CheckContent(content []byte) error {
 	h := s.Digest.New()
 	h.Write(content)
@@ -214,6 +219,11 @@ func (s *Signature) CheckContent(content []byte) error {
 			return newReason(ErrContentMismatch, err, "signature does not match the signed content: "+err.Error())
 		}
 		return newReason(ErrInvalidSignature, err, "signature value does not verify with the key of "+certName(s.Signer)+": "+err.Error())
+	}
+	if s.essV2 != nil {
+		if err := CheckSigningCertificateV2(s.essV2, s.Signer); err != nil {
+			return newReason(ErrInvalidSignature, err, err.Error())
+		}
 	}
 	return nil
 }

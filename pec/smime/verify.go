@@ -175,6 +175,24 @@ func Verify(msg []byte, opts VerifyOptions) (*Result, error) {
 	return res, nil
 }
 
+// SignatureOf returns the decoded signature (the smime.p7s part, a CMS
+// SignedData) of the multipart/signed message msg without checking it,
+// bounded as Verify bounds it (DefaultMaxMessageSize, DefaultMaxDepth,
+// MaxSignatureSize). It is the first step of validating a signature at the
+// time of its CAdES-T time-stamp: read the token's time from the
+// signature (tsa.VerifySignatureTimestamp), then Verify with that time as
+// VerifyOptions.CurrentTime.
+func SignatureOf(msg []byte) ([]byte, error) {
+	if int64(len(msg)) > DefaultMaxMessageSize {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrMessageTooLarge, len(msg), int64(DefaultMaxMessageSize))
+	}
+	m, err := splitSigned(msg, DefaultMaxDepth)
+	if err != nil {
+		return nil, err
+	}
+	return m.p7s, nil
+}
+
 // VerifyReader reads a message from r, up to opts.MaxMessageSize bytes
 // (DefaultMaxMessageSize if zero), and verifies it as Verify does. It stops
 // reading, and fails with ErrMessageTooLarge, as soon as the limit is
