@@ -173,17 +173,23 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 // sign adds the manifest of every file and the gestore's detached CMS
 // signature over it: the last step of a bundle or an extract.
 func (b *Bundle) sign(ctx context.Context, s *smime.Signer) error {
-	manifest := b.manifest()
 	if s == nil || s.Certificate == nil {
 		return errors.New("export: sign the manifest: no signer")
 	}
 	b.signer = s
+	return signManifest(ctx, b.files, s)
+}
+
+// signManifest adds to files the manifest of every other file and the
+// gestore's detached CMS signature over it.
+func signManifest(ctx context.Context, files map[string][]byte, s *smime.Signer) error {
+	manifest := manifestOf(files)
 	sig, err := (&ledger.CMSSigner{Certificate: s.Certificate, Key: s.Key, Chain: s.Chain}).SignDetached(ctx, manifest)
 	if err != nil {
 		return fmt.Errorf("export: sign the manifest: %w", err)
 	}
-	b.files[FileManifest] = manifest
-	b.files[FileManifestSig] = sig
+	files[FileManifest] = manifest
+	files[FileManifestSig] = sig
 	return nil
 }
 
@@ -202,11 +208,11 @@ func coveringCheckpoint(ctx context.Context, l *ledger.Ledger, seq uint64) (*led
 	return nil, fmt.Errorf("export: entry %d: %w", seq, ErrNoCheckpoint)
 }
 
-// manifest lists every file but the manifest and its signature, in
+// manifestOf lists every file but the manifest and its signature, in
 // sha256sum's format, sorted by name.
-func (b *Bundle) manifest() []byte {
-	names := make([]string, 0, len(b.files))
-	for n := range b.files {
+func manifestOf(files map[string][]byte) []byte {
+	names := make([]string, 0, len(files))
+	for n := range files {
 		if n != FileManifest && n != FileManifestSig {
 			names = append(names, n)
 		}
@@ -214,7 +220,7 @@ func (b *Bundle) manifest() []byte {
 	slices.Sort(names)
 	var m bytes.Buffer
 	for _, n := range names {
-		sum := sha256.Sum256(b.files[n])
+		sum := sha256.Sum256(files[n])
 		fmt.Fprintf(&m, "%s  %s\n", hex.EncodeToString(sum[:]), n)
 	}
 	return m.Bytes()
