@@ -159,7 +159,9 @@ func verifyReceipt(rep *VerifyReport, receipt, entryRaw []byte, entry *ledger.En
 		name += " (or the checkpoint's: the entry records its SHA-256)"
 	} else {
 		name += " (or now, without one), by the gestore's certificate certs/gestore.pem"
-		if err == nil && (gestore == nil || !bytes.Equal(res.Signer.Raw, gestore.Raw)) {
+		// Who signed comes first: a certificate that is not the
+		// gestore's fails for that, whatever else is wrong with it.
+		if res != nil && res.Signer != nil && (gestore == nil || !bytes.Equal(res.Signer.Raw, gestore.Raw)) {
 			err = fmt.Errorf("receipt.eml, a reproduction, is not the gestore's signature: it is signed by %s, not by the certificate %s names", res.Signer.Subject, FileGestoreCert)
 			if rerr := CheckGestoreRole(res.Signer); rerr != nil {
 				err = fmt.Errorf("receipt.eml, a reproduction, is not the gestore's signature: %w", rerr)
