@@ -131,6 +131,11 @@ func stamper(t *testing.T, a *tsa.Authority) func([]byte) []byte {
 // resignSMIME signs the signed entity of the S/MIME message msg again, by
 // k, after edit changes it (nil keeps it).
 func resignSMIME(t *testing.T, msg []byte, anchors []*x509.Certificate, k signKey, signingTime time.Time, edit func([]byte) []byte) []byte {
+	return resignSMIMEStamped(t, msg, anchors, k, signingTime, edit, nil)
+}
+
+// resignSMIMEStamped is resignSMIME with a signature timestamp from stamp.
+func resignSMIMEStamped(t *testing.T, msg []byte, anchors []*x509.Certificate, k signKey, signingTime time.Time, edit func([]byte) []byte, stamp func([]byte) []byte) []byte {
 	t.Helper()
 	res, _ := smime.Verify(msg, smime.VerifyOptions{Roots: anchors, UseSigningTime: true})
 	if res == nil {
@@ -159,7 +164,7 @@ func resignSMIME(t *testing.T, msg []byte, anchors []*x509.Certificate, k signKe
 		t.Fatalf("content type %q: %v", ctLine, err)
 	}
 	b := params["boundary"]
-	p7s := cmsSign(t, entity, k, signingTime, nil)
+	p7s := cmsSign(t, entity, k, signingTime, stamp)
 	enc := base64.StdEncoding.EncodeToString(p7s)
 	var lines []string
 	for len(enc) > 76 {

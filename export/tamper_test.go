@@ -532,3 +532,54 @@ func firstLine(msg, want string) string {
 	}
 	return line
 }
+
+// TestSignatureTimestamps: a signature is validated at the time of its
+// signature timestamp (CAdES-T), so a bundle whose manifest and
+// reproduction carry one verifies after the gestore's certificate has
+// expired; without one, the same bundle is validated at the current time
+// and fails; the report gives each signature's time and its source.
+func TestSignatureTimestamps(t *testing.T) {
+	k := newTamperKit(t)
+	stamp := stamper(t, k.auth)
+	later := k.gestore.cert.NotAfter.AddDate(1, 0, 0)
+	for _, which := range []string{"original", "reproduction"} {
+		t.Run(which, func(t *testing.T) {
+			z := &k.orig
+			if which == "reproduction" {
+				z = &k.repro
+			}
+			stamped := edit(z, func(t *testing.T, fs map[string][]byte) {
+				if which == "reproduction" {
+					fs[export.FileReceipt] = resignSMIMEStamped(t, fs[export.FileReceipt], k.anchors, k.gestore, time.Now(), nil, stamp)
+					relist(fs)
+				}
+				fs[export.FileManifestSig] = cmsSign(t, fs[export.FileManifest], k.gestore, time.Now(), stamp)
+			})(t)
+			rep := verifyParts(t, k, stamped, export.VerifyOptions{Now: later})
+			if !rep.OK() {
+				t.Fatalf("a bundle with signature timestamps does not verify after the certificate expired:\n%s", failures(rep))
+			}
+			sources := map[string]string{}
+			for _, st := range rep.Times {
+				sources[st.File] = st.Source
+				if st.At.After(time.Now()) || st.At.IsZero() {
+					t.Errorf("%s validated at %s", st.File, st.At)
+				}
+			}
+			want := map[string]string{export.FileManifestSig: "signature timestamp", export.FileCheckpointSig: "checkpoint timestamp", export.FileReceipt: "checkpoint timestamp"}
+			if which == "reproduction" {
+				want[export.FileReceipt] = "signature timestamp"
+			}
+			for f, w := range want {
+				if sources[f] != w {
+					t.Errorf("%s validated at its %q, want %q", f, sources[f], w)
+				}
+			}
+			// The genuine bundle, without tokens, fails once the
+			// certificate has expired: signingTime is not trusted.
+			if rep := verifyParts(t, k, [][]byte{*z}, export.VerifyOptions{Now: later}); rep.OK() || !strings.Contains(failures(rep), "not valid at") {
+				t.Errorf("without signature timestamps, verified after the certificate expired:\n%s", failures(rep))
+			}
+		})
+	}
+}
