@@ -116,7 +116,7 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 		return nil, fmt.Errorf("export: proof of %d in %d: %w", opts.Seq, cp.Size, err)
 	}
 	leaf := ledger.LeafHash(raw)
-	p := Proof{LeafIndex: opts.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:])}
+	p := Proof{LeafIndex: opts.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:]), Hashes: []string{}}
 	for _, h := range hashes {
 		p.Hashes = append(p.Hashes, hex.EncodeToString(h))
 	}

@@ -126,7 +126,7 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 		}
 		hashes := proofs[i]
 		leaf := ledger.LeafHash(raw)
-		p := Proof{LeafIndex: e.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:])}
+		p := Proof{LeafIndex: e.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:]), Hashes: []string{}}
 		for _, h := range hashes {
 			p.Hashes = append(p.Hashes, hex.EncodeToString(h))
 		}
