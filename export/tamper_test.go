@@ -583,3 +583,24 @@ func TestSignatureTimestamps(t *testing.T) {
 		})
 	}
 }
+
+// TestProofJSONMembers: proof.json has exactly its members, spelled
+// exactly, each once.
+func TestProofJSONMembers(t *testing.T) {
+	k := newTamperKit(t)
+	for name, change := range map[string]func([]byte) []byte{
+		"upper-case member": func(b []byte) []byte { return bytes.Replace(b, []byte(`"leaf_index"`), []byte(`"LEAF_INDEX"`), 1) },
+		"duplicate member":  func(b []byte) []byte { return bytes.Replace(b, []byte(`"root"`), []byte(`"tree_size": 1, "root"`), 1) },
+		"missing member":    func(b []byte) []byte { return regexp.MustCompile(`"leaf_hash": "[0-9a-f]+",`).ReplaceAll(b, nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			z := edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+				fs[export.FileProof] = change(fs[export.FileProof])
+				k.resign(t, fs, k.gestore)
+			})(t)
+			if rep := verifyParts(t, k, z, export.VerifyOptions{}); rep.OK() || !strings.Contains(failures(rep), "proof.json") {
+				t.Errorf("accepted, or not named:\n%s", failures(rep))
+			}
+		})
+	}
+}

@@ -403,10 +403,51 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
+// exactMembers checks that the JSON object obj has exactly the members
+// names, each once, spelled exactly (encoding/json alone matches names
+// without regard to case, and keeps the last of duplicates).
+func exactMembers(obj []byte, names ...string) error {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return fmt.Errorf("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return fmt.Errorf("member %q appears twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	for _, n := range names {
+		if !seen[n] {
+			return fmt.Errorf("member %q is missing", n)
+		}
+		delete(seen, n)
+	}
+	for n := range seen {
+		return fmt.Errorf("unknown member %q", n)
+	}
+	return nil
+}
+
+var proofMembers = []string{"leaf_index", "tree_size", "leaf_hash", "root", "hashes"}
+
 // parseProof reads proof.json: exactly the members of Proof.
 func parseProof(b []byte) (*Proof, error) {
 	var p Proof
 	if err := decodeStrict(b, &p); err != nil {
+		return nil, fmt.Errorf("proof.json: %w", err)
+	}
+	if err := exactMembers(b, proofMembers...); err != nil {
 		return nil, fmt.Errorf("proof.json: %w", err)
 	}
 	if p.TreeSize > maxSafeInteger {
@@ -420,6 +461,26 @@ func parseExtract(b []byte) (*ExtractDoc, error) {
 	var x ExtractDoc
 	if err := decodeStrict(b, &x); err != nil {
 		return nil, fmt.Errorf("extract.json: %w", err)
+	}
+	if err := exactMembers(b, "mailbox", "from", "to", "produced", "entries"); err != nil {
+		return nil, fmt.Errorf("extract.json: %w", err)
+	}
+	var raw struct{ Entries []json.RawMessage }
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("extract.json: %w", err)
+	}
+	for i, e := range raw.Entries {
+		var parts struct{ Proof json.RawMessage }
+		err := exactMembers(e, "entry", "proof")
+		if err == nil {
+			err = json.Unmarshal(e, &parts)
+		}
+		if err == nil {
+			err = exactMembers(parts.Proof, proofMembers...)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("extract.json: entry %d: %w", i, err)
+		}
 	}
 	return &x, nil
 }
