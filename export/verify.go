@@ -580,10 +580,3 @@ func describeGestore(c *x509.Certificate) string {
 	return fmt.Sprintf("%s <%s>, serial %x, SHA-256 %x, valid %s to %s", c.Subject, strings.Join(c.EmailAddresses, ", "), c.SerialNumber,
 		sha256.Sum256(c.Raw), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 }
-
-func signerName(c *x509.Certificate) string {
-	if c == nil {
-		return ""
-	}
-	return "signed by " + c.Subject.String()
-}
