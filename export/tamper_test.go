@@ -474,8 +474,10 @@ func TestTamperTable(t *testing.T) {
 			case !strings.Contains(msg, c.want):
 				t.Errorf("the failure does not name the problem (want %q):\n%s", c.want, msg)
 			}
-			fmt.Fprintf(&table, "| %d | %s | %s |\n", i+1, c.name, strings.ReplaceAll(firstLine(msg, c.want), "|", "/"))
-			_ = result
+			if !ok {
+				result = "fails: " + firstLine(failedDetails(msg, c, k, t), c.want)
+			}
+			fmt.Fprintf(&table, "| %d | %s | %s |\n", i+1, c.name, strings.ReplaceAll(result, "|", "/"))
 		})
 	}
 	t.Logf("tamper table (%d cases):\n%s", len(cases), table.String())
@@ -496,6 +498,29 @@ func runCase(t *testing.T, k *tamperKit, c tamperCase) (string, bool) {
 		return err.Error(), false
 	}
 	return failures(rep), rep.OK()
+}
+
+// failedDetails is the details of the failed checks, one a line: what
+// the table shows.
+func failedDetails(msg string, c tamperCase, k *tamperKit, t *testing.T) string {
+	parts := c.parts(t)
+	var ps []export.Part
+	for _, p := range parts {
+		ps = append(ps, export.Part{R: bytes.NewReader(p), Size: int64(len(p))})
+	}
+	opts := c.opts
+	opts.Anchors = k.anchors
+	rep, err := export.VerifyBundleParts(ps, opts)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, ch := range rep.Checks {
+		if !ch.OK {
+			out = append(out, ch.Detail)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func verifyParts(t *testing.T, k *tamperKit, parts [][]byte, opts export.VerifyOptions) *export.VerifyReport {
@@ -524,11 +549,8 @@ func firstLine(msg, want string) string {
 			break
 		}
 	}
-	if _, after, ok := strings.Cut(line, ": "); ok && strings.Contains(after, want) {
-		line = after
-	}
-	if len(line) > 220 {
-		line = line[:220] + "…"
+	if len(line) > 200 {
+		line = line[:200] + "…"
 	}
 	return line
 }
