@@ -305,9 +305,9 @@ func (k *tamperKit) cases() []tamperCase {
 	cs = append(cs,
 		tamperCase{"checkpoint.txt, .p7s, .tsr of an earlier checkpoint, proof of the newer", edit(&k.orig, older(export.FileCheckpoint, export.FileCheckpointSig, export.FileCheckpointTSR)),
 			export.VerifyOptions{}, "checkpoint.txt signs"},
-		tamperCase{"checkpoint.tsr of another checkpoint", edit(&k.orig, older(export.FileCheckpointTSR)), export.VerifyOptions{}, "checkpoint.tsr"},
+		tamperCase{"checkpoint.tsr of another checkpoint", edit(&k.orig, older(export.FileCheckpointTSR)), export.VerifyOptions{}, "checkpoint.tsr is not a valid token"},
 		tamperCase{"checkpoint.p7s of another checkpoint", edit(&k.orig, older(export.FileCheckpointSig)), export.VerifyOptions{}, "checkpoint.p7s is not a valid signature"},
-		tamperCase{"checkpoint.txt of another checkpoint, its token and signature kept", edit(&k.orig, older(export.FileCheckpoint)), export.VerifyOptions{}, "checkpoint.tsr"},
+		tamperCase{"checkpoint.txt of another checkpoint, its token and signature kept", edit(&k.orig, older(export.FileCheckpoint)), export.VerifyOptions{}, "checkpoint.tsr is not a valid token"},
 		tamperCase{"proof.json of another checkpoint", edit(&k.orig, older(export.FileProof)), export.VerifyOptions{}, "checkpoint.txt signs"},
 	)
 
@@ -366,7 +366,7 @@ func (k *tamperKit) cases() []tamperCase {
 		tamperCase{"entry.json with upper-case hex, re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
 			fs[export.FileEntry] = regexp.MustCompile(`"sha256":"[0-9a-f]{64}"`).ReplaceAllFunc(fs[export.FileEntry], bytes.ToUpper)
 			k.resign(t, fs, k.gestore)
-		}), export.VerifyOptions{}, "entry.json"},
+		}), export.VerifyOptions{}, "not in canonical form"},
 		tamperCase{"proof.json with an unknown member, re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
 			fs[export.FileProof] = bytes.Replace(fs[export.FileProof], []byte("{"), []byte(`{"extra":1,`), 1)
 			k.resign(t, fs, k.gestore)

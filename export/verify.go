@@ -337,7 +337,9 @@ func verifyFiles(files map[string][]byte, opts VerifyOptions) (*VerifyReport, er
 		digest := sha256.Sum256(files[FileCheckpoint])
 		info, err := tsa.Verify(files[FileCheckpointTSR], digest[:], tsa.VerifyOptions{Roots: roots})
 		detail := ""
-		if err == nil {
+		if err != nil {
+			err = fmt.Errorf("checkpoint.tsr is not a valid token over SHA-256(checkpoint.txt) by a TSA under the anchor: %w", err)
+		} else {
 			cpTime = info.GenTime
 			detail = "time " + info.GenTime.UTC().Format(time.RFC3339Nano) + ", TSA " + info.Certificate.Subject.String()
 		}
