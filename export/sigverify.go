@@ -2,7 +2,9 @@ package export
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
+	_ "crypto/sha512"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
@@ -57,12 +59,21 @@ func signatureToken(p7 *pkcs7.PKCS7, roots *x509.CertPool) (time.Time, error) {
 	if token == nil {
 		return time.Time{}, nil
 	}
-	digest := sha256.Sum256(si.EncryptedDigest)
-	info, err := tsa.Verify(token, digest[:], tsa.VerifyOptions{Roots: roots})
-	if err != nil {
-		return time.Time{}, fmt.Errorf("its signature timestamp (over SHA-256 of the signature value) does not verify: %w", err)
+	// The imprint is a hash of the signature value under the token's
+	// algorithm: SHA-256 in practice, SHA-384 or SHA-512 allowed.
+	var first error
+	for _, h := range []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+		d := h.New()
+		d.Write(si.EncryptedDigest)
+		info, err := tsa.Verify(token, d.Sum(nil), tsa.VerifyOptions{Roots: roots})
+		if err == nil && info.HashAlgorithm == h {
+			return info.GenTime, nil
+		}
+		if first == nil {
+			first = err
+		}
 	}
-	return info.GenTime, nil
+	return time.Time{}, fmt.Errorf("its signature timestamp (over SHA-256 of the signature value) does not verify: %w", first)
 }
 
 // parseCMS parses a detached CMS SignedData with exactly one signer and
