@@ -35,6 +35,7 @@ const (
 	FileCheckpoint    = "checkpoint.txt"
 	FileCheckpointSig = "checkpoint.p7s"
 	FileCheckpointTSR = "checkpoint.tsr"
+	FileGestoreCert   = "certs/gestore.pem"
 	FileGestoreCA     = "certs/gestore-ca.pem"
 	FileTSACA         = "certs/tsa-ca.pem"
 	FileAttestation   = "attestation.txt"
@@ -83,6 +84,9 @@ type Bundle struct {
 	// Checkpoint is the checkpoint the proof leads to.
 	Checkpoint *ledger.Checkpoint
 	files      map[string][]byte
+	// signer signed the manifest; WriteParts signs it again when it adds
+	// SPLIT.txt.
+	signer *smime.Signer
 }
 
 // Errors of Build.
@@ -118,7 +122,7 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 		return nil, fmt.Errorf("export: proof of %d in %d: %w", opts.Seq, cp.Size, err)
 	}
 	leaf := ledger.LeafHash(raw)
-	p := Proof{LeafIndex: opts.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:])}
+	p := Proof{LeafIndex: opts.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:]), Hashes: []string{}}
 	for _, h := range hashes {
 		p.Hashes = append(p.Hashes, hex.EncodeToString(h))
 	}
@@ -135,6 +139,10 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 		FileGestoreCA:     opts.GestoreCA,
 		FileTSACA:         opts.TSACA,
 	}}
+	if opts.Signer != nil {
+		b.files[FileGestoreCert] = PEMCertificates(opts.Signer.Certificate.Raw)
+	}
+	b.files[FileProofScript] = proofScript
 
 	var receipt []byte
 	if entry.ArchiveKey != "" && opts.Store != nil {
@@ -172,7 +180,17 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 // signature over it, passed through s.Stamp (the CAdES-T time-stamp) when
 // set: the last step of a bundle or an extract.
 func (b *Bundle) sign(ctx context.Context, s *smime.Signer) error {
-	manifest := b.manifest()
+	if s == nil || s.Certificate == nil {
+		return errors.New("export: sign the manifest: no signer")
+	}
+	b.signer = s
+	return signManifest(ctx, b.files, s)
+}
+
+// signManifest adds to files the manifest of every other file and the
+// gestore's detached CMS signature over it.
+func signManifest(ctx context.Context, files map[string][]byte, s *smime.Signer) error {
+	manifest := manifestOf(files)
 	sig, err := (&ledger.CMSSigner{Certificate: s.Certificate, Key: s.Key, Chain: s.Chain}).SignDetached(ctx, manifest)
 	if err != nil {
 		return fmt.Errorf("export: sign the manifest: %w", err)
@@ -182,8 +200,8 @@ func (b *Bundle) sign(ctx context.Context, s *smime.Signer) error {
 			return fmt.Errorf("export: time-stamp the manifest's signature: %w", err)
 		}
 	}
-	b.files[FileManifest] = manifest
-	b.files[FileManifestSig] = sig
+	files[FileManifest] = manifest
+	files[FileManifestSig] = sig
 	return nil
 }
 
@@ -202,11 +220,11 @@ func coveringCheckpoint(ctx context.Context, l *ledger.Ledger, seq uint64) (*led
 	return nil, fmt.Errorf("export: entry %d: %w", seq, ErrNoCheckpoint)
 }
 
-// manifest lists every file but the manifest and its signature, in
+// manifestOf lists every file but the manifest and its signature, in
 // sha256sum's format, sorted by name.
-func (b *Bundle) manifest() []byte {
-	names := make([]string, 0, len(b.files))
-	for n := range b.files {
+func manifestOf(files map[string][]byte) []byte {
+	names := make([]string, 0, len(files))
+	for n := range files {
 		if n != FileManifest && n != FileManifestSig {
 			names = append(names, n)
 		}
@@ -214,7 +232,7 @@ func (b *Bundle) manifest() []byte {
 	slices.Sort(names)
 	var m bytes.Buffer
 	for _, n := range names {
-		sum := sha256.Sum256(b.files[n])
+		sum := sha256.Sum256(files[n])
 		fmt.Fprintf(&m, "%s  %s\n", hex.EncodeToString(sum[:]), n)
 	}
 	return m.Bytes()
@@ -256,6 +274,7 @@ func reproduce(e *ledger.Entry, raw []byte, s *smime.Signer, now time.Time) ([]b
 		fmt.Fprintf(&text, "%s: %s\r\n", f[0], f[1])
 	}
 	fmt.Fprintf(&text, "\r\nLa voce del log, nei suoi byte canonici, e' allegata (entry.json).\r\n")
+	fmt.Fprintf(&text, "\r\nDati della voce per la verifica:\r\n%s\r\n", strings.Join(ReproductionFacts(e), "\r\n"))
 
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
@@ -375,34 +394,6 @@ func attestation(b *Bundle, now time.Time) string {
 	fmt.Fprintf(&s, "Pacchetto prodotto il %s.\n", now.In(rome).Format("02/01/2006 15:04:05 MST"))
 	fmt.Fprintf(&s, "\nOgni file e' elencato con il suo SHA-256 in manifest.sha256, firmato dal\ngestore (manifest.p7s). VERIFY.txt spiega come controllare tutto a mano.\n")
 	return s.String()
-}
-
-func howTo(b *Bundle) string {
-	receiptCheck := "sha256sum receipt.eml     # equals the \"sha256\" of entry.json\nopenssl smime -verify -in receipt.eml -CAfile <the anchor of the signing gestore> -purpose any -out /dev/null"
-	if b.Reproduction {
-		receiptCheck = "openssl smime -verify -in receipt.eml -CAfile certs/gestore-ca.pem -purpose any -out /dev/null\n# receipt.eml is a reproduction: it carries entry.json as an attachment"
-	}
-	return fmt.Sprintf(`How to check this evidence bundle by hand (or run: custode verify BUNDLE.zip -anchor CA.pem)
-
-1. Every file is the one the gestore listed and signed:
-   sha256sum -c manifest.sha256
-   openssl cms -verify -binary -inform DER -in manifest.p7s -content manifest.sha256 -CAfile certs/gestore-ca.pem -purpose any -out /dev/null
-
-2. The checkpoint is signed by the gestore and timestamped:
-   openssl cms -verify -binary -inform DER -in checkpoint.p7s -content checkpoint.txt -CAfile certs/gestore-ca.pem -purpose any -out /dev/null
-   openssl ts -verify -token_in -in checkpoint.tsr -data checkpoint.txt -CAfile certs/tsa-ca.pem
-
-3. The entry is in the tree whose root the checkpoint signs (size %d):
-   leaf hash = SHA-256(0x00 || entry.json):  (printf '\x00'; cat entry.json) | sha256sum
-   must equal proof.json "leaf_hash"; then fold "hashes" as RFC 6962 §2.1.1 says
-   (ledger/FORMAT.md of Custode) to get "root", which is the root line of checkpoint.txt.
-
-4. The receipt:
-   %s
-
-The trust anchors in certs/ are given for convenience: check them against the ones
-the gestore publishes (its AgID listing, its website) before trusting this bundle.
-`, b.Checkpoint.Size, receiptCheck)
 }
 
 // PEMCertificates returns PEM text of DER certificates.

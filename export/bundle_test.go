@@ -38,12 +38,18 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
 	dev, err := pki.NewDevSet("Alfa PEC S.p.A.", "pec.alfa.test", time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newFixtureWith(t, dev)
+}
+
+// newFixtureWith is newFixture with the given PKI.
+func newFixtureWith(t *testing.T, dev *pki.DevSet) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
 	if err := dev.WriteDir(filepath.Join(dir, "pki")); err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 		}
 		hashes := proofs[i]
 		leaf := ledger.LeafHash(raw)
-		p := Proof{LeafIndex: e.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:])}
+		p := Proof{LeafIndex: e.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:]), Hashes: []string{}}
 		for _, h := range hashes {
 			p.Hashes = append(p.Hashes, hex.EncodeToString(h))
 		}
@@ -165,16 +165,11 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 			e.Time.In(loc).Format("02/01/2006 15:04:05"), e.Kind, logLabel(e), e.Mittente, destinatari(e), e.Oggetto, e.Identificativo)
 	}
 	b.files[FileExtractPDF] = textPDF(title, text.String())
-	b.files[FileHowTo] = []byte(`How to check this log extract by hand (or run: custode verify EXTRACT.zip -anchor CA.pem)
-
-sha256sum -c manifest.sha256
-openssl cms -verify -binary -inform DER -in manifest.p7s -content manifest.sha256 -CAfile certs/gestore-ca.pem -purpose any -out /dev/null
-openssl cms -verify -binary -inform DER -in checkpoint.p7s -content checkpoint.txt -CAfile certs/gestore-ca.pem -purpose any -out /dev/null
-openssl ts -verify -token_in -in checkpoint.tsr -data checkpoint.txt -CAfile certs/tsa-ca.pem
-
-Each entry of extract.json carries its canonical bytes and its RFC 6962 inclusion proof to
-the root that checkpoint.txt signs (see ledger/FORMAT.md of Custode for the hashing).
-`)
+	b.files[FileHowTo] = []byte(howToExtract())
+	b.files[FileProofScript] = proofScript
+	if opts.Signer != nil {
+		b.files[FileGestoreCert] = PEMCertificates(opts.Signer.Certificate.Raw)
+	}
 	if err := b.sign(ctx, cadesSigner(ctx, opts.Signer, opts.Stamper)); err != nil {
 		return nil, err
 	}

@@ -3,8 +3,11 @@ package export
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,9 +16,10 @@ import (
 
 // FileSplitNote is the note the first part of a bundle written in parts
 // carries: which files are cut into pieces, the pieces' digests, and how to
-// join them. It is not in the manifest (the manifest signs the whole
-// files); a verifier rebuilds it from the pieces and compares it byte for
-// byte.
+// join them (its exact format is in BUNDLE.md). The manifest of a bundle
+// written in parts lists it, beside the whole files, so the gestore's
+// signature covers it; a verifier also rebuilds it from the pieces and
+// requires it byte for byte.
 const FileSplitNote = "SPLIT.txt"
 
 // maxJoinedFile bounds a file joined from pieces: a ricevuta completa
@@ -64,7 +68,8 @@ func zipFiles(files map[string][]byte, modified time.Time, stored map[string]boo
 // carries a large original message) are cut into pieces named
 // <file>.001, <file>.002, …, one piece per further part, and the first
 // part holds everything else and the note SPLIT.txt, which lists the
-// pieces with their SHA-256 and gives the command that joins them.
+// pieces with their SHA-256 and gives the command that joins them; the
+// manifest is then signed again, with SPLIT.txt in it.
 // VerifyBundleParts checks the parts together.
 func (b *Bundle) WriteParts(limit int) ([][]byte, error) {
 	if limit <= 0 {
@@ -93,6 +98,9 @@ func (b *Bundle) WriteParts(limit int) ([][]byte, error) {
 	for n, data := range b.files {
 		first[n] = data
 	}
+	if b.signer == nil {
+		return nil, errors.New("export: a bundle written in parts is signed again with its split note: no signer")
+	}
 	cut := map[string][]byte{}
 	var firstZip []byte
 	for _, n := range names {
@@ -102,7 +110,15 @@ func (b *Bundle) WriteParts(limit int) ([][]byte, error) {
 		delete(first, n)
 		cut[n] = b.files[n]
 		pieces := splitPieces(cut, pieceSize)
-		first[FileSplitNote] = splitNote(pieces, 1+len(pieces))
+		note := splitNote(pieces, 1+len(pieces))
+		// The manifest lists the whole files and the note.
+		signed := maps.Clone(b.files)
+		signed[FileSplitNote] = note
+		if err := signManifest(context.Background(), signed, b.signer); err != nil {
+			return nil, err
+		}
+		first[FileSplitNote] = note
+		first[FileManifest], first[FileManifestSig] = signed[FileManifest], signed[FileManifestSig]
 		if firstZip, err = zipFiles(first, b.Checkpoint.Time, nil); err != nil {
 			return nil, err
 		}
@@ -150,7 +166,7 @@ func splitPieces(files map[string][]byte, size int) []piece {
 // compare.
 func splitNote(pieces []piece, parts int) []byte {
 	var s strings.Builder
-	fmt.Fprintf(&s, "Questo pacchetto di evidenze e' diviso in %d parti (file ZIP), ciascuna entro il limite del deposito\n", parts)
+	fmt.Fprintf(&s, "Questo pacchetto di evidenze è diviso in %d parti (file ZIP), ciascuna entro il limite del deposito\n", parts)
 	s.WriteString("nel processo civile telematico. La prima parte contiene questo avviso, il manifesto\n")
 	s.WriteString("firmato e tutti i file tranne quelli divisi qui sotto; ogni altra parte contiene un pezzo.\n")
 	s.WriteString("This evidence bundle is split in parts; the files below are cut into pieces, one per further part.\n")
@@ -168,7 +184,7 @@ func splitNote(pieces []piece, parts int) []byte {
 		for _, p := range ps {
 			total += len(p.data)
 		}
-		fmt.Fprintf(&s, "\n%s (%d byte) e' diviso in %d pezzi:\n", f, total, len(ps))
+		fmt.Fprintf(&s, "\n%s (%d byte) è diviso in %d pezzi:\n", f, total, len(ps))
 		joined := make([]string, len(ps))
 		for i, p := range ps {
 			sum := sha256.Sum256(p.data)
@@ -233,7 +249,7 @@ func joinPieces(files map[string][]byte, parts int) (string, error) {
 			delete(files, p.name)
 		}
 	}
-	delete(files, FileSplitNote)
+	// SPLIT.txt stays: the manifest lists it.
 	// A piece the note lists but no part holds: a part left behind.
 	given := map[string]bool{}
 	for _, p := range pieces {

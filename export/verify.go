@@ -7,8 +7,10 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"time"
 
@@ -16,7 +18,6 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/custode/custode/ledger"
-	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
 
@@ -34,6 +35,22 @@ type Check struct {
 	Detail string
 }
 
+// SignatureTime says at what time one signature of a bundle was
+// validated, and why that time.
+type SignatureTime struct {
+	// File is the signature's file: manifest.p7s, checkpoint.p7s or
+	// receipt.eml.
+	File string
+	// Signer is the certificate that made the signature.
+	Signer *x509.Certificate
+	// At is the time the signer's certificate and chain were checked at.
+	At time.Time
+	// Source says where At comes from: "signature timestamp" (a CAdES
+	// signature-time-stamp token over the signature value), "checkpoint
+	// timestamp" (checkpoint.tsr) or "current time".
+	Source string
+}
+
 // VerifyReport is the outcome of verifying a bundle.
 type VerifyReport struct {
 	Checks []Check
@@ -41,6 +58,11 @@ type VerifyReport struct {
 	Entry *ledger.Entry
 	// Reproduction reports a receipt rebuilt from the log.
 	Reproduction bool
+	// Gestore is the gestore's signing certificate the bundle names
+	// (certs/gestore.pem), when it could be read.
+	Gestore *x509.Certificate
+	// Times lists each signature checked and the time it was validated at.
+	Times []SignatureTime
 }
 
 // OK reports whether every check passed.
@@ -65,18 +87,31 @@ func (r *VerifyReport) add(name string, err error, detail string) bool {
 // VerifyOptions are the trust anchors of an offline verification.
 type VerifyOptions struct {
 	// Anchors are the trusted root certificates: of the gestore's
-	// signatures (manifest, checkpoint, receipt), of the TSA, and of the
-	// gestore that signed the receipt when it is another one. Required.
-	// The copies inside the bundle are never trusted.
+	// signatures (manifest, checkpoint, reproduction), of the TSA, and of
+	// the gestore that signed an original receipt when it is another one.
+	// Required. The copies inside the bundle are never trusted.
 	Anchors []*x509.Certificate
+	// Gestore, if not nil, pins the gestore's signing certificate: the
+	// bundle must name exactly this certificate (custode verify -gestore).
+	// Without it, any certificate under the anchors with the role of a
+	// gestore's signing certificate is accepted, and the report names it.
+	Gestore *x509.Certificate
+	// Now is the current time, at which a signature that carries no
+	// timestamp token is validated; zero means time.Now().
+	Now time.Time
 }
 
 // VerifyBundle checks an evidence bundle offline, with nothing but the
-// bundle and the trust anchors: the manifest and its signature, the
-// entry's canonical form, its inclusion in the checkpoint's tree, the
-// checkpoint's signature and timestamp, and the receipt (its SHA-256 in
-// the entry for an original, its signature). It returns a report of every
-// check; an error only when the bundle cannot be read at all.
+// bundle and the trust anchors, in the order BUNDLE.md gives: the
+// manifest, the gestore's certificate and its signature over the
+// manifest, the entry's canonical form, its inclusion in the checkpoint's
+// tree, the checkpoint's timestamp and signature, and the receipt (its
+// SHA-256 in the entry for an original; for a reproduction, the gestore's
+// signature and the entry it carries). Every gestore signature must be by
+// the certificate certs/gestore.pem names, and is validated at its
+// timestamp token's time, never at the signingTime the signer claims. It
+// returns a report of every check; an error only when the bundle cannot
+// be read at all.
 func VerifyBundle(r io.ReaderAt, size int64, opts VerifyOptions) (*VerifyReport, error) {
 	return VerifyBundleParts([]Part{{R: r, Size: size}}, opts)
 }
@@ -92,7 +127,8 @@ const maxParts = 16
 
 // VerifyBundleParts checks a bundle written in parts, given in any order,
 // as VerifyBundle checks one: the pieces are joined first, and the split
-// note is checked against them.
+// note is checked against them (and, like every file, against the
+// manifest).
 func VerifyBundleParts(parts []Part, opts VerifyOptions) (*VerifyReport, error) {
 	if len(parts) == 0 || len(parts) > maxParts {
 		return nil, fmt.Errorf("export: verify: %d parts; a bundle has 1 to %d", len(parts), maxParts)
@@ -148,63 +184,112 @@ func readZip(r io.ReaderAt, size int64, files map[string][]byte) error {
 	return nil
 }
 
+// Mandatory files: a verifier cannot check a bundle (or an extract)
+// without them. Every other file is optional, but, like these, must be
+// listed in the manifest with its SHA-256.
+var (
+	mandatoryCommon  = []string{FileManifest, FileManifestSig, FileGestoreCert, FileCheckpoint, FileCheckpointSig, FileCheckpointTSR}
+	mandatoryBundle  = []string{FileReceipt, FileEntry, FileProof}
+	mandatoryExtract = []string{FileExtract}
+)
+
+// manifestLine is one line of manifest.sha256, without its "\n".
+var manifestLine = regexp.MustCompile(`^([0-9a-f]{64})  ([!-~]+)$`)
+
+// checkManifest checks manifest.sha256 against the files: its exact form,
+// every file listed with its SHA-256, none missing or unlisted, and the
+// mandatory ones present. It returns the number of files listed.
+func checkManifest(files map[string][]byte) (int, error) {
+	m, ok := files[FileManifest]
+	if !ok || len(m) == 0 {
+		return 0, fmt.Errorf("%s is missing or empty", FileManifest)
+	}
+	if !bytes.HasSuffix(m, []byte("\n")) {
+		return 0, fmt.Errorf("%s does not end with a newline", FileManifest)
+	}
+	listed := map[string]bool{}
+	prev := ""
+	for i, line := range strings.Split(string(m[:len(m)-1]), "\n") {
+		sub := manifestLine.FindStringSubmatch(line)
+		if sub == nil {
+			return 0, fmt.Errorf("%s line %d is not \"<64 lower-case hex>  <name>\": %q", FileManifest, i+1, line)
+		}
+		sum, name := sub[1], sub[2]
+		if name == FileManifest || name == FileManifestSig {
+			return 0, fmt.Errorf("%s line %d lists %s, which it cannot", FileManifest, i+1, name)
+		}
+		if i > 0 && name <= prev {
+			return 0, fmt.Errorf("%s is not sorted by name: line %d (%s) comes after %s", FileManifest, i+1, name, prev)
+		}
+		prev = name
+		listed[name] = true
+		data, present := files[name]
+		if !present {
+			return 0, fmt.Errorf("%s is listed in %s but missing from the bundle", name, FileManifest)
+		}
+		if got := sha256.Sum256(data); hex.EncodeToString(got[:]) != sum {
+			return 0, fmt.Errorf("%s has changed: its SHA-256 is %x, %s says %s", name, got, FileManifest, sum)
+		}
+	}
+	for name := range files {
+		if !listed[name] && name != FileManifest && name != FileManifestSig {
+			return 0, fmt.Errorf("%s is in the bundle but not in %s", name, FileManifest)
+		}
+	}
+	need := mandatoryBundle
+	if _, ok := files[FileExtract]; ok {
+		need = mandatoryExtract
+	}
+	for _, n := range append(append([]string(nil), mandatoryCommon...), need...) {
+		if _, ok := files[n]; !ok {
+			return 0, fmt.Errorf("%s is missing: a bundle must have it", n)
+		}
+	}
+	return len(listed), nil
+}
+
 // verifyFiles makes the checks of VerifyBundle on a bundle's files.
 func verifyFiles(files map[string][]byte, opts VerifyOptions) (*VerifyReport, error) {
 	if len(opts.Anchors) == 0 {
 		return nil, fmt.Errorf("export: verify: no trust anchor")
 	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
 	roots := x509.NewCertPool()
 	for _, c := range opts.Anchors {
 		roots.AddCert(c)
 	}
-	tsaRoots := roots
 	rep := &VerifyReport{}
+	_, isExtract := files[FileExtract]
 
-	// 1. The manifest: every file listed, with its digest, and signed.
-	listed := map[string]bool{}
-	var manifestErr error
-	for _, line := range strings.Split(strings.TrimRight(string(files[FileManifest]), "\n"), "\n") {
-		sum, name, ok := strings.Cut(line, "  ")
-		if !ok {
-			manifestErr = fmt.Errorf("malformed manifest line %q", line)
-			break
-		}
-		listed[name] = true
-		data, present := files[name]
-		got := sha256.Sum256(data)
-		if !present {
-			manifestErr = fmt.Errorf("%s is listed but missing", name)
-			break
-		}
-		if hex.EncodeToString(got[:]) != sum {
-			manifestErr = fmt.Errorf("%s has changed: its SHA-256 is %x, the manifest says %s", name, got, sum)
-			break
-		}
+	// 1. The manifest: every file listed, with its digest.
+	n, err := checkManifest(files)
+	rep.add("manifest: manifest.sha256 lists every file of the bundle, sorted, with its SHA-256, and nothing else is in the bundle", err, fmt.Sprintf("%d files", n))
+
+	// 2. The gestore: the certificate the bundle names, in its role.
+	gestore, err := namedGestore(files[FileGestoreCert], opts.Gestore)
+	detail := ""
+	if err == nil {
+		rep.Gestore = gestore
+		detail = describeGestore(gestore)
 	}
-	if manifestErr == nil {
-		for name := range files {
-			if !listed[name] && name != FileManifest && name != FileManifestSig {
-				manifestErr = fmt.Errorf("%s is in the bundle but not in the manifest", name)
-				break
-			}
-		}
-	}
-	if manifestErr == nil && len(listed) == 0 {
-		manifestErr = fmt.Errorf("the manifest is missing or empty")
-	}
-	rep.add("manifest: every file has the SHA-256 the manifest lists, and nothing else is in the bundle", manifestErr, fmt.Sprintf("%d files", len(listed)))
-	signer, err := ledger.VerifyDetached(files[FileManifest], files[FileManifestSig], roots, nil, time.Time{})
-	rep.add("manifest signature: manifest.p7s is a valid CMS signature over manifest.sha256 by a certificate that chains to the trust anchor", err, signerName(signer))
+	rep.add("gestore: certs/gestore.pem is one certificate with the role of a gestore's signing certificate (e-mail protection, the gestore's service address; not a TLS server's, not a TSA's)", err, detail)
+
+	// 3. The manifest's signature, by that certificate.
+	st, err := verifyGestoreCMS(FileManifestSig, files[FileManifest], files[FileManifestSig], gestore, roots, now, "current time")
+	rep.addSignature(st, err, "manifest signature: manifest.p7s is the gestore's CMS signature over manifest.sha256, by the certificate certs/gestore.pem, valid at its timestamp's time (or now, without one)")
 
 	cp, cpErr := ledger.ParseCheckpointBody(files[FileCheckpoint])
-	if doc, isExtract := files[FileExtract]; isExtract {
-		// A log extract: every entry, canonical, in the checkpoint's tree.
-		var x ExtractDoc
-		err := json.Unmarshal(doc, &x)
+	var entry *ledger.Entry
+	if isExtract {
+		// 4. A log extract: every entry, canonical, in the checkpoint's tree.
+		x, err := parseExtract(files[FileExtract])
 		n := 0
 		for i := 0; err == nil && i < len(x.Entries); i++ {
 			raw := []byte(x.Entries[i].Entry)
-			e, derr := ledger.DecodeEntry(raw)
+			e, derr := decodeEntry(raw)
 			if derr != nil {
 				err = fmt.Errorf("entry %d of the extract: %w", i, derr)
 				break
@@ -215,72 +300,191 @@ func verifyFiles(files map[string][]byte, opts VerifyOptions) (*VerifyReport, er
 			}
 			n++
 		}
-		rep.add("extract: every entry of extract.json is canonical and in the tree whose root checkpoint.txt signs (RFC 6962)", err,
-			fmt.Sprintf("%d entries of %s from %s to %s", n, x.Mailbox, x.From.Format(time.RFC3339), x.To.Format(time.RFC3339)))
-	} else {
-		// 2. The entry.
-		entry, err := ledger.DecodeEntry(files[FileEntry])
-		if rep.add("entry: entry.json is a ledger entry in its one canonical form", err, "") {
-			rep.Entry = entry
-			rep.add("entry content", nil, fmt.Sprintf("seq %d, %s, identificativo %s, %s", entry.Seq, entry.Kind, entry.Identificativo, entry.Time.UTC().Format(time.RFC3339)))
+		detail := ""
+		if x != nil {
+			detail = fmt.Sprintf("%d entries of %s from %s to %s", n, x.Mailbox, x.From.Format(time.RFC3339), x.To.Format(time.RFC3339))
 		}
-		// 3. The proof to the checkpoint.
-		var p Proof
-		err = json.Unmarshal(files[FileProof], &p)
+		rep.add("extract: every entry of extract.json is canonical and in the tree whose root checkpoint.txt signs (RFC 9162 §2.1.3.2)", err, detail)
+	} else {
+		// 4. The entry.
+		e, err := decodeEntry(files[FileEntry])
+		if rep.add("entry: entry.json is a ledger entry in its one canonical form (ledger/FORMAT.md)", err, "") {
+			entry = e
+			rep.Entry = e
+			rep.add("entry content", nil, fmt.Sprintf("seq %d, %s, identificativo %s, riferimento temporale %s", e.Seq, e.Kind, e.Identificativo, e.Time.UTC().Format(time.RFC3339Nano)))
+		}
+		// 5. The proof to the checkpoint.
+		p, err := parseProof(files[FileProof])
 		if err == nil && entry != nil {
-			err = verifyProof(files[FileEntry], entry, p, cp, cpErr)
+			err = verifyProof(files[FileEntry], entry, *p, cp, cpErr)
 		} else if err == nil {
 			err = fmt.Errorf("no entry to prove")
 		}
-		rep.add("inclusion: SHA-256(0x00 || entry.json) with the audit path of proof.json gives the root that checkpoint.txt signs (RFC 6962)", err,
-			fmt.Sprintf("leaf %d of %d", p.LeafIndex, p.TreeSize))
+		detail := ""
+		if p != nil {
+			detail = fmt.Sprintf("leaf %d of %d", p.LeafIndex, p.TreeSize)
+		}
+		rep.add("inclusion: SHA-256(0x00 || entry.json) folded with the audit path of proof.json (RFC 9162 §2.1.3.2) gives the root that checkpoint.txt signs", err, detail)
 	}
 
-	// 4. The checkpoint's timestamp, then its signature as of that time:
-	// the token proves the signature existed then, when the gestore's
-	// certificate was valid, however long ago.
+	// 6. The checkpoint's timestamp, then its signature as of that time:
+	// the token proves the body existed then, signed by the certificate
+	// that also signs the manifest.
+	var cpTime time.Time
 	if cpErr != nil {
-		rep.add("checkpoint: checkpoint.txt is a checkpoint", cpErr, "")
+		rep.add("checkpoint: checkpoint.txt is a checkpoint (ledger/FORMAT.md §5)", cpErr, "")
 	} else {
 		digest := sha256.Sum256(files[FileCheckpoint])
-		info, err := tsa.Verify(files[FileCheckpointTSR], digest[:], tsa.VerifyOptions{Roots: tsaRoots})
-		detail, at := "", time.Time{}
-		if err == nil {
-			detail, at = "time "+info.GenTime.UTC().Format(time.RFC3339), info.GenTime
+		info, err := tsa.Verify(files[FileCheckpointTSR], digest[:], tsa.VerifyOptions{Roots: roots})
+		detail := ""
+		if err != nil {
+			err = fmt.Errorf("checkpoint.tsr is not a valid token over SHA-256(checkpoint.txt) by a TSA under the anchor: %w", err)
+		} else {
+			cpTime = info.GenTime
+			detail = "time " + info.GenTime.UTC().Format(time.RFC3339Nano) + ", TSA " + info.Certificate.Subject.String()
 		}
 		rep.add("timestamp: checkpoint.tsr is an RFC 3161 token over SHA-256(checkpoint.txt) from a TSA that chains to the trust anchor", err, detail)
-		signer, err := ledger.VerifyDetached(files[FileCheckpoint], files[FileCheckpointSig], roots, nil, at)
-		rep.add("checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, valid at the timestamp's time", err, signerName(signer))
-	}
-
-	// 5. The receipt (bundles only).
-	if _, isExtract := files[FileExtract]; isExtract {
-		return rep, nil
-	}
-	entry := rep.Entry
-	receipt := files[FileReceipt]
-	rep.Reproduction = bytes.Contains(headerOf(receipt), []byte("\nX-Riproduzione:")) || bytes.HasPrefix(receipt, []byte("X-Riproduzione:"))
-	res, err := smime.Verify(receipt, smime.VerifyOptions{Roots: opts.Anchors, UseSigningTime: true, AllowSHA1Certificates: true})
-	if err == nil && len(res.Reasons) > 0 {
-		err = res.Reasons[0]
-	}
-	rep.add("receipt signature: receipt.eml is an S/MIME message signed by a certificate that chains to the trust anchor", err, signerName(certOf(res)))
-	if entry != nil {
-		sum := sha256.Sum256(receipt)
-		switch {
-		case rep.Reproduction:
-			var embedErr error
-			if !bytes.Contains(receipt, []byte("entry.json")) {
-				embedErr = fmt.Errorf("the reproduction does not carry the entry")
-			}
-			rep.add("receipt: a REPRODUCTION from the log, not the original (which the archivio di sicurezza does not hold)", embedErr, "")
-		case bytes.Equal(sum[:], entry.SHA256):
-			rep.add("receipt: the ORIGINAL, byte for byte: its SHA-256 is the one the entry records", nil, hex.EncodeToString(sum[:]))
-		default:
-			rep.add("receipt: its SHA-256 is the one the entry records", fmt.Errorf("receipt.eml has SHA-256 %x, the entry records %x", sum, entry.SHA256), "")
+		if err != nil {
+			err = fmt.Errorf("checkpoint.p7s: no valid checkpoint.tsr to validate it at")
+			rep.add("checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem, valid at the timestamp's time", err, "")
+		} else {
+			st, err := verifyGestoreCMS(FileCheckpointSig, files[FileCheckpoint], files[FileCheckpointSig], gestore, roots, cpTime, "checkpoint timestamp")
+			rep.addSignature(st, err, "checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem, valid at the timestamp's time")
 		}
 	}
+
+	// 7. The receipt (bundles only).
+	if isExtract || entry == nil {
+		if !isExtract {
+			rep.add("receipt: receipt.eml is the original or a reproduction of entry.json", fmt.Errorf("no valid entry.json to check receipt.eml against"), "")
+		}
+		return rep, nil
+	}
+	verifyReceipt(rep, files[FileReceipt], files[FileEntry], entry, gestore, opts.Anchors, roots, now, cpTime)
 	return rep, nil
+}
+
+// addSignature records a signature check and, when it passed, its time.
+func (r *VerifyReport) addSignature(st SignatureTime, err error, name string) {
+	detail := ""
+	if err == nil {
+		detail = fmt.Sprintf("signed by %s; validated at %s (%s)", st.Signer.Subject, st.At.UTC().Format(time.RFC3339Nano), st.Source)
+		r.Times = append(r.Times, st)
+	}
+	r.add(name, err, detail)
+}
+
+// maxSafeInteger is 2^53-1, the largest integer every JSON reader keeps
+// exactly; FORMAT.md refuses larger ones.
+const maxSafeInteger = 1<<53 - 1
+
+// decodeEntry is ledger.DecodeEntry, plus the rule of FORMAT.md that
+// integers stay below 2^53.
+func decodeEntry(raw []byte) (*ledger.Entry, error) {
+	e, err := ledger.DecodeEntry(raw)
+	if err != nil {
+		return nil, err
+	}
+	if e.Seq > maxSafeInteger {
+		return nil, fmt.Errorf("seq %d is 2^53 or more, which FORMAT.md refuses", e.Seq)
+	}
+	return e, nil
+}
+
+// decodeStrict decodes one JSON value into v, refusing unknown members
+// and anything after the value.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("more than one JSON value")
+	}
+	return nil
+}
+
+// exactMembers checks that the JSON object obj has exactly the members
+// names, each once, spelled exactly (encoding/json alone matches names
+// without regard to case, and keeps the last of duplicates).
+func exactMembers(obj []byte, names ...string) error {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return fmt.Errorf("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return fmt.Errorf("member %q appears twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	for _, n := range names {
+		if !seen[n] {
+			return fmt.Errorf("member %q is missing", n)
+		}
+		delete(seen, n)
+	}
+	for n := range seen {
+		return fmt.Errorf("unknown member %q", n)
+	}
+	return nil
+}
+
+var proofMembers = []string{"leaf_index", "tree_size", "leaf_hash", "root", "hashes"}
+
+// parseProof reads proof.json: exactly the members of Proof.
+func parseProof(b []byte) (*Proof, error) {
+	var p Proof
+	if err := decodeStrict(b, &p); err != nil {
+		return nil, fmt.Errorf("proof.json: %w", err)
+	}
+	if err := exactMembers(b, proofMembers...); err != nil {
+		return nil, fmt.Errorf("proof.json: %w", err)
+	}
+	if p.TreeSize > maxSafeInteger {
+		return nil, fmt.Errorf("proof.json: tree_size %d is 2^53 or more", p.TreeSize)
+	}
+	return &p, nil
+}
+
+// parseExtract reads extract.json: exactly the members of ExtractDoc.
+func parseExtract(b []byte) (*ExtractDoc, error) {
+	var x ExtractDoc
+	if err := decodeStrict(b, &x); err != nil {
+		return nil, fmt.Errorf("extract.json: %w", err)
+	}
+	if err := exactMembers(b, "mailbox", "from", "to", "produced", "entries"); err != nil {
+		return nil, fmt.Errorf("extract.json: %w", err)
+	}
+	var raw struct{ Entries []json.RawMessage }
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("extract.json: %w", err)
+	}
+	for i, e := range raw.Entries {
+		var parts struct{ Proof json.RawMessage }
+		err := exactMembers(e, "entry", "proof")
+		if err == nil {
+			err = json.Unmarshal(e, &parts)
+		}
+		if err == nil {
+			err = exactMembers(parts.Proof, proofMembers...)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("extract.json: entry %d: %w", i, err)
+		}
+	}
+	return &x, nil
 }
 
 func verifyProof(raw []byte, e *ledger.Entry, p Proof, cp *ledger.Checkpoint, cpErr error) error {
@@ -295,12 +499,12 @@ func verifyProof(raw []byte, e *ledger.Entry, p Proof, cp *ledger.Checkpoint, cp
 		return fmt.Errorf("proof for leaf %d, the entry is %d", p.LeafIndex, e.Seq)
 	}
 	if p.TreeSize != cp.Size || p.Root != hex.EncodeToString(cp.Root[:]) {
-		return fmt.Errorf("proof for tree %d with root %s, the checkpoint signs %d with root %x", p.TreeSize, p.Root, cp.Size, cp.Root)
+		return fmt.Errorf("proof for tree %d with root %s, checkpoint.txt signs %d with root %x", p.TreeSize, p.Root, cp.Size, cp.Root)
 	}
 	var hashes [][]byte
 	for _, h := range p.Hashes {
 		b, err := hex.DecodeString(h)
-		if err != nil || len(b) != sha256.Size {
+		if err != nil || len(b) != sha256.Size || h != strings.ToLower(h) {
 			return fmt.Errorf("bad hash %q in proof.json", h)
 		}
 		hashes = append(hashes, b)
@@ -311,23 +515,70 @@ func verifyProof(raw []byte, e *ledger.Entry, p Proof, cp *ledger.Checkpoint, cp
 	return proof.VerifyInclusion(rfc6962.DefaultHasher, p.LeafIndex, p.TreeSize, leaf[:], hashes, cp.Root[:])
 }
 
-func headerOf(msg []byte) []byte {
-	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-		return msg[:i]
+// namedGestore reads certs/gestore.pem, the gestore's signing
+// certificate, and checks its role and the pin.
+func namedGestore(pemData []byte, pin *x509.Certificate) (*x509.Certificate, error) {
+	if len(pemData) == 0 {
+		return nil, fmt.Errorf("%s is missing: the bundle does not name the gestore's certificate", FileGestoreCert)
 	}
-	return msg
+	block, rest := pem.Decode(pemData)
+	if block == nil || block.Type != "CERTIFICATE" || len(block.Headers) != 0 {
+		return nil, fmt.Errorf("%s is not a PEM certificate", FileGestoreCert)
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("%s holds more than one certificate", FileGestoreCert)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", FileGestoreCert, err)
+	}
+	if err := CheckGestoreRole(cert); err != nil {
+		return nil, fmt.Errorf("%s: %w", FileGestoreCert, err)
+	}
+	if pin != nil && !bytes.Equal(pin.Raw, cert.Raw) {
+		return nil, fmt.Errorf("%s names %s (SHA-256 %x), not the gestore's certificate given to verify (%s, SHA-256 %x)",
+			FileGestoreCert, cert.Subject, sha256.Sum256(cert.Raw), pin.Subject, sha256.Sum256(pin.Raw))
+	}
+	return cert, nil
 }
 
-func signerName(c *x509.Certificate) string {
-	if c == nil {
-		return ""
+// CheckGestoreRole reports whether cert has the role of a gestore's
+// signing certificate (RFC 6109 §5.5, BUNDLE.md "Who signs"): an end
+// entity, not a CA; with at least one e-mail address (the gestore's
+// service address) as rfc822Name; whose extended key usages, if it lists
+// any, include e-mail protection and include neither TLS server
+// authentication nor time stamping (nor OCSP signing, code signing or any
+// usage); whose key usage, if present, allows digital signatures.
+func CheckGestoreRole(cert *x509.Certificate) error {
+	name := cert.Subject.String()
+	if cert.IsCA {
+		return fmt.Errorf("%s is a CA certificate, not a gestore's signing certificate", name)
 	}
-	return "signed by " + c.Subject.String()
+	eku := map[x509.ExtKeyUsage]bool{}
+	for _, u := range cert.ExtKeyUsage {
+		eku[u] = true
+	}
+	switch {
+	case eku[x509.ExtKeyUsageServerAuth]:
+		return fmt.Errorf("%s is a TLS server certificate (extended key usage serverAuth), not a gestore's signing certificate", name)
+	case eku[x509.ExtKeyUsageTimeStamping]:
+		return fmt.Errorf("%s is a time-stamping authority's certificate (extended key usage timeStamping), not a gestore's signing certificate", name)
+	case eku[x509.ExtKeyUsageAny], eku[x509.ExtKeyUsageOCSPSigning], eku[x509.ExtKeyUsageCodeSigning]:
+		return fmt.Errorf("%s has an extended key usage a gestore's signing certificate does not have", name)
+	case (len(cert.ExtKeyUsage) > 0 || len(cert.UnknownExtKeyUsage) > 0) && !eku[x509.ExtKeyUsageEmailProtection]:
+		return fmt.Errorf("%s does not allow e-mail protection (its extended key usages leave it out)", name)
+	}
+	if len(cert.EmailAddresses) == 0 {
+		return fmt.Errorf("%s carries no e-mail address (the gestore's service address, rfc822Name): it is not a gestore's signing certificate", name)
+	}
+	if ku := cert.KeyUsage; ku != 0 && ku&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
+		return fmt.Errorf("%s does not allow digital signatures (key usage)", name)
+	}
+	return nil
 }
 
-func certOf(r *smime.Result) *x509.Certificate {
-	if r == nil {
-		return nil
-	}
-	return r.Signer
+// describeGestore names a gestore's certificate for the report.
+func describeGestore(c *x509.Certificate) string {
+	return fmt.Sprintf("%s <%s>, serial %x, SHA-256 %x, valid %s to %s", c.Subject, strings.Join(c.EmailAddresses, ", "), c.SerialNumber,
+		sha256.Sum256(c.Raw), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 }

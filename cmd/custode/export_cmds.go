@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,9 +89,10 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 
 // runVerify checks an evidence bundle offline.
 func runVerify(ctx context.Context, e *env, args []string) error {
-	var anchor string
+	var anchor, gestoreCert string
 	fs := flags(e, "verify", nil)
 	fs.StringVar(&anchor, "anchor", "", "PEM file of trusted roots: the gestore's CA and its TSA's (required; the bundle's own copies are not trusted)")
+	fs.StringVar(&gestoreCert, "gestore", "", "PEM file of the gestore's signing certificate, as it publishes it: the bundle must be signed by exactly this certificate (optional)")
 	if err := parse(fs, args, 16); err != nil {
 		return err
 	}
@@ -101,6 +103,17 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return &usageError{fmt.Sprintf("-anchor: %v", err)}
 	}
+	var pin *x509.Certificate
+	if gestoreCert != "" {
+		certs, err := readCertificates(ctx, e, gestoreCert, inputCertificates)
+		if err != nil {
+			return &usageError{fmt.Sprintf("-gestore: %v", err)}
+		}
+		if len(certs) != 1 {
+			return &usageError{fmt.Sprintf("-gestore: %s holds %d certificates, want the gestore's one", gestoreCert, len(certs))}
+		}
+		pin = certs[0]
+	}
 	var parts []export.Part
 	for _, name := range fs.Args() {
 		p, closer, err := openBundlePart(ctx, e, name)
@@ -110,7 +123,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		defer closer()
 		parts = append(parts, p)
 	}
-	rep, err := export.VerifyBundleParts(parts, export.VerifyOptions{Anchors: anchors})
+	rep, err := export.VerifyBundleParts(parts, export.VerifyOptions{Anchors: anchors, Gestore: pin})
 	if err != nil {
 		return &failedError{err.Error()}
 	}
