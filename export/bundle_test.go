@@ -206,13 +206,13 @@ func byHand(t *testing.T, f *fixture, z []byte, which string) {
 		t.Errorf("openssl ts -verify: %s", out)
 	}
 	if which == "extract" {
-		if pdf, _ := os.ReadFile(filepath.Join(dir, "extract.pdf")); !bytes.HasPrefix(pdf, []byte("%PDF-1.4")) {
+		if pdf, _ := os.ReadFile(filepath.Join(dir, "extract.pdf")); !bytes.HasPrefix(pdf, []byte("%PDF-1.")) {
 			t.Error("extract.pdf is not a PDF")
 		}
 		return
 	}
 	run("openssl", "smime", "-verify", "-in", "receipt.eml", "-CAfile", f.caFile, "-purpose", "any", "-out", os.DevNull)
-	if pdf, _ := os.ReadFile(filepath.Join(dir, "attestation.pdf")); !bytes.HasPrefix(pdf, []byte("%PDF-1.4")) || !bytes.HasSuffix(pdf, []byte("%%EOF\n")) {
+	if pdf, _ := os.ReadFile(filepath.Join(dir, "attestation.pdf")); !bytes.HasPrefix(pdf, []byte("%PDF-1.")) || !bytes.HasSuffix(pdf, []byte("%%EOF\n")) {
 		t.Error("attestation.pdf is not a PDF")
 	}
 	if which == "original" {
@@ -428,7 +428,7 @@ func TestExtract(t *testing.T) {
 	if csv := string(b.File(export.FileExtractCSV)); strings.Count(csv, "\n") != 3 || !strings.HasPrefix(csv, "seq,riferimento_temporale,tipo") {
 		t.Errorf("extract.csv:\n%s", csv)
 	}
-	if html := string(b.File(export.FileExtractHTML)); !strings.Contains(html, "Accettazione") || !strings.Contains(html, "<table>") {
+	if html := string(b.File(export.FileExtractHTML)); !strings.Contains(html, "Ricevuta di accettazione") || !strings.Contains(html, "<table>") {
 		t.Errorf("extract.html:\n%s", html)
 	}
 	byHand(t, f, buf.Bytes(), "extract")
