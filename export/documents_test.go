@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -17,6 +18,7 @@ import (
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec"
 )
 
 // appendCovered appends ev and waits for a timestamped checkpoint that
@@ -140,6 +142,17 @@ func TestReproductionDocuments(t *testing.T) {
 	}
 	if rep := verify(t, f, z.Bytes()); !rep.OK() {
 		t.Errorf("the bundle does not verify:\n%s", failures(rep))
+	}
+
+	// custode pec inspect knows it for what it is.
+
+	r, err := pec.Inspect(b.File(export.FileReceipt), pec.InspectOptions{Roots: []*x509.Certificate{f.dev.CA.Certificate}, At: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Reproduction == nil || r.Reproduction.Identificativo != b.Entry.Identificativo || r.Reproduction.Kind != "avvenuta-consegna" ||
+		r.Signature.Verdict != pec.VerdictValid || !strings.Contains(r.String(), "riproduzione dal log") || strings.Contains(r.String(), "non PEC") {
+		t.Errorf("pec inspect of the reproduction:\n%s", r)
 	}
 }
 
