@@ -9,6 +9,7 @@ import (
 	"codeberg.org/go-pdf/fpdf"
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/goregular"
+	"golang.org/x/image/font/sfnt"
 )
 
 // Page geometry of the PDFs, in millimetres (A4).
@@ -30,6 +31,10 @@ const (
 // is the document's creation date. The result is not PDF/A: that needs an
 // ICC colour profile and XMP metadata that no dependency provides.
 func (d *document) PDF(created time.Time) ([]byte, error) {
+	d, err := d.showable()
+	if err != nil {
+		return nil, err
+	}
 	pdf := fpdf.New("P", "mm", "A4", "")
 	pdf.AddUTF8FontFromBytes("go", "", goregular.TTF)
 	pdf.AddUTF8FontFromBytes("go", "B", gobold.TTF)
@@ -130,6 +135,51 @@ func (d *document) PDF(created time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("export: pdf: %w", err)
 	}
 	return out.Bytes(), nil
+}
+
+// showable returns a copy of d with what the Go fonts cannot show
+// replaced: characters without a glyph (and beyond the Basic Multilingual
+// Plane, which fpdf cannot embed) by U+FFFD, invalid UTF-8 likewise, and
+// control characters by spaces. The text version keeps them as they are.
+func (d *document) showable() (*document, error) {
+	font, err := sfnt.Parse(goregular.TTF)
+	if err != nil {
+		return nil, fmt.Errorf("export: pdf: the Go font: %w", err)
+	}
+	var buf sfnt.Buffer
+	has := map[rune]bool{}
+	clean := func(s string) string {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+		return strings.Map(func(r rune) rune {
+			switch {
+			case r == '\n':
+				return r
+			case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+				return ' '
+			case r > 0xffff:
+				return '\uFFFD'
+			}
+			ok, seen := has[r]
+			if !seen {
+				g, err := font.GlyphIndex(&buf, r)
+				ok = err == nil && g != 0
+				has[r] = ok
+			}
+			if !ok {
+				return '\uFFFD'
+			}
+			return r
+		}, s)
+	}
+	out := &document{Issuer: clean(d.Issuer), Title: clean(d.Title)}
+	for _, b := range d.Blocks {
+		nb := block{Heading: clean(b.Heading), Text: clean(b.Text)}
+		for _, r := range b.Rows {
+			nb.Rows = append(nb.Rows, [2]string{clean(r[0]), clean(r[1])})
+		}
+		out.Blocks = append(out.Blocks, nb)
+	}
+	return out, nil
 }
 
 // pdfRow is a table row laid out: its label and value lines, and the

@@ -283,3 +283,23 @@ func TestExtractPDF(t *testing.T) {
 	}
 	checkLayout(t, pdf, d.Issuer)
 }
+
+// TestPDFHostileText: text the Go fonts cannot show (CJK, emoji), control
+// characters, invalid UTF-8 and words longer than a column make a PDF, not
+// an error or a panic.
+func TestPDFHostileText(t *testing.T) {
+	for _, s := range []string{
+		"日本語の件名 😀 \u202e rovesciato",
+		"a\x00b\x1bc\td\r\ne",
+		"\xff\xfe non UTF-8",
+		strings.Repeat("x", 2000),
+		strings.Repeat("parola ", 3000),
+		"",
+	} {
+		d := &document{Issuer: s, Title: s, Blocks: []block{{Heading: s, Text: s, Rows: [][2]string{{s, s}, {"Oggetto", s}}}}}
+		pdf, err := d.PDF(time.Unix(0, 0))
+		if err != nil || len(pdf) == 0 {
+			t.Errorf("%.20q: %v", s, err)
+		}
+	}
+}
