@@ -276,7 +276,7 @@ func reproduce(e *ledger.Entry, raw []byte, s *smime.Signer, now time.Time, prob
 	msg, err := smime.SignMessage([]smime.Field{
 		{Name: "From", Value: from},
 		{Name: "To", Value: asciiOnly(e.Mittente)},
-		{Name: "Subject", Value: mime.QEncoding.Encode("utf-8", "RIPRODUZIONE DAL LOG: "+KindName(e.Kind, e.Details)+" "+e.Identificativo)},
+		{Name: "Subject", Value: mime.QEncoding.Encode("utf-8", strings.Join(strings.Fields("RIPRODUZIONE DAL LOG: "+KindName(e.Kind, e.Details)+" "+e.Identificativo), " "))},
 		{Name: "Date", Value: now.Format(time.RFC1123Z)},
 		{Name: "X-Riproduzione", Value: "log seq " + fmt.Sprint(e.Seq)},
 	}, entity, s)
