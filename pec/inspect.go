@@ -247,7 +247,7 @@ func Inspect(msg []byte, opts InspectOptions) (*Report, error) {
 			r.KindName = "riproduzione dal log del gestore (non è un messaggio PEC)"
 		}
 	}
-	r.Signature = verifySignature(m, opts)
+	r.Signature = verifySignature(msg, m, opts)
 	return r, nil
 }
 
@@ -338,8 +338,9 @@ func nestedSigned(msg []byte, opts ParseOptions) ([]byte, string) {
 	return walk(root, root.header.value("From"), "")
 }
 
-// verifySignature verifies m's signature as opts says.
-func verifySignature(m *Message, opts InspectOptions) SignatureReport {
+// verifySignature verifies the signature of m, parsed from msg, as opts
+// says.
+func verifySignature(msg []byte, m *Message, opts InspectOptions) SignatureReport {
 	sr := SignatureReport{Micalg: m.Micalg, SigningTime: m.SigningTime, AtSigningTime: opts.AtSigningTime}
 	signer := m.Signer
 	if m.Digest != 0 {
@@ -359,6 +360,9 @@ func verifySignature(m *Message, opts InspectOptions) SignatureReport {
 	switch {
 	case m.Signed:
 		res, err = m.Verify(vo)
+		if m.Forwarded {
+			_, sr.Location = nestedSigned(msg, opts.Parse)
+		}
 	default:
 		// Not signed where Parse looked: the message itself may still be
 		// S/MIME (a reproduction, any signed mail), or hold the signed

@@ -87,7 +87,7 @@ func TestInspectVerdicts(t *testing.T) {
 		{name: "altered", msg: string(altered), verdict: VerdictInvalid, exit: 1},
 		{name: "unsigned", msg: plain, verdict: VerdictUnsigned, exit: 4},
 		{name: "mailing list", msg: listed, verdict: VerdictValid, exit: 0, location: "part 1 of multipart/mixed"},
-		{name: "forwarded base64", msg: forwarded, verdict: VerdictValid, exit: 0},
+		{name: "forwarded base64", msg: forwarded, verdict: VerdictValid, exit: 0, location: "part 2 of multipart/mixed (attached message)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			roots := devRoots(t)
