@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need, pinned: Debian's openssl, libxml2-utils
-# (xmllint), poppler-utils (pdftotext, pdftoppm: the PDF tests), clamav-daemon (clamd, run by scripts/clamd.sh with a local
+# (xmllint), clamav-daemon (clamd, run by scripts/clamd.sh with a local
 # EICAR-only signature database), swaks and postfix (custode bench's
 # baseline relay, run as an instance of its own; the system one never
 # starts), and staticcheck built from the
@@ -18,13 +18,13 @@ APT_PACKAGES=(openssl libxml2-utils ca-certificates curl clamav-daemon swaks pyt
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v xmllint >/dev/null || missing+=(libxml2-utils)
+command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || missing+=(poppler-utils) # the export PDFs' tests render and read them
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v curl >/dev/null || missing+=(curl)
 command -v clamd >/dev/null || missing+=(clamav-daemon)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v python3 >/dev/null || missing+=(python3) # imaplib, the IMAP client of the gestore tests
 [ -x /usr/sbin/postfix ] || missing+=(postfix)      # custode bench's baseline relay
-command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || missing+=(poppler-utils) # the export PDFs' test
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing ${missing[*]} from Debian"
 	sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
