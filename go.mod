@@ -3,6 +3,7 @@ module github.com/custode/custode
 go 1.26.0
 
 require (
+	codeberg.org/go-pdf/fpdf v0.12.0
 	github.com/dgraph-io/badger/v4 v4.9.6
 	github.com/digitorus/pkcs7 v0.0.0-20250730155240-ffadbf3f398c
 	github.com/digitorus/timestamp v0.0.0-20250524132541-c45532741eea
@@ -13,6 +14,7 @@ require (
 	github.com/minio/minio-go/v7 v7.4.1
 	github.com/transparency-dev/merkle v0.0.2
 	go.yaml.in/yaml/v3 v3.0.6
+	golang.org/x/image v0.40.0
 	golang.org/x/sys v0.48.0
 )
 

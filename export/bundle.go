@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"mime/multipart"
+	"mime/quotedprintable"
 	"net/textproto"
 	"slices"
 	"strings"
@@ -79,6 +82,11 @@ type Bundle struct {
 	// Reproduction reports that the receipt is rebuilt from the log, the
 	// original not being in the archivio di sicurezza.
 	Reproduction bool
+	// ArchiveProblem, when not empty, says why the object the entry's
+	// archive key names was not used as the original (its SHA-256 is not
+	// the entry's): the receipt is then a reproduction, and the
+	// attestation and the reproduction say so.
+	ArchiveProblem string
 	// Entry is the ledger entry the bundle proves.
 	Entry *ledger.Entry
 	// Checkpoint is the checkpoint the proof leads to.
@@ -150,7 +158,10 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 		switch {
 		case err == nil:
 			if sum := sha256.Sum256(obj.Data); !bytes.Equal(sum[:], entry.SHA256) {
-				return nil, fmt.Errorf("export: archived %s does not match the ledger's SHA-256", entry.ArchiveKey)
+				// Not the original (entries of earlier versions gave a
+				// consegna the busta's key): reproduce, and say so.
+				b.ArchiveProblem = fmt.Sprintf("l'oggetto %s dell'archivio di sicurezza ha SHA-256 %x, non quello registrato nella voce (%x): non è l'originale di questa voce", entry.ArchiveKey, sum, entry.SHA256)
+				break
 			}
 			receipt = obj.Data
 		case errors.Is(err, archive.ErrNotFound):
@@ -160,14 +171,16 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 	}
 	if receipt == nil {
 		b.Reproduction = true
-		if receipt, err = reproduce(entry, raw, signer, now()); err != nil {
+		if receipt, err = reproduce(entry, raw, signer, now(), b.ArchiveProblem); err != nil {
 			return nil, err
 		}
 	}
 	b.files[FileReceipt] = receipt
-	att := attestation(b, now())
-	b.files[FileAttestation] = []byte(att)
-	b.files[FileAttestPDF] = textPDF("Attestazione - evidenza dal log del gestore PEC", att)
+	att := attestation(b, gestoreName(signerCertificate(opts.Signer)), now())
+	b.files[FileAttestation] = []byte(att.Text())
+	if b.files[FileAttestPDF], err = att.PDF(now()); err != nil {
+		return nil, err
+	}
 	b.files[FileHowTo] = []byte(howTo(b))
 
 	if err := b.sign(ctx, signer); err != nil {
@@ -258,31 +271,23 @@ func (b *Bundle) File(name string) []byte { return b.files[name] }
 // reproduce rebuilds a receipt from its ledger entry: a new message,
 // signed now by the gestore, that says it is a reproduction from the log,
 // gives the RFC 6109 §2.3 fields and carries the entry's canonical bytes.
-func reproduce(e *ledger.Entry, raw []byte, s *smime.Signer, now time.Time) ([]byte, error) {
+// problem, if not empty, says why the archived object is not the original.
+func reproduce(e *ledger.Entry, raw []byte, s *smime.Signer, now time.Time, problem string) ([]byte, error) {
 	if s == nil {
 		return nil, errors.New("export: the original is not archived and there is no signer for a reproduction")
 	}
-	rome, err := time.LoadLocation("Europe/Rome")
-	if err != nil {
-		rome = time.UTC
-	}
-	var text strings.Builder
-	fmt.Fprintf(&text, "RIPRODUZIONE DAL LOG DEL GESTORE\r\n\r\n")
-	fmt.Fprintf(&text, "Il messaggio originale (%s) non e' conservato nell'archivio di sicurezza.\r\n", e.Kind)
-	fmt.Fprintf(&text, "Questa e' una riproduzione dai dati del log, che ha lo stesso valore giuridico\r\n(art. 11, DPR 68/2005), firmata dal gestore il %s.\r\n\r\n", now.In(rome).Format("02/01/2006 15:04:05 MST"))
-	for _, f := range entryFields(e, rome) {
-		fmt.Fprintf(&text, "%s: %s\r\n", f[0], f[1])
-	}
-	fmt.Fprintf(&text, "\r\nLa voce del log, nei suoi byte canonici, e' allegata (entry.json).\r\n")
-	fmt.Fprintf(&text, "\r\nDati della voce per la verifica:\r\n%s\r\n", strings.Join(ReproductionFacts(e), "\r\n"))
+	text := strings.ReplaceAll(reproductionText(e, gestoreName(s.Certificate), now, problem)+
+		"\nDati della voce per la verifica:\n"+strings.Join(ReproductionFacts(e), "\n")+"\n", "\n", "\r\n")
 
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
-	part, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/plain; charset=us-ascii"}, "Content-Transfer-Encoding": {"7bit"}})
+	part, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/plain; charset=utf-8"}, "Content-Transfer-Encoding": {"quoted-printable"}})
 	if err != nil {
 		return nil, err
 	}
-	part.Write([]byte(asciiOnly(text.String())))
+	qp := quotedprintable.NewWriter(part)
+	qp.Write([]byte(text))
+	qp.Close()
 	part, err = mw.CreatePart(textproto.MIMEHeader{
 		"Content-Type":              {"application/json; name=entry.json"},
 		"Content-Disposition":       {"attachment; filename=entry.json"},
@@ -302,7 +307,7 @@ func reproduce(e *ledger.Entry, raw []byte, s *smime.Signer, now time.Time) ([]b
 	msg, err := smime.SignMessage([]smime.Field{
 		{Name: "From", Value: from},
 		{Name: "To", Value: asciiOnly(e.Mittente)},
-		{Name: "Subject", Value: "RIPRODUZIONE DAL LOG: " + asciiOnly(string(e.Kind)) + " " + asciiOnly(e.Identificativo)},
+		{Name: "Subject", Value: mime.QEncoding.Encode("utf-8", strings.Join(strings.Fields("RIPRODUZIONE DAL LOG: "+KindName(e.Kind, e.Details)+" "+e.Identificativo), " "))},
 		{Name: "Date", Value: now.Format(time.RFC1123Z)},
 		{Name: "X-Riproduzione", Value: "log seq " + fmt.Sprint(e.Seq)},
 	}, entity, s)
@@ -310,35 +315,6 @@ func reproduce(e *ledger.Entry, raw []byte, s *smime.Signer, now time.Time) ([]b
 		return nil, fmt.Errorf("export: sign the reproduction: %w", err)
 	}
 	return msg, nil
-}
-
-func entryFields(e *ledger.Entry, rome *time.Location) [][2]string {
-	var dest []string
-	for _, d := range e.Destinatari {
-		dest = append(dest, d.Address+" ("+string(d.Tipo)+")")
-	}
-	out := [][2]string{
-		{"Tipo di evento", string(e.Kind)},
-		{"Identificativo", e.Identificativo},
-		{"Message-ID del client", e.ClientMessageID},
-		{"Riferimento temporale", e.Time.In(rome).Format("02/01/2006 15:04:05 MST") + " (" + e.Time.UTC().Format(time.RFC3339Nano) + ")"},
-		{"Mittente", e.Mittente},
-		{"Destinatari", strings.Join(dest, ", ")},
-		{"Oggetto", e.Oggetto},
-		{"Gestore", e.Gestore},
-		{"Messaggi collegati", strings.Join(e.Related, ", ")},
-		{"SHA-256 del messaggio firmato", hex.EncodeToString(e.SHA256)},
-		{"Numero nel log", fmt.Sprint(e.Seq)},
-	}
-	keys := make([]string, 0, len(e.Details))
-	for k := range e.Details {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		out = append(out, [2]string{k, e.Details[k]})
-	}
-	return out
 }
 
 // asciiOnly replaces what is not printable ASCII, for header fields and
@@ -369,31 +345,79 @@ func writeBase64Lines(w io.Writer, data []byte) {
 	w.Write([]byte("\r\n"))
 }
 
-func attestation(b *Bundle, now time.Time) string {
-	rome, err := time.LoadLocation("Europe/Rome")
-	if err != nil {
-		rome = time.UTC
+// attestation is the attestation of a bundle, which attestation.txt and
+// attestation.pdf give: keeper, the gestore that keeps the log and signs
+// the bundle, attests; the entry's gestore is named as the issuer of the
+// original.
+func attestation(b *Bundle, keeper string, now time.Time) *document {
+	e := b.Entry
+	kind := KindName(e.Kind, e.Details)
+	var intro strings.Builder
+	fmt.Fprintf(&intro, "Il gestore di posta elettronica certificata %s, che tiene il log, attesta che il proprio log contiene, al numero %d, la voce descritta qui sotto, e che la voce è inclusa nell'albero di Merkle del log di %d voci, la cui radice è firmata da %s e marcata temporalmente (RFC 3161) il %s.",
+		keeper, e.Seq, b.Checkpoint.Size, keeper, FormatTime(b.Checkpoint.Time))
+	if e.Gestore != "" && e.Gestore != keeper {
+		fmt.Fprintf(&intro, "\nIl messaggio originale (%s) è stato emesso dal gestore %s; %s lo ha ricevuto e registrato nel proprio log.", kind, e.Gestore, keeper)
 	}
+	var receipt string
+	switch {
+	case !b.Reproduction:
+		receipt = "La ricevuta (receipt.eml) è l'ORIGINALE firmato, byte per byte, conservato nell'archivio di sicurezza: il suo SHA-256 è quello registrato nella voce."
+	case b.ArchiveProblem != "":
+		receipt = fmt.Sprintf("La ricevuta (receipt.eml) è una RIPRODUZIONE dal log, firmata da %s: %s.", keeper, b.ArchiveProblem)
+	default:
+		receipt = fmt.Sprintf("La ricevuta (receipt.eml) è una RIPRODUZIONE dal log, firmata da %s: l'originale non è conservato nell'archivio di sicurezza.", keeper)
+	}
+	return &document{
+		Issuer: keeper,
+		Title:  "Attestazione: evidenza dal log del gestore di posta elettronica certificata",
+		Blocks: []block{
+			{Text: intro.String()},
+			{Text: receipt},
+			{Heading: "La voce del log", Rows: entryRows(e)},
+			{Heading: "Prova", Rows: [][2]string{
+				{"Radice dell'albero", hex.EncodeToString(b.Checkpoint.Root[:])},
+				{"Voci nell'albero", fmt.Sprint(b.Checkpoint.Size)},
+				{"Marca temporale", FormatTime(b.Checkpoint.Time)},
+				{"Pacchetto prodotto il", FormatTime(now)},
+			}},
+			{Text: "Ogni file è elencato con il suo SHA-256 in manifest.sha256, firmato dal gestore (manifest.p7s). VERIFY.txt spiega come controllare tutto a mano."},
+		},
+	}
+}
+
+// reproductionText is the text of a reproduction: keeper, the gestore
+// that keeps the log, signs it; the entry's gestore issued the original.
+func reproductionText(e *ledger.Entry, keeper string, now time.Time, problem string) string {
+	kind := KindName(e.Kind, e.Details)
 	var s strings.Builder
-	fmt.Fprintf(&s, "ATTESTAZIONE\n\n")
-	fmt.Fprintf(&s, "Il gestore di posta elettronica certificata %s attesta che il proprio log\n", b.Entry.Gestore)
-	fmt.Fprintf(&s, "contiene, al numero %d, la voce descritta qui sotto, e che la voce e'\n", b.Entry.Seq)
-	fmt.Fprintf(&s, "inclusa nell'albero di Merkle del log di %d voci, la cui radice e' firmata\n", b.Checkpoint.Size)
-	fmt.Fprintf(&s, "dal gestore e marcata temporalmente (RFC 3161) il %s.\n\n", b.Checkpoint.Time.In(rome).Format("02/01/2006 15:04:05 MST"))
-	if b.Reproduction {
-		fmt.Fprintf(&s, "La ricevuta (receipt.eml) e' una RIPRODUZIONE dal log: l'originale non e'\nconservato nell'archivio di sicurezza.\n\n")
-	} else {
-		fmt.Fprintf(&s, "La ricevuta (receipt.eml) e' l'ORIGINALE firmato, byte per byte, dall'archivio\ndi sicurezza: il suo SHA-256 e' quello registrato nella voce.\n\n")
+	s.WriteString("RIPRODUZIONE DAL LOG DEL GESTORE\n\n")
+	issuer := ""
+	if e.Gestore != "" && e.Gestore != keeper {
+		issuer = ", emesso dal gestore " + e.Gestore
 	}
-	for _, f := range entryFields(b.Entry, rome) {
-		if f[1] != "" {
-			fmt.Fprintf(&s, "%s: %s\n", f[0], f[1])
-		}
+	why := "non è conservato nel suo archivio di sicurezza"
+	if problem != "" {
+		why = "non è disponibile: " + problem
 	}
-	fmt.Fprintf(&s, "\nRadice dell'albero: %s\n", hex.EncodeToString(b.Checkpoint.Root[:]))
-	fmt.Fprintf(&s, "Pacchetto prodotto il %s.\n", now.In(rome).Format("02/01/2006 15:04:05 MST"))
-	fmt.Fprintf(&s, "\nOgni file e' elencato con il suo SHA-256 in manifest.sha256, firmato dal\ngestore (manifest.p7s). VERIFY.txt spiega come controllare tutto a mano.\n")
+	para := fmt.Sprintf("Il gestore di posta elettronica certificata %s, che tiene il log, attesta che il messaggio originale (%s%s) %s. Questa è una riproduzione dai dati del log, che ha lo stesso valore giuridico (art. 11, DPR 68/2005), firmata da %s il %s.",
+		keeper, kind, issuer, why, keeper, FormatTime(now))
+	for _, l := range wrap(para, textWidth) {
+		s.WriteString(l + "\n")
+	}
+	s.WriteString("\n")
+	for _, r := range entryRows(e) {
+		s.WriteString(r[0] + ": " + r[1] + "\n")
+	}
+	s.WriteString("\nLa voce del log, nei suoi byte canonici, è allegata (entry.json).\n")
 	return s.String()
+}
+
+// signerCertificate is s's certificate, or nil.
+func signerCertificate(s *smime.Signer) *x509.Certificate {
+	if s == nil {
+		return nil
+	}
+	return s.Certificate
 }
 
 // PEMCertificates returns PEM text of DER certificates.

@@ -150,21 +150,15 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 		FileGestoreCA:     opts.GestoreCA,
 		FileTSACA:         opts.TSACA,
 	}}
-	title := fmt.Sprintf("Estratto del log della casella %s, dal %s al %s", doc.Mailbox,
-		opts.From.In(loc).Format("02/01/2006 15:04"), opts.To.In(loc).Format("02/01/2006 15:04"))
+	title := fmt.Sprintf("Estratto del log della casella %s, dal %s al %s", doc.Mailbox, FormatTime(opts.From), FormatTime(opts.To))
 	html, err := extractHTML(title, entries, cp, loc)
 	if err != nil {
 		return nil, err
 	}
 	b.files[FileExtractHTML] = html
-	var text strings.Builder
-	fmt.Fprintf(&text, "%d transazioni. Il log fino alla voce %d e' firmato dal gestore e marcato\ntemporalmente il %s (checkpoint.txt, .p7s, .tsr).\n\n",
-		len(entries), cp.Size-1, cp.Time.In(loc).Format("02/01/2006 15:04:05 MST"))
-	for _, e := range entries {
-		fmt.Fprintf(&text, "%s  %s (%s)\n    %s -> %s\n    oggetto: %s\n    identificativo: %s\n\n",
-			e.Time.In(loc).Format("02/01/2006 15:04:05"), e.Kind, logLabel(e), e.Mittente, destinatari(e), e.Oggetto, e.Identificativo)
+	if b.files[FileExtractPDF], err = extractDocument(gestoreName(signerCertificate(opts.Signer)), title, entries, cp).PDF(now()); err != nil {
+		return nil, err
 	}
-	b.files[FileExtractPDF] = textPDF(title, text.String())
 	b.files[FileHowTo] = []byte(howToExtract())
 	b.files[FileProofScript] = proofScript
 	if opts.Signer != nil {
@@ -182,6 +176,33 @@ func rome() *time.Location {
 		return time.UTC
 	}
 	return loc
+}
+
+// extractDocument is what extract.pdf shows: an introduction, then each
+// entry as a table under its time and kind.
+func extractDocument(issuer, title string, entries []*ledger.Entry, cp *ledger.Checkpoint) *document {
+	d := &document{Issuer: issuer, Title: title}
+	d.Blocks = append(d.Blocks, block{Text: fmt.Sprintf("%d transazioni. Il log fino alla voce %d è firmato dal gestore e marcato temporalmente il %s (checkpoint.txt, checkpoint.p7s, checkpoint.tsr): ogni voce di extract.json ha la sua prova di inclusione.",
+		len(entries), cp.Size-1, FormatTime(cp.Time))})
+	for _, e := range entries {
+		var rows [][2]string
+		for _, r := range entryRows(e) {
+			if extractRows[r[0]] {
+				rows = append(rows, r)
+			}
+		}
+		d.Blocks = append(d.Blocks, block{Heading: FormatTime(e.Time) + " – " + KindName(e.Kind, e.Details), Rows: rows})
+	}
+	return d
+}
+
+// extractRows are the facts extract.pdf gives of each entry; extract.json
+// has them all.
+var extractRows = map[string]bool{
+	"Identificativo": true, "Mittente": true, "Destinatari": true, "Oggetto": true,
+	"Gestore che ha emesso il messaggio": true, "Numero nel log": true,
+	detailName("destinatario"): true, detailName("errore"): true, detailName("errore_esteso"): true,
+	detailName("motivo"): true, detailName("virus"): true,
 }
 
 // logLabel is the label real gestori's logs give a kind (PEC.md §3.2).
@@ -294,14 +315,14 @@ func extractHTML(title string, entries []*ledger.Entry, cp *ledger.Checkpoint, l
 		Last    uint64
 		Time    string
 		Entries []row
-	}{Title: title, Last: cp.Size - 1, Time: cp.Time.In(loc).Format("02/01/2006 15:04:05 MST")}
+	}{Title: title, Last: cp.Size - 1, Time: cp.Time.In(loc).Format(TimeLayout)}
 	for _, e := range entries {
 		var d []string
 		for k, v := range e.Details {
-			d = append(d, k+"="+v)
+			d = append(d, detailName(k)+": "+detailValue(k, v))
 		}
 		slices.Sort(d)
-		data.Entries = append(data.Entries, row{e.Seq, e.Time.In(loc).Format("02/01/2006 15:04:05"), string(e.Kind) + " (" + logLabel(e) + ")",
+		data.Entries = append(data.Entries, row{e.Seq, e.Time.In(loc).Format(TimeLayout), KindName(e.Kind, e.Details),
 			e.Mittente, destinatari(e), e.Oggetto, e.Identificativo, strings.Join(d, "; ")})
 	}
 	var b bytes.Buffer

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"mime/quotedprintable"
 	"regexp"
 	"strings"
 	"testing"
@@ -126,7 +127,7 @@ func newTamperKit(t *testing.T) *tamperKit {
 		t.Fatal(err)
 	}
 	k.orig = buf.Bytes()
-	if k.parts, err = ob.WriteParts(6 << 10); err != nil || len(k.parts) < 3 {
+	if k.parts, err = ob.WriteParts(len(k.orig) / 5); err != nil || len(k.parts) < 3 {
 		t.Fatalf("parts: %d, %v; the table wants at least three", len(k.parts), err)
 	}
 	return k
@@ -258,7 +259,13 @@ func (k *tamperKit) cases() []tamperCase {
 						line = l
 					}
 				}
-				return bytes.Replace(b, []byte(line), []byte(from+": "+to), 1)
+				// The text part is quoted-printable: a fact line is
+				// replaced in its encoded form, soft line breaks included.
+				old, repl := qpLine(t, line), qpLine(t, from+": "+to)
+				if !bytes.Contains(b, old) {
+					t.Fatalf("the reproduction does not hold %q", old)
+				}
+				return bytes.Replace(b, old, repl, 1)
 			})
 			k.resign(t, fs, k.gestore)
 		}
@@ -625,4 +632,18 @@ func TestProofJSONMembers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// qpLine is line as a quoted-printable body that starts with it encodes it.
+func qpLine(t *testing.T, line string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := quotedprintable.NewWriter(&b)
+	if _, err := w.Write([]byte(line)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,12 +41,45 @@ type InspectOptions struct {
 	Parse ParseOptions
 }
 
-// The signature verdicts of a Report.
+// The signature verdicts of a Report, and the exit status custode pec
+// inspect gives each (Report.ExitCode).
 const (
-	VerdictValid    = "valid"    // every check passed
-	VerdictInvalid  = "invalid"  // a check failed; Reasons say which
-	VerdictUnsigned = "unsigned" // the message carries no signature
+	// VerdictValid: the signature is intact, its certificate chains to
+	// the given roots and was valid at the verification time, and it is
+	// the From address's. Exit status 0.
+	VerdictValid = "valid"
+	// VerdictInvalid: the signature is broken: the signed content was
+	// altered, the signature value does not verify, it cannot be parsed,
+	// or its certificate is not the From address's. Exit status 1.
+	VerdictInvalid = "invalid"
+	// VerdictUntrusted: the signature is intact and is the From
+	// address's, but nothing establishes trust in its certificate: it
+	// does not chain to the given roots, was not valid at the
+	// verification time, or is not in the given indice dei gestori.
+	// Reasons say which. Exit status 3.
+	VerdictUntrusted = "untrusted"
+	// VerdictUnsigned: the message carries no signature. Exit status 4.
+	VerdictUnsigned = "unsigned"
 )
+
+// HeaderRiproduzione marks a reproduction custode export makes from its
+// log when the original ricevuta is not archived: it holds "log seq N".
+const HeaderRiproduzione = "X-Riproduzione"
+
+// ExitCode is the exit status of custode pec inspect for the report's
+// verdict: 0 valid, 1 invalid, 3 untrusted, 4 unsigned (2 is a bad
+// invocation).
+func (r *Report) ExitCode() int {
+	switch r.Signature.Verdict {
+	case VerdictValid:
+		return 0
+	case VerdictUntrusted:
+		return 3
+	case VerdictUnsigned:
+		return 4
+	}
+	return 1
+}
 
 // Report is what Inspect tells about a message. It marshals to JSON (the
 // "--json" of custode pec inspect) and prints as text (WriteText).
@@ -57,8 +91,28 @@ type Report struct {
 	Daticert  *DaticertReport `json:"daticert,omitempty"`
 	Original  *OriginalReport `json:"original,omitempty"`
 	Signature SignatureReport `json:"signature"`
+	// Reproduction, when not nil, says the message is not PEC but a
+	// reproduction from the log of a gestore running Custode.
+	Reproduction *ReproductionReport `json:"reproduction,omitempty"`
 	// Problems are the inconsistencies Parse found (Message.Problems).
 	Problems []string `json:"problems,omitempty"`
+}
+
+// ReproductionReport describes a reproduction from the log: a message the
+// gestore signs, in place of a ricevuta it no longer holds, carrying the
+// ledger entry (entry.json) it reproduces.
+type ReproductionReport struct {
+	// Of is the X-Riproduzione field: "log seq N".
+	Of string `json:"of"`
+	// EntrySHA256 is the SHA-256 of the attached entry.json, hex; empty
+	// when there is none.
+	EntrySHA256 string `json:"entry_sha256,omitempty"`
+	// Kind, Identificativo, RiferimentoTemporale and Gestore are read
+	// from entry.json.
+	Kind                 string `json:"kind,omitempty"`
+	Identificativo       string `json:"identificativo,omitempty"`
+	RiferimentoTemporale string `json:"riferimento_temporale,omitempty"`
+	Gestore              string `json:"gestore,omitempty"`
 }
 
 // DaticertReport is the dati di certificazione, under the DTD's names.
@@ -105,7 +159,10 @@ type SignatureReport struct {
 	Chain []string `json:"chain,omitempty"`
 	// Gestore is the gestore the indice dei gestori lists the signer
 	// under, when an index was given and lists it.
-	Gestore       string    `json:"gestore,omitempty"`
+	Gestore string `json:"gestore,omitempty"`
+	// Location says where the signed entity was found when it is not the
+	// message itself: a busta forwarded or re-wrapped by a mailing list.
+	Location      string    `json:"location,omitempty"`
 	Digest        string    `json:"digest,omitempty"`
 	Micalg        string    `json:"micalg,omitempty"`
 	SigningTime   time.Time `json:"signing_time,omitzero"`
@@ -184,17 +241,107 @@ func Inspect(msg []byte, opts InspectOptions) (*Report, error) {
 		}
 		r.Original = or
 	}
-	r.Signature = verifySignature(m, opts)
+	if m.Kind == KindNotPEC {
+		if h, _, err := splitHeader(msg); err == nil && h.value(HeaderRiproduzione) != "" {
+			r.Reproduction = reproductionReport(msg, h.value(HeaderRiproduzione), opts.Parse)
+			r.KindName = "riproduzione dal log del gestore (non è un messaggio PEC)"
+		}
+	}
+	r.Signature = verifySignature(msg, m, opts)
 	return r, nil
 }
 
-// verifySignature verifies m's signature as opts says.
-func verifySignature(m *Message, opts InspectOptions) SignatureReport {
-	sr := SignatureReport{Micalg: m.Micalg, SigningTime: m.SigningTime, AtSigningTime: opts.AtSigningTime}
-	if !m.Signed {
-		sr.Verdict = VerdictUnsigned
-		return sr
+// reproductionReport reads the entry.json a reproduction carries.
+func reproductionReport(msg []byte, of string, opts ParseOptions) *ReproductionReport {
+	rr := &ReproductionReport{Of: oneLine(of)}
+	raw := attachmentNamed(msg, "entry.json", opts)
+	if raw == nil {
+		return rr
 	}
+	sum := sha256.Sum256(raw)
+	rr.EntrySHA256 = hex.EncodeToString(sum[:])
+	var e struct {
+		Kind                 string `json:"kind"`
+		Identificativo       string `json:"identificativo"`
+		RiferimentoTemporale string `json:"riferimento_temporale"`
+		Gestore              string `json:"gestore"`
+	}
+	if json.Unmarshal(raw, &e) == nil {
+		rr.Kind, rr.Identificativo, rr.RiferimentoTemporale, rr.Gestore = e.Kind, e.Identificativo, e.RiferimentoTemporale, e.Gestore
+	}
+	return rr
+}
+
+// attachmentNamed returns the decoded body of the first part of msg,
+// at any depth of multipart nesting, whose file name is name; nil if none.
+func attachmentNamed(msg []byte, name string, opts ParseOptions) []byte {
+	w := &walker{maxDepth: opts.maxDepth()}
+	root, err := w.parse(msg, 1)
+	if err != nil {
+		return nil
+	}
+	var found []byte
+	var walk func(e *entity)
+	walk = func(e *entity) {
+		for _, p := range e.parts {
+			if found == nil {
+				walk(p)
+			}
+		}
+		if found == nil && len(e.parts) == 0 && strings.EqualFold(strings.TrimSpace(e.filename()), name) {
+			if b, err := e.decodeBody(); err == nil {
+				found = b
+			}
+		}
+	}
+	walk(root)
+	return found
+}
+
+// nestedSigned finds, in msg, a multipart/signed entity below the top
+// (a busta a mailing list wrapped in multipart/mixed with a footer, or
+// a message attached to another), and returns it as a message to verify,
+// with the From field of the message around it, and where it was found
+// ("part 1 of multipart/mixed").
+func nestedSigned(msg []byte, opts ParseOptions) ([]byte, string) {
+	w := &walker{maxDepth: opts.maxDepth()}
+	root, err := w.parse(msg, 1)
+	if err != nil {
+		return nil, ""
+	}
+	var walk func(e *entity, from, where string) ([]byte, string)
+	walk = func(e *entity, from, where string) ([]byte, string) {
+		for i, p := range e.parts {
+			at := fmt.Sprintf("part %d of %s", i+1, e.typ)
+			if where != "" {
+				at = where + ", " + at
+			}
+			if p.typ == "multipart/signed" {
+				out := append([]byte("From: "+from+"\r\n"), p.raw...)
+				return out, at
+			}
+			if b, loc := walk(p, from, at); b != nil {
+				return b, loc
+			}
+			if inner, err := w.embedded(p); err == nil && inner != nil {
+				at += " (attached message)"
+				if inner.typ == "multipart/signed" {
+					return inner.raw, at
+				}
+				if b, loc := walk(inner, inner.header.value("From"), at); b != nil {
+					return b, loc
+				}
+			}
+		}
+		return nil, ""
+	}
+	return walk(root, root.header.value("From"), "")
+}
+
+// verifySignature verifies the signature of m, parsed from msg, as opts
+// says.
+func verifySignature(msg []byte, m *Message, opts InspectOptions) SignatureReport {
+	sr := SignatureReport{Micalg: m.Micalg, SigningTime: m.SigningTime, AtSigningTime: opts.AtSigningTime}
 	signer := m.Signer
 	if m.Digest != 0 {
 		sr.Digest = m.Digest.String()
@@ -208,7 +355,35 @@ func verifySignature(m *Message, opts InspectOptions) SignatureReport {
 		MaxMessageSize:        opts.Parse.maxSize(),
 		MaxDepth:              opts.Parse.maxDepth(),
 	}
-	res, err := m.Verify(vo)
+	var res *smime.Result
+	var err error
+	switch {
+	case m.Signed:
+		res, err = m.Verify(vo)
+		if m.Forwarded {
+			_, sr.Location = nestedSigned(msg, opts.Parse)
+		}
+	default:
+		// Not signed where Parse looked: the message itself may still be
+		// S/MIME (a reproduction, any signed mail), or hold the signed
+		// busta deeper (a mailing list's multipart/mixed).
+		res, err = smime.Verify(m.Raw, vo)
+		if errors.Is(err, smime.ErrNotSigned) {
+			nested, where := nestedSigned(m.Raw, opts.Parse)
+			if nested == nil {
+				sr.Verdict = VerdictUnsigned
+				return sr
+			}
+			sr.Location = where
+			res, err = smime.Verify(nested, vo)
+		}
+		if res != nil {
+			sr.Micalg, sr.SigningTime = res.Micalg, res.SigningTime
+			if res.Digest != 0 {
+				sr.Digest = res.Digest.String()
+			}
+		}
+	}
 	if res != nil {
 		signer = res.Signer
 		sr.VerifiedAt = res.VerifiedAt
@@ -237,11 +412,30 @@ func verifySignature(m *Message, opts InspectOptions) SignatureReport {
 			}
 		}
 	}
-	sr.Verdict = VerdictValid
-	if len(sr.Reasons) > 0 {
-		sr.Verdict = VerdictInvalid
-	}
+	sr.Verdict = verdict(res, err, len(sr.Reasons) > 0)
 	return sr
+}
+
+// verdict classifies the outcome of smime.Verify: invalid when the
+// signature is broken or cannot be read, untrusted when it is intact but
+// its certificate is not trusted (chain, validity, indice dei gestori:
+// failed is true when any such check failed).
+func verdict(res *smime.Result, err error, failed bool) string {
+	var ve *smime.VerifyError
+	switch {
+	case err == nil && !failed:
+		return VerdictValid
+	case err != nil && !errors.As(err, &ve):
+		return VerdictInvalid // unreadable
+	case err != nil:
+		for _, r := range ve.Reasons {
+			if errors.Is(r, smime.ErrContentMismatch) || errors.Is(r, smime.ErrInvalidSignature) || errors.Is(r, smime.ErrSignerMismatch) ||
+				!(errors.Is(r, smime.ErrUntrusted) || errors.Is(r, smime.ErrExpired)) {
+				return VerdictInvalid
+			}
+		}
+	}
+	return VerdictUntrusted
 }
 
 func certificateReport(c *x509.Certificate) *CertificateReport {
@@ -273,6 +467,13 @@ func colonHex(b []byte) string {
 	return out.String()
 }
 
+// verdictNote explains a verdict on the text report's line.
+var verdictNote = map[string]string{
+	VerdictInvalid:   " (the signature is broken: the message was altered or not signed by this certificate)",
+	VerdictUntrusted: " (the signature is intact, but its certificate is not trusted: see the reasons)",
+	VerdictUnsigned:  " (the message carries no signature)",
+}
+
 // String returns the report as WriteText prints it.
 func (r *Report) String() string {
 	var b strings.Builder
@@ -291,6 +492,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	kind := r.KindName + " (" + string(r.Kind) + ")"
+	if r.Reproduction != nil {
+		kind = r.KindName
+	}
 	if r.Forwarded {
 		kind += ", forwarded inside another message"
 	}
@@ -344,8 +548,19 @@ func (r *Report) WriteText(w io.Writer) error {
 		kv("  ", "message-id", o.MessageID)
 	}
 
+	if rp := r.Reproduction; rp != nil {
+		b.WriteString("\nReproduction from the gestore's log (custode export), not the original message:\n")
+		kv("  ", HeaderRiproduzione, rp.Of)
+		kv("  ", "kind", rp.Kind)
+		kv("  ", "identificativo", rp.Identificativo)
+		kv("  ", "riferimento temporale", rp.RiferimentoTemporale)
+		kv("  ", "gestore", rp.Gestore)
+		kv("  ", "entry.json sha-256", rp.EntrySHA256)
+	}
+
 	s := r.Signature
-	b.WriteString("\nSignature: " + s.Verdict + "\n")
+	b.WriteString("\nSignature: " + s.Verdict + verdictNote[s.Verdict] + "\n")
+	kv("  ", "found at", s.Location)
 	for _, reason := range s.Reasons {
 		b.WriteString("  - " + reason + "\n")
 	}

@@ -61,7 +61,8 @@ func TestInspectReport(t *testing.T) {
 		}
 	}
 
-	// A signer the index does not list makes the verdict invalid.
+	// A signer the index does not list makes the verdict untrusted: the
+	// signature itself is intact.
 	other, err := igpec.NewIndex(&igpec.Provider{
 		Name: "Altro", CertificateHashes: []string{strings.Repeat("A", 40)}, Certificates: [][]byte{{1}},
 		MailReceipt: "r@altro.test", ManagedDomains: []string{"altro.test"},
@@ -73,7 +74,7 @@ func TestInspectReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Signature.Verdict != VerdictInvalid || !strings.Contains(strings.Join(r.Signature.Reasons, ""), "indice dei gestori") {
+	if r.Signature.Verdict != VerdictUntrusted || !strings.Contains(strings.Join(r.Signature.Reasons, ""), "indice dei gestori") {
 		t.Errorf("unknown signer: %+v", r.Signature)
 	}
 

@@ -13,11 +13,12 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 
 STATICCHECK_VERSION=v0.6.1 # staticcheck 2025.1.1; builds with Go 1.26
-APT_PACKAGES=(openssl libxml2-utils ca-certificates curl clamav-daemon swaks python3 postfix)
+APT_PACKAGES=(openssl libxml2-utils ca-certificates curl clamav-daemon swaks python3 postfix poppler-utils)
 
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v xmllint >/dev/null || missing+=(libxml2-utils)
+command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || missing+=(poppler-utils) # the export PDFs' tests render and read them
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v curl >/dev/null || missing+=(curl)
 command -v clamd >/dev/null || missing+=(clamav-daemon)

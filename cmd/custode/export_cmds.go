@@ -82,6 +82,9 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	what := "the original receipt from the archivio di sicurezza"
 	if b.Reproduction {
 		what = "a reproduction from the log (the original is not archived)"
+		if b.ArchiveProblem != "" {
+			what = "a reproduction from the log (the archived object is not the original: " + b.ArchiveProblem + ")"
+		}
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, what, b.Checkpoint.Size)
 	return nil

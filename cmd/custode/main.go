@@ -52,6 +52,15 @@ type failedError struct{ msg string }
 
 func (e *failedError) Error() string { return e.msg }
 
+// statusError is a check that ran and exits with a status of its own
+// (custode pec inspect: 3 untrusted, 4 unsigned).
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
 func commands() []command {
 	return []command{
 		{"init", "create a data directory with a development PKI and configuration", runInit, false},
@@ -188,6 +197,7 @@ func dispatch(ctx context.Context, e *env, args []string) int {
 	err := best.run(ctx, e, args[used:])
 	var ue *usageError
 	var fe *failedError
+	var se *statusError
 	switch {
 	case err == nil:
 		return 0
@@ -199,6 +209,9 @@ func dispatch(ctx context.Context, e *env, args []string) int {
 	case errors.As(err, &fe):
 		fmt.Fprintf(e.stderr, "custode %s: %v\n", best.name, err)
 		return 1
+	case errors.As(err, &se):
+		fmt.Fprintf(e.stderr, "custode %s: %v\n", best.name, err)
+		return se.code
 	default:
 		fmt.Fprintf(e.stderr, "custode %s: %v\n", best.name, err)
 		return 1

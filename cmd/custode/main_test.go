@@ -108,8 +108,8 @@ func TestPECInspectSample(t *testing.T) {
 		t.Fatalf("inspect at signing time: %d\n%s", code, out)
 	}
 	code, out = custode(t, "", "pec", "inspect", sample)
-	if code != 1 || !strings.Contains(out, "expired") {
-		t.Fatalf("inspect now: exit %d, want 1 with an expiry\n%s", code, out)
+	if code != 3 || !strings.Contains(out, "expired") || !strings.Contains(out, "Signature: untrusted") {
+		t.Fatalf("inspect now: exit %d, want 3 (untrusted) with an expiry\n%s", code, out)
 	}
 }
 

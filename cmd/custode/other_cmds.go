@@ -58,6 +58,8 @@ func runPECInspect(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: custode pec inspect [flags] FILE.eml")
+		fmt.Fprintln(e.stderr, "exit status: 0 valid, 1 invalid (broken signature) or error, 2 bad invocation,")
+		fmt.Fprintln(e.stderr, "3 untrusted (intact signature, certificate not trusted: chain, validity, indice), 4 unsigned")
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args, 1); err != nil {
@@ -106,8 +108,8 @@ func runPECInspect(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if r.Signature.Verdict != "valid" {
-		return &failedError{fmt.Sprintf("signature %s", r.Signature.Verdict)}
+	if code := r.ExitCode(); code != 0 {
+		return &statusError{code, fmt.Sprintf("signature %s", r.Signature.Verdict)}
 	}
 	return nil
 }

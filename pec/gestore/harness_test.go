@@ -105,6 +105,7 @@ type startOptions struct {
 	policy             func(string) MailboxPolicy // B's mailbox policies
 	nonPEC             NonPECPolicy
 	maxSize            int64
+	archive            Archiver // both gestori
 }
 
 func (g *testGestore) start(t testing.TB, o startOptions) {
@@ -155,6 +156,7 @@ func (g *testGestore) start(t testing.TB, o startOptions) {
 		NonPEC:        o.nonPEC,
 		Policy:        o.policy,
 		MaxSize:       o.maxSize,
+		Archive:       o.archive,
 		TrackInterval: 50 * time.Millisecond,
 		Now:           o.clock.Now,
 		Logger:        logger,

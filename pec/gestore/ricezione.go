@@ -329,7 +329,18 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 				items = append(items, s.noticeOfArrival(tx, rcpt, notify))
 			}
 			ev.Details["tipo_ricevuta"] = string(tx.ReceiptFor(rcpt))
-			if ev.ArchiveKey, err = s.archive(ctx, rcpt, pec.KindBustaTrasporto, tx, m.Raw); err != nil {
+			// The recipient's archivio keeps the busta; its key is the
+			// content key of sha256_busta, not this entry's, whose
+			// SHA-256 is the ricevuta's.
+			if _, err = s.archive(ctx, rcpt, pec.KindBustaTrasporto, tx, m.Raw); err != nil {
+				return deferred("archive", err)
+			}
+		}
+		// The mittente's archivio keeps the ricevuta or avviso we sign
+		// for it, as it keeps its accettazione: the entry's archive key
+		// is that message's.
+		if s.ours(tx.Mittente) {
+			if ev.ArchiveKey, err = s.archive(ctx, tx.Mittente, b.Kind, tx, b.Message); err != nil {
 				return deferred("archive", err)
 			}
 		}
