@@ -305,6 +305,8 @@ func TestHoldCommands(t *testing.T) {
 		{"no case", []string{"hold", "place", "-data", data, "-mailbox", "m@pec.custode.test", "-reason", "r"}, 2, "-case and -reason are required"},
 		{"no scope", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "r"}, 2, "needs a mailbox"},
 		{"bad date", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "r", "-from", "ieri"}, 2, "want a date"},
+		{"non-ASCII mailbox", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "r", "-mailbox", "\u017fara@pec.custode.test"}, 2, "non-ASCII"},
+		{"trailing dot", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "r", "-mailbox", "m@pec.custode.test."}, 2, "trailing dot"},
 		{"dry run", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "causa", "-actor", "op", "-mailbox", "m@pec.custode.test", "-dry-run"}, 0, "0 objects would be held"},
 		{"list after dry run", []string{"hold", "list", "-data", data}, 0, ""},
 		{"place", []string{"hold", "place", "-data", data, "-case", "RG-1", "-reason", "causa", "-actor", "op", "-mailbox", "m@pec.custode.test"}, 0, "0 objects held"},
