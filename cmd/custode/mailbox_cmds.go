@@ -118,7 +118,13 @@ func runMailboxList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	for _, m := range list {
-		fmt.Fprintf(e.stdout, "%s\tmessages=%d\tused=%d\tquota=%d\n", m.Address, m.Messages, m.Used, m.Quota)
+		fmt.Fprintf(e.stdout, "%s\tmessages=%d\tused=%d\tquota=%d", m.Address, m.Messages, m.Used, m.Quota)
+		if !mailaddr.IsCanonical(m.Address) {
+			// Made before addresses had one canonical form: no login,
+			// lookup or delivery reaches it any more.
+			fmt.Fprintf(e.stdout, "\tunreachable: %+q is not a canonical address", m.Address)
+		}
+		fmt.Fprintln(e.stdout)
 	}
 	return nil
 }
