@@ -194,3 +194,28 @@ func TestFoldingVariants(t *testing.T) {
 		}
 	})
 }
+
+// TestReceiptSeveralRecipientsHidden: issue 16, finding 13. "Give
+// recipient", for a transaction of several recipients, tells that it
+// exists: a titolare who is not a party gets the answer of an
+// identificativo that does not exist; a party gets the 400.
+func TestReceiptSeveralRecipientsHidden(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	id := "opec-multi@pec.alfa.test"
+	var events []ledger.Event
+	for i, to := range []string{"carla@pec.beta.test", "dario@pec.beta.test"} {
+		events = append(events, ledger.Event{Kind: ledger.KindAvvenutaConsegna, Identificativo: id, Time: f.base.Add(time.Duration(20+i) * time.Minute),
+			Mittente: mailB, Destinatari: []ledger.Recipient{{Address: to, Tipo: ledger.TipoCertificato}},
+			Oggetto: "A due", Gestore: gestoreName, SHA256: make([]byte, 32), Details: map[string]string{"destinatario": to}})
+	}
+	if _, err := f.ledger.Append(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	ts := f.server(t, nil)
+	path := "/v1/exports/receipt?kind=avvenuta-consegna&identificativo="
+	assertHidden(t, f, ts.URL, f.titolareA(), "titolare:"+mailA, path+esc(id), path+esc("opec-nessuna@pec.alfa.test"))
+	if resp, body := get(t, nil, ts.URL+path+esc(id), basic(mailB, passB)); resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "several recipients") {
+		t.Errorf("the mittente: status %d: %s", resp.StatusCode, body)
+	}
+}
