@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
@@ -49,7 +50,10 @@ type ExtractDoc struct {
 // ExtractOptions selects a titolare's log extract.
 type ExtractOptions struct {
 	Ledger *ledger.Ledger
-	// Mailbox is the titolare's address.
+	// Mailbox is the titolare's address. It must have a canonical form
+	// (package mailaddr); the extract holds the transactions of which that
+	// form is, byte for byte, the canonical form of the mittente or of a
+	// destinatario, and no folding variant of it.
 	Mailbox string
 	// From and To bound the riferimento temporale: [From, To).
 	From, To time.Time
@@ -62,6 +66,20 @@ type ExtractOptions struct {
 	GestoreCA, TSACA []byte
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Involves reports whether mailbox is the mittente or a destinatario of
+// entry e, by mailaddr.Same: their canonical forms are equal byte for byte.
+func Involves(e *ledger.Entry, mailbox string) bool {
+	if mailaddr.Same(e.Mittente, mailbox) {
+		return true
+	}
+	for _, d := range e.Destinatari {
+		if mailaddr.Same(d.Address, mailbox) {
+			return true
+		}
+	}
+	return false
 }
 
 // Extract makes the log extract of a mailbox for a period: every
@@ -94,16 +112,22 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	if cp == nil {
 		return nil, fmt.Errorf("export: extract: %w", ErrNoCheckpoint)
 	}
-	doc := ExtractDoc{Mailbox: strings.ToLower(opts.Mailbox), From: opts.From.UTC(), To: opts.To.UTC(), Produced: now().UTC()}
+	mailbox, err := mailaddr.Canonical(opts.Mailbox)
+	if err != nil {
+		return nil, fmt.Errorf("export: extract: %w", err)
+	}
+	doc := ExtractDoc{Mailbox: mailbox, From: opts.From.UTC(), To: opts.To.UTC(), Produced: now().UTC()}
 	var entries []*ledger.Entry
-	q := ledger.Query{Mailbox: opts.Mailbox, From: opts.From, To: opts.To, Limit: 1000}
+	q := ledger.Query{Mailbox: mailbox, From: opts.From, To: opts.To, Limit: 1000}
 	for {
 		page, err := opts.Ledger.Find(ctx, q)
 		if err != nil {
 			return nil, fmt.Errorf("export: extract: %w", err)
 		}
 		for _, e := range page.Entries {
-			if e.Seq < cp.Size && e.Kind.IsPEC() {
+			// The ledger's index matches mailboxes case-insensitively
+			// (Unicode folding): keep only what is the mailbox's.
+			if e.Seq < cp.Size && e.Kind.IsPEC() && Involves(e, mailbox) {
 				entries = append(entries, e)
 			}
 		}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailaddr"
 )
 
 // ReceiptKindNames lists, for messages, the names ReceiptKind knows.
@@ -45,6 +45,8 @@ var (
 // transaction identificativo: for a consegna (avvenuta or errore), the one
 // of recipient, which is required when the transaction has several. When
 // there are several entries (a retried delivery), it returns the last.
+// Recipients are compared by mailaddr.Same (canonical forms, byte for
+// byte).
 func FindReceipt(ctx context.Context, l *ledger.Ledger, identificativo string, kind ledger.Kind, recipient string) (*ledger.Entry, error) {
 	q := ledger.Query{Identificativo: identificativo}
 	var found []*ledger.Entry
@@ -54,7 +56,7 @@ func FindReceipt(ctx context.Context, l *ledger.Ledger, identificativo string, k
 			return nil, fmt.Errorf("export: receipt of %s: %w", identificativo, err)
 		}
 		for _, e := range page.Entries {
-			if e.Kind == kind && e.Identificativo == identificativo && (recipient == "" || strings.EqualFold(e.Details["destinatario"], recipient)) {
+			if e.Kind == kind && e.Identificativo == identificativo && (recipient == "" || mailaddr.Same(e.Details["destinatario"], recipient)) {
 				found = append(found, e)
 			}
 		}
@@ -69,7 +71,7 @@ func FindReceipt(ctx context.Context, l *ledger.Ledger, identificativo string, k
 	entry := found[len(found)-1]
 	if recipient == "" && (kind == ledger.KindAvvenutaConsegna || kind == ledger.KindErroreConsegna) {
 		for _, e := range found {
-			if !strings.EqualFold(e.Details["destinatario"], entry.Details["destinatario"]) {
+			if !mailaddr.Same(e.Details["destinatario"], entry.Details["destinatario"]) {
 				return nil, fmt.Errorf("export: %s entry of %s: %w", kind, identificativo, ErrRecipientNeeded)
 			}
 		}

@@ -7,14 +7,17 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/custode/custode/pec/mailaddr"
 )
 
 // Scope selects what a legal hold covers: the transactions of a mailbox,
 // or some identificativi, within an optional time range. At least one of
-// Mailbox, Identificativi, From and To is set.
+// Mailbox, Identificativi, From and To is set. Mailbox is in the canonical
+// form of package mailaddr, and is compared byte for byte in that form:
+// no Unicode folding makes another address fall in the scope.
 type Scope struct {
 	Mailbox        string    `json:"mailbox,omitempty"`
 	Identificativi []string  `json:"identificativi,omitempty"`
@@ -27,6 +30,12 @@ func (s Scope) Validate() error {
 	if s.Mailbox == "" && len(s.Identificativi) == 0 && s.From.IsZero() && s.To.IsZero() {
 		return errors.New("a hold needs a mailbox, identificativi or a time range")
 	}
+	if s.Mailbox != "" && !mailaddr.IsCanonical(s.Mailbox) {
+		if _, err := mailaddr.Canonical(s.Mailbox); err != nil {
+			return fmt.Errorf("hold mailbox: %w", err)
+		}
+		return fmt.Errorf("hold mailbox %q is not in canonical form (lower case)", s.Mailbox)
+	}
 	if !s.From.IsZero() && !s.To.IsZero() && !s.From.Before(s.To) {
 		return fmt.Errorf("empty time range [%s, %s)", s.From.Format(time.RFC3339), s.To.Format(time.RFC3339))
 	}
@@ -34,7 +43,9 @@ func (s Scope) Validate() error {
 }
 
 // Covers reports whether an object of the transaction identificativo, at
-// time t, concerning the mailboxes given, falls in the scope.
+// time t, concerning the mailboxes given, falls in the scope. A mailbox
+// matches the scope's when mailaddr.Same says so: equal canonical forms,
+// byte for byte.
 func (s Scope) Covers(mailboxes []string, identificativo string, t time.Time) bool {
 	if !s.From.IsZero() && t.Before(s.From) {
 		return false
@@ -42,7 +53,7 @@ func (s Scope) Covers(mailboxes []string, identificativo string, t time.Time) bo
 	if !s.To.IsZero() && !t.Before(s.To) {
 		return false
 	}
-	if s.Mailbox != "" && !slices.ContainsFunc(mailboxes, func(m string) bool { return strings.EqualFold(m, s.Mailbox) }) {
+	if s.Mailbox != "" && !slices.ContainsFunc(mailboxes, func(m string) bool { return mailaddr.Same(m, s.Mailbox) }) {
 		return false
 	}
 	if len(s.Identificativi) > 0 && !slices.Contains(s.Identificativi, identificativo) {

@@ -331,6 +331,9 @@ func TestHoldErrors(t *testing.T) {
 		{"no case", retention.Hold{Scope: retention.Scope{Mailbox: "m@pec.alfa.test"}, Reason: "r", Actor: "a"}},
 		{"no reason", retention.Hold{Case: "C1", Scope: retention.Scope{Mailbox: "m@pec.alfa.test"}, Actor: "a"}},
 		{"empty range", retention.Hold{Case: "C1", Scope: retention.Scope{From: time.Now(), To: time.Now().Add(-time.Hour)}, Reason: "r", Actor: "a"}},
+		{"non-ASCII mailbox", retention.Hold{Case: "C1", Scope: retention.Scope{Mailbox: "\u017fara@pec.alfa.test"}, Reason: "r", Actor: "a"}},
+		{"upper-case mailbox", retention.Hold{Case: "C1", Scope: retention.Scope{Mailbox: "Sara@pec.alfa.test"}, Reason: "r", Actor: "a"}},
+		{"trailing dot", retention.Hold{Case: "C1", Scope: retention.Scope{Mailbox: "sara@pec.alfa.test."}, Reason: "r", Actor: "a"}},
 	}
 	for _, tt := range tests {
 		if _, err := w.manager.Place(ctx, tt.hold, false); err == nil {
@@ -339,6 +342,37 @@ func TestHoldErrors(t *testing.T) {
 	}
 	if _, err := w.manager.Release(ctx, "nessuno", "a", false); err == nil {
 		t.Error("released a case that has no hold")
+	}
+}
+
+// TestScopeFoldingVariants: issue 16 finding 1. A hold's mailbox covers
+// that mailbox's transactions only: no folding variant of the address
+// (U+017F, the Kelvin sign, fullwidth, Cyrillic, trailing dot,
+// plus-addressing) falls in it, nor does it fall in a hold on a variant.
+func TestScopeFoldingVariants(t *testing.T) {
+	at := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name, scope, mailbox string
+		covers               bool
+	}{
+		{"same", "sara@pec.alfa.test", "sara@pec.alfa.test", true},
+		{"upper case in the entry", "sara@pec.alfa.test", "SARA@PEC.ALFA.TEST", true},
+		{"long s in the entry", "sara@pec.alfa.test", "\u017fara@pec.alfa.test", false},
+		{"long s in the scope", "\u017fara@pec.alfa.test", "sara@pec.alfa.test", false},
+		{"long s upper in the scope", "\u017fara@pec.alfa.test", "SARA@pec.alfa.test", false},
+		{"Kelvin sign in the entry", "katia@pec.alfa.test", "\u212aatia@pec.alfa.test", false},
+		{"Kelvin sign in the scope", "\u212aatia@pec.alfa.test", "katia@pec.alfa.test", false},
+		{"fullwidth", "sara@pec.alfa.test", "\uff53ara@pec.alfa.test", false},
+		{"Cyrillic", "anna@pec.alfa.test", "\u0430nna@pec.alfa.test", false},
+		{"trailing dot", "sara@pec.alfa.test", "sara@pec.alfa.test.", false},
+		{"plus-addressing", "sara@pec.alfa.test", "sara+x@pec.alfa.test", false},
+		{"plus-addressing in the scope", "sara+x@pec.alfa.test", "sara@pec.alfa.test", false},
+	}
+	for _, c := range cases {
+		s := retention.Scope{Mailbox: c.scope}
+		if got := s.Covers([]string{"altro@pec.beta.test", c.mailbox}, "id@pec.alfa.test", at); got != c.covers {
+			t.Errorf("%s: hold on %q covers %q: %v, want %v", c.name, c.scope, c.mailbox, got, c.covers)
+		}
 	}
 }
 

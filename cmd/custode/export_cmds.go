@@ -195,6 +195,10 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if mailbox == "" || from == "" || out == "" {
 		return &usageError{"-mailbox, -from and -out are required"}
 	}
+	mailbox, err := mailboxArg(mailbox)
+	if err != nil {
+		return err
+	}
 	f, t, err := parsePeriod(from, to)
 	if err != nil {
 		return err
@@ -213,7 +217,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Details: map[string]string{"what": "log extract", "mailbox": strings.ToLower(mailbox), "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
+		Details: map[string]string{"what": "log extract", "mailbox": mailbox, "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
 		return err
 	}
 	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
@@ -227,7 +231,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", strings.Join(written, " "), strings.ToLower(mailbox), b.Checkpoint.Size)
+	fmt.Fprintf(e.stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", strings.Join(written, " "), mailbox, b.Checkpoint.Size)
 	return nil
 }
 

@@ -111,7 +111,12 @@ func runHoldPlace(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	scope := retention.Scope{Mailbox: strings.ToLower(mailbox), Identificativi: ids, From: f, To: t}
+	if mailbox != "" {
+		if mailbox, err = mailboxArg(mailbox); err != nil {
+			return err
+		}
+	}
+	scope := retention.Scope{Mailbox: mailbox, Identificativi: ids, From: f, To: t}
 	if err := scope.Validate(); err != nil {
 		return &usageError{err.Error()}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/pec/igpec"
+	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/policies"
 )
@@ -64,6 +65,17 @@ func mailboxCommand(ctx context.Context, e *env, name string, args []string, pos
 	return c, st, fs.Args(), nil
 }
 
+// mailboxArg reads a mailbox address argument in its canonical form
+// (package mailaddr: ASCII, lower case, no trailing dot, no quoted local
+// part), or gives a usage error saying why it has none.
+func mailboxArg(a string) (string, error) {
+	c, err := mailaddr.Canonical(a)
+	if err != nil {
+		return "", &usageError{err.Error()}
+	}
+	return c, nil
+}
+
 func runMailboxAdd(ctx context.Context, e *env, args []string) error {
 	var quota string
 	c, st, pos, err := mailboxCommand(ctx, e, "mailbox add", args, 1, func(f *flag.FlagSet) {
@@ -73,7 +85,10 @@ func runMailboxAdd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	address := strings.ToLower(pos[0])
+	address, err := mailboxArg(pos[0])
+	if err != nil {
+		return err
+	}
 	if !slices.Contains(normalized(c.domains()), domainOfAddress(address)) {
 		return &usageError{fmt.Sprintf("%s is not in one of this gestore's domains %v (custode domain add)", address, c.domains())}
 	}
@@ -103,7 +118,13 @@ func runMailboxList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	for _, m := range list {
-		fmt.Fprintf(e.stdout, "%s\tmessages=%d\tused=%d\tquota=%d\n", m.Address, m.Messages, m.Used, m.Quota)
+		fmt.Fprintf(e.stdout, "%s\tmessages=%d\tused=%d\tquota=%d", m.Address, m.Messages, m.Used, m.Quota)
+		if !mailaddr.IsCanonical(m.Address) {
+			// Made before addresses had one canonical form: no login,
+			// lookup or delivery reaches it any more.
+			fmt.Fprintf(e.stdout, "\tunreachable: %+q is not a canonical address", m.Address)
+		}
+		fmt.Fprintln(e.stdout)
 	}
 	return nil
 }
@@ -118,10 +139,14 @@ func runMailboxPasswd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := st.SetPassword(ctx, strings.ToLower(pos[0]), pw); err != nil {
+	address, err := mailboxArg(pos[0])
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "password of %s changed\n", strings.ToLower(pos[0]))
+	if err := st.SetPassword(ctx, address, pw); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "password of %s changed\n", address)
 	return nil
 }
 
@@ -135,10 +160,14 @@ func runMailboxQuota(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := st.SetQuota(ctx, strings.ToLower(pos[0]), q); err != nil {
+	address, err := mailboxArg(pos[0])
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "quota of %s set to %d bytes\n", strings.ToLower(pos[0]), q)
+	if err := st.SetQuota(ctx, address, q); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "quota of %s set to %d bytes\n", address, q)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,39 @@ import (
 )
 
 func esc(s string) string { return url.QueryEscape(s) }
+
+// assertHidden asks for hidden (something that exists and the principal
+// may not see) and for absent (something that does not exist): the two
+// answers must be the same but for a number (a sequence number), and the
+// first must be recorded in the ledger as denied.
+func assertHidden(t *testing.T, f *fixture, base string, w who, actor, hidden, absent string) {
+	t.Helper()
+	count := func() int {
+		return len(f.records(t, ledger.KindQuery, actor)) + len(f.records(t, ledger.KindExport, actor))
+	}
+	before := count()
+	respH, bodyH := get(t, nil, base+hidden, w)
+	respA, bodyA := get(t, nil, base+absent, w)
+	digits := func(b []byte) string { return regexp.MustCompile(`[0-9]+`).ReplaceAllString(string(b), "N") }
+	if respH.StatusCode != http.StatusNotFound || respA.StatusCode != http.StatusNotFound || digits(bodyH) != digits(bodyA) ||
+		respH.Header.Get("Content-Type") != respA.Header.Get("Content-Type") {
+		t.Errorf("%s: status %d %s; %s: status %d %s", hidden, respH.StatusCode, bodyH, absent, respA.StatusCode, bodyA)
+	}
+	var recs []*ledger.Entry
+	for _, k := range []ledger.Kind{ledger.KindQuery, ledger.KindExport} {
+		recs = append(recs, f.records(t, k, actor)...)
+	}
+	if len(recs) != before+2 {
+		t.Fatalf("%d records, want %d", len(recs), before+2)
+	}
+	slices.SortFunc(recs, func(a, b *ledger.Entry) int { return int(a.Seq) - int(b.Seq) })
+	if got := recs[len(recs)-2].Details["outcome"]; got != "denied" {
+		t.Errorf("%s recorded as %q, want denied", hidden, got)
+	}
+	if got := recs[len(recs)-1].Details["outcome"]; got != "not_found" {
+		t.Errorf("%s recorded as %q, want not_found", absent, got)
+	}
+}
 
 // TestTitolare: a titolare sees their own transactions and log only; what
 // they ask for, allowed or not, is in the ledger before the answer.
@@ -103,10 +137,11 @@ func TestTitolare(t *testing.T) {
 		if err != nil || len(hashes) != len(got.Proof.Hashes) {
 			t.Errorf("proof of %d hashes, ledger gives %d (%v)", len(got.Proof.Hashes), len(hashes), err)
 		}
+		// Another's entry is answered as an entry that does not exist
+		// (issue 16, finding 13), and recorded as denied.
 		other := f.seqOf(t, "b-to-d", ledger.KindAccettazione)
-		if resp, body := get(t, nil, ts.URL+"/v1/entries/"+strconv.FormatUint(other, 10), f.titolareA()); resp.StatusCode != http.StatusForbidden {
-			t.Errorf("another's entry: status %d: %s", resp.StatusCode, body)
-		}
+		assertHidden(t, f, ts.URL, f.titolareA(), "titolare:"+mailA,
+			"/v1/entries/"+strconv.FormatUint(other, 10), "/v1/entries/"+strconv.FormatUint(f.ledger.Head().Size+1000, 10))
 	})
 
 	t.Run("own receipt", func(t *testing.T) {
@@ -117,10 +152,8 @@ func TestTitolare(t *testing.T) {
 		if rep := f.verifyZip(t, body); !rep.Reproduction || rep.Entry.Kind != ledger.KindAvvenutaConsegna {
 			t.Errorf("bundle of %v (reproduction %v)", rep.Entry.Kind, rep.Reproduction)
 		}
-		resp, body = get(t, nil, ts.URL+"/v1/exports/receipt?identificativo="+esc(f.ids["b-to-d"]), f.titolareA())
-		if resp.StatusCode != http.StatusForbidden {
-			t.Errorf("another's receipt: status %d: %s", resp.StatusCode, body)
-		}
+		assertHidden(t, f, ts.URL, f.titolareA(), "titolare:"+mailA,
+			"/v1/exports/receipt?identificativo="+esc(f.ids["b-to-d"]), "/v1/exports/receipt?identificativo="+esc("opec-nessuna@pec.alfa.test"))
 	})
 
 	t.Run("another's log", func(t *testing.T) {
@@ -234,7 +267,7 @@ func TestRoles(t *testing.T) {
 		{"legal by mailbox hold", f.as("leo"), "/v1/entries?kind=accettazione&reason=C-2", 200, []string{f.ids["b-to-a"], f.ids["b-to-d"]}},
 		{"legal outside holds", f.as("lea"), "/v1/entries?identificativo=" + esc(f.ids["a-to-c"]) + "&reason=x", 200, nil},
 		{"legal receipt", f.as("lea"), "/v1/exports/receipt?reason=C-1&identificativo=" + esc(f.ids["b-to-d"]), 200, nil},
-		{"legal receipt outside", f.as("lea"), "/v1/exports/receipt?reason=C-1&identificativo=" + esc(f.ids["a-to-c"]), 403, nil},
+		{"legal receipt outside", f.as("lea"), "/v1/exports/receipt?reason=C-1&identificativo=" + esc(f.ids["a-to-c"]), 404, nil},
 		{"legal extract covered", f.as("leo"), "/v1/exports/extract?reason=C-2&mailbox=" + esc(mailB) + "&from=" + esc(f.base.Format(time.RFC3339)) + "&to=" + esc(f.base.Add(time.Hour).Format(time.RFC3339)), 200, nil},
 		{"legal extract too long", f.as("leo"), "/v1/exports/extract?reason=C-2&mailbox=" + esc(mailB) + "&" + period, 403, nil},
 		{"legal extract other mailbox", f.as("leo"), "/v1/exports/extract?reason=C-2&mailbox=" + esc(mailA) + "&from=" + esc(f.base.Format(time.RFC3339)), 403, nil},

@@ -20,7 +20,7 @@ import (
 // Outcomes recorded in the ledger for a request.
 const (
 	outcomeAllowed  = "allowed"   // answered with what was asked
-	outcomeDenied   = "denied"    // 403: the principal may not see it
+	outcomeDenied   = "denied"    // 403, or a 404 that hides it: the principal may not see it
 	outcomeInvalid  = "invalid"   // 400: the request was malformed
 	outcomeNotFound = "not_found" // 404: nothing of that name
 	outcomeFailed   = "failed"    // allowed, but the answer could not be made
@@ -55,6 +55,9 @@ type reply struct {
 	contentType string
 	filename    string
 	retryAfter  int
+	// denied records the call as denied although the client is told 404:
+	// see hidden.
+	denied bool
 }
 
 func fail(status int, code, msg string) *reply { return &reply{status: status, code: code, msg: msg} }
@@ -66,6 +69,17 @@ func badRequest(format string, a ...any) *reply {
 func forbidden(msg string) *reply { return fail(http.StatusForbidden, "forbidden", msg) }
 
 func notFound(msg string) *reply { return fail(http.StatusNotFound, "not_found", msg) }
+
+// hidden answers a request for something that exists but the principal
+// may not see exactly as notFound(msg) answers one for something that does
+// not exist (same status, same body), so that no one learns whether
+// another titolare's entry or identificativo exists. The ledger still
+// records the call as denied.
+func hidden(msg string) *reply {
+	r := notFound(msg)
+	r.denied = true
+	return r
+}
 
 func internal() *reply { return fail(http.StatusInternalServerError, "internal", "internal error") }
 
@@ -133,7 +147,11 @@ func (s *Server) endpoint(kind ledger.Kind, names []string, h func(context.Conte
 			if rep.status >= 400 && rep.msg != "" {
 				c.details["error"] = clip(rep.msg, 512)
 			}
-			if err := c.record(r.Context(), outcomeOf(rep.status)); err != nil {
+			outcome := outcomeOf(rep.status)
+			if rep.denied {
+				outcome = outcomeDenied
+			}
+			if err := c.record(r.Context(), outcome); err != nil {
 				rep = unavailable("the request could not be recorded: try again later")
 			}
 		}

@@ -9,4 +9,11 @@
 // [TLSConfig]). What each may see is decided per request from the current
 // policy's roles and the legal holds. Every query and export, allowed or
 // not, is recorded in the ledger before it is answered.
+//
+// A titolare's mailbox is compared with the mittente and destinatari of
+// entries, with hold scopes and with the mailbox parameter in the
+// canonical form of package mailaddr, byte for byte: no Unicode case
+// folding ("ſara" is not "sara"), no trailing dot, no subaddress ("sara+x"
+// is not "sara"). An entry or identificativo the principal may not see is
+// answered 404 exactly as one that does not exist.
 package httpapi

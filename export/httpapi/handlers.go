@@ -17,6 +17,7 @@ import (
 
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
@@ -154,7 +155,9 @@ func (c *call) visible(e *ledger.Entry) bool {
 	case roleOperator, roleAuditor:
 		return true
 	case roleTitolare:
-		return slices.ContainsFunc(mailboxes(e), func(m string) bool { return strings.EqualFold(m, c.p.name) })
+		// c.p.name is canonical: the entry's mailboxes are compared with it
+		// byte for byte in their canonical form, never by Unicode folding.
+		return export.Involves(e, c.p.name)
 	case roleLegal:
 		for _, h := range c.legalHolds() {
 			if h.Scope.Covers(mailboxes(e), e.Identificativo, e.Time) {
@@ -163,6 +166,27 @@ func (c *call) visible(e *ledger.Entry) bool {
 		}
 	}
 	return false
+}
+
+// seesTransaction reports whether the principal may see an entry of kind
+// of the transaction identificativo.
+func (c *call) seesTransaction(ctx context.Context, identificativo string, kind ledger.Kind) (bool, error) {
+	q := ledger.Query{Identificativo: identificativo, Kind: kind}
+	for {
+		page, err := c.s.ledger.Find(ctx, q)
+		if err != nil {
+			return false, err
+		}
+		for _, e := range page.Entries {
+			if e.Identificativo == identificativo && e.Kind == kind && c.visible(e) {
+				return true, nil
+			}
+		}
+		if page.Next == "" {
+			return false, nil
+		}
+		q.Cursor = page.Next
+	}
 }
 
 // legalHolds returns the active holds of the legal user's cases.
@@ -191,7 +215,7 @@ func (c *call) legalHolds() []retention.Hold {
 // to, so that a cursor given with another query is refused as such.
 func cursorDigest(q ledger.Query) []byte {
 	h := sha256.New()
-	for _, f := range []string{q.Identificativo, q.ClientMessageID, strings.ToLower(q.Mailbox), string(q.Kind),
+	for _, f := range []string{q.Identificativo, q.ClientMessageID, q.Mailbox, string(q.Kind),
 		q.From.UTC().Format(time.RFC3339Nano), q.To.UTC().Format(time.RFC3339Nano)} {
 		h.Write([]byte(f))
 		h.Write([]byte{0})
@@ -306,15 +330,17 @@ func (s *Server) entry(ctx context.Context, c *call) *reply {
 	}
 	c.details["seq"] = strconv.FormatUint(seq, 10)
 	e, raw, err := s.ledger.Entry(ctx, seq)
+	noEntry := fmt.Sprintf("the ledger has no entry %d", seq)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return notFound(fmt.Sprintf("the ledger has no entry %d", seq))
+		return notFound(noEntry)
 	}
 	if err != nil {
 		s.log.Error("httpapi: entry", "seq", seq, "err", err)
 		return internal()
 	}
 	if !c.visible(e) {
-		return forbidden(fmt.Sprintf("entry %d is not one you may see", seq))
+		// The same answer as for an entry that does not exist.
+		return hidden(noEntry)
 	}
 	ej, err := newEntryJSON(e, raw)
 	if err != nil {
@@ -364,7 +390,7 @@ func (s *Server) latestCheckpoint(ctx context.Context, c *call) *reply {
 func (c *call) coversPeriod(mailbox string, from, to time.Time) bool {
 	for _, h := range c.legalHolds() {
 		sc := h.Scope
-		if len(sc.Identificativi) == 0 && (sc.Mailbox == "" || strings.EqualFold(sc.Mailbox, mailbox)) &&
+		if len(sc.Identificativi) == 0 && (sc.Mailbox == "" || mailaddr.Same(sc.Mailbox, mailbox)) &&
 			(sc.From.IsZero() || !from.Before(sc.From)) && (sc.To.IsZero() || !to.After(sc.To)) {
 			return true
 		}
@@ -473,11 +499,22 @@ func (s *Server) receipt(ctx context.Context, c *call) *reply {
 	c.ident = id
 	c.details["what"] = "evidence bundle"
 	c.details["kind"] = kindName
+	noReceipt := fmt.Sprintf("no %s entry for this identificativo", kindName)
 	entry, err := export.FindReceipt(ctx, s.ledger, id, kind, recipient)
 	switch {
 	case errors.Is(err, export.ErrNoReceipt):
-		return notFound(fmt.Sprintf("no %s entry for this identificativo", kindName))
+		return notFound(noReceipt)
 	case errors.Is(err, export.ErrRecipientNeeded):
+		// Telling that the transaction has several recipients tells that
+		// it exists: only to those who may see it.
+		seen, err := c.seesTransaction(ctx, id, kind)
+		if err != nil {
+			s.log.Error("httpapi: find", "err", err)
+			return internal()
+		}
+		if !seen {
+			return hidden(noReceipt)
+		}
 		return badRequest("the transaction has several recipients: give recipient")
 	case err != nil:
 		s.log.Error("httpapi: find", "err", err)
@@ -485,7 +522,8 @@ func (s *Server) receipt(ctx context.Context, c *call) *reply {
 	}
 	c.details["seq"] = strconv.FormatUint(entry.Seq, 10)
 	if !c.visible(entry) {
-		return forbidden("this transaction is not one you may see")
+		// The same answer as for an identificativo that does not exist.
+		return hidden(noReceipt)
 	}
 	if err := c.record(ctx, outcomeAllowed); err != nil {
 		return unavailable("the request could not be recorded: try again later")

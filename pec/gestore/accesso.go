@@ -17,6 +17,7 @@ import (
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/daticert"
+	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/queue"
 )
@@ -59,11 +60,13 @@ func (a *accessoSession) Auth(mech string) (sasl.Server, error) {
 	check := func(username, password string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), a.s.opts.Timeout)
 		defer cancel()
-		user := strings.ToLower(strings.TrimSpace(username))
+		// No strings.ToLower: it folds the Kelvin sign to k. The store
+		// canonicalises (mailaddr) and refuses what has no canonical form.
+		user := strings.TrimSpace(username)
 		err := a.s.opts.Mailboxes.Authenticate(ctx, user, password, remoteIP(a.conn))
 		switch {
 		case err == nil:
-			a.user = user
+			a.user, _ = mailaddr.Canonical(user) // it has one: the store accepted it
 			return nil
 		case errors.Is(err, mailstore.ErrRateLimited):
 			a.s.log.Warn("accesso: login rate-limited", "user", user, "remote", remoteIP(a.conn))
@@ -94,7 +97,10 @@ func (a *accessoSession) Mail(from string, _ *smtp.MailOptions) error {
 	if a.user == "" {
 		return smtp.ErrAuthRequired
 	}
-	if !strings.EqualFold(from, a.user) {
+	// a.user is canonical (mailaddr), as Authenticate accepted it; the
+	// reverse path must be the same mailbox byte for byte in that form:
+	// no Unicode folding, trailing dot or subaddress.
+	if c, err := mailaddr.Canonical(from); err != nil || c != a.user {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 			Message: "The reverse path must be the authenticated mailbox " + a.user}
 	}
@@ -311,7 +317,7 @@ func (s *Server) formalCheck(msg []byte, env pec.Envelope) string {
 	if err != nil || len(from) != 1 {
 		return "il campo From deve contenere un solo indirizzo"
 	}
-	if !strings.EqualFold(from[0].Address, env.Mittente) {
+	if !mailaddr.Same(from[0].Address, env.Mittente) {
 		return "l'indirizzo del campo From (" + from[0].Address + ") non coincide con il mittente (" + env.Mittente + ")"
 	}
 	listed := map[string]bool{}

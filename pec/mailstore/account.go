@@ -14,12 +14,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custode/custode/pec/mailaddr"
 	"github.com/dgraph-io/badger/v4"
 )
 
 // MailboxInfo describes a mailbox (an account).
 type MailboxInfo struct {
-	// Address is the mailbox's address, in lower case.
+	// Address is the mailbox's address, in the canonical form of package
+	// mailaddr. A store made before that form was enforced may list an
+	// address without one: no login or lookup reaches such a mailbox.
 	Address string
 	// Quota is the most bytes of messages the mailbox may hold; 0 means
 	// no limit.
@@ -32,8 +35,11 @@ type MailboxInfo struct {
 
 // AddMailbox creates the mailbox of address, with its INBOX, password and
 // quota in bytes (0 = unlimited). It returns an error wrapping
-// ErrMailboxExists if the address already has one, ErrInvalid for a bad
-// address, an empty password or a negative quota.
+// ErrMailboxExists if the address already has one, ErrConfusable if a
+// reader could take it for an existing mailbox's address (the same
+// mailaddr.Skeleton), ErrInvalid for an address without a canonical form
+// (non-ASCII, quoted, trailing dot...), an empty password or a negative
+// quota.
 func (s *Store) AddMailbox(ctx context.Context, address, password string, quota int64) error {
 	addr, err := NormalizeAddress(address)
 	if err != nil {
@@ -59,6 +65,11 @@ func (s *Store) AddMailbox(ctx context.Context, address, password string, quota 
 		} else if !errors.Is(err, ErrNoSuchMailbox) {
 			return err
 		}
+		if other, err := confusableAccount(txn, addr); err != nil {
+			return err
+		} else if other != "" {
+			return fmt.Errorf("it looks like the existing mailbox %s (same skeleton %q): %w", other, mailaddr.Skeleton(addr), ErrConfusable)
+		}
 		f, err := s.newFolder(txn)
 		if err != nil {
 			return err
@@ -73,6 +84,22 @@ func (s *Store) AddMailbox(ctx context.Context, address, password string, quota 
 	}
 	s.log.Info("mailstore: mailbox added", "address", addr, "quota", quota)
 	return nil
+}
+
+// confusableAccount returns the address of an existing mailbox a reader
+// could take addr for, or "". Every account is compared: a store holds
+// thousands of mailboxes, and AddMailbox is rare.
+func confusableAccount(txn *badger.Txn, addr string) (string, error) {
+	skel := mailaddr.Skeleton(addr)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pAccount}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		other := string(it.Item().Key()[1:])
+		if other != addr && mailaddr.Skeleton(other) == skel {
+			return other, nil
+		}
+	}
+	return "", nil
 }
 
 // SetPassword replaces the password of address's mailbox.

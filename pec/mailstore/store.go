@@ -33,6 +33,9 @@ var (
 	// ErrMailboxExists reports that AddMailbox found a mailbox for the
 	// address.
 	ErrMailboxExists = errors.New("mailbox already exists")
+	// ErrConfusable reports that AddMailbox refused an address a reader
+	// could take for an existing mailbox's (mailaddr.Confusable).
+	ErrConfusable = errors.New("confusable with an existing mailbox")
 	// ErrOverQuota reports that storing the message would take the mailbox
 	// over its quota.
 	ErrOverQuota = errors.New("over quota")

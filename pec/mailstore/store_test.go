@@ -123,6 +123,75 @@ func TestAddMailbox(t *testing.T) {
 	check(t, s)
 }
 
+// TestLookAlikeMailboxes: issue 16 finding 9. A mailbox whose address
+// folds (Unicode case folding) or looks like an existing one is refused,
+// and no lookup reaches one mailbox through a folding variant of its
+// address.
+func TestLookAlikeMailboxes(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := openTest(t)
+	for _, a := range []string{"sara@pec.alfa.test", "anna@pec.alfa.test", "mario@pec.alfa.test", "katia@pec.alfa.test"} {
+		mustAdd(t, s, a, 0)
+	}
+	add := []struct {
+		name, addr string
+		want       error
+	}{
+		{"long s U+017F", "\u017fara@pec.alfa.test", ErrInvalid},
+		{"fullwidth s", "\uff53ara@pec.alfa.test", ErrInvalid},
+		{"Cyrillic a", "\u0430nna@pec.alfa.test", ErrInvalid},
+		{"Kelvin sign", "\u212aatia@pec.alfa.test", ErrInvalid},
+		{"trailing dot", "sara@pec.alfa.test.", ErrInvalid},
+		{"quoted", `"anna@example.org"@pec.alfa.test`, ErrInvalid},
+		{"upper case", "SARA@pec.alfa.test", ErrMailboxExists},
+		{"rn for m", "rnario@pec.alfa.test", ErrConfusable},
+		{"zero for o", "rnari0@pec.alfa.test", ErrConfusable},
+		{"one for l", "1uca@pec.alfa.test", nil},
+		{"l after 1", "luca@pec.alfa.test", ErrConfusable},
+		{"plus-addressing is a mailbox of its own", "sara+x@pec.alfa.test", nil},
+	}
+	for _, c := range add {
+		t.Run(c.name, func(t *testing.T) {
+			err := s.AddMailbox(ctx, c.addr, "pw", 0)
+			if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+				t.Fatalf("AddMailbox(%q) = %v, want %v", c.addr, err, c.want)
+			}
+			if errors.Is(err, ErrConfusable) && !strings.Contains(err.Error(), "looks like the existing mailbox") {
+				t.Errorf("unclear error: %v", err)
+			}
+		})
+	}
+	list, err := s.Mailboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range list {
+		got = append(got, m.Address)
+	}
+	if want := []string{"1uca@pec.alfa.test", "anna@pec.alfa.test", "katia@pec.alfa.test", "mario@pec.alfa.test", "sara+x@pec.alfa.test", "sara@pec.alfa.test"}; !slices.Equal(got, want) {
+		t.Fatalf("mailboxes %q, want %q", got, want)
+	}
+	// Lookups and logins through a folding variant reach nothing.
+	for _, v := range []string{"\u017fara@pec.alfa.test", "\uff53ara@pec.alfa.test", "\u0430nna@pec.alfa.test", "\u212aATIA@pec.alfa.test", "sara@pec.alfa.test."} {
+		if _, err := s.Mailbox(ctx, v); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Mailbox(%q) = %v, want ErrInvalid", v, err)
+		}
+		if _, err := s.Folders(ctx, v); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Folders(%q) = %v, want ErrInvalid", v, err)
+		}
+		if err := s.Authenticate(ctx, v, "secret-"+strings.ToLower(v), ""); !errors.Is(err, ErrAuthFailed) {
+			t.Errorf("Authenticate(%q) = %v, want ErrAuthFailed", v, err)
+		}
+	}
+	if err := s.Authenticate(ctx, "SARA@PEC.ALFA.TEST", "secret-sara@pec.alfa.test", ""); err != nil {
+		t.Errorf("upper-case login: %v", err)
+	}
+	if err := s.Authenticate(ctx, "sara+x@pec.alfa.test", "secret-sara@pec.alfa.test", ""); !errors.Is(err, ErrAuthFailed) {
+		t.Errorf("plus-addressed login with the password of sara: %v", err)
+	}
+}
+
 func TestMailboxesSortedAndQuota(t *testing.T) {
 	ctx := context.Background()
 	s, _, _ := openTest(t)

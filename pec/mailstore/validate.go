@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/custode/custode/pec/mailaddr"
 )
 
 // Inbox is the name of the folder every mailbox has and deliveries go to by
@@ -27,61 +29,22 @@ const (
 var systemFlags = []string{FlagSeen, FlagAnswered, FlagFlagged, FlagDeleted, FlagDraft}
 
 const (
-	maxAddressSize = 254
-	maxLocalSize   = 64
-	maxFolderSize  = 255
-	maxFlagSize    = 128
+	maxFolderSize = 255
+	maxFlagSize   = 128
 )
 
-// NormalizeAddress returns address in the form the store keys it by (lower
-// case), or an error wrapping ErrInvalid if it is not a plain
-// local@domain address of at most 254 bytes.
+// NormalizeAddress returns address in the form the store keys it by, the
+// canonical form of package mailaddr (ASCII, lower case, no trailing dot,
+// no quoted local part), or an error wrapping ErrInvalid (and
+// mailaddr.ErrInvalid) that says why it has none. Addresses are compared
+// byte for byte in that form: no Unicode folding ever makes two of them
+// equal.
 func NormalizeAddress(address string) (string, error) {
-	if address == "" {
-		return "", fmt.Errorf("empty address: %w", ErrInvalid)
-	}
-	if len(address) > maxAddressSize {
-		return "", fmt.Errorf("address longer than %d bytes: %w", maxAddressSize, ErrInvalid)
-	}
-	if !utf8.ValidString(address) {
-		return "", fmt.Errorf("address %q is not UTF-8: %w", address, ErrInvalid)
-	}
-	a := strings.ToLower(address)
-	local, domain, ok := strings.Cut(a, "@")
-	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
-		return "", fmt.Errorf("address %q is not local@domain: %w", address, ErrInvalid)
-	}
-	if len(local) > maxLocalSize {
-		return "", fmt.Errorf("address %q: local part longer than %d bytes: %w", address, maxLocalSize, ErrInvalid)
-	}
-	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
-		return "", fmt.Errorf("address %q: misplaced dot in local part: %w", address, ErrInvalid)
-	}
-	for _, r := range local {
-		if r < 0x80 && !isAtext(byte(r)) && r != '.' {
-			return "", fmt.Errorf("address %q: character %q not allowed: %w", address, r, ErrInvalid)
-		}
-	}
-	for label := range strings.SplitSeq(domain, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return "", fmt.Errorf("address %q: bad domain: %w", address, ErrInvalid)
-		}
-		for _, r := range label {
-			if r < 0x80 && !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-				return "", fmt.Errorf("address %q: character %q not allowed in domain: %w", address, r, ErrInvalid)
-			}
-		}
+	a, err := mailaddr.Canonical(address)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", err, ErrInvalid)
 	}
 	return a, nil
-}
-
-// isAtext reports whether c is an RFC 5322 atext character.
-func isAtext(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
 }
 
 // NormalizeFolder returns the canonical form of a folder name ("" and any
