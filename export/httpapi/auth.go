@@ -32,10 +32,11 @@ import (
 // *mailstore.ThrottledError, to say when to come back) when it refuses to
 // check at all; it records both. RecordFailedLogin records a failure of
 // credentials the server checks itself (a bearer token, a client
-// certificate).
+// certificate), or a request refused by the per-address limit before its
+// credentials were checked.
 type Authenticator interface {
 	Login(ctx context.Context, a mailstore.LoginAttempt) error
-	RecordFailedLogin(service, account, remote string)
+	RecordFailedLogin(service, account, remote string, throttled bool)
 }
 
 // MaxTokenFileSize bounds a token file.

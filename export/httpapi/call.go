@@ -103,7 +103,7 @@ func (s *Server) endpoint(kind ledger.Kind, names []string, h func(context.Conte
 				ae = &authError{http.StatusUnauthorized, "bad credentials", 0, false}
 			}
 			if !ae.recorded && s.mailboxes != nil {
-				s.mailboxes.RecordFailedLogin(mailstore.ServiceAPI, "", remote)
+				s.mailboxes.RecordFailedLogin(mailstore.ServiceAPI, "", remote, false)
 			}
 			s.log.Warn("httpapi: authentication failed", "remote", remote, "path", clip(r.URL.Path, 256), "status", ae.status, "why", ae.msg)
 			switch ae.status {

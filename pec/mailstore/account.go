@@ -212,12 +212,9 @@ type LoginAttempt struct {
 // password nor its hash ever appears in errors or logs.
 func (s *Store) Login(ctx context.Context, a LoginAttempt) error {
 	addr, addrErr := NormalizeAddress(a.Address)
-	account := addr
-	if addrErr != nil {
-		// Still count it, under a bounded key, so that garbage addresses
-		// cannot bypass the per-remote count nor be told apart by timing.
-		account = clip(strings.ToLower(a.Address))
-	}
+	// A garbage address is still counted, under a bounded key, so that it
+	// can neither bypass the per-remote count nor be told apart by timing.
+	account := loginAccount(a.Address)
 	remote := RemoteKey(a.Remote)
 	keys := [2]string{pairKey(account, remote), addrKey(remote)}
 	if err := s.throttle.begin(ctx, s.now, keys); err != nil {
@@ -249,10 +246,23 @@ func (s *Store) Authenticate(ctx context.Context, address, password, remote stri
 
 // RecordFailedLogin counts, in the login-failures events of the ledger, a
 // login that failed on credentials the store does not check (an API
-// bearer token, a client certificate). account may be empty. It does not
-// throttle.
-func (s *Store) RecordFailedLogin(service, account, remote string) {
-	s.logins.add(s.now(), service, clip(account), RemoteKey(remote), false)
+// bearer token, a client certificate), or with throttled one refused
+// before its credentials were checked (a server's own request limit).
+// account may be empty. It changes no throttle.
+func (s *Store) RecordFailedLogin(service, account, remote string, throttled bool) {
+	if account != "" {
+		account = loginAccount(account)
+	}
+	s.logins.add(s.now(), service, account, RemoteKey(remote), throttled)
+}
+
+// loginAccount is the account a login is counted under: the normalised
+// address, or a bounded form of what the client gave.
+func loginAccount(address string) string {
+	if addr, err := NormalizeAddress(address); err == nil {
+		return addr
+	}
+	return clip(strings.ToLower(address))
 }
 
 func (s *Store) checkPassword(ctx context.Context, addr string, valid bool, password string) (bool, error) {

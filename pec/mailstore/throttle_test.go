@@ -356,7 +356,7 @@ func TestLoginFailuresRecorded(t *testing.T) {
 		if err := s.Login(ctx, LoginAttempt{Service: ServiceAPI, Address: mario, Password: "secret-" + mario, Remote: hostB}); err != nil {
 			t.Fatal(err)
 		}
-		s.RecordFailedLogin(ServiceAPI, "", hostB+":443")
+		s.RecordFailedLogin(ServiceAPI, "", hostB+":443", false)
 		s.flushLogins(false)
 		if got := rec.take(); len(got) != 0 {
 			t.Fatalf("%d events before the window closed", len(got))
