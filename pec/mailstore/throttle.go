@@ -272,7 +272,8 @@ func (t *throttle) sweep(now time.Time) {
 			delete(t.m, e.k)
 		}
 	}
-	t.sweepAt = max(1024, 2*len(t.m))
+	// Sweep again when the map doubles, or reaches the bound.
+	t.sweepAt = max(1024, min(2*len(t.m), maxPenalties))
 }
 
 // load reads the entries the store kept, at Open.

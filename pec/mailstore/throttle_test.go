@@ -440,3 +440,32 @@ func TestLoginFailuresRecorded(t *testing.T) {
 		}
 	})
 }
+
+func TestThrottleBounded(t *testing.T) {
+	var th throttle
+	th.init(3, 6, time.Second, time.Hour)
+	c := newClock()
+	ctx := context.Background()
+	for i := range maxPenalties {
+		remote := fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)
+		keys := [2]string{pairKey(fmt.Sprintf("u%d@example.it", i), remote), addrKey(remote)}
+		if err := th.begin(ctx, c.Now, keys); err != nil {
+			t.Fatal(err)
+		}
+		th.end(c.Now(), keys, false, true)
+		if len(th.m) > maxPenalties+2 {
+			t.Fatalf("%d entries after %d failures, more than %d", len(th.m), i+1, maxPenalties)
+		}
+	}
+	// A fresh failure is still counted after the evictions.
+	keys := [2]string{pairKey(mario, hostA), addrKey(hostA)}
+	for range 3 {
+		if err := th.begin(ctx, c.Now, keys); err != nil {
+			t.Fatal(err)
+		}
+		th.end(c.Now(), keys, false, true)
+	}
+	if err := th.begin(ctx, c.Now, keys); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("after 3 failures: %v, want ErrRateLimited", err)
+	}
+}
