@@ -196,15 +196,20 @@ type LoginAttempt struct {
 // Failed attempts are counted per (address, remote) and per remote (an
 // IPv6 client by its /64, see [RemoteKey]). Past MaxFailures failures of
 // the pair, or MaxAddressFailures of the remote, each further failure
-// doubles the time, from LoginDelay up to MaxLoginDelay (see [Options]), before the next
-// attempt of that pair, or from that remote, is checked; one failure is
-// forgotten every MaxLoginDelay without failures. An attempt made sooner
-// is refused, without checking the password, with a *[ThrottledError]
-// (wrapping ErrRateLimited) that says when to come back; nothing sleeps. A
-// success clears the pair's count. So the failures of one address never
-// refuse a correct password from another address with no failures, and an
-// address spraying many accounts is slowed for all of them. The counts
-// survive a restart.
+// doubles the time, from LoginDelay up to MaxLoginDelay (see [Options]),
+// before the next attempt of that pair, or from that remote, is checked;
+// one failure is forgotten every MaxLoginDelay without failures. An
+// attempt made sooner is refused, without checking the password, with a
+// *[ThrottledError] (wrapping ErrRateLimited) that says when to come back;
+// nothing sleeps. A success clears the pair's count, never the remote's.
+// So the failures of one address never refuse a correct password from
+// another address with no failures, and an address spraying many accounts
+// is slowed for all of them. The counts survive a restart.
+//
+// Attempts in parallel get no more tries than serial ones: an attempt that
+// would be delayed if those in flight on the same pair or remote failed
+// waits for their outcome (a few PBKDF2 computations; at most a bounded
+// number of attempts wait, the rest are refused for LoginDelay).
 //
 // A wrong password and an unknown address both give ErrAuthFailed, after
 // the same PBKDF2 work. Every failed or throttled attempt is counted in a
