@@ -204,3 +204,42 @@ func TestHashersMatchRFC6962(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateLoginFailures(t *testing.T) {
+	from := baseTime.Format(time.RFC3339Nano)
+	tests := []struct {
+		name    string
+		details map[string]string
+		field   string // "" when valid
+	}{
+		{"failed", map[string]string{"account": "mario@pec.example.it", "remote": "192.0.2.7", "failed": "12", "from": from, "services": "imap"}, ""},
+		{"throttled only", map[string]string{"remote": "2001:db8::/64", "throttled": "3", "from": from}, ""},
+		{"no remote", map[string]string{"failed": "1", "from": from}, "details.remote"},
+		{"no from", map[string]string{"remote": "192.0.2.7", "failed": "1"}, "details.from"},
+		{"bad from", map[string]string{"remote": "192.0.2.7", "failed": "1", "from": "yesterday"}, "details.from"},
+		{"no count", map[string]string{"remote": "192.0.2.7", "from": from}, "details.failed"},
+		{"zero", map[string]string{"remote": "192.0.2.7", "failed": "0", "from": from}, "details.failed"},
+		{"leading zero", map[string]string{"remote": "192.0.2.7", "throttled": "07", "from": from}, "details.throttled"},
+		{"negative", map[string]string{"remote": "192.0.2.7", "failed": "-1", "from": from}, "details.failed"},
+		{"empty count", map[string]string{"remote": "192.0.2.7", "failed": "", "from": from}, "details.failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := Event{Kind: KindLoginFailures, Time: baseTime, Details: tt.details}
+			err := e.Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("Validate() = %v, want a *FieldError on %s", err, tt.field)
+			}
+		})
+	}
+	if !KindLoginFailures.IsSystem() {
+		t.Error("login-failures is not a system kind")
+	}
+}

@@ -37,6 +37,20 @@ const (
 	KindLegalHold    Kind = "legal-hold"    // a legal hold was placed or released
 	KindPurge        Kind = "purge"         // data past retention was purged
 	KindOutage       Kind = "outage"        // a service was unavailable (AgID P02)
+	// KindLoginFailures counts the failed and throttled logins of one
+	// account from one remote address within one aggregation window.
+	KindLoginFailures Kind = "login-failures"
+)
+
+// Details of a login-failures event, whose riferimento temporale is the
+// last attempt it counts.
+const (
+	DetailLoginAccount   = "account"   // the account as the client named it; "*" for the overflow record
+	DetailLoginRemote    = "remote"    // the client's address (IPv6 /64 prefixes as such); "*" for the overflow record
+	DetailLoginFailed    = "failed"    // password checks that failed, decimal
+	DetailLoginThrottled = "throttled" // attempts refused unchecked, decimal
+	DetailLoginFrom      = "from"      // the first attempt counted, RFC 3339 with nanoseconds, UTC
+	DetailLoginServices  = "services"  // where: comma-separated smtp, imap, api
 )
 
 var pecKinds = map[Kind]bool{
@@ -49,6 +63,7 @@ var pecKinds = map[Kind]bool{
 var systemKinds = map[Kind]bool{
 	KindCheckpoint: true, KindQuery: true, KindExport: true,
 	KindPolicyChange: true, KindLegalHold: true, KindPurge: true, KindOutage: true,
+	KindLoginFailures: true,
 }
 
 // IsPEC reports whether k is a PEC transaction kind.
@@ -64,6 +79,7 @@ func Kinds() []Kind {
 		KindAvvenutaConsegna, KindErroreConsegna, KindPreavvisoErroreConsegna12,
 		KindPreavvisoErroreConsegna24, KindRilevazioneVirus, KindBustaAnomalia,
 		KindCheckpoint, KindQuery, KindExport, KindPolicyChange, KindLegalHold, KindPurge,
+		KindLoginFailures,
 	}
 }
 
@@ -176,6 +192,10 @@ func (e *Event) Validate() error {
 		if e.Actor == "" {
 			return &FieldError{"actor", "missing"}
 		}
+	case KindLoginFailures:
+		if err := validLoginFailures(e.Details); err != nil {
+			return err
+		}
 	}
 	strs := []struct{ name, v string }{
 		{"identificativo", e.Identificativo},
@@ -272,3 +292,30 @@ func validDetailKey(k string) bool {
 // errNotCanonical is wrapped by decoding errors for bytes that parse but are
 // not the one canonical encoding of their content.
 var errNotCanonical = errors.New("not in canonical form")
+
+// validLoginFailures checks the details of a login-failures event: a
+// remote, a first attempt, and counts in plain decimal of which at least
+// one is positive.
+func validLoginFailures(d map[string]string) *FieldError {
+	if d[DetailLoginRemote] == "" {
+		return &FieldError{"details." + DetailLoginRemote, "missing"}
+	}
+	if _, err := time.Parse(time.RFC3339Nano, d[DetailLoginFrom]); err != nil {
+		return &FieldError{"details." + DetailLoginFrom, "missing or not an RFC 3339 time"}
+	}
+	positive := false
+	for _, k := range []string{DetailLoginFailed, DetailLoginThrottled} {
+		v, ok := d[k]
+		if !ok {
+			continue
+		}
+		if v == "" || len(v) > 18 || v[0] == '0' || strings.Trim(v, "0123456789") != "" {
+			return &FieldError{"details." + k, "not a positive decimal count"}
+		}
+		positive = true
+	}
+	if !positive {
+		return &FieldError{"details." + DetailLoginFailed, "missing: neither failed nor throttled attempts"}
+	}
+	return nil
+}

@@ -281,7 +281,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	fmt.Fprint(e.stdout, rep.Text())
 	if outDir != "" {
 		mailboxes := 0
-		if st, err := c.openMailboxes(ctx, e, time.Now); err == nil {
+		if st, err := c.openMailboxes(ctx, e, time.Now, nil); err == nil {
 			if list, err := st.Mailboxes(ctx); err == nil {
 				mailboxes = len(list)
 			}

@@ -170,13 +170,18 @@ func (c *config) index() (*igpec.Index, error) {
 func (c *config) mailboxDir() string { return filepath.Join(c.dir, "mailboxes") }
 func (c *config) queueDir() string   { return filepath.Join(c.dir, "queue") }
 
-// openMailboxes opens the mailbox store.
-func (c *config) openMailboxes(ctx context.Context, e *env, now func() time.Time) (*mailstore.Store, error) {
+// openMailboxes opens the mailbox store. With l, failed and throttled
+// logins are recorded in it.
+func (c *config) openMailboxes(ctx context.Context, e *env, now func() time.Time, l *ledger.Ledger) (*mailstore.Store, error) {
 	iter := 0
 	if c.Server != nil {
 		iter = c.Server.PasswordIterations
 	}
-	return mailstore.Open(ctx, mailstore.Options{Dir: c.mailboxDir(), Logger: e.log, Now: now, PasswordIterations: iter})
+	opts := mailstore.Options{Dir: c.mailboxDir(), Logger: e.log, Now: now, PasswordIterations: iter}
+	if l != nil {
+		opts.Ledger = l
+	}
+	return mailstore.Open(ctx, opts)
 }
 
 // gestore is the running gestore of a data directory: its server and the
@@ -255,7 +260,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		}
 		policies[strings.ToLower(mb)] = gestore.MailboxPolicy{NonPEC: gestore.NonPECPolicy(p.NonPEC), ForwardTo: p.ForwardTo, NotifyTo: p.NotifyTo}
 	}
-	mb, err := c.openMailboxes(ctx, e, now)
+	mb, err := c.openMailboxes(ctx, e, now, l)
 	if err != nil {
 		return nil, err
 	}

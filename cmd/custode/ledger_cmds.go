@@ -74,12 +74,20 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
+		// The kind first: a system kind is refused as such, whatever its
+		// details, before the event is validated.
+		var head struct {
+			Kind ledger.Kind `json:"kind"`
+		}
+		if json.Unmarshal(sc.Bytes(), &head) == nil && head.Kind != "" && !head.Kind.IsPEC() {
+			return &usageError{fmt.Sprintf("line %d: kind %q is one custode records itself: ledger append takes PEC events only", line, head.Kind)}
+		}
 		ev, err := ledger.ParseEventJSON(sc.Bytes())
 		if err != nil {
 			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
 		}
 		if !ev.Kind.IsPEC() {
-			return &usageError{fmt.Sprintf("line %d: kind %q is one custode records itself (checkpoint, query, export, policy-change, legal-hold, purge, outage): ledger append takes PEC events only", line, ev.Kind)}
+			return &usageError{fmt.Sprintf("line %d: kind %q is one custode records itself: ledger append takes PEC events only", line, ev.Kind)}
 		}
 		if ev.Details == nil {
 			ev.Details = map[string]string{}

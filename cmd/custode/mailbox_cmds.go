@@ -58,7 +58,7 @@ func mailboxCommand(ctx context.Context, e *env, name string, args []string, pos
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st, err := c.openMailboxes(ctx, e, time.Now)
+	st, err := c.openMailboxes(ctx, e, time.Now, nil)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w (is custode serve running on this data directory?)", err)
 	}

@@ -130,7 +130,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	} else {
-		mailboxes, err := c.openMailboxes(ctx, e, time.Now)
+		mailboxes, err := c.openMailboxes(ctx, e, time.Now, l)
 		if err != nil {
 			return err
 		}

@@ -18,18 +18,25 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/custode/custode/pec/mailstore"
 )
 
-// Authenticator checks a titolare's mailbox credentials. *mailstore.Store
-// satisfies it. Authenticate MUST return an error wrapping
-// mailstore.ErrAuthFailed for a wrong password or an unknown address, and
-// one wrapping mailstore.ErrRateLimited when it refuses to check at all.
+// Authenticator checks a titolare's mailbox credentials, throttles and
+// records the failures. *mailstore.Store satisfies it. Login MUST return an
+// error wrapping mailstore.ErrAuthFailed for a wrong password or an
+// unknown address, and one wrapping mailstore.ErrRateLimited (a
+// *mailstore.ThrottledError, to say when to come back) when it refuses to
+// check at all; it records both. RecordFailedLogin records a failure of
+// credentials the server checks itself (a bearer token, a client
+// certificate), or a request refused by the per-address limit before its
+// credentials were checked.
 type Authenticator interface {
-	Authenticate(ctx context.Context, address, password, remote string) error
+	Login(ctx context.Context, a mailstore.LoginAttempt) error
+	RecordFailedLogin(service, account, remote string, throttled bool)
 }
 
 // MaxTokenFileSize bounds a token file.
@@ -204,9 +211,10 @@ func (p *principal) actor() string { return p.role + ":" + p.name }
 
 // authError is an authentication that failed, with the status to answer.
 type authError struct {
-	status int
-	msg    string
-	retry  int // seconds, for 429
+	status   int
+	msg      string
+	retry    int  // seconds, for 429
+	recorded bool // the Authenticator recorded the failure
 }
 
 func (e *authError) Error() string { return e.msg }
@@ -221,13 +229,13 @@ func (s *Server) authenticate(r *http.Request, remote string) (*principal, error
 		case "bearer":
 			user, ok := s.tokens.lookup(strings.TrimSpace(rest))
 			if !ok {
-				return nil, &authError{http.StatusUnauthorized, "bad credentials", 0}
+				return nil, &authError{http.StatusUnauthorized, "bad credentials", 0, false}
 			}
 			return s.withRole(&principal{name: user, method: "bearer"}), nil
 		case "basic":
 			return s.authenticateBasic(r, remote)
 		default:
-			return nil, &authError{http.StatusUnauthorized, "unsupported authorization scheme: use Basic or Bearer", 0}
+			return nil, &authError{http.StatusUnauthorized, "unsupported authorization scheme: use Basic or Bearer", 0, false}
 		}
 	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
@@ -237,7 +245,7 @@ func (s *Server) authenticate(r *http.Request, remote string) (*principal, error
 			name = leaf.EmailAddresses[0]
 		}
 		if !validUserName(name) {
-			return nil, &authError{http.StatusUnauthorized, "the client certificate names no user (subject CN or email)", 0}
+			return nil, &authError{http.StatusUnauthorized, "the client certificate names no user (subject CN or email)", 0, false}
 		}
 		return s.withRole(&principal{name: name, method: "mtls"}), nil
 	}
@@ -247,25 +255,27 @@ func (s *Server) authenticate(r *http.Request, remote string) (*principal, error
 func (s *Server) authenticateBasic(r *http.Request, remote string) (*principal, error) {
 	user, pass, ok := r.BasicAuth()
 	if !ok || user == "" {
-		return nil, &authError{http.StatusUnauthorized, "malformed Basic credentials", 0}
+		return nil, &authError{http.StatusUnauthorized, "malformed Basic credentials", 0, false}
 	}
 	if s.mailboxes == nil {
-		return nil, &authError{http.StatusUnauthorized, "Basic authentication is not enabled", 0}
+		return nil, &authError{http.StatusUnauthorized, "Basic authentication is not enabled", 0, false}
 	}
-	err := s.mailboxes.Authenticate(r.Context(), user, pass, remote)
+	err := s.mailboxes.Login(r.Context(), mailstore.LoginAttempt{Service: mailstore.ServiceAPI, Address: user, Password: pass, Remote: remote})
+	var te *mailstore.ThrottledError
 	switch {
 	case err == nil:
-	case errors.Is(err, mailstore.ErrRateLimited):
-		return nil, &authError{http.StatusTooManyRequests, "too many failed logins: try again later", int(mailstore.DefaultFailureWindow.Seconds())}
+	case errors.As(err, &te):
+		retry := int((te.RetryAfter + time.Second - 1) / time.Second)
+		return nil, &authError{http.StatusTooManyRequests, "too many failed logins from this address: try again later", retry, true}
 	case errors.Is(err, mailstore.ErrAuthFailed):
-		return nil, &authError{http.StatusUnauthorized, "bad credentials", 0}
+		return nil, &authError{http.StatusUnauthorized, "bad credentials", 0, true}
 	default:
 		s.log.Error("httpapi: authenticate", "remote", remote, "err", err)
-		return nil, &authError{http.StatusServiceUnavailable, "cannot check credentials now", 0}
+		return nil, &authError{http.StatusServiceUnavailable, "cannot check credentials now", 0, true}
 	}
 	addr, err := mailstore.NormalizeAddress(user)
 	if err != nil {
-		return nil, &authError{http.StatusUnauthorized, "bad credentials", 0}
+		return nil, &authError{http.StatusUnauthorized, "bad credentials", 0, false}
 	}
 	return &principal{role: roleTitolare, name: addr, method: "basic"}, nil
 }

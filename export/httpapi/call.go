@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/retention"
 )
 
@@ -113,7 +114,10 @@ func (s *Server) endpoint(kind ledger.Kind, names []string, h func(context.Conte
 		if err != nil {
 			var ae *authError
 			if !errors.As(err, &ae) {
-				ae = &authError{http.StatusUnauthorized, "bad credentials", 0}
+				ae = &authError{http.StatusUnauthorized, "bad credentials", 0, false}
+			}
+			if !ae.recorded && s.mailboxes != nil {
+				s.mailboxes.RecordFailedLogin(mailstore.ServiceAPI, "", remote, false)
 			}
 			s.log.Warn("httpapi: authentication failed", "remote", remote, "path", clip(r.URL.Path, 256), "status", ae.status, "why", ae.msg)
 			switch ae.status {

@@ -24,12 +24,14 @@ import (
 // decisions the only defence.
 type anyPassword struct{}
 
-func (anyPassword) Authenticate(_ context.Context, _, password, _ string) error {
-	if password != "pw" {
+func (anyPassword) Login(_ context.Context, a mailstore.LoginAttempt) error {
+	if a.Password != "pw" {
 		return mailstore.ErrAuthFailed
 	}
 	return nil
 }
+
+func (anyPassword) RecordFailedLogin(service, account, remote string, throttled bool) {}
 
 // foldingVariants are the addresses of issue 16, finding 1: each is
 // another mailbox than its victim (or none), though Unicode case folding,

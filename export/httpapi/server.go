@@ -18,6 +18,7 @@ import (
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
@@ -288,6 +289,11 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
 		if ok, wait := s.byRemote.allow(remote, s.now()); !ok {
+			if r.Header.Get("Authorization") != "" && s.mailboxes != nil {
+				// A login refused unchecked: counted like the others.
+				user, _, _ := r.BasicAuth()
+				s.mailboxes.RecordFailedLogin(mailstore.ServiceAPI, user, remote, true)
+			}
 			tooMany(sw, wait)
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -63,14 +64,16 @@ func (a *accessoSession) Auth(mech string) (sasl.Server, error) {
 		// No strings.ToLower: it folds the Kelvin sign to k. The store
 		// canonicalises (mailaddr) and refuses what has no canonical form.
 		user := strings.TrimSpace(username)
-		err := a.s.opts.Mailboxes.Authenticate(ctx, user, password, remoteIP(a.conn))
+		err := a.s.opts.Mailboxes.Login(ctx, mailstore.LoginAttempt{Service: mailstore.ServiceSMTP, Address: user, Password: password, Remote: remoteIP(a.conn)})
+		var te *mailstore.ThrottledError
 		switch {
 		case err == nil:
 			a.user, _ = mailaddr.Canonical(user) // it has one: the store accepted it
 			return nil
-		case errors.Is(err, mailstore.ErrRateLimited):
-			a.s.log.Warn("accesso: login rate-limited", "user", user, "remote", remoteIP(a.conn))
-			return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins, try again later"}
+		case errors.As(err, &te):
+			a.s.log.Warn("accesso: login throttled", "user", user, "remote", remoteIP(a.conn), "retry_after", te.RetryAfter)
+			return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+				Message: fmt.Sprintf("Too many failed logins from your address, try again in %d seconds", int((te.RetryAfter+time.Second-1)/time.Second))}
 		case errors.Is(err, mailstore.ErrAuthFailed):
 			a.s.log.Info("accesso: login failed", "user", user, "remote", remoteIP(a.conn))
 			return smtp.ErrAuthFailed

@@ -169,6 +169,11 @@ func TestHostileClients(t *testing.T) {
 		if !errors.As(err, &se) || se.Code != 454 {
 			t.Errorf("right password during the lockout: %v, want 454", err)
 		}
+		// Anna's failures throttle anna at this address, not the address:
+		// another titolare behind it submits at once.
+		if err := p.a.submit(t, mario, pw, []string{lucia}, message(mario, lucia, "", "Subito")); err != nil {
+			t.Errorf("another titolare at the same address: %v", err)
+		}
 	})
 
 	// After all that, and once the lockout of the client's address has

@@ -107,7 +107,7 @@ func newEnv(t *testing.T, configure func(*Options)) *testEnv {
 	ctx := context.Background()
 	logw := newTestWriter(t) // first cleanup registered, so the last run
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	store, err := mailstore.Open(ctx, mailstore.Options{Dir: t.TempDir(), PasswordIterations: 1000, MaxFailures: 3, Logger: log})
+	store, err := mailstore.Open(ctx, mailstore.Options{Dir: t.TempDir(), PasswordIterations: 1000, MaxFailures: 3, LoginDelay: time.Hour, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

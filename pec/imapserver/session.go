@@ -3,12 +3,14 @@ package imapserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	goimapserver "github.com/emersion/go-imap/v2/imapserver"
@@ -84,14 +86,15 @@ func (s *session) Close() error {
 
 // Login implements goimapserver.Session.
 func (s *session) Login(username, password string) error {
-	err := s.srv.store.Authenticate(s.ctx(), username, password, s.remote)
+	err := s.srv.store.Login(s.ctx(), mailstore.LoginAttempt{Service: mailstore.ServiceIMAP, Address: username, Password: password, Remote: s.remote})
+	var te *mailstore.ThrottledError
 	switch {
 	case err == nil:
-	case errors.Is(err, mailstore.ErrRateLimited):
+	case errors.As(err, &te):
 		return &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeUnavailable,
-			Text: "Too many failed login attempts: try again later",
+			Text: fmt.Sprintf("Too many failed login attempts from your address: try again in %d seconds", int((te.RetryAfter+time.Second-1)/time.Second)),
 		}
 	case errors.Is(err, mailstore.ErrAuthFailed):
 		return goimapserver.ErrAuthFailed

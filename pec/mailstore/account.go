@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/custode/custode/pec/mailaddr"
 	"github.com/dgraph-io/badger/v4"
@@ -206,43 +204,98 @@ func (s *Store) Mailboxes(ctx context.Context) ([]MailboxInfo, error) {
 	return out, nil
 }
 
-// Authenticate checks address's password. remote is the client's IP address
-// ("" if unknown).
+// LoginAttempt is one attempt to log in to a mailbox.
+type LoginAttempt struct {
+	// Service is where the attempt was made (ServiceSMTP, ServiceIMAP,
+	// ServiceAPI), as the ledger records it.
+	Service string
+	// Address is the mailbox's address, as the client gave it.
+	Address string
+	// Password is the password the client gave.
+	Password string
+	// Remote is the client's IP address, with or without a port. Every
+	// attempt without one shares a single throttle entry ("unknown").
+	Remote string
+}
+
+// Login checks a's password, throttling as Dovecot's auth penalty does.
 //
-// Failed attempts are counted per address and per remote address; once
-// either has MaxFailures failures within FailureWindow, Authenticate returns
-// an error wrapping ErrRateLimited without checking the password, until the
-// oldest failure leaves the window. A wrong password and an unknown address
-// both give ErrAuthFailed, after the same PBKDF2 work. Success resets the
-// address's count. Neither the password nor its hash ever appears in errors
-// or logs.
-func (s *Store) Authenticate(ctx context.Context, address, password, remote string) error {
-	addr, addrErr := NormalizeAddress(address)
-	akey := "a:" + addr
-	if addrErr != nil {
-		// Still count it, under a bounded key, so that garbage addresses
-		// cannot bypass the per-remote limit nor be told apart by timing.
-		akey = "a:" + clip(strings.ToLower(address))
+// Failed attempts are counted per (address, remote) and per remote (an
+// IPv6 client by its /64, see [RemoteKey]). Past MaxFailures failures of
+// the pair, or MaxAddressFailures of the remote, each further failure
+// doubles the time, from LoginDelay up to MaxLoginDelay (see [Options]),
+// before the next attempt of that pair, or from that remote, is checked;
+// one failure is forgotten every MaxLoginDelay without failures. An
+// attempt made sooner is refused, without checking the password, with a
+// *[ThrottledError] (wrapping ErrRateLimited) that says when to come back;
+// nothing sleeps. A success clears the pair's count, never the remote's.
+// So the failures of one address never refuse a correct password from
+// another address with no failures, and an address spraying many accounts
+// is slowed for all of them. The counts survive a restart.
+//
+// Attempts in parallel get no more tries than serial ones: an attempt that
+// would be delayed if those in flight on the same pair or remote failed
+// waits for their outcome (a few PBKDF2 computations; at most a bounded
+// number of attempts wait, the rest are refused for LoginDelay).
+//
+// A wrong password and an unknown address both give ErrAuthFailed, after
+// the same PBKDF2 work. Every failed or throttled attempt is counted in a
+// login-failures event of the ledger (see Options.Ledger). Neither the
+// password nor its hash ever appears in errors or logs.
+func (s *Store) Login(ctx context.Context, a LoginAttempt) error {
+	addr, addrErr := NormalizeAddress(a.Address)
+	// A garbage address is still counted, under a bounded key, so that it
+	// can neither bypass the per-remote count nor be told apart by timing.
+	account := loginAccount(a.Address)
+	remote := RemoteKey(a.Remote)
+	keys := [2]string{pairKey(account, remote), addrKey(remote)}
+	if err := s.throttle.begin(ctx, s.now, keys); err != nil {
+		if te := (*ThrottledError)(nil); errors.As(err, &te) {
+			s.log.Warn("mailstore: login throttled", "service", a.Service, "address", clip(a.Address), "remote", remote, "retry_after", te.RetryAfter)
+			s.logins.add(s.now(), a.Service, account, remote, true)
+		}
+		return fmt.Errorf("mailstore: authenticate %s: %w", clip(a.Address), err)
 	}
-	rkey := ""
-	if remote != "" {
-		rkey = "r:" + clip(remote)
-	}
-	now := s.now()
-	if !s.auth.begin(now, s.window, s.maxF, akey, rkey) {
-		s.log.Warn("mailstore: login rate-limited", "address", clip(address), "remote", clip(remote))
-		return fmt.Errorf("mailstore: authenticate %s: %w", clip(address), ErrRateLimited)
-	}
-	ok, err := s.checkPassword(ctx, addr, addrErr == nil, password)
-	s.auth.end(now, akey, rkey, ok, err == nil)
+	ok, err := s.checkPassword(ctx, addr, addrErr == nil, a.Password)
+	s.throttle.persistM.Lock()
+	s.persistPenalties(s.throttle.end(s.now(), keys, ok, err == nil))
+	s.throttle.persistM.Unlock()
 	if err != nil {
-		return fmt.Errorf("mailstore: authenticate %s: %w", clip(address), err)
+		return fmt.Errorf("mailstore: authenticate %s: %w", clip(a.Address), err)
 	}
 	if !ok {
-		s.log.Warn("mailstore: login failed", "address", clip(address), "remote", clip(remote))
-		return fmt.Errorf("mailstore: authenticate %s: %w", clip(address), ErrAuthFailed)
+		s.log.Warn("mailstore: login failed", "service", a.Service, "address", clip(a.Address), "remote", remote)
+		s.logins.add(s.now(), a.Service, account, remote, false)
+		return fmt.Errorf("mailstore: authenticate %s: %w", clip(a.Address), ErrAuthFailed)
 	}
 	return nil
+}
+
+// Authenticate is Login of an attempt made with no service name.
+func (s *Store) Authenticate(ctx context.Context, address, password, remote string) error {
+	return s.Login(ctx, LoginAttempt{Address: address, Password: password, Remote: remote})
+}
+
+// RecordFailedLogin counts, in the login-failures events of the ledger, a
+// login that failed on credentials the store does not check (an API
+// bearer token, a client certificate), or with throttled one refused
+// before its credentials were checked (a server's own request limit).
+// account may be empty. It changes no throttle.
+func (s *Store) RecordFailedLogin(service, account, remote string, throttled bool) {
+	if account != "" {
+		account = loginAccount(account)
+	}
+	s.logins.add(s.now(), service, account, RemoteKey(remote), throttled)
+}
+
+// loginAccount is the account a login is counted under: the normalised
+// address, or a bounded form of what the client gave, unfolded: a
+// look-alike of a mailbox (the Kelvin sign for k) is never counted as it.
+func loginAccount(address string) string {
+	if addr, err := NormalizeAddress(address); err == nil {
+		return addr
+	}
+	return clip(address)
 }
 
 func (s *Store) checkPassword(ctx context.Context, addr string, valid bool, password string) (bool, error) {
@@ -344,107 +397,4 @@ func (s *Store) pbkdf2(ctx context.Context, password string, salt []byte, iter i
 		return nil, errors.New("password hashing failed")
 	}
 	return key, nil
-}
-
-// authLimiter counts failed logins per key ("a:address", "r:remote").
-type authLimiter struct {
-	mu      sync.Mutex
-	cond    *sync.Cond // signalled when an attempt ends
-	m       map[string]*failures
-	sweepAt int
-}
-
-type failures struct {
-	times    []time.Time // failures within the window, oldest first
-	inflight int         // attempts being checked
-}
-
-func (l *authLimiter) init() {
-	l.cond = sync.NewCond(&l.mu)
-	l.m = make(map[string]*failures)
-	l.sweepAt = 1024
-}
-
-// begin reports whether an attempt may go ahead, and counts it as in flight.
-// An attempt that could be one failure too many if those in flight failed
-// waits for them: parallel guesses get no more tries than serial ones.
-func (l *authLimiter) begin(now time.Time, window time.Duration, maxF int, keys ...string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for {
-		busy := false
-		for _, k := range keys {
-			f := l.m[k]
-			if k == "" || f == nil {
-				continue
-			}
-			f.prune(now, window)
-			if len(f.times) >= maxF {
-				return false
-			}
-			if len(f.times)+f.inflight >= maxF {
-				busy = true
-			}
-		}
-		if !busy {
-			break
-		}
-		l.cond.Wait()
-	}
-	for _, k := range keys {
-		if k == "" {
-			continue
-		}
-		f := l.m[k]
-		if f == nil {
-			f = &failures{}
-			l.m[k] = f
-		}
-		f.inflight++
-	}
-	if len(l.m) > l.sweepAt {
-		for k, f := range l.m {
-			f.prune(now, window)
-			if len(f.times) == 0 && f.inflight == 0 {
-				delete(l.m, k)
-			}
-		}
-		l.sweepAt = max(1024, 2*len(l.m))
-	}
-	return true
-}
-
-// end records the outcome of an attempt begun with begin. An attempt that
-// could not be checked (count false) is not a failure.
-func (l *authLimiter) end(now time.Time, akey, rkey string, ok, count bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	defer l.cond.Broadcast()
-	for _, k := range []string{akey, rkey} {
-		if k == "" {
-			continue
-		}
-		f := l.m[k]
-		if f == nil {
-			continue
-		}
-		f.inflight--
-		switch {
-		case ok && k == akey:
-			f.times = nil
-		case !ok && count:
-			f.times = append(f.times, now)
-		}
-		if len(f.times) == 0 && f.inflight == 0 {
-			delete(l.m, k)
-		}
-	}
-}
-
-func (f *failures) prune(now time.Time, window time.Duration) {
-	i := 0
-	for i < len(f.times) && now.Sub(f.times[i]) >= window {
-		i++
-	}
-	f.times = f.times[i:]
 }

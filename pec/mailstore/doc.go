@@ -26,8 +26,12 @@
 //
 // Passwords are stored as PBKDF2-SHA256 hashes
 // ("pbkdf2-sha256$iterations$salt$hash") and compared in constant time.
-// Failed logins are counted in memory, per address and per remote address:
-// a restart forgets them.
+// Failed logins are throttled as Dovecot's auth penalty does
+// ([Store.Login]): progressive delays per (address, remote address) and per
+// remote address, answered with "come back at" errors rather than sleeps,
+// kept in the database so that a restart keeps them, and bounded in size.
+// They are counted in the ledger (Options.Ledger), at most one
+// login-failures event per address, remote address and window.
 //
 // A Store is safe for concurrent use by many goroutines. One process at a time
 // may open a data directory.

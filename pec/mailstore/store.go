@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -21,8 +22,6 @@ import (
 // Defaults used for the zero values of the corresponding [Options] fields.
 const (
 	DefaultPasswordIterations = 600000
-	DefaultMaxFailures        = 10
-	DefaultFailureWindow      = 15 * time.Minute
 )
 
 // Sentinel errors. The errors the Store returns wrap them with context: test
@@ -42,8 +41,8 @@ var (
 	// ErrAuthFailed reports a wrong password or an unknown address, which
 	// are never told apart.
 	ErrAuthFailed = errors.New("authentication failed")
-	// ErrRateLimited reports too many failed logins for the address or the
-	// remote address: the password was not checked.
+	// ErrRateLimited reports a login refused, its password unchecked,
+	// because of recent failures (see [Store.Login]).
 	ErrRateLimited = errors.New("too many failed logins, try again later")
 	// ErrNoSuchFolder reports that the mailbox has no folder of that name.
 	ErrNoSuchFolder = errors.New("no such folder")
@@ -75,12 +74,24 @@ type Options struct {
 	// hashes; 0 means DefaultPasswordIterations. Existing hashes keep the
 	// count they were made with.
 	PasswordIterations int
-	// MaxFailures is the number of failed logins allowed per address, and
-	// per remote address, within FailureWindow; 0 means DefaultMaxFailures.
+	// MaxFailures is the number of failed logins of one mailbox from one
+	// remote address that are not delayed (see [Store.Login]); 0 means
+	// DefaultMaxFailures.
 	MaxFailures int
-	// FailureWindow is the period over which failed logins are counted;
-	// 0 means DefaultFailureWindow.
-	FailureWindow time.Duration
+	// MaxAddressFailures is the number of failed logins from one remote
+	// address, whatever the mailbox, that are not delayed; 0 means
+	// DefaultMaxAddressFailures.
+	MaxAddressFailures int
+	// LoginDelay is the delay after the first failure past the free
+	// ones, doubled by each further failure; 0 means DefaultLoginDelay.
+	LoginDelay time.Duration
+	// MaxLoginDelay is the longest delay between two checked attempts, and
+	// the time it takes to forget one failure; 0 means
+	// DefaultMaxLoginDelay.
+	MaxLoginDelay time.Duration
+	// Ledger, if not nil, receives the login-failures events that count
+	// failed and throttled logins (see [LoginRecordWindow]).
+	Ledger Recorder
 	// MinFreeBytes is the free space Deliver, Copy and Move keep on the
 	// filesystem of Dir: while less is free they fail with a
 	// *diskspace.LowSpaceError (errors.Is syscall.ENOSPC), and the
@@ -122,8 +133,6 @@ type Store struct {
 	log      *slog.Logger
 	now      func() time.Time
 	iter     int
-	maxF     int
-	window   time.Duration
 
 	closed atomic.Bool
 	done   chan struct{}
@@ -137,7 +146,8 @@ type Store struct {
 	// globalMu serialises changes to the global counters.
 	globalMu sync.Mutex
 
-	auth authLimiter
+	throttle throttle
+	logins   loginLog
 	// hashSem bounds the PBKDF2 computations running at once.
 	hashSem   chan struct{}
 	dummySalt []byte
@@ -160,7 +170,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("mailstore: open %s: %w", opts.Dir, err)
 	}
-	if opts.PasswordIterations < 0 || opts.MaxFailures < 0 || opts.FailureWindow < 0 {
+	if opts.PasswordIterations < 0 || opts.MaxFailures < 0 || opts.MaxAddressFailures < 0 || opts.LoginDelay < 0 || opts.MaxLoginDelay < 0 {
 		return nil, fmt.Errorf("mailstore: open %s: negative option: %w", opts.Dir, ErrInvalid)
 	}
 	log := opts.Logger
@@ -201,8 +211,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		log:       log,
 		now:       opts.Now,
 		iter:      opts.PasswordIterations,
-		maxF:      opts.MaxFailures,
-		window:    opts.FailureWindow,
 		done:      make(chan struct{}),
 		purge:     make(chan struct{}, 1),
 		locks:     make(map[string]*addrLock),
@@ -216,13 +224,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.iter == 0 {
 		s.iter = DefaultPasswordIterations
 	}
-	if s.maxF == 0 {
-		s.maxF = DefaultMaxFailures
+	s.throttle.init(cmp.Or(opts.MaxFailures, DefaultMaxFailures), cmp.Or(opts.MaxAddressFailures, DefaultMaxAddressFailures),
+		cmp.Or(opts.LoginDelay, DefaultLoginDelay), max(cmp.Or(opts.MaxLoginDelay, DefaultMaxLoginDelay), opts.LoginDelay))
+	if err := s.throttle.load(db, s.now()); err != nil {
+		prealloc.Close()
+		db.Close()
+		return nil, fmt.Errorf("mailstore: open %s: login failures: %w", opts.Dir, err)
 	}
-	if s.window == 0 {
-		s.window = DefaultFailureWindow
-	}
-	s.auth.init()
+	s.logins.init(opts.Ledger)
 	if _, err := rand.Read(s.dummySalt); err != nil {
 		prealloc.Close()
 		db.Close()
@@ -242,6 +251,7 @@ func (s *Store) Close() error {
 	}
 	close(s.done)
 	s.wg.Wait()
+	s.flushLogins(true)
 	if err := errors.Join(s.db.Close(), s.prealloc.Close()); err != nil {
 		return fmt.Errorf("mailstore: close: %w", err)
 	}
@@ -254,10 +264,16 @@ func (s *Store) janitor() {
 	defer s.wg.Done()
 	t := time.NewTicker(gcInterval)
 	defer t.Stop()
+	flush := time.NewTicker(time.Minute)
+	defer flush.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
+		case <-s.logins.kick:
+			s.flushLogins(false)
+		case <-flush.C:
+			s.flushLogins(false)
 		case <-s.purge:
 			if err := s.purgeDeleted(); err != nil {
 				s.log.Error("mailstore: purging deleted folders", "err", err)
@@ -413,6 +429,8 @@ const (
 	pKey     = 'k' // k addr NUL key -> Delivered
 	pTomb    = 'd' // d fid -> deleted folder whose messages remain to purge
 	pGlobal  = 'g' // g -> globalRec
+
+	pThrottle = 'l' // l key -> penaltyRec, with a TTL (see throttle.go)
 )
 
 func accountKey(addr string) []byte { return append([]byte{pAccount}, addr...) }
