@@ -38,6 +38,9 @@ const (
 	// refusalTimeout bounds writing the refusal line to an excess
 	// connection; a fresh socket's send buffer takes it at once.
 	refusalTimeout = 100 * time.Millisecond
+	// writeGrace is how long after its ceiling a connection may still be
+	// written to: the server can say why it closes (SMTP's 421).
+	writeGrace = 5 * time.Second
 	// maxAcceptBackoff bounds the pause after a failed accept.
 	maxAcceptBackoff = time.Second
 )
@@ -58,8 +61,8 @@ type Options struct {
 	// means the connection is just closed (TLS listeners, HTTP, IMAP).
 	Refusal []byte
 	// Ceiling, if not zero, bounds every accepted connection's life until
-	// the session moves the ceiling with Conn.SetCeiling: no read or write
-	// succeeds past accept time plus Ceiling. It is how long a client may
+	// the session moves the ceiling with Conn.SetCeiling: no read succeeds
+	// past accept time plus Ceiling (see SetCeiling). It is how long a client may
 	// take before the protocol knows who it is (TLS handshake, greeting).
 	Ceiling time.Duration
 	// Logger receives a warning when connections are refused or an accept
@@ -125,7 +128,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.refuse(c)
 			continue
 		}
-		lc := &Conn{Conn: c, l: l, key: key}
+		lc := &Conn{Conn: c, l: l, key: key, accepted: l.now()}
 		if l.opts.Ceiling > 0 {
 			lc.SetCeiling(l.now().Add(l.opts.Ceiling))
 		}
@@ -233,9 +236,10 @@ func AddressKey(a net.Addr) string {
 // place under the caps.
 type Conn struct {
 	net.Conn
-	l    *Listener
-	key  string
-	once sync.Once
+	l        *Listener
+	key      string
+	accepted time.Time
+	once     sync.Once
 
 	mu       sync.Mutex
 	ceiling  time.Time // zero: none
@@ -245,6 +249,9 @@ type Conn struct {
 
 // Key returns the key the connection counts under (see Options.Key).
 func (c *Conn) Key() string { return c.key }
+
+// Accepted returns when the connection was accepted.
+func (c *Conn) Accepted() time.Time { return c.accepted }
 
 // Close closes the connection and releases its place. Calling it again
 // returns the first call's result.
@@ -256,16 +263,23 @@ func (c *Conn) Close() error {
 	return c.closeErr
 }
 
-// SetCeiling makes t the latest instant at which a read or a write on the
-// connection may still succeed, replacing any earlier ceiling; the zero
-// time removes it. It applies at once, to reads and writes in progress
-// too.
+// SetCeiling makes t the latest instant at which a read on the connection
+// may still succeed, and t plus five seconds the latest for a write (for
+// a last reply), replacing any earlier ceiling; the zero time removes it.
+// It applies at once, to reads and writes in progress too.
 func (c *Conn) SetCeiling(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ceiling = t
 	_ = c.Conn.SetReadDeadline(clamp(c.rd, t))
-	_ = c.Conn.SetWriteDeadline(clamp(c.wd, t))
+	_ = c.Conn.SetWriteDeadline(clamp(c.wd, c.writeCeiling()))
+}
+
+func (c *Conn) writeCeiling() time.Time {
+	if c.ceiling.IsZero() {
+		return c.ceiling
+	}
+	return c.ceiling.Add(writeGrace)
 }
 
 // Ceiling returns the connection's ceiling; zero means none.
@@ -275,7 +289,8 @@ func (c *Conn) Ceiling() time.Time {
 	return c.ceiling
 }
 
-// SetDeadline sets both deadlines, each no later than the ceiling.
+// SetDeadline sets both deadlines, as SetReadDeadline and
+// SetWriteDeadline do.
 func (c *Conn) SetDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -283,7 +298,7 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	if err := c.Conn.SetReadDeadline(clamp(t, c.ceiling)); err != nil {
 		return err
 	}
-	return c.Conn.SetWriteDeadline(clamp(t, c.ceiling))
+	return c.Conn.SetWriteDeadline(clamp(t, c.writeCeiling()))
 }
 
 // SetReadDeadline sets the read deadline, no later than the ceiling.
@@ -294,12 +309,13 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(clamp(t, c.ceiling))
 }
 
-// SetWriteDeadline sets the write deadline, no later than the ceiling.
+// SetWriteDeadline sets the write deadline, no later than five seconds
+// past the ceiling.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.wd = t
-	return c.Conn.SetWriteDeadline(clamp(t, c.ceiling))
+	return c.Conn.SetWriteDeadline(clamp(t, c.writeCeiling()))
 }
 
 // clamp returns the earlier of t and ceiling, the zero time meaning none.
