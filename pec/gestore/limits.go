@@ -1,13 +1,13 @@
 package gestore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -331,15 +331,23 @@ type spooled struct {
 }
 
 // spool reads r to its end, in memory up to the spool threshold and in a
-// file of the spool directory above it.
+// file of the spool directory above it. What it allocates is bounded by
+// twice the threshold, whatever the message's size.
 func (s *Server) spool(r io.Reader) (*spooled, error) {
-	var buf bytes.Buffer
-	n, err := io.CopyN(&buf, r, s.opts.SpoolThreshold+1)
-	if err == io.EOF || (err == nil && n <= s.opts.SpoolThreshold) {
-		return &spooled{head: buf.Bytes(), size: n}, nil
-	}
-	if err != nil {
-		return nil, err
+	limit := int(s.opts.SpoolThreshold) + 1
+	head := make([]byte, 0, min(32<<10, limit))
+	for len(head) < limit {
+		if len(head) == cap(head) {
+			head = slices.Grow(head, min(cap(head), limit-len(head)))
+		}
+		n, err := r.Read(head[len(head):min(cap(head), limit)])
+		head = head[:len(head)+n]
+		if err == io.EOF {
+			return &spooled{head: head, size: int64(len(head))}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	f, err := os.CreateTemp(s.opts.SpoolDir, "data-*")
 	if err != nil {
@@ -351,11 +359,10 @@ func (s *Server) spool(r io.Reader) (*spooled, error) {
 		return nil, fmt.Errorf("%w: unlink: %w", errSpool, err)
 	}
 	sp := &spooled{f: f}
-	if _, err := f.Write(buf.Bytes()); err != nil {
+	if _, err := f.Write(head); err != nil {
 		sp.close()
 		return nil, fmt.Errorf("%w: write: %w", errSpool, err)
 	}
-	buf = bytes.Buffer{}
 	var werr error
 	rest, err := io.CopyBuffer(writerFunc(func(p []byte) (int, error) {
 		n, err := f.Write(p)
@@ -363,7 +370,7 @@ func (s *Server) spool(r io.Reader) (*spooled, error) {
 			werr = err
 		}
 		return n, err
-	}), r, make([]byte, 64<<10))
+	}), onlyReader{r}, head[:cap(head)])
 	if err != nil {
 		sp.close()
 		if werr != nil {
@@ -371,9 +378,15 @@ func (s *Server) spool(r io.Reader) (*spooled, error) {
 		}
 		return nil, err
 	}
-	sp.size = n + rest
+	sp.size = int64(len(head)) + rest
 	return sp, nil
 }
+
+// onlyReader hides any WriterTo of the reader, so that io.CopyBuffer uses
+// the buffer given.
+type onlyReader struct{ r io.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
 
 type writerFunc func([]byte) (int, error)
 
