@@ -250,6 +250,20 @@ type Conn struct {
 // Key returns the key the connection counts under (see Options.Key).
 func (c *Conn) Key() string { return c.key }
 
+// Detach releases the connection's place under the caps without closing
+// it, and returns the connection under it, which the caps no longer count
+// and whose deadlines no ceiling bounds. It is for a server that must hand
+// its protocol engine the connection's own type (a *tls.Conn a caller's
+// TLS listener made). After Detach, close the connection returned, not c.
+func (c *Conn) Detach() net.Conn {
+	c.once.Do(func() { c.l.release(c.key) })
+	c.mu.Lock()
+	c.ceiling, c.rd, c.wd = time.Time{}, time.Time{}, time.Time{}
+	_ = c.Conn.SetDeadline(time.Time{})
+	c.mu.Unlock()
+	return c.Conn
+}
+
 // Accepted returns when the connection was accepted.
 func (c *Conn) Accepted() time.Time { return c.accepted }
 
