@@ -162,7 +162,7 @@ type Options struct {
 	// means DefaultMaxTransactions.
 	MaxTransactions int
 	// MaxData and MaxDataPerAddress bound the messages in transfer at once
-	// on each listener, overall and from one client address; zero means
+	// over the server's listeners, overall and from one client address; zero means
 	// DefaultMaxData and DefaultMaxDataPerAddress. A DATA beyond them gets
 	// 451 4.3.2 and its body is discarded as it arrives.
 	MaxData, MaxDataPerAddress int

@@ -29,15 +29,20 @@ const (
 	// room to spare.
 	DefaultMaxSessionTime = 30 * time.Minute
 	// DefaultMaxTransactions bounds the resets (RSET, or the end of a
-	// message) of one session; the next command gets 421.
-	DefaultMaxTransactions = 100
-	// DefaultMaxData bounds the messages being received at once, over
-	// each listener.
-	DefaultMaxData = 64
-	// DefaultMaxDataPerAddress bounds the messages being received at once
-	// from one client address (see connlimit.AddressKey), over each
-	// listener.
-	DefaultMaxDataPerAddress = 4
+	// message) of one session; the next command gets 421. A delivery
+	// agent that sends more reconnects.
+	DefaultMaxTransactions = 1000
+	// DefaultMaxData bounds the messages being received or processed at
+	// once, over all the server's listeners.
+	DefaultMaxData = 100
+	// DefaultMaxDataPerAddress bounds the messages being received or
+	// processed at once from one client address (see
+	// connlimit.AddressKey), over all the server's listeners: as many as the
+	// connections an address may hold by default, since another gestore
+	// sends from few addresses over many connections. Memory is bounded by
+	// MaxDataMemory whatever these caps are; lower this one where clients
+	// are many and small.
+	DefaultMaxDataPerAddress = connlimit.DefaultMaxPerAddress
 	// DefaultSpoolThreshold is the size above which a message being
 	// received goes to a file in Options.SpoolDir rather than memory.
 	DefaultSpoolThreshold = 1 << 20
