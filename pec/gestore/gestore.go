@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -168,7 +169,8 @@ type Options struct {
 	MaxData, MaxDataPerAddress int
 	// SpoolDir is where messages larger than SpoolThreshold wait, in
 	// unlinked files, until there is memory to process them; empty means
-	// os.TempDir(). A gestore passes a directory of its data directory.
+	// os.TempDir(). New creates it if missing. A gestore passes a
+	// directory of its data directory.
 	SpoolDir string
 	// SpoolThreshold is the size above which a message is spooled; zero
 	// means DefaultSpoolThreshold.
@@ -272,6 +274,9 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("gestore: the indice dei gestori has no provider for our domain %s", opts.Gestore.Domain())
 	}
 	lim := newLimits(&opts)
+	if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("gestore: spool directory: %w", err)
+	}
 	s := &Server{
 		lim:     lim,
 		opts:    opts,
