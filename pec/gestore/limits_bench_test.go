@@ -36,7 +36,8 @@ func (l *lines) Read(p []byte) (int, error) {
 
 // BenchmarkConcurrentLargeData sends 16 concurrent anonymous messages of
 // 29 MB (8 of 4 MB with -short) to the punto di ricezione and reports the
-// peak of the live heap while they are received and processed, and the
+// growth of the live heap at its peak while they are received and
+// processed, and the
 // bytes allocated: "unbounded" keeps every message in memory and
 // processes all at once, as the server did before spooling and the memory
 // budget; "limits" is the defaults.
@@ -65,7 +66,13 @@ func BenchmarkConcurrentLargeData(b *testing.B) {
 						go func() {
 							defer wg.Done()
 							hdr := fmt.Sprintf("From: x%d@example.org\r\nTo: anna@%s\r\nSubject: large %d\r\n\r\n", i, p.b.domain, i)
-							err := smtp.SendMail(p.b.ricezione, nil, "x@example.org", []string{"anna@" + p.b.domain},
+							c, err := smtp.Dial(p.b.ricezione) // plain: TLS costs the same either way
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							defer c.Close()
+							err = c.SendMail("x@example.org", []string{"anna@" + p.b.domain},
 								io.MultiReader(strings.NewReader(hdr), &lines{left: size}))
 							if err != nil {
 								b.Error(err)
@@ -74,20 +81,22 @@ func BenchmarkConcurrentLargeData(b *testing.B) {
 					}
 					wg.Wait()
 				})
-				b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+				b.ReportMetric(float64(peak)/(1<<20), "peak-heap-growth-MiB")
 				b.ReportMetric(float64(total)/(1<<20), "alloc-MiB")
 			}
 		})
 	}
 }
 
-// measure runs f and returns the peak of the live heap, sampled every
-// millisecond, and the bytes allocated.
+// measure runs f and returns the peak of the live heap above what it was
+// before, sampled every millisecond, and the bytes allocated.
 func measure(f func()) (peak, allocated uint64) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	base := sample[0].Value.Uint64()
 	stop := make(chan struct{})
 	done := make(chan uint64)
 	go func() {
@@ -111,5 +120,5 @@ func measure(f func()) (peak, allocated uint64) {
 	close(stop)
 	peak = <-done
 	runtime.ReadMemStats(&after)
-	return peak, after.TotalAlloc - before.TotalAlloc
+	return peak - min(peak, base), after.TotalAlloc - before.TotalAlloc
 }
