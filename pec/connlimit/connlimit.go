@@ -41,6 +41,9 @@ const (
 	// writeGrace is how long after its ceiling a connection may still be
 	// written to: the server can say why it closes (SMTP's 421).
 	writeGrace = 5 * time.Second
+	// evictAfter is how long a connection keeps its place, once accepted,
+	// before a newcomer may take it (see Options.Ceiling).
+	evictAfter = 2 * time.Second
 	// maxAcceptBackoff bounds the pause after a failed accept.
 	maxAcceptBackoff = time.Second
 )
@@ -64,6 +67,14 @@ type Options struct {
 	// the session moves the ceiling with Conn.SetCeiling: no read succeeds
 	// past accept time plus Ceiling (see SetCeiling). It is how long a client may
 	// take before the protocol knows who it is (TLS handshake, greeting).
+	//
+	// With a Ceiling, a connection over MaxConns does not wait for idle
+	// ones to time out: it takes the place of the oldest connection still
+	// under its accept-time ceiling (one whose session never called
+	// SetCeiling: a client that has not logged in or started a
+	// transaction), if that one is at least two seconds old, and that one
+	// is closed. A crowd of idle connections thus cannot keep a client
+	// that gets on with its session out.
 	Ceiling time.Duration
 	// Logger receives a warning when connections are refused or an accept
 	// fails; nil discards them.
@@ -81,6 +92,8 @@ type Listener struct {
 	mu      sync.Mutex
 	active  int
 	byKey   map[string]int
+	fresh   []*Conn   // accepted under Options.Ceiling, oldest first; some no longer fresh
+	evicted int       // since the last warning
 	refused int       // since the last warning
 	warned  time.Time // when the last warning about refusals was logged
 }
@@ -128,9 +141,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.refuse(c)
 			continue
 		}
-		lc := &Conn{Conn: c, l: l, key: key, accepted: l.now()}
+		now := l.now()
+		lc := &Conn{Conn: c, l: l, key: key, accepted: now}
 		if l.opts.Ceiling > 0 {
-			lc.SetCeiling(l.now().Add(l.opts.Ceiling))
+			lc.setCeiling(now.Add(l.opts.Ceiling))
+			l.addFresh(lc)
 		}
 		return lc, nil
 	}
@@ -147,19 +162,63 @@ func outOfResources(err error) bool {
 	return false
 }
 
-// take counts a new connection for key, if the caps allow it.
+// take counts a new connection for key, if the caps allow it, evicting
+// the oldest fresh connection if that is what it takes (see
+// Options.Ceiling).
 func (l *Listener) take(key string) bool {
+	for {
+		l.mu.Lock()
+		if l.opts.MaxPerAddress > 0 && l.byKey[key] >= l.opts.MaxPerAddress {
+			l.mu.Unlock()
+			return false
+		}
+		if l.opts.MaxConns <= 0 || l.active < l.opts.MaxConns {
+			l.active++
+			l.byKey[key]++
+			l.mu.Unlock()
+			return true
+		}
+		victim := l.oldestFresh()
+		if victim == nil {
+			l.mu.Unlock()
+			return false
+		}
+		victim.fresh = false
+		l.evicted++
+		l.mu.Unlock()
+		victim.Close() // releases its place
+	}
+}
+
+// oldestFresh returns the oldest connection still fresh and old enough to
+// be evicted, or nil; l.mu is held.
+func (l *Listener) oldestFresh() *Conn {
+	for len(l.fresh) > 0 && !l.fresh[0].fresh {
+		l.fresh[0] = nil
+		l.fresh = l.fresh[1:]
+	}
+	if len(l.fresh) == 0 || l.now().Sub(l.fresh[0].accepted) < evictAfter {
+		return nil
+	}
+	return l.fresh[0]
+}
+
+// addFresh records c as fresh, and drops from the record the connections
+// that no longer are when they outnumber the live ones.
+func (l *Listener) addFresh(c *Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.opts.MaxConns > 0 && l.active >= l.opts.MaxConns {
-		return false
+	c.fresh = true
+	l.fresh = append(l.fresh, c)
+	if len(l.fresh) > 2*l.active+64 {
+		kept := make([]*Conn, 0, l.active+64)
+		for _, f := range l.fresh {
+			if f.fresh {
+				kept = append(kept, f)
+			}
+		}
+		l.fresh = kept
 	}
-	if l.opts.MaxPerAddress > 0 && l.byKey[key] >= l.opts.MaxPerAddress {
-		return false
-	}
-	l.active++
-	l.byKey[key]++
-	return true
 }
 
 func (l *Listener) release(key string) {
@@ -184,14 +243,14 @@ func (l *Listener) refuse(c net.Conn) {
 	l.mu.Lock()
 	l.refused++
 	now := l.now()
-	var n int
+	var n, e int
 	if now.Sub(l.warned) >= time.Minute {
-		n, l.refused, l.warned = l.refused, 0, now
+		n, e, l.refused, l.evicted, l.warned = l.refused, l.evicted, 0, 0, now
 	}
 	l.mu.Unlock()
 	if n > 0 {
 		l.opts.Logger.Warn("connlimit: connections refused over the caps", "addr", l.Addr().String(),
-			"refused", n, "max_conns", l.opts.MaxConns, "max_per_address", l.opts.MaxPerAddress)
+			"refused", n, "evicted", e, "max_conns", l.opts.MaxConns, "max_per_address", l.opts.MaxPerAddress)
 	}
 }
 
@@ -241,6 +300,8 @@ type Conn struct {
 	accepted time.Time
 	once     sync.Once
 
+	fresh bool // under its accept-time ceiling; guarded by l.mu
+
 	mu       sync.Mutex
 	ceiling  time.Time // zero: none
 	rd, wd   time.Time // the deadlines asked for
@@ -256,6 +317,7 @@ func (c *Conn) Key() string { return c.key }
 // its protocol engine the connection's own type (a *tls.Conn a caller's
 // TLS listener made). After Detach, close the connection returned, not c.
 func (c *Conn) Detach() net.Conn {
+	c.notFresh()
 	c.once.Do(func() { c.l.release(c.key) })
 	c.mu.Lock()
 	c.ceiling, c.rd, c.wd = time.Time{}, time.Time{}, time.Time{}
@@ -270,6 +332,7 @@ func (c *Conn) Accepted() time.Time { return c.accepted }
 // Close closes the connection and releases its place. Calling it again
 // returns the first call's result.
 func (c *Conn) Close() error {
+	c.notFresh()
 	c.once.Do(func() {
 		c.closeErr = c.Conn.Close()
 		c.l.release(c.key)
@@ -282,6 +345,17 @@ func (c *Conn) Close() error {
 // a last reply), replacing any earlier ceiling; the zero time removes it.
 // It applies at once, to reads and writes in progress too.
 func (c *Conn) SetCeiling(t time.Time) {
+	c.notFresh()
+	c.setCeiling(t)
+}
+
+func (c *Conn) notFresh() {
+	c.l.mu.Lock()
+	c.fresh = false
+	c.l.mu.Unlock()
+}
+
+func (c *Conn) setCeiling(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ceiling = t

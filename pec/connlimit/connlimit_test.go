@@ -249,3 +249,72 @@ func TestAddressKey(t *testing.T) {
 		}
 	}
 }
+
+// TestEviction checks that over MaxConns a newcomer takes the place of the
+// oldest connection still under its accept-time ceiling, once that one is
+// old enough, and never of one whose session moved its ceiling.
+func TestEviction(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := NewListener(raw, Options{MaxConns: 3, MaxPerAddress: -1, Ceiling: time.Hour,
+		Refusal: []byte("421 4.7.0 too many connections\r\n")})
+	defer ln.Close()
+	var mu sync.Mutex
+	now := time.Now()
+	ln.now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	accepted := make(chan *Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("220 ok\r\n"))
+			accepted <- c.(*Conn)
+		}
+	}()
+	var clients []net.Conn
+	for range 3 {
+		c, line := dialLine(t, ln.Addr().String(), nil)
+		defer c.Close()
+		if line != "220 ok" {
+			t.Fatalf("first line %q", line)
+		}
+		clients = append(clients, c)
+	}
+	servers := []*Conn{<-accepted, <-accepted, <-accepted}
+	// All three are younger than evictAfter: the newcomer is refused.
+	c, line := dialLine(t, ln.Addr().String(), nil)
+	c.Close()
+	if !strings.HasPrefix(line, "421 ") {
+		t.Fatalf("with young connections only, a newcomer got %q, want refused", line)
+	}
+	// The first one's session moves on; time passes.
+	servers[0].SetCeiling(time.Now().Add(time.Hour))
+	mu.Lock()
+	now = now.Add(evictAfter)
+	mu.Unlock()
+	c, line = dialLine(t, ln.Addr().String(), nil)
+	defer c.Close()
+	if line != "220 ok" {
+		t.Fatalf("a newcomer over the cap got %q, want served in an idle one's place", line)
+	}
+	<-accepted
+	// The second (the oldest still fresh) was closed; the first was not.
+	clients[1].SetReadDeadline(time.Now().Add(time.Minute))
+	if n, err := clients[1].Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the evicted connection read %d bytes, %v", n, err)
+	}
+	if got := ln.Active(); got != 3 {
+		t.Errorf("Active() = %d, want 3", got)
+	}
+	if _, err := servers[0].Write([]byte("x")); err != nil {
+		t.Errorf("the connection whose session moved on was closed: %v", err)
+	}
+}

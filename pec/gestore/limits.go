@@ -158,13 +158,14 @@ func (b limitedBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 // connection, the DATA slots, the spooling of large messages and replies
 // that carry no internal detail.
 type limitedSession struct {
-	s     *Server
-	inner smtp.Session
-	c     *smtp.Conn
-	conn  *connlimit.Conn // nil when the listener is not a connlimit one
-	key   string
-	start time.Time
-	ends  int // resets so far
+	s      *Server
+	inner  smtp.Session
+	c      *smtp.Conn
+	conn   *connlimit.Conn // nil when the listener is not a connlimit one
+	key    string
+	start  time.Time
+	ends   int  // resets so far
+	mailed bool // a MAIL was accepted since the last reset
 }
 
 // setCeiling bounds the connection at t, never past the session's maximum
@@ -187,6 +188,7 @@ func (l *limitedSession) Mail(from string, opts *smtp.MailOptions) error {
 	if err := l.inner.Mail(from, opts); err != nil {
 		return l.scrub("MAIL", err)
 	}
+	l.mailed = true
 	l.setCeiling(l.start.Add(l.s.opts.MaxSessionTime))
 	return nil
 }
@@ -195,9 +197,10 @@ func (l *limitedSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return l.scrub("RCPT", l.inner.Rcpt(to, opts))
 }
 
-// Reset is called on RSET, HELO, EHLO and at the end of every message: the
-// next MAIL must come within the pre-MAIL timeout, and a session gets
-// MaxTransactions of them.
+// Reset is called on RSET, HELO, EHLO and at the end of every message. The
+// end of a transaction (a MAIL was accepted) opens a new pre-MAIL window:
+// the next MAIL must come within the pre-MAIL timeout; a reset without one
+// extends nothing. A session gets MaxTransactions resets.
 func (l *limitedSession) Reset() {
 	l.inner.Reset()
 	l.ends++
@@ -206,7 +209,10 @@ func (l *limitedSession) Reset() {
 		l.setCeiling(time.Now())
 		return
 	}
-	l.setCeiling(time.Now().Add(l.s.opts.PreMailTimeout))
+	if l.mailed {
+		l.mailed = false
+		l.setCeiling(time.Now().Add(l.s.opts.PreMailTimeout))
+	}
 }
 
 func (l *limitedSession) Logout() error { return l.inner.Logout() }
