@@ -72,16 +72,14 @@ var (
 		Message: "Local error, try again later"}
 )
 
-// limits are the shared state of the limits of one Server.
+// limits are the shared state of the limits of one Server: its DATA slots
+// and its memory budget.
 type limits struct {
-	preMail, maxSession time.Duration
-	maxTransactions     int
-	spoolDir            string
-	spoolThreshold      int64
-	data                *slots
-	memory              *budget
+	data   *slots
+	memory *budget
 }
 
+// newLimits fills in the defaults of o's limits and returns their state.
 func newLimits(o *Options) *limits {
 	if o.PreMailTimeout <= 0 {
 		o.PreMailTimeout = DefaultPreMailTimeout
@@ -108,8 +106,6 @@ func newLimits(o *Options) *limits {
 		o.SpoolDir = os.TempDir()
 	}
 	return &limits{
-		preMail: o.PreMailTimeout, maxSession: o.MaxSessionTime, maxTransactions: o.MaxTransactions,
-		spoolDir: o.SpoolDir, spoolThreshold: o.SpoolThreshold,
 		data:   &slots{max: o.MaxData, perKey: o.MaxDataPerAddress, byKey: make(map[string]int)},
 		memory: &budget{max: o.MaxDataMemory},
 	}
