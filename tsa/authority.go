@@ -22,6 +22,8 @@ import (
 	"github.com/custode/custode/pec/smime"
 	"github.com/digitorus/pkcs7"
 	"github.com/digitorus/timestamp"
+
+	"github.com/custode/custode/pec/connlimit"
 )
 
 // Defaults of an Authority and its HTTP server.
@@ -75,6 +77,10 @@ type AuthorityConfig struct {
 	// answer because of its own fault (a signing error, a clock outside
 	// the certificate's validity). If nil, nothing is logged.
 	Logger *slog.Logger
+
+	// Limits caps the connections Serve accepts, overall and per client
+	// address; the zero value gives connlimit's defaults.
+	Limits connlimit.Options
 }
 
 // Authority is a built-in time-stamping authority: it signs RFC 3161 tokens
@@ -94,6 +100,7 @@ type Authority struct {
 	now      func() time.Time
 	accuracy time.Duration
 	logger   *slog.Logger
+	limits   connlimit.Options
 }
 
 // NewAuthority returns an Authority signing with cfg. It fails if the
@@ -139,6 +146,7 @@ func NewAuthority(cfg AuthorityConfig) (*Authority, error) {
 		now:      cfg.Now,
 		accuracy: cfg.Accuracy,
 		logger:   cfg.Logger,
+		limits:   cfg.Limits,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -402,8 +410,13 @@ func (a *Authority) answer(ctx context.Context, body []byte) ([]byte, *timestamp
 // Serve answers RFC 3161 requests over HTTP on ln until ctx is done, then
 // stops accepting, waits up to DefaultShutdownTimeout for requests in flight
 // and returns nil. It closes ln. If serving fails first, it returns that
-// error.
+// error. Its connections are capped as AuthorityConfig.Limits says.
 func (a *Authority) Serve(ctx context.Context, ln net.Listener) error {
+	lo := a.limits
+	if lo.Logger == nil {
+		lo.Logger = a.logger
+	}
+	ln = connlimit.NewListener(ln, lo)
 	srv := &http.Server{
 		Handler:           a,
 		ReadHeaderTimeout: serverTimeout,

@@ -325,6 +325,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		MaxRecipients: s.MaxRecipients,
 		NonPEC:        gestore.NonPECPolicy(s.NonPEC),
 		Policy:        policyFunc,
+		SpoolDir:      filepath.Join(c.dir, "spool"),
 		Now:           now,
 		Logger:        e.log,
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/connlimit"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/policies"
@@ -96,6 +97,9 @@ type Options struct {
 	// and per client IP address; zero values mean DefaultPerPrincipal and
 	// DefaultPerRemote.
 	PerPrincipal, PerRemote RateLimit
+	// Limits caps the connections Serve accepts, overall and per client
+	// address; the zero value gives connlimit's defaults.
+	Limits connlimit.Options
 }
 
 // Server is the HTTP API. Its methods are safe for concurrent use.
@@ -120,6 +124,7 @@ type Server struct {
 	byRemote   *limiter
 	handler    http.Handler
 	routePaths []route
+	limits     connlimit.Options
 }
 
 // route is one endpoint of the API, as the OpenAPI document lists it.
@@ -142,6 +147,7 @@ func New(opts Options) (*Server, error) {
 		ledger: opts.Ledger, store: opts.Store, mailboxes: opts.Mailboxes, tokens: opts.Tokens,
 		policy: opts.Policy, holds: opts.Holds, signer: opts.Signer, stamper: opts.Stamper, gestoreCA: opts.GestoreCA,
 		tsaCA: opts.TSACA, gestore: opts.Gestore, tls: opts.TLS, now: opts.Now, log: opts.Logger,
+		limits: opts.Limits,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -227,8 +233,15 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve answers requests on ln until ctx ends, then shuts down gracefully:
 // it stops accepting, and waits up to DefaultShutdownTimeout for requests
-// in flight. With Options.TLS it speaks HTTPS.
+// in flight. With Options.TLS it speaks HTTPS. Its connections are capped
+// as Options.Limits says; a client gets 10 s to send a request's header
+// and keeps an idle connection 2 minutes.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	lo := s.limits
+	if lo.Logger == nil {
+		lo.Logger = s.log
+	}
+	ln = connlimit.NewListener(ln, lo)
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -127,7 +127,7 @@ func (a *accessoSession) Data(r io.Reader) error {
 	if a.from == "" || len(a.rcpts) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL and RCPT first"}
 	}
-	msg, err := io.ReadAll(r)
+	msg, err := readBody(r)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/clamd"
+	"github.com/custode/custode/pec/connlimit"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/queue"
@@ -146,6 +148,36 @@ type Options struct {
 	// Timeout is how long an SMTP session may stay silent; zero means
 	// five minutes.
 	Timeout time.Duration
+	// Limits caps each SMTP listener's connections, overall and per
+	// client address; the zero value gives connlimit's defaults. Its
+	// Refusal and Ceiling are the server's own.
+	Limits connlimit.Options
+	// PreMailTimeout is how long a session has, from its connection or
+	// from the end of its last message, to give a MAIL command; zero means
+	// DefaultPreMailTimeout.
+	PreMailTimeout time.Duration
+	// MaxSessionTime bounds a session's length; zero means
+	// DefaultMaxSessionTime.
+	MaxSessionTime time.Duration
+	// MaxTransactions bounds the messages and RSETs of a session; zero
+	// means DefaultMaxTransactions.
+	MaxTransactions int
+	// MaxData and MaxDataPerAddress bound the messages in transfer at once
+	// over the server's listeners, overall and from one client address; zero means
+	// DefaultMaxData and DefaultMaxDataPerAddress. A DATA beyond them gets
+	// 451 4.3.2 and its body is discarded as it arrives.
+	MaxData, MaxDataPerAddress int
+	// SpoolDir is where messages larger than SpoolThreshold wait, in
+	// unlinked files, until there is memory to process them; empty means
+	// os.TempDir(). New creates it if missing. A gestore passes a
+	// directory of its data directory.
+	SpoolDir string
+	// SpoolThreshold is the size above which a message is spooled; zero
+	// means DefaultSpoolThreshold.
+	SpoolThreshold int64
+	// MaxDataMemory bounds the bytes of spooled messages processed at
+	// once; zero means DefaultMaxDataMemory.
+	MaxDataMemory int64
 	// TrackInterval is how often the tracker looks for overdue
 	// transactions (see Track); zero means 30 seconds.
 	TrackInterval time.Duration
@@ -161,6 +193,7 @@ type Options struct {
 // outstanding transactions. Make one with New.
 type Server struct {
 	opts    Options
+	lim     *limits
 	g       *pec.Gestore
 	log     *slog.Logger
 	now     func() time.Time
@@ -240,7 +273,12 @@ func New(opts Options) (*Server, error) {
 	if _, ok := opts.Index.ProviderByDomain(opts.Gestore.Domain()); !ok {
 		return nil, fmt.Errorf("gestore: the indice dei gestori has no provider for our domain %s", opts.Gestore.Domain())
 	}
+	lim := newLimits(&opts)
+	if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("gestore: spool directory: %w", err)
+	}
 	s := &Server{
+		lim:     lim,
 		opts:    opts,
 		g:       opts.Gestore,
 		log:     opts.Logger,
@@ -283,9 +321,10 @@ func domainOf(address string) string {
 	return igpec.NormalizeDomain(address[i+1:])
 }
 
-// smtpServer makes a go-smtp server for one of the points.
+// smtpServer makes a go-smtp server for one of the points, its sessions
+// under the server's limits.
 func (s *Server) smtpServer(be smtp.Backend, maxBytes int64) *smtp.Server {
-	srv := smtp.NewServer(be)
+	srv := smtp.NewServer(limitedBackend{s: s, be: be})
 	srv.Domain = s.opts.Hostname
 	srv.TLSConfig = s.opts.TLS
 	srv.MaxRecipients = MaxProtocolRecipients
@@ -302,8 +341,11 @@ func (s *Server) smtpServer(be smtp.Backend, maxBytes int64) *smtp.Server {
 
 // ServeSubmission serves the punto di accesso on ln: titolari submit over
 // STARTTLS and must authenticate first. With implicit set, ln's
-// connections start with TLS (the submissions port).
+// connections start with TLS (the submissions port). The connections are
+// capped as Options.Limits says, and the sessions timed and bounded as
+// the other Options say.
 func (s *Server) ServeSubmission(ln net.Listener, implicit bool) error {
+	ln = s.listen(ln, !implicit)
 	if implicit {
 		ln = tls.NewListener(ln, s.opts.TLS)
 	}
@@ -311,9 +353,10 @@ func (s *Server) ServeSubmission(ln net.Listener, implicit bool) error {
 }
 
 // ServeRicezione serves the punto di ricezione on ln: other gestori (and
-// ordinary mail servers) deliver to our domains, with STARTTLS offered.
+// ordinary mail servers) deliver to our domains, with STARTTLS offered,
+// under the same caps and limits as ServeSubmission.
 func (s *Server) ServeRicezione(ln net.Listener) error {
-	return s.smtpServer(&ricezioneBackend{s: s}, s.opts.MaxSize).Serve(ln)
+	return s.smtpServer(&ricezioneBackend{s: s}, s.opts.MaxSize).Serve(s.listen(ln, true))
 }
 
 // Close stops every SMTP server started by Serve*. The queue, ledger and

@@ -106,6 +106,8 @@ type startOptions struct {
 	nonPEC             NonPECPolicy
 	maxSize            int64
 	archive            Archiver // both gestori
+	// limits, if set, adjusts the Options of both gestori.
+	limits func(*Options)
 }
 
 func (g *testGestore) start(t testing.TB, o startOptions) {
@@ -143,7 +145,7 @@ func (g *testGestore) start(t testing.TB, o startOptions) {
 	for _, p := range o.peers {
 		roots.AddCert(p.dev.CA.Certificate)
 	}
-	g.srv, err = New(Options{
+	opts := Options{
 		Gestore:       pg,
 		Index:         o.index,
 		Ledger:        g.ledger,
@@ -160,7 +162,11 @@ func (g *testGestore) start(t testing.TB, o startOptions) {
 		TrackInterval: 50 * time.Millisecond,
 		Now:           o.clock.Now,
 		Logger:        logger,
-	})
+	}
+	if o.limits != nil {
+		o.limits(&opts)
+	}
+	g.srv, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func (r *ricezioneSession) Data(rd io.Reader) error {
 	if !r.mail || len(r.rcpts) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL and RCPT first"}
 	}
-	msg, err := io.ReadAll(rd)
+	msg, err := readBody(rd)
 	if err != nil {
 		return err
 	}

@@ -11,16 +11,31 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	goimapserver "github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/custode/custode/pec/connlimit"
 	"github.com/custode/custode/pec/mailstore"
 )
 
 // DefaultAppendLimit is the largest message a client may APPEND when
 // Options.AppendLimit is 0.
 const DefaultAppendLimit = 64 << 20
+
+// Default limits of the sessions, so that no client holds a connection
+// forever.
+const (
+	// DefaultPreAuthTimeout is how long a client has, from its connection,
+	// to log in; NOOP, CAPABILITY and the like do not extend it.
+	DefaultPreAuthTimeout = time.Minute
+	// DefaultMaxSessionTime is how long a logged-in session may last out
+	// of IDLE: after it, from the login or the end of the last IDLE, the
+	// connection closes and the client reconnects. IDLE itself is bounded
+	// by go-imap's 35 minutes, after which the client issues it again.
+	DefaultMaxSessionTime = time.Hour
+)
 
 // Options configures [New].
 type Options struct {
@@ -45,6 +60,16 @@ type Options struct {
 	// AppendLimit is the largest message accepted by APPEND, in bytes;
 	// 0 means DefaultAppendLimit. It is capped at mailstore.MaxMessageSize.
 	AppendLimit uint32
+	// Limits caps the connections Serve accepts, overall and per client
+	// address; the zero value gives connlimit's defaults. Its Ceiling is
+	// PreAuthTimeout.
+	Limits connlimit.Options
+	// PreAuthTimeout bounds the time to log in; zero means
+	// DefaultPreAuthTimeout.
+	PreAuthTimeout time.Duration
+	// MaxSessionTime bounds a logged-in session out of IDLE; zero means
+	// DefaultMaxSessionTime.
+	MaxSessionTime time.Duration
 }
 
 // Server is an IMAP server over a mailstore. It is safe for concurrent use.
@@ -54,6 +79,8 @@ type Server struct {
 	greeting    string
 	appendLimit uint32
 	imap        *goimapserver.Server
+	limits      connlimit.Options
+	maxSession  time.Duration
 
 	ctx    context.Context // cancelled by Close: stops the sessions' store calls
 	cancel context.CancelFunc
@@ -74,8 +101,22 @@ func New(opts Options) (*Server, error) {
 		limit = DefaultAppendLimit
 	}
 	limit = min(limit, mailstore.MaxMessageSize)
+	correctClientBugReply()
+	if opts.PreAuthTimeout <= 0 {
+		opts.PreAuthTimeout = DefaultPreAuthTimeout
+	}
+	if opts.MaxSessionTime <= 0 {
+		opts.MaxSessionTime = DefaultMaxSessionTime
+	}
+	opts.Limits.Ceiling = opts.PreAuthTimeout
+	opts.Limits.Refusal = nil
+	if opts.Limits.Logger == nil {
+		opts.Limits.Logger = log
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
+		limits:      opts.Limits,
+		maxSession:  opts.MaxSessionTime,
 		store:       opts.Store,
 		log:         log,
 		greeting:    sanitize(opts.Greeting),
@@ -101,10 +142,26 @@ func New(opts Options) (*Server, error) {
 
 // Serve accepts IMAP connections on ln (plain, with STARTTLS if configured,
 // or already TLS if ln makes them so) until ln is closed or Close is called;
-// then it returns nil. Other accept errors are returned.
+// then it returns nil. Other accept errors are returned. Connections are
+// capped and timed as Options.Limits, PreAuthTimeout and MaxSessionTime
+// say, except those that ln itself makes TLS connections (a
+// tls.NewListener): the caps cannot sit under their TLS. Use ServeTLS for
+// implicit TLS under the caps.
 func (s *Server) Serve(ln net.Listener) error {
-	if s.greeting != "" {
-		ln = &listener{Listener: ln, wrap: s.wrapGreeting}
+	return s.serve(connlimit.NewListener(ln, s.limits), nil)
+}
+
+// ServeTLS accepts IMAP connections with implicit TLS (IMAPS, port 993)
+// on ln, a plain listener, with config, under the caps and timeouts of
+// Serve.
+func (s *Server) ServeTLS(ln net.Listener, config *tls.Config) error {
+	return s.serve(connlimit.NewListener(ln, s.limits), config)
+}
+
+func (s *Server) serve(capped *connlimit.Listener, config *tls.Config) error {
+	var ln net.Listener = &listener{Listener: capped, greeting: s.greeting}
+	if config != nil {
+		ln = tls.NewListener(ln, config)
 	}
 	if err := s.imap.Serve(ln); err != nil {
 		return fmt.Errorf("imapserver: serve %s: %w", ln.Addr(), err)
@@ -143,10 +200,12 @@ func (s *Server) newSession(c *goimapserver.Conn) (goimapserver.Session, *goimap
 	return sess, nil, nil
 }
 
-// listener applies wrap to the connections it accepts.
+// listener replaces the greeting's text of the connections it accepts
+// from a connlimit listener, if greeting is not empty, and hands go-imap
+// the *tls.Conn a caller's TLS listener made as it is.
 type listener struct {
 	net.Listener
-	wrap func(net.Conn) net.Conn
+	greeting string
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -154,20 +213,23 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := c.(*tls.Conn); ok {
-		// Wrapping would hide TLS from go-imap, which would then refuse
-		// to authenticate: such connections keep the default greeting.
+	if lc, ok := c.(*connlimit.Conn); ok {
+		if tc, ok := lc.Conn.(*tls.Conn); ok {
+			// Wrapping would hide TLS from go-imap, which would then
+			// refuse to authenticate: such connections keep the default
+			// greeting, and are not capped.
+			lc.Detach()
+			return tc, nil
+		}
+	}
+	if l.greeting == "" {
 		return c, nil
 	}
-	return l.wrap(c), nil
+	return &greetingConn{Conn: c, text: l.greeting}, nil
 }
 
-// wrapGreeting returns c with the text of the first line written to it
-// (the greeting, "* OK [CAPABILITY ...] text") replaced by s.greeting.
-func (s *Server) wrapGreeting(c net.Conn) net.Conn {
-	return &greetingConn{Conn: c, text: s.greeting}
-}
-
+// greetingConn replaces the text of the first line written to it (the
+// greeting, "* OK [CAPABILITY ...] text") with text.
 type greetingConn struct {
 	net.Conn
 	text string
@@ -176,6 +238,9 @@ type greetingConn struct {
 	done bool
 	buf  []byte
 }
+
+// NetConn returns the connection under c.
+func (c *greetingConn) NetConn() net.Conn { return c.Conn }
 
 func (c *greetingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	goimapserver "github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/custode/custode/pec/connlimit"
 	"github.com/custode/custode/pec/mailstore"
 )
 
@@ -117,7 +118,16 @@ func (s *session) Login(username, password string) error {
 	s.stopWatch = stop
 	s.mu.Unlock()
 	s.log.Info("imapserver: login")
+	s.setCeiling(time.Now().Add(s.srv.maxSession))
 	return nil
+}
+
+// setCeiling bounds the connection's life at t (see connlimit.Conn); the
+// zero time lifts the bound.
+func (s *session) setCeiling(t time.Time) {
+	if lc, ok := connlimit.FromConn(s.conn.NetConn()); ok {
+		lc.SetCeiling(t)
+	}
 }
 
 // onChange queues a change of the user's mailbox for the client.
@@ -460,7 +470,11 @@ func (s *session) Poll(w *goimapserver.UpdateWriter, allowExpunge bool) error {
 }
 
 // Idle implements goimapserver.Session.
+// A session in IDLE is bounded by go-imap's IDLE timeout only; out of it,
+// by MaxSessionTime from its end.
 func (s *session) Idle(w *goimapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.setCeiling(time.Time{})
+	defer func() { s.setCeiling(time.Now().Add(s.srv.maxSession)) }()
 	for {
 		s.opMu.Lock()
 		err := s.apply(w, true)

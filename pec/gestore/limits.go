@@ -1,0 +1,499 @@
+package gestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/custode/custode/pec/connlimit"
+)
+
+// Default limits of the SMTP sessions, so that no client, authenticated or
+// not, can hold the server's connections, goroutines or memory.
+const (
+	// DefaultPreMailTimeout is how long a session has, from its connection
+	// or from the end of its last message, to give a MAIL command
+	// (authenticating first, at the punto di accesso). NOOP, RSET and the
+	// like do not extend it.
+	DefaultPreMailTimeout = time.Minute
+	// DefaultMaxSessionTime bounds a whole session: 30 MB at 20 kB/s with
+	// room to spare.
+	DefaultMaxSessionTime = 30 * time.Minute
+	// DefaultMaxTransactions bounds the resets (RSET, or the end of a
+	// message) of one session; the next command gets 421. A delivery
+	// agent that sends more reconnects.
+	DefaultMaxTransactions = 1000
+	// DefaultMaxData bounds the messages being received or processed at
+	// once, over all the server's listeners.
+	DefaultMaxData = 100
+	// DefaultMaxDataPerAddress bounds the messages being received or
+	// processed at once from one client address (see
+	// connlimit.AddressKey), over all the server's listeners: as many as the
+	// connections an address may hold by default, since another gestore
+	// sends from few addresses over many connections. Memory is bounded by
+	// MaxDataMemory whatever these caps are; lower this one where clients
+	// are many and small.
+	DefaultMaxDataPerAddress = connlimit.DefaultMaxPerAddress
+	// DefaultSpoolThreshold is the size above which a message being
+	// received goes to a file in Options.SpoolDir rather than memory.
+	DefaultSpoolThreshold = 1 << 20
+	// DefaultMaxDataMemory bounds the bytes of the spooled messages being
+	// processed (parsed, signed, wrapped) at once: one message of the
+	// legal 30 MB, or several smaller ones. Processing a message takes
+	// several times its size in memory: with 16 concurrent 29 MB messages
+	// BenchmarkConcurrentLargeData measured the live heap's growth at
+	// 2829 MiB unbounded, 553 MiB with a budget of 64 MiB and 322 MiB with
+	// this one. A larger message is processed alone.
+	DefaultMaxDataMemory = 32 << 20
+)
+
+// smtpRefusal is what a connection over connlimit's caps reads.
+const smtpRefusal = "421 4.7.0 Too many connections, try again later\r\n"
+
+// The fixed replies of the limits: no reply carries an error's text, which
+// could name internal addresses ("read tcp 10.0.0.5:25->...: i/o timeout").
+var (
+	errDataBusy = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
+		Message: "Too many messages in transfer, try again later"}
+	errDataTimeout = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: "Timeout reading the message, try again later"}
+	errDataRead = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0},
+		Message: "Connection error reading the message, try again later"}
+	errLocal = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Local error, try again later"}
+)
+
+// limits are the shared state of the limits of one Server: its DATA slots
+// and its memory budget.
+type limits struct {
+	data   *slots
+	memory *budget
+}
+
+// newLimits fills in the defaults of o's limits and returns their state.
+func newLimits(o *Options) *limits {
+	if o.PreMailTimeout <= 0 {
+		o.PreMailTimeout = DefaultPreMailTimeout
+	}
+	if o.MaxSessionTime <= 0 {
+		o.MaxSessionTime = DefaultMaxSessionTime
+	}
+	if o.MaxTransactions <= 0 {
+		o.MaxTransactions = DefaultMaxTransactions
+	}
+	if o.MaxData <= 0 {
+		o.MaxData = DefaultMaxData
+	}
+	if o.MaxDataPerAddress <= 0 {
+		o.MaxDataPerAddress = DefaultMaxDataPerAddress
+	}
+	if o.SpoolThreshold <= 0 {
+		o.SpoolThreshold = DefaultSpoolThreshold
+	}
+	if o.MaxDataMemory <= 0 {
+		o.MaxDataMemory = DefaultMaxDataMemory
+	}
+	if o.SpoolDir == "" {
+		o.SpoolDir = os.TempDir()
+	}
+	return &limits{
+		data:   &slots{max: o.MaxData, perKey: o.MaxDataPerAddress, byKey: make(map[string]int)},
+		memory: &budget{max: o.MaxDataMemory},
+	}
+}
+
+// listen wraps ln with the connection caps; with refusal set, refused
+// connections read the SMTP refusal first.
+func (s *Server) listen(ln net.Listener, refusal bool) net.Listener {
+	lo := s.opts.Limits
+	lo.Ceiling = s.opts.PreMailTimeout
+	if refusal {
+		lo.Refusal = []byte(smtpRefusal)
+	}
+	if lo.Logger == nil {
+		lo.Logger = s.log
+	}
+	return connlimit.NewListener(ln, lo)
+}
+
+// limitedBackend puts every session of be under the server's limits.
+type limitedBackend struct {
+	s  *Server
+	be smtp.Backend
+}
+
+func (b limitedBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	inner, err := b.be.NewSession(c)
+	if err != nil {
+		return nil, err
+	}
+	ls := &limitedSession{s: b.s, inner: inner, c: c, start: time.Now()}
+	if nc := c.Conn(); nc != nil {
+		if ls.conn, _ = connlimit.FromConn(nc); ls.conn != nil {
+			ls.key, ls.start = ls.conn.Key(), ls.conn.Accepted()
+		} else {
+			ls.key = connlimit.AddressKey(nc.RemoteAddr())
+		}
+	}
+	if as, ok := inner.(smtp.AuthSession); ok {
+		return &limitedAuthSession{limitedSession: ls, auth: as}, nil
+	}
+	return ls, nil
+}
+
+// limitedSession applies the limits around a session: the ceilings of its
+// connection, the DATA slots, the spooling of large messages and replies
+// that carry no internal detail.
+type limitedSession struct {
+	s      *Server
+	inner  smtp.Session
+	c      *smtp.Conn
+	conn   *connlimit.Conn // nil when the listener is not a connlimit one
+	key    string
+	start  time.Time
+	ends   int  // resets so far
+	mailed bool // a MAIL was accepted since the last reset
+}
+
+// setCeiling bounds the connection at t, never past the session's maximum
+// length.
+func (l *limitedSession) setCeiling(t time.Time) {
+	if l.conn == nil {
+		return
+	}
+	l.conn.SetCeiling(earliest(t, l.start.Add(l.s.opts.MaxSessionTime)))
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func (l *limitedSession) Mail(from string, opts *smtp.MailOptions) error {
+	if err := l.inner.Mail(from, opts); err != nil {
+		return l.scrub("MAIL", err)
+	}
+	l.mailed = true
+	l.setCeiling(l.start.Add(l.s.opts.MaxSessionTime))
+	return nil
+}
+
+func (l *limitedSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	return l.scrub("RCPT", l.inner.Rcpt(to, opts))
+}
+
+// Reset is called on RSET, HELO, EHLO and at the end of every message. The
+// end of a transaction (a MAIL was accepted) opens a new pre-MAIL window:
+// the next MAIL must come within the pre-MAIL timeout; a reset without one
+// extends nothing. A session gets MaxTransactions resets.
+func (l *limitedSession) Reset() {
+	l.inner.Reset()
+	l.ends++
+	if l.ends > l.s.opts.MaxTransactions {
+		l.s.log.Info("smtp: session ended after too many transactions", "remote", l.key, "transactions", l.ends)
+		l.setCeiling(time.Now())
+		return
+	}
+	if l.mailed {
+		l.mailed = false
+		l.setCeiling(time.Now().Add(l.s.opts.PreMailTimeout))
+	}
+}
+
+func (l *limitedSession) Logout() error { return l.inner.Logout() }
+
+// Data takes a DATA slot (refusing with 451 4.3.2 when the client's
+// address or the server has too many messages in transfer), reads the
+// message into memory or, above the spool threshold, into a file, then
+// waits for memory to process it in and hands it to the session.
+func (l *limitedSession) Data(r io.Reader) error {
+	if !l.s.lim.data.take(l.key) {
+		l.s.log.Info("smtp: DATA refused, too many messages in transfer", "remote", l.key)
+		return errDataBusy
+	}
+	defer l.s.lim.data.release(l.key)
+	sp, err := l.s.spool(&deadlineReader{r: r, c: l.c, d: l.s.opts.Timeout})
+	if err != nil {
+		return l.readError(err)
+	}
+	defer sp.close()
+	if sp.f != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), l.s.opts.Timeout)
+		err := l.s.lim.memory.acquire(ctx, sp.size)
+		cancel()
+		if err != nil {
+			l.s.log.Warn("smtp: no memory to process a message in time", "remote", l.key, "size", sp.size)
+			return errDataBusy
+		}
+		defer l.s.lim.memory.release(sp.size)
+	}
+	msg, err := sp.bytes()
+	if err != nil {
+		l.s.log.Error("smtp: read the spooled message", "err", err)
+		return errLocal
+	}
+	return l.scrub("DATA", l.inner.Data(&body{msg: msg}))
+}
+
+// readError maps a failure to read the message to a fixed reply.
+func (l *limitedSession) readError(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se // the size limit's 552, from go-smtp
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		l.s.log.Info("smtp: timeout reading a message", "remote", l.key)
+		return errDataTimeout
+	}
+	if errors.Is(err, errSpool) {
+		l.s.log.Error("smtp: spool a message", "err", err)
+		return deferred("spool", err)
+	}
+	l.s.log.Info("smtp: error reading a message", "remote", l.key, "err", err)
+	return errDataRead
+}
+
+// scrub passes SMTP errors through and replaces any other error, whose
+// text could carry internal detail, with a fixed reply.
+func (l *limitedSession) scrub(cmd string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se
+	}
+	l.s.log.Error("smtp: "+cmd, "remote", l.key, "err", err)
+	return errLocal
+}
+
+// limitedAuthSession is a limitedSession whose session authenticates.
+type limitedAuthSession struct {
+	*limitedSession
+	auth smtp.AuthSession
+}
+
+func (l *limitedAuthSession) AuthMechanisms() []string { return l.auth.AuthMechanisms() }
+
+func (l *limitedAuthSession) Auth(mech string) (sasl.Server, error) { return l.auth.Auth(mech) }
+
+// deadlineReader moves the connection's read deadline d ahead before each
+// read of the message: d bounds the client's silences, not the whole
+// transfer, which the session's ceiling bounds.
+type deadlineReader struct {
+	r io.Reader
+	c *smtp.Conn
+	d time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.c != nil && d.c.Conn() != nil {
+		_ = d.c.Conn().SetReadDeadline(time.Now().Add(d.d))
+	}
+	return d.r.Read(p)
+}
+
+// body is the message handed to a session's Data: readBody takes its
+// bytes without a copy.
+type body struct {
+	msg []byte
+	off int
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.off >= len(b.msg) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.msg[b.off:])
+	b.off += n
+	return n, nil
+}
+
+// readBody returns the whole message r holds: the bytes of a *body as
+// they are, any other reader read to its end.
+func readBody(r io.Reader) ([]byte, error) {
+	if b, ok := r.(*body); ok && b.off == 0 {
+		b.off = len(b.msg)
+		return b.msg, nil
+	}
+	return io.ReadAll(r)
+}
+
+var errSpool = errors.New("spool")
+
+// spooled is a message read to its end: in memory (head) or, when larger
+// than the spool threshold, in an unlinked temporary file.
+type spooled struct {
+	head []byte
+	f    *os.File
+	size int64
+}
+
+// spool reads r to its end, in memory up to the spool threshold and in a
+// file of the spool directory above it. What it allocates is bounded by
+// twice the threshold, whatever the message's size.
+func (s *Server) spool(r io.Reader) (*spooled, error) {
+	limit := int(s.opts.SpoolThreshold) + 1
+	head := make([]byte, 0, min(32<<10, limit))
+	for len(head) < limit {
+		if len(head) == cap(head) {
+			head = slices.Grow(head, min(cap(head), limit-len(head)))
+		}
+		n, err := r.Read(head[len(head):min(cap(head), limit)])
+		head = head[:len(head)+n]
+		if err == io.EOF {
+			return &spooled{head: head, size: int64(len(head))}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.CreateTemp(s.opts.SpoolDir, "data-*")
+	if err != nil {
+		return nil, fmt.Errorf("%w: create: %w", errSpool, err)
+	}
+	// Unlinked at once: a crash leaves nothing behind.
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: unlink: %w", errSpool, err)
+	}
+	sp := &spooled{f: f}
+	if _, err := f.Write(head); err != nil {
+		sp.close()
+		return nil, fmt.Errorf("%w: write: %w", errSpool, err)
+	}
+	var werr error
+	rest, err := io.CopyBuffer(writerFunc(func(p []byte) (int, error) {
+		n, err := f.Write(p)
+		if err != nil {
+			werr = err
+		}
+		return n, err
+	}), onlyReader{r}, head[:cap(head)])
+	if err != nil {
+		sp.close()
+		if werr != nil {
+			return nil, fmt.Errorf("%w: write: %w", errSpool, werr)
+		}
+		return nil, err
+	}
+	sp.size = int64(len(head)) + rest
+	return sp, nil
+}
+
+// onlyReader hides any WriterTo of the reader, so that io.CopyBuffer uses
+// the buffer given.
+type onlyReader struct{ r io.Reader }
+
+func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+type writerFunc func([]byte) (int, error)
+
+func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
+
+// bytes returns the message, read from the file if it was spooled.
+func (sp *spooled) bytes() ([]byte, error) {
+	if sp.f == nil {
+		return sp.head, nil
+	}
+	msg := make([]byte, sp.size)
+	if _, err := sp.f.ReadAt(msg, 0); err != nil && !(errors.Is(err, io.EOF) && len(msg) == 0) {
+		return nil, err
+	}
+	return msg, nil
+}
+
+func (sp *spooled) close() {
+	if sp.f != nil {
+		sp.f.Close()
+		sp.f = nil
+	}
+}
+
+// slots counts the messages in transfer, overall and by client address.
+type slots struct {
+	mu          sync.Mutex
+	max, perKey int
+	active      int
+	byKey       map[string]int
+}
+
+func (s *slots) take(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active >= s.max || s.byKey[key] >= s.perKey {
+		return false
+	}
+	s.active++
+	s.byKey[key]++
+	return true
+}
+
+func (s *slots) release(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	if n := s.byKey[key] - 1; n > 0 {
+		s.byKey[key] = n
+	} else {
+		delete(s.byKey, key)
+	}
+}
+
+func (s *slots) inUse() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active
+}
+
+// budget is a weighted semaphore on bytes of memory. A request larger than
+// the whole budget is granted when nothing else holds any.
+type budget struct {
+	mu   sync.Mutex
+	max  int64
+	used int64
+	wake chan struct{} // closed when memory is released
+}
+
+func (b *budget) acquire(ctx context.Context, n int64) error {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		if b.wake == nil {
+			b.wake = make(chan struct{})
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+	if b.wake != nil {
+		close(b.wake)
+		b.wake = nil
+	}
+}
