@@ -37,6 +37,7 @@ const (
 	KindLegalHold    Kind = "legal-hold"    // a legal hold was placed or released
 	KindPurge        Kind = "purge"         // data past retention was purged
 	KindOutage       Kind = "outage"        // a service was unavailable (AgID P02)
+	KindRefusal      Kind = "refusal"       // the gestore refused a message or gave one up, with no PEC message emitted
 )
 
 var pecKinds = map[Kind]bool{
@@ -49,6 +50,7 @@ var pecKinds = map[Kind]bool{
 var systemKinds = map[Kind]bool{
 	KindCheckpoint: true, KindQuery: true, KindExport: true,
 	KindPolicyChange: true, KindLegalHold: true, KindPurge: true, KindOutage: true,
+	KindRefusal: true,
 }
 
 // IsPEC reports whether k is a PEC transaction kind.
@@ -64,6 +66,7 @@ func Kinds() []Kind {
 		KindAvvenutaConsegna, KindErroreConsegna, KindPreavvisoErroreConsegna12,
 		KindPreavvisoErroreConsegna24, KindRilevazioneVirus, KindBustaAnomalia,
 		KindCheckpoint, KindQuery, KindExport, KindPolicyChange, KindLegalHold, KindPurge,
+		KindRefusal,
 	}
 }
 

@@ -172,8 +172,32 @@ const notEvidence = "-"
 // message must not be sent.
 var errNeverRecorded = errors.New("queued before a crash but never recorded in the ledger: not sent")
 
+// MaxQueueAge is how long the gestore tries to deliver a queued message:
+// 24 hours, the second of the time limits of RFC 6109 §3.1.6. By then the
+// mittente of a busta di trasporto not delivered has had (from the tracker)
+// the avviso di mancata consegna per superamento dei tempi massimi, and the
+// gestore of the recipient of a ricevuta has given up waiting for it, so a
+// later delivery could only contradict what the parties were told. An item
+// whose delivery still fails, temporarily, at that age is given up: the
+// drop is recorded in the ledger (a refusal entry, Details "punto" being
+// "coda", see recordRefusal) and the item leaves the queue.
+const MaxQueueAge = Timeout24h
+
+// errExpired is the cause of a drop at MaxQueueAge.
+var errExpired = errors.New("not delivered within the maximum age of a queued message (24 hours)")
+
 // deliver is the queue's delivery function. A message is sent only once
 // the ledger holds the event that emitted it.
+//
+// Only a remote destination that cannot be reached (no route, no
+// connection, no TLS) is reported to the queue as a failure of the
+// destination (queue.DestinationError), which backs off its other items;
+// any other failure is the item's alone. A message for our own domains
+// (the "local" destination) is handed to the punto di ricezione in
+// process: a refusal 5xx there is permanent, and so is a message of ours
+// that cannot be read back. A permanent failure, or a temporary one at
+// MaxQueueAge, ends the item with a recorded outcome: its drop is appended
+// to the ledger first, and if that fails the item stays queued.
 func (s *Server) deliver(ctx context.Context, it queue.Item) error {
 	ok, err := s.isRecorded(ctx, it)
 	if err != nil {
@@ -194,6 +218,15 @@ func (s *Server) deliver(ctx context.Context, it queue.Item) error {
 		}
 	}
 	var pe *queue.PermanentError
+	if err != nil && !errors.As(err, &pe) && ctx.Err() == nil && s.now().Sub(it.Enqueued) >= MaxQueueAge {
+		s.log.Warn("gestore: giving up a queued message", "item", it.ID, "destination", it.Destination, "enqueued", it.Enqueued, "err", err)
+		err = &queue.PermanentError{Err: fmt.Errorf("%w: %w", errExpired, err)}
+	}
+	if errors.As(err, &pe) {
+		if rerr := s.recordDrop(ctx, it, err); rerr != nil {
+			return rerr
+		}
+	}
 	if err == nil || errors.As(err, &pe) {
 		s.forget(it.ID)
 	}
@@ -201,7 +234,7 @@ func (s *Server) deliver(ctx context.Context, it queue.Item) error {
 }
 
 // receiveLocal hands a message for our own domains to the punto di
-// ricezione.
+// ricezione. A refusal 5xx is permanent.
 func (s *Server) receiveLocal(ctx context.Context, it queue.Item) error {
 	err := s.receive(ctx, it.From, it.To, it.Message, it.ID)
 	var se *smtp.SMTPError
@@ -234,10 +267,11 @@ func (s *Server) route(ctx context.Context, domain string) ([]string, error) {
 func (s *Server) sendSMTP(ctx context.Context, it queue.Item) error {
 	addrs, err := s.route(ctx, it.Destination)
 	if err != nil {
-		return err
+		return &queue.DestinationError{Err: err}
 	}
 	pecDomain := s.opts.Index.IsManagedDomain(it.Destination)
 	var errs []error
+	unreachable := true // by every server of the destination
 	for _, addr := range addrs {
 		err := s.sendTo(ctx, addr, pecDomain, it)
 		if err == nil {
@@ -247,10 +281,20 @@ func (s *Server) sendSMTP(ctx context.Context, it queue.Item) error {
 		if errors.As(err, &se) && !se.Temporary() {
 			return err
 		}
+		if !errors.Is(err, errUnreachable) {
+			unreachable = false
+		}
 		errs = append(errs, err)
+	}
+	if unreachable {
+		return &queue.DestinationError{Err: errors.Join(errs...)}
 	}
 	return errors.Join(errs...)
 }
+
+// errUnreachable is wrapped by the errors of dial: the server could not
+// be reached, or refused TLS, before anything was said about a message.
+var errUnreachable = errors.New("server unreachable")
 
 // idleConn is an open SMTP session to another server, kept for reuse.
 type idleConn struct {
@@ -338,7 +382,7 @@ func (s *Server) dial(ctx context.Context, addr string, requireTLS bool) (*idleC
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("gestore: send to %s: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: %w: %w", addr, errUnreachable, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
@@ -352,7 +396,7 @@ func (s *Server) dial(ctx context.Context, addr string, requireTLS bool) (*idleC
 		c, err := smtp.NewClientStartTLS(conn, cfg)
 		if err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
+			return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w: %w", addr, errUnreachable, err)
 		}
 		return &idleConn{c: c, conn: conn}, nil
 	}
@@ -361,21 +405,21 @@ func (s *Server) dial(ctx context.Context, addr string, requireTLS bool) (*idleC
 	c := smtp.NewClient(conn)
 	if err := c.Hello(s.opts.Hostname); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("gestore: send to %s: EHLO: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: EHLO: %w: %w", addr, errUnreachable, err)
 	}
 	if ok, _ := c.Extension("STARTTLS"); !ok {
 		return &idleConn{c: c, conn: conn}, nil
 	}
 	c.Close()
 	if conn, err = d.DialContext(ctx, "tcp", addr); err != nil {
-		return nil, fmt.Errorf("gestore: send to %s: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: %w: %w", addr, errUnreachable, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
 	if c, err = smtp.NewClientStartTLS(conn, cfg); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w: %w", addr, errUnreachable, err)
 	}
 	return &idleConn{c: c, conn: conn}, nil
 }
