@@ -441,7 +441,8 @@ func TestRefusalsRecorded(t *testing.T) {
 	}
 	waitFor(t, "the 553 entry", 10*time.Second, func() (bool, error) {
 		for _, e := range p.a.refusalsAt(t, "accesso") {
-			if strings.HasPrefix(e.Details["codice"], "553") && e.Mittente == "anna.verdi@pec.alfa.test" && strings.HasPrefix(e.Details["elenco"], "MAIL <") {
+			if strings.HasPrefix(e.Details["codice"], "553") && e.Mittente == mario && e.Details["mail_from"] == "anna.verdi@pec.alfa.test" &&
+				strings.HasPrefix(e.Details["elenco"], "MAIL <") {
 				return true, nil
 			}
 		}

@@ -28,8 +28,10 @@ import (
 // MAIL to the end of DATA, RSET, the next MAIL or the end of the session,
 // make one entry, written when the transaction ends; for a refused DATA,
 // before the reply. An avviso di non accettazione or a busta di anomalia
-// has its own entry besides. The entry names the reverse path
-// (Mittente), the recipients concerned (Destinatari: the refused ones,
+// has its own entry besides. The entry names the sender (Mittente: the
+// authenticated titolare at the punto di accesso, whose reverse path, if
+// it differs, is in Details "mail_from"; the reverse path at the punto di
+// ricezione), the recipients concerned (Destinatari: the refused ones,
 // or all of the transaction's for a refused DATA), and in Details the
 // point ("accesso" or "ricezione"), the first reply ("codice", "motivo"),
 // how many there were ("rifiuti"), the first maxRefusalLines of them
@@ -233,6 +235,14 @@ func (r *recordingSession) flush() {
 	if r.remote != "" {
 		details["remoto"] = r.remote
 	}
+	if a, ok := r.Session.(interface{ authenticated() string }); ok {
+		if user := a.authenticated(); user != "" {
+			if !strings.EqualFold(user, from) {
+				details["mail_from"] = from
+			}
+			from = user
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.Timeout)
 	defer cancel()
 	r.s.recordRefusal(ctx, from, rcpts, nil, "", details)
@@ -321,3 +331,6 @@ func (s *Server) recordDrop(ctx context.Context, it queue.Item, err error) error
 	}
 	return nil
 }
+
+// authenticated returns the mailbox the session authenticated as, or "".
+func (a *accessoSession) authenticated() string { return a.user }
