@@ -102,8 +102,10 @@ type recordingSession struct {
 	punto  string
 	remote string
 
+	// mu guards the transaction: go-smtp may call Logout (when the
+	// server closes) while a command is under way.
+	mu      sync.Mutex
 	from    string
-	mail    bool
 	rcpts   []string // accepted
 	refused []refusedReply
 }
@@ -150,19 +152,23 @@ func publicError(err error) *smtp.SMTPError {
 
 func (r *recordingSession) note(command, arg string, err error) error {
 	se := publicError(err)
+	r.mu.Lock()
 	r.refused = append(r.refused, refusedReply{command: command, arg: arg, err: se})
+	r.mu.Unlock()
 	return se
 }
 
 func (r *recordingSession) Mail(from string, opts *smtp.MailOptions) error {
 	r.flush()
-	r.from, r.mail = from, true
-	if err := r.Session.Mail(from, opts); err != nil {
-		if errors.Is(err, smtp.ErrAuthRequired) {
-			// Not a transaction: no MAIL FROM was taken.
-			r.from, r.mail = "", false
-			return err
-		}
+	err := r.Session.Mail(from, opts)
+	if errors.Is(err, smtp.ErrAuthRequired) {
+		// Not a transaction: no MAIL FROM was taken.
+		return err
+	}
+	r.mu.Lock()
+	r.from = from
+	r.mu.Unlock()
+	if err != nil {
 		err = r.note("MAIL", from, err)
 		r.flush()
 		return err
@@ -174,7 +180,9 @@ func (r *recordingSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err := r.Session.Rcpt(to, opts); err != nil {
 		return r.note("RCPT", to, err)
 	}
+	r.mu.Lock()
 	r.rcpts = append(r.rcpts, to)
+	r.mu.Unlock()
 	return nil
 }
 
@@ -200,8 +208,10 @@ func (r *recordingSession) Logout() error {
 
 // flush ends the transaction: its refusals, if any, are recorded.
 func (r *recordingSession) flush() {
+	r.mu.Lock()
 	refused, from, accepted := r.refused, r.from, r.rcpts
-	r.refused, r.from, r.mail, r.rcpts = nil, "", false, nil
+	r.refused, r.from, r.rcpts = nil, "", nil
+	r.mu.Unlock()
 	if len(refused) == 0 {
 		return
 	}
