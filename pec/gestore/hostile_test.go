@@ -525,3 +525,41 @@ func (g *testGestore) submitAs(t testing.TB, user, password, from string, rcpts 
 	}
 	return c.SendMail(from, rcpts, strings.NewReader(strings.ReplaceAll(msg, "\n", "\r\n")))
 }
+
+// TestMIMEBombSubmitted checks that a titolare's MIME bomb, which no
+// gestore could read back inside a busta, fails the formal checks: the
+// titolare gets the avviso di non accettazione, and nothing is left
+// queued (before: the busta was sent, and the punto di ricezione could
+// not read it).
+func TestMIMEBombSubmitted(t *testing.T) {
+	p := newPair(t, startOptions{})
+	p.a.addMailbox(t, mario, pw, 0)
+	p.b.addMailbox(t, lucia, pw, 0)
+	tests := []struct {
+		name string
+		msg  []byte
+	}{
+		{"5,000 nested parts", nestedBomb(mario, lucia, 5000)},
+		{"300,000 parts", wideBomb(mario, lucia, 300000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(p.a.messages(t, mario))
+			err := p.a.submit(t, mario, pw, []string{lucia}, strings.ReplaceAll(string(tt.msg), "\r\n", "\n"))
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) || se.Code != 554 || !strings.Contains(se.Message, "Non accettazione") {
+				t.Fatalf("submit: %v, want 554 with an avviso di non accettazione", err)
+			}
+			waitFor(t, "the avviso", 20*time.Second, func() (bool, error) {
+				return len(p.a.messages(t, mario)) > before && p.a.queue.Len() == 0, nil
+			})
+			m, err := pec.Parse(p.a.messages(t, mario)[before], pec.ParseOptions{})
+			if err != nil || m.Kind != pec.KindNonAccettazione {
+				t.Fatalf("mario got %v (%v), want the avviso di non accettazione", m.Kind, err)
+			}
+			if drops := p.a.refusalsAt(t, "coda"); len(drops) != 0 {
+				t.Errorf("queue drops: %v", drops[0].Details)
+			}
+		})
+	}
+}
