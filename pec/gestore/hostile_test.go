@@ -20,6 +20,7 @@ import (
 
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/queue"
 )
 
 // crlf turns a test message into the bytes SMTP carries.
@@ -561,5 +562,44 @@ func TestMIMEBombSubmitted(t *testing.T) {
 				t.Errorf("queue drops: %v", drops[0].Details)
 			}
 		})
+	}
+}
+
+// deferringBackend is an SMTP server that defers every recipient.
+type deferringBackend struct{}
+
+func (deferringBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
+	return &deferringSession{sinkSession{s: &sink{got: make(chan []byte, 1)}}}, nil
+}
+
+type deferringSession struct{ sinkSession }
+
+func (*deferringSession) Rcpt(string, *smtp.RcptOptions) error {
+	return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full"}
+}
+
+// TestDestinationFailures checks which failures of a remote delivery back
+// off the whole destination: only a server that cannot be reached, never
+// a reply about one message.
+func TestDestinationFailures(t *testing.T) {
+	srv := smtp.NewServer(deferringBackend{})
+	srv.Domain = "mx.deferring.test"
+	ln := listenAt(t, "")
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	p := newPair(t, startOptions{routes: map[string]string{
+		"unreachable.test": "127.0.0.1:1", // nothing listens on port 1
+		"deferring.test":   ln.Addr().String(),
+	}})
+	for _, tt := range []struct {
+		dest        string
+		unreachable bool
+	}{{"unreachable.test", true}, {"deferring.test", false}} {
+		it := queue.Item{ID: "test/" + tt.dest, Destination: tt.dest, From: p.a.srv.g.Address(), To: []string{"x@" + tt.dest}, Message: crlf(message(mario, "x@"+tt.dest, "", "x"))}
+		err := p.a.srv.sendSMTP(context.Background(), it)
+		var de *queue.DestinationError
+		if err == nil || errors.As(err, &de) != tt.unreachable {
+			t.Errorf("%s: %v; want a DestinationError: %v", tt.dest, err, tt.unreachable)
+		}
 	}
 }
