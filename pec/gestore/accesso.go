@@ -323,7 +323,7 @@ func (s *Server) formalCheck(msg []byte, env pec.Envelope) string {
 	if err != nil || len(from) != 1 {
 		return "il campo From deve contenere un solo indirizzo"
 	}
-	if !strings.EqualFold(from[0].Address, env.Mittente) {
+	if !asciiEqualFold(from[0].Address, env.Mittente) {
 		return "l'indirizzo del campo From (" + from[0].Address + ") non coincide con il mittente (" + env.Mittente + ")"
 	}
 	if senders, ok := h["Sender"]; ok {
@@ -334,7 +334,7 @@ func (s *Server) formalCheck(msg []byte, env pec.Envelope) string {
 		if err != nil {
 			return "il campo Sender non è valido"
 		}
-		if !strings.EqualFold(sender.Address, env.Mittente) {
+		if !asciiEqualFold(sender.Address, env.Mittente) {
 			return "l'indirizzo del campo Sender (" + sender.Address + ") non coincide con il mittente (" + env.Mittente + ")"
 		}
 	}
@@ -360,6 +360,28 @@ func (s *Server) formalCheck(msg []byte, env pec.Envelope) string {
 		}
 	}
 	return ""
+}
+
+// asciiEqualFold reports whether a and b are the same address, ignoring
+// the case of ASCII letters only: unlike strings.EqualFold, it does not
+// take the long s (U+017F) for an s, or the Kelvin sign for a k.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(s string, n int) string {

@@ -378,6 +378,9 @@ func TestForgedAuthorship(t *testing.T) {
 		{"Sender of an outsider", "Sender: someone@example.org\n" + base, false},
 		{"two Sender fields", "Sender: " + mario + "\nSender: " + mario + "\n" + base, false},
 		{"Sender the mittente", "Sender: Mario Rossi <" + mario + ">\n" + base, true},
+		{"Sender the mittente, in capitals", "Sender: " + strings.ToUpper(mario) + "\n" + base, true},
+		{"Sender folding to the mittente", "Sender: " + strings.Replace(mario, "s", "\u017f", 1) + "\n" + base, false},
+		{"From folding to the mittente", strings.Replace(base, "From: "+mario, "From: "+strings.Replace(mario, "s", "\u017f", 1), 1), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -247,7 +247,7 @@ func (r *recordingSession) flush() {
 	}
 	if a, ok := r.Session.(interface{ authenticated() string }); ok {
 		if user := a.authenticated(); user != "" {
-			if !strings.EqualFold(user, from) {
+			if !asciiEqualFold(user, from) {
 				details["mail_from"] = from
 			}
 			from = user
