@@ -440,9 +440,14 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 		switch {
 		case err == nil:
 			b, err = s.g.AvvenutaConsegna(tx, rcpt, tx.ReceiptFor(rcpt))
-		case errors.Is(err, mailstore.ErrNoSuchMailbox), errors.Is(err, mailstore.ErrInvalid):
+		case errors.Is(err, mailstore.ErrNoSuchMailbox):
 			kind, errore = ledger.KindErroreConsegna, string(daticert.ErroreNoDest)
 			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreNoDest, "5.1.1 - indirizzo non valido")
+		case errors.Is(err, mailstore.ErrInvalid):
+			// What the mailbox store can never take (an address no
+			// mailbox has, a message beyond its limits): for good.
+			kind, errore = ledger.KindErroreConsegna, string(daticert.ErroreAltro)
+			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreAltro, "5.3.0 - messaggio non consegnabile nella casella")
 		case errors.Is(err, mailstore.ErrOverQuota):
 			kind, errore = ledger.KindErroreConsegna, string(daticert.ErroreAltro)
 			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreAltro, "5.2.2 - casella piena")
