@@ -5,7 +5,9 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestItemFailureDelaysNoOther checks that the temporary failures of one
@@ -78,6 +80,45 @@ func TestItemFailureDelaysNoOther(t *testing.T) {
 			}
 			if its := itemsByID(t, q); its["poison1"].ID == "" || its["poison2"].ID == "" {
 				t.Fatalf("the poison items are gone: %v", its)
+			}
+		})
+	}
+}
+
+// TestAnswerEndsDestinationBackoff checks that a destination in backoff
+// is healthy again as soon as it answers, even with a failure of the
+// probed item, and stays in backoff when the queue itself fails.
+func TestAnswerEndsDestinationBackoff(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		answer  error
+		healthy bool
+	}{
+		{"item refused", errors.New("452 mailbox full"), true},
+		{"unreachable again", &DestinationError{Err: errors.New("connection refused")}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newClock()
+			q := openTest(t, t.TempDir(), Options{Now: clock.Now, MinBackoff: time.Minute, MaxBackoff: time.Hour, Workers: 1})
+			var calls atomic.Int32
+			q.run(t, func(ctx context.Context, it Item) error {
+				if calls.Add(1) == 1 {
+					return &DestinationError{Err: errors.New("connection refused")}
+				}
+				return tt.answer
+			})
+			if err := q.Enqueue(t.Context(), item("probe", "b.example", 5)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the destination down", func() bool { return itemsByID(t, q)["probe"].Attempts == 1 })
+			clock.Advance(time.Minute)
+			waitFor(t, "the probe's answer", func() bool { return itemsByID(t, q)["probe"].Attempts == 2 })
+			q.mu.Lock()
+			d := q.dests["b.example"]
+			healthy := d == nil || d.failures == 0
+			q.mu.Unlock()
+			if healthy != tt.healthy {
+				t.Fatalf("destination healthy: %v, want %v", healthy, tt.healthy)
 			}
 		})
 	}

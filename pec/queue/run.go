@@ -181,7 +181,7 @@ func (q *Queue) try(ctx context.Context, a attempt, deliver func(context.Context
 		return
 	}
 	if err != nil {
-		q.failed(ctx, a, err, false)
+		q.failed(ctx, a, err, failedHere)
 		return
 	}
 	derr := deliver(ctx, it)
@@ -200,7 +200,7 @@ func (q *Queue) try(ctx context.Context, a attempt, deliver func(context.Context
 	case errors.As(derr, &perm):
 		if q.opts.OnPermanent != nil {
 			if err := q.opts.OnPermanent(ctx, it, derr); err != nil {
-				q.failed(ctx, a, fmt.Errorf("permanent failure (%v), but OnPermanent failed: %w", derr, err), false)
+				q.failed(ctx, a, fmt.Errorf("permanent failure (%v), but OnPermanent failed: %w", derr, err), failedHere)
 				return
 			}
 		}
@@ -212,7 +212,11 @@ func (q *Queue) try(ctx context.Context, a attempt, deliver func(context.Context
 			"attempts", it.Attempts+1, "err", derr)
 	default:
 		var de *DestinationError
-		q.failed(ctx, a, derr, errors.As(derr, &de))
+		if errors.As(derr, &de) {
+			q.failed(ctx, a, derr, unreachable)
+		} else {
+			q.failed(ctx, a, derr, answered)
+		}
 	}
 }
 
@@ -237,13 +241,23 @@ func (q *Queue) release(a attempt, success bool) {
 	}
 }
 
+// failure says what a failed attempt tells of its destination.
+type failure int
+
+const (
+	failedHere  failure = iota // in the queue (reading the item, OnPermanent): nothing
+	answered                   // the destination answered: it is reachable
+	unreachable                // the destination could not be reached
+)
+
 // failed records a temporary failure of attempt a: the item's Attempts,
-// LastError and NextAttempt, saved in its state file, and, for a failure
-// of the destination (unreachable) when no other failure of it was
+// LastError and NextAttempt, saved in its state file, and, for a
+// destination that could not be reached, when no other failure of it was
 // recorded since a started, one more round of failures for the
 // destination. A failure of the item alone leaves its destination as it
-// is: one item's failures never delay another item.
-func (q *Queue) failed(ctx context.Context, a attempt, err error, unreachable bool) {
+// is, or healthy again if it answered: one item's failures never delay
+// another item.
+func (q *Queue) failed(ctx context.Context, a attempt, err error, what failure) {
 	now := q.opts.Now()
 	msg := err.Error()
 	if len(msg) > maxLastError {
@@ -253,11 +267,11 @@ func (q *Queue) failed(ctx context.Context, a attempt, err error, unreachable bo
 	q.mu.Lock()
 	d := q.dest(e.it.Destination)
 	switch {
-	case unreachable && a.epoch == d.epoch:
+	case what == unreachable && a.epoch == d.epoch:
 		d.failures++
 		d.epoch++
 		d.until = now.Add(q.backoff(d.failures))
-	case !unreachable && d.failures > 0:
+	case what == answered && d.failures > 0:
 		// The destination answered: it is reachable again, and its
 		// other items need not wait for this one.
 		d.failures, d.until = 0, time.Time{}
