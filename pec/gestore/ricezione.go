@@ -126,6 +126,9 @@ func (s *Server) isMailbox(ctx context.Context, address string) (bool, error) {
 	if i := strings.LastIndexByte(address, '@'); i > 0 && address[:i] == "posta-certificata" {
 		return true, nil
 	}
+	if p, ok := s.opts.Index.ProviderByDomain(s.g.Domain()); ok && strings.ToLower(p.MailReceipt) == address {
+		return true, nil
+	}
 	_, err := s.opts.Mailboxes.Mailbox(ctx, address)
 	switch {
 	case err == nil:
