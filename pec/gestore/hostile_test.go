@@ -599,10 +599,81 @@ func TestDestinationFailures(t *testing.T) {
 		unreachable bool
 	}{{"unreachable.test", true}, {"deferring.test", false}} {
 		it := queue.Item{ID: "test/" + tt.dest, Destination: tt.dest, From: p.a.srv.g.Address(), To: []string{"x@" + tt.dest}, Message: crlf(message(mario, "x@"+tt.dest, "", "x"))}
-		err := p.a.srv.sendSMTP(context.Background(), it)
+		_, err := p.a.srv.sendSMTP(context.Background(), it)
 		var de *queue.DestinationError
 		if err == nil || errors.As(err, &de) != tt.unreachable {
 			t.Errorf("%s: %v; want a DestinationError: %v", tt.dest, err, tt.unreachable)
 		}
+	}
+}
+
+// pickyBackend is an ordinary mail server that refuses one recipient for
+// good and keeps, for the others, the envelope recipients it took.
+type pickyBackend struct {
+	refuse string
+	got    chan []string
+}
+
+func (b pickyBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
+	return &pickySession{b: b}, nil
+}
+
+type pickySession struct {
+	b     pickyBackend
+	rcpts []string
+}
+
+func (s *pickySession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *pickySession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if to == s.b.refuse {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+func (s *pickySession) Reset()        { s.rcpts = nil }
+func (s *pickySession) Logout() error { return nil }
+func (s *pickySession) Data(r io.Reader) error {
+	if _, err := io.ReadAll(r); err != nil {
+		return err
+	}
+	s.b.got <- s.rcpts
+	return nil
+}
+
+// TestRecipientRefusedAtRCPT checks that a recipient another server
+// refuses for good at RCPT costs the others nothing (before: the whole
+// busta was refused, for every recipient), and that the mittente gets an
+// avviso di mancata consegna for it at once.
+func TestRecipientRefusedAtRCPT(t *testing.T) {
+	const someone, nobody = "someone@example.org", "nobody@example.org"
+	be := pickyBackend{refuse: nobody, got: make(chan []string, 4)}
+	srv := smtp.NewServer(be)
+	srv.Domain = "mx.example.org"
+	ln := listenAt(t, "")
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	p := newPair(t, startOptions{routes: map[string]string{"example.org": ln.Addr().String()}})
+	p.a.addMailbox(t, mario, pw, 0)
+	msg := "From: " + mario + "\nTo: " + someone + ", " + nobody + "\nSubject: Due destinatari\nMessage-ID: <due@client.test>\n\nciao\n"
+	if err := p.a.submit(t, mario, pw, []string{someone, nobody}, msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-be.got:
+		if len(got) != 1 || got[0] != someone {
+			t.Errorf("the server took %v, want [%s]", got, someone)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the message never reached the other server")
+	}
+	ms := p.a.waitKinds(t, mario, pec.KindAccettazione, pec.KindMancataConsegna)
+	m := first(ms, pec.KindMancataConsegna)
+	if m.Daticert.Consegna != nobody || m.Daticert.Errore != "no-dest" {
+		t.Errorf("mancata consegna: consegna %q errore %q", m.Daticert.Consegna, m.Daticert.Errore)
+	}
+	waitFor(t, "the queue empty", 10*time.Second, func() (bool, error) { return p.a.queue.Len() == 0, nil })
+	if drops := p.a.refusalsAt(t, "coda"); len(drops) != 0 {
+		t.Errorf("queue drops: %v", drops[0].Details)
 	}
 }
