@@ -40,6 +40,9 @@ const (
 	// KindLoginFailures counts the failed and throttled logins of one
 	// account from one remote address within one aggregation window.
 	KindLoginFailures Kind = "login-failures"
+	// KindRefusal records a message the gestore refused or gave up, with
+	// no PEC message emitted.
+	KindRefusal Kind = "refusal"
 )
 
 // Details of a login-failures event, whose riferimento temporale is the
@@ -64,6 +67,7 @@ var systemKinds = map[Kind]bool{
 	KindCheckpoint: true, KindQuery: true, KindExport: true,
 	KindPolicyChange: true, KindLegalHold: true, KindPurge: true, KindOutage: true,
 	KindLoginFailures: true,
+	KindRefusal:       true,
 }
 
 // IsPEC reports whether k is a PEC transaction kind.
@@ -80,6 +84,7 @@ func Kinds() []Kind {
 		KindPreavvisoErroreConsegna24, KindRilevazioneVirus, KindBustaAnomalia,
 		KindCheckpoint, KindQuery, KindExport, KindPolicyChange, KindLegalHold, KindPurge,
 		KindLoginFailures,
+		KindRefusal,
 	}
 }
 

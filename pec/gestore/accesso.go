@@ -31,7 +31,7 @@ type accessoBackend struct {
 }
 
 func (b *accessoBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &accessoSession{s: b.s, conn: c}, nil
+	return b.s.recording("accesso", c, &accessoSession{s: b.s, conn: c}), nil
 }
 
 type accessoSession struct {
@@ -203,6 +203,12 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 	if err != nil {
 		return s.internal("busta di trasporto", tx, err)
 	}
+	// Every gestore, ourselves included, must be able to read the busta
+	// back: a MIME structure beyond what pec.Parse takes (nested too deep,
+	// too many parts) fails the formal checks.
+	if _, err := pec.Parse(busta.Message, pec.ParseOptions{}); err != nil {
+		return s.refuse(ctx, tx, "la struttura del messaggio non può essere trasportata ("+err.Error()+")", "")
+	}
 	items := []queue.Item{{
 		ID:          itemID("accettazione", tx.Identificativo),
 		Destination: localDestination,
@@ -316,12 +322,30 @@ func (s *Server) formalCheck(msg []byte, env pec.Envelope) string {
 	if _, ok := h["Bcc"]; ok {
 		return "il messaggio contiene il campo Bcc, non ammesso"
 	}
+	// Authorship: one From field, naming the mittente alone, and a Sender
+	// field, if any, naming the mittente too; a second From or a Sender
+	// naming anybody else would show another titolare as the author.
+	if len(h["From"]) != 1 {
+		return "il messaggio deve contenere un solo campo From"
+	}
 	from, err := mail.ParseAddressList(h.Get("From"))
 	if err != nil || len(from) != 1 {
 		return "il campo From deve contenere un solo indirizzo"
 	}
 	if !mailaddr.Same(from[0].Address, env.Mittente) {
 		return "l'indirizzo del campo From (" + from[0].Address + ") non coincide con il mittente (" + env.Mittente + ")"
+	}
+	if senders, ok := h["Sender"]; ok {
+		if len(senders) != 1 {
+			return "il messaggio deve contenere al più un campo Sender"
+		}
+		sender, err := mail.ParseAddress(senders[0])
+		if err != nil {
+			return "il campo Sender non è valido"
+		}
+		if !mailaddr.Same(sender.Address, env.Mittente) {
+			return "l'indirizzo del campo Sender (" + sender.Address + ") non coincide con il mittente (" + env.Mittente + ")"
+		}
 	}
 	listed := map[string]bool{}
 	for _, field := range []string{"To", "Cc"} {

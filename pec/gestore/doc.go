@@ -14,6 +14,31 @@
 // once when a sender retries after a lost reply; deliveries into the
 // mailbox store are idempotent on a key derived from the transaction.
 //
+// # Refusals, replays and the queue
+//
+// Every reply 4xx or 5xx that the punto di accesso or the punto di
+// ricezione gives to MAIL, RCPT or DATA is recorded in the ledger: one
+// entry of kind refusal (ledger.KindRefusal) per transaction that had
+// any, with the codes and reasons, written when the transaction ends and,
+// for a refused DATA, before the reply; the rate of such entries is
+// bounded, and the suppressed ones counted (see recordingSession). A reply
+// never carries the text of an internal error. 5xx is for what can never
+// succeed, 4xx only for what may succeed later.
+//
+// The punto di ricezione refuses at RCPT (550 5.1.1) the addresses of
+// our domains that no mailbox of ours has, and, from senders outside PEC
+// domains, those that are not a mailbox; a busta from a gestore for such a
+// recipient gets its avviso di mancata consegna. A message our gestore
+// signed that comes back from outside (a replay) becomes a busta di
+// anomalia. A busta di anomalia always parses back, whatever it wraps
+// (see anomalia).
+//
+// In the queue, one item's failures never delay another: only a remote
+// destination that cannot be reached is backed off, never the local one.
+// A message the gestore cannot deliver, or has not delivered within
+// MaxQueueAge (24 hours, the second limit of RFC 6109 §3.1.6), leaves the
+// queue with its drop recorded (a refusal entry whose punto is "coda").
+//
 // The server uses go-smtp for its SMTP points; mailboxes are in
 // pec/mailstore and served over IMAP by pec/imapserver, outgoing messages
 // wait in pec/queue, and viruses are found by clamd (pec/clamd).

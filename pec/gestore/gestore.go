@@ -199,7 +199,8 @@ type Server struct {
 	now     func() time.Time
 	domains map[string]bool
 
-	trackMu sync.Mutex // one Track at a time
+	trackMu  sync.Mutex     // one Track at a time
+	refusals refusalLimiter // bounds the refusal entries of the ledger
 
 	mu         sync.Mutex
 	servers    []*smtp.Server

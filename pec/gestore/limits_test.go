@@ -61,6 +61,7 @@ func TestSessionLimits(t *testing.T) {
 		o.Timeout = time.Second
 	}})
 	g := p.b
+	g.addMailbox(t, "anna@"+g.domain, "pw", 0) // RCPT refuses what is not a mailbox
 	// A NOOP every 20 ms keeps no session open past the pre-MAIL timeout
 	// (before, the server's 5-minute idle timeout was reset by each one:
 	// the loop below never ended).
@@ -129,6 +130,7 @@ func TestConnectionAndDataCaps(t *testing.T) {
 		o.MaxDataPerAddress = 1
 	}})
 	g := p.b
+	g.addMailbox(t, "anna@"+g.domain, "pw", 0) // RCPT refuses what is not a mailbox
 	var held []*session
 	for range 3 {
 		s, greeting := dialSMTP(t, g.ricezione)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/daticert"
 	"github.com/custode/custode/pec/queue"
 )
 
@@ -172,8 +173,32 @@ const notEvidence = "-"
 // message must not be sent.
 var errNeverRecorded = errors.New("queued before a crash but never recorded in the ledger: not sent")
 
+// MaxQueueAge is how long the gestore tries to deliver a queued message:
+// 24 hours, the second of the time limits of RFC 6109 §3.1.6. By then the
+// mittente of a busta di trasporto not delivered has had (from the tracker)
+// the avviso di mancata consegna per superamento dei tempi massimi, and the
+// gestore of the recipient of a ricevuta has given up waiting for it, so a
+// later delivery could only contradict what the parties were told. An item
+// whose delivery still fails, temporarily, at that age is given up: the
+// drop is recorded in the ledger (a refusal entry, Details "punto" being
+// "coda", see recordRefusal) and the item leaves the queue.
+const MaxQueueAge = Timeout24h
+
+// errExpired is the cause of a drop at MaxQueueAge.
+var errExpired = errors.New("not delivered within the maximum age of a queued message (24 hours)")
+
 // deliver is the queue's delivery function. A message is sent only once
 // the ledger holds the event that emitted it.
+//
+// Only a remote destination that cannot be reached (no route, no
+// connection, no TLS) is reported to the queue as a failure of the
+// destination (queue.DestinationError), which backs off its other items;
+// any other failure is the item's alone. A message for our own domains
+// (the "local" destination) is handed to the punto di ricezione in
+// process: a refusal 5xx there is permanent, and so is a message of ours
+// that cannot be read back. A permanent failure, or a temporary one at
+// MaxQueueAge, ends the item with a recorded outcome: its drop is appended
+// to the ledger first, and if that fails the item stays queued.
 func (s *Server) deliver(ctx context.Context, it queue.Item) error {
 	ok, err := s.isRecorded(ctx, it)
 	if err != nil {
@@ -186,14 +211,32 @@ func (s *Server) deliver(ctx context.Context, it queue.Item) error {
 	if it.Destination == localDestination {
 		err = s.receiveLocal(ctx, it)
 	} else {
-		err = s.sendSMTP(ctx, it)
+		var refused []rcptRefusal
+		refused, err = s.sendSMTP(ctx, it)
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && !se.Temporary() {
 			s.log.Error("gestore: delivery refused", "item", it.ID, "destination", it.Destination, "err", err)
 			err = &queue.PermanentError{Err: err}
 		}
+		if err == nil && len(refused) > 0 {
+			// Delivered to the others: the refused recipients have their
+			// outcome recorded, or the item is tried again (the
+			// receiving gestore takes a busta in charge only once).
+			if err := s.recipientsRefused(ctx, it, refused); err != nil {
+				return err
+			}
+		}
 	}
 	var pe *queue.PermanentError
+	if err != nil && !errors.As(err, &pe) && ctx.Err() == nil && s.now().Sub(it.Enqueued) >= MaxQueueAge {
+		s.log.Warn("gestore: giving up a queued message", "item", it.ID, "destination", it.Destination, "enqueued", it.Enqueued, "err", err)
+		err = &queue.PermanentError{Err: fmt.Errorf("%w: %w", errExpired, err)}
+	}
+	if errors.As(err, &pe) {
+		if rerr := s.recordDrop(ctx, it, err); rerr != nil {
+			return rerr
+		}
+	}
 	if err == nil || errors.As(err, &pe) {
 		s.forget(it.ID)
 	}
@@ -201,7 +244,7 @@ func (s *Server) deliver(ctx context.Context, it queue.Item) error {
 }
 
 // receiveLocal hands a message for our own domains to the punto di
-// ricezione.
+// ricezione. A refusal 5xx is permanent.
 func (s *Server) receiveLocal(ctx context.Context, it queue.Item) error {
 	err := s.receive(ctx, it.From, it.To, it.Message, it.ID)
 	var se *smtp.SMTPError
@@ -231,26 +274,46 @@ func (s *Server) route(ctx context.Context, domain string) ([]string, error) {
 // sendSMTP delivers it to the SMTP server of its destination. Between
 // gestori, STARTTLS with a verified certificate is required (RFC 6109
 // §5.2); ordinary mail uses TLS when offered.
-func (s *Server) sendSMTP(ctx context.Context, it queue.Item) error {
+//
+// Recipients that the server refuses for good at RCPT, while it takes
+// others, are returned in refused: the message went to the others.
+func (s *Server) sendSMTP(ctx context.Context, it queue.Item) (refused []rcptRefusal, err error) {
 	addrs, err := s.route(ctx, it.Destination)
 	if err != nil {
-		return err
+		return nil, &queue.DestinationError{Err: err}
 	}
 	pecDomain := s.opts.Index.IsManagedDomain(it.Destination)
 	var errs []error
+	unreachable := true // by every server of the destination
 	for _, addr := range addrs {
-		err := s.sendTo(ctx, addr, pecDomain, it)
+		refused, err := s.sendTo(ctx, addr, pecDomain, it)
 		if err == nil {
-			return nil
+			return refused, nil
 		}
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && !se.Temporary() {
-			return err
+			return nil, err
+		}
+		if !errors.Is(err, errUnreachable) {
+			unreachable = false
 		}
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	if unreachable {
+		return nil, &queue.DestinationError{Err: errors.Join(errs...)}
+	}
+	return nil, errors.Join(errs...)
 }
+
+// rcptRefusal is a recipient refused for good at RCPT.
+type rcptRefusal struct {
+	address string
+	reply   *smtp.SMTPError
+}
+
+// errUnreachable is wrapped by the errors of dial: the server could not
+// be reached, or refused TLS, before anything was said about a message.
+var errUnreachable = errors.New("server unreachable")
 
 // idleConn is an open SMTP session to another server, kept for reuse.
 type idleConn struct {
@@ -268,7 +331,7 @@ const (
 // sendTo delivers it to the SMTP server at addr, on an idle session to it
 // if there is one (with a fresh one if that fails before the server said
 // anything about the message), and keeps the session for the next.
-func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it queue.Item) error {
+func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it queue.Item) ([]rcptRefusal, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -276,19 +339,19 @@ func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it qu
 		if ic == nil {
 			var err error
 			if ic, err = s.dial(ctx, addr, requireTLS); err != nil {
-				return err
+				return nil, err
 			}
 			reused = false
 		}
 		if dl, ok := ctx.Deadline(); ok {
 			_ = ic.conn.SetDeadline(dl)
 		}
-		err := transact(ic.c, it)
+		refused, err := transact(ic.c, it)
 		var se *smtp.SMTPError
 		switch {
 		case err == nil:
 			s.putIdle(addr, ic)
-			return nil
+			return refused, nil
 		case errors.As(err, &se):
 			// The server answered: the session is sound, the message
 			// refused or deferred.
@@ -297,38 +360,55 @@ func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it qu
 			} else {
 				ic.c.Close()
 			}
-			return fmt.Errorf("gestore: send to %s: %w", addr, err)
+			return nil, fmt.Errorf("gestore: send to %s: %w", addr, err)
 		default:
 			ic.c.Close()
 			if !reused || attempt > 0 {
-				return fmt.Errorf("gestore: send to %s: %w", addr, err)
+				return nil, fmt.Errorf("gestore: send to %s: %w", addr, err)
 			}
 			// An idle session the server had closed: dial afresh.
 		}
 	}
 }
 
-// transact sends one message on an open session.
-func transact(c *smtp.Client, it queue.Item) error {
+// transact sends one message on an open session. A recipient refused for
+// good at RCPT is left out and returned in refused, unless all are: then
+// the first refusal is the error. A recipient deferred (4xx) fails the
+// whole transaction, to be tried again.
+func transact(c *smtp.Client, it queue.Item) (refused []rcptRefusal, err error) {
 	if err := c.Mail(it.From, nil); err != nil {
-		return fmt.Errorf("MAIL: %w", err)
+		return nil, fmt.Errorf("MAIL: %w", err)
 	}
+	var first error
 	for _, rcpt := range it.To {
-		if err := c.Rcpt(rcpt, nil); err != nil {
-			return fmt.Errorf("RCPT %s: %w", rcpt, err)
+		err := c.Rcpt(rcpt, nil)
+		var se *smtp.SMTPError
+		switch {
+		case err == nil:
+			continue
+		case errors.As(err, &se) && !se.Temporary():
+			refused = append(refused, rcptRefusal{address: rcpt, reply: se})
+			if first == nil {
+				first = fmt.Errorf("RCPT %s: %w", rcpt, err)
+			}
+		default:
+			return nil, fmt.Errorf("RCPT %s: %w", rcpt, err)
 		}
+	}
+	if len(refused) == len(it.To) {
+		return nil, first
 	}
 	w, err := c.Data()
 	if err != nil {
-		return fmt.Errorf("DATA: %w", err)
+		return nil, fmt.Errorf("DATA: %w", err)
 	}
 	if _, err := w.Write(it.Message); err != nil {
-		return fmt.Errorf("DATA: %w", err)
+		return nil, fmt.Errorf("DATA: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("end of DATA: %w", err)
+		return nil, fmt.Errorf("end of DATA: %w", err)
 	}
-	return nil
+	return refused, nil
 }
 
 // dial opens an SMTP session to addr: with STARTTLS and a verified
@@ -338,7 +418,7 @@ func (s *Server) dial(ctx context.Context, addr string, requireTLS bool) (*idleC
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("gestore: send to %s: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: %w: %w", addr, errUnreachable, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
@@ -352,7 +432,7 @@ func (s *Server) dial(ctx context.Context, addr string, requireTLS bool) (*idleC
 		c, err := smtp.NewClientStartTLS(conn, cfg)
 		if err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
+			return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w: %w", addr, errUnreachable, err)
 		}
 		return &idleConn{c: c, conn: conn}, nil
 	}
@@ -361,21 +441,21 @@ func (s *Server) dial(ctx context.Context, addr string, requireTLS bool) (*idleC
 	c := smtp.NewClient(conn)
 	if err := c.Hello(s.opts.Hostname); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("gestore: send to %s: EHLO: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: EHLO: %w: %w", addr, errUnreachable, err)
 	}
 	if ok, _ := c.Extension("STARTTLS"); !ok {
 		return &idleConn{c: c, conn: conn}, nil
 	}
 	c.Close()
 	if conn, err = d.DialContext(ctx, "tcp", addr); err != nil {
-		return nil, fmt.Errorf("gestore: send to %s: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: %w: %w", addr, errUnreachable, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
 	if c, err = smtp.NewClientStartTLS(conn, cfg); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w", addr, err)
+		return nil, fmt.Errorf("gestore: send to %s: STARTTLS: %w: %w", addr, errUnreachable, err)
 	}
 	return &idleConn{c: c, conn: conn}, nil
 }
@@ -424,4 +504,64 @@ func (s *Server) archive(ctx context.Context, mailbox string, kind pec.Kind, tx 
 		return "", err
 	}
 	return key, nil
+}
+
+// recipientsRefused records the outcome of the recipients of it that the
+// receiving server refused for good while it took the others. The
+// mittente of a busta di trasporto gets, for each, an avviso di mancata
+// consegna (errore no-dest for 5.1.x, altro otherwise), recorded and
+// queued like any other; the refusal of any other message is recorded as
+// a drop.
+func (s *Server) recipientsRefused(ctx context.Context, it queue.Item, refused []rcptRefusal) error {
+	var to []string
+	var replies []string
+	for _, r := range refused {
+		to = append(to, r.address)
+		replies = append(replies, r.address+": "+replyText(r.reply))
+	}
+	reason := errors.New("recipients refused at RCPT: " + strings.Join(replies, "; "))
+	if !strings.HasPrefix(it.ID, "busta/") {
+		drop := it
+		drop.To = to
+		return s.recordDrop(ctx, drop, reason)
+	}
+	m, err := pec.Parse(it.Message, pec.ParseOptions{})
+	if err != nil {
+		return s.recordDrop(ctx, it, fmt.Errorf("%w (the busta does not parse back: %v)", reason, err))
+	}
+	tx, err := pec.TransactionFromBusta(m, s.now())
+	if err != nil {
+		return s.recordDrop(ctx, it, fmt.Errorf("%w (%v)", reason, err))
+	}
+	var items []queue.Item
+	var events []ledger.Event
+	for _, r := range refused {
+		errore, text := daticert.ErroreAltro, replyText(r.reply)
+		if r.reply.EnhancedCode[0] == 5 && r.reply.EnhancedCode[1] == 1 {
+			errore = daticert.ErroreNoDest
+		}
+		b, err := s.g.MancataConsegna(tx, r.address, errore, truncate(oneLine(text), 300))
+		if err != nil {
+			return fmt.Errorf("gestore: avviso di mancata consegna for %s: %w", r.address, err)
+		}
+		ev := event(ledger.KindErroreConsegna, tx, s.g.Name(), b.Message, b.MessageID)
+		ev.Details["destinatario"] = strings.ToLower(r.address)
+		ev.Details["errore"] = string(errore)
+		ev.Details["risposta"] = truncate(oneLine(text), 1024)
+		if ev.ArchiveKey, err = s.archive(ctx, tx.Mittente, b.Kind, tx, b.Message); err != nil {
+			return err
+		}
+		events = append(events, ev)
+		items = append(items, queue.Item{
+			ID:          itemID("mancata-consegna-rcpt", tx.Identificativo, r.address),
+			Destination: s.destinationOf(tx.Mittente),
+			From:        s.g.Address(),
+			To:          []string{tx.Mittente},
+			Message:     b.Message,
+		})
+	}
+	if err := s.commit(ctx, items, events...); err != nil && !errors.Is(err, errBusy) {
+		return fmt.Errorf("gestore: commit the avvisi di mancata consegna of %s: %w", it.ID, err)
+	}
+	return nil
 }

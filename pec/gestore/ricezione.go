@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/mail"
@@ -29,7 +31,7 @@ import (
 type ricezioneBackend struct{ s *Server }
 
 func (b *ricezioneBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &ricezioneSession{s: b.s}, nil
+	return b.s.recording("ricezione", c, &ricezioneSession{s: b.s}), nil
 }
 
 type ricezioneSession struct {
@@ -48,11 +50,93 @@ func (r *ricezioneSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !r.mail {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
 	}
+	if strings.ContainsFunc(to, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+	}
 	if !r.s.ours(to) {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: not a domain of this gestore"}
 	}
-	r.rcpts = append(r.rcpts, strings.ToLower(to))
+	if !validPath(to) {
+		// A form no mailbox of ours can have: a quoted local part
+		// ("anna@example.org"@our.domain), a route, non-ASCII.
+		return errNoSuchMailbox
+	}
+	to = strings.ToLower(to)
+	if !r.s.opts.Index.IsManagedDomain(domainOf(r.from)) {
+		// From outside PEC: only our mailboxes. A sender in a PEC domain
+		// may be a gestore with a busta di trasporto, whose recipient
+		// that is not a mailbox gets, by RFC 6109 §3.3, a ricevuta di
+		// presa in carico and an avviso di mancata consegna (no-dest).
+		ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.Timeout)
+		defer cancel()
+		switch ok, err := r.s.isMailbox(ctx, to); {
+		case err != nil:
+			r.s.log.Error("ricezione: mailbox lookup", "err", err)
+			return deferred("mailbox store", err)
+		case !ok:
+			return errNoSuchMailbox
+		}
+	}
+	r.rcpts = append(r.rcpts, to)
 	return nil
+}
+
+// errNoSuchMailbox is the reply to a RCPT naming an address of our
+// domains that is not a mailbox of ours.
+var errNoSuchMailbox = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such mailbox"}
+
+// validPath reports whether an envelope address is a plain
+// local-part@domain of printable ASCII, with a local part that is a
+// dot-atom: no quoted local part ("anna@example.org"@domain), no route,
+// no control character. Our mailboxes all have such addresses.
+func validPath(addr string) bool {
+	if len(addr) > 254 {
+		return false
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 || len(addr[:at]) > 64 {
+		return false
+	}
+	local, domain := addr[:at], addr[at+1:]
+	for _, part := range strings.Split(local, ".") {
+		if part == "" {
+			return false
+		}
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),:;<>@[\]`, c) >= 0 {
+				return false
+			}
+		}
+	}
+	for i := 0; i < len(domain); i++ {
+		c := domain[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isMailbox reports whether address (lower-cased, in one of our domains)
+// can receive at the punto di ricezione: a mailbox of the store, or the
+// service address of one of our domains, where other gestori send the
+// ricevute they owe us.
+func (s *Server) isMailbox(ctx context.Context, address string) (bool, error) {
+	if i := strings.LastIndexByte(address, '@'); i > 0 && address[:i] == "posta-certificata" {
+		return true, nil
+	}
+	if p, ok := s.opts.Index.ProviderByDomain(s.g.Domain()); ok && strings.ToLower(p.MailReceipt) == address {
+		return true, nil
+	}
+	_, err := s.opts.Mailboxes.Mailbox(ctx, address)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, mailstore.ErrNoSuchMailbox), errors.Is(err, mailstore.ErrInvalid):
+		return false, nil
+	}
+	return false, err
 }
 
 func (r *ricezioneSession) Data(rd io.Reader) error {
@@ -77,10 +161,27 @@ func (r *ricezioneSession) Logout() error { return nil }
 // receive runs the punto di ricezione on msg, which arrived from the
 // reverse path from for rcpts (all in our domains). key, when not empty,
 // names the queue item it came from (messages for ourselves).
+//
+// A message from outside (key empty) that our own gestore signed (a
+// ricevuta, a busta di anomalia, a busta di trasporto of ours, replayed)
+// is never filed as it is: it becomes a busta di anomalia, recorded in the
+// ledger like any other. A message of ours (key not empty) that cannot be
+// read back is refused permanently (554), never wrapped again: the queue
+// then records its drop.
 func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg []byte, key string) error {
 	at := s.now()
-	m, err := pec.Parse(msg, pec.ParseOptions{MaxMessageSize: s.opts.MaxSize})
+	opts := pec.ParseOptions{MaxMessageSize: s.opts.MaxSize}
+	if key != "" {
+		// A busta of ours wraps a message of up to MaxSize: room for
+		// its base64 and its envelope.
+		opts.MaxMessageSize = 0
+	}
+	m, err := pec.Parse(msg, opts)
 	if err != nil {
+		if key != "" {
+			s.log.Error("ricezione: a message of ours cannot be read back", "item", key, "err", err)
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message of this gestore unreadable: " + oneLine(err.Error())}
+		}
 		if errors.Is(err, pec.ErrTooLarge) {
 			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too large"}
 		}
@@ -95,6 +196,9 @@ func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg [
 	provider, reason := s.checkSignature(m, at)
 	if reason != "" {
 		return s.anomalia(ctx, from, rcpts, msg, at, reason)
+	}
+	if key == "" && provider.Name == s.g.Name() {
+		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio è firmato da questo gestore ma proviene dall'esterno (replay)")
 	}
 	if !m.Consistent() {
 		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio di posta certificata non è corretto: "+strings.Join(m.Problems, "; "))
@@ -188,7 +292,7 @@ func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at t
 		_, err = s.opts.Mailboxes.Deliver(ctx, d)
 	}
 	switch {
-	case err == nil, errors.Is(err, mailstore.ErrNoSuchMailbox):
+	case err == nil, errors.Is(err, mailstore.ErrNoSuchMailbox), errors.Is(err, mailstore.ErrInvalid):
 		return nil
 	case errors.Is(err, mailstore.ErrOverQuota):
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"}
@@ -200,11 +304,36 @@ func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at t
 
 // anomalia wraps msg in a busta di anomalia for each of rcpts (RFC 6109
 // §3.2.2).
+//
+// The gestore must always be able to deliver its own busta di anomalia,
+// whatever it wraps: a busta that would not parse back (a MIME bomb of
+// thousands of nested or of hundreds of thousands of parts, a header of
+// 100,000 fields) is built again around an opaque copy of the message
+// (see opaqueOriginal), which no parser descends into. If even that
+// cannot be built, the message is refused for good (554), never deferred.
 func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, reason string) error {
 	b, err := s.g.BustaAnomalia(pec.Anomalia{Received: msg, Mittente: from, Time: at, Reason: reason})
+	if err == nil {
+		if _, perr := pec.Parse(b.Message, pec.ParseOptions{}); perr != nil {
+			err = fmt.Errorf("the busta di anomalia does not parse back: %w", perr)
+		}
+	}
+	if err != nil {
+		s.log.Warn("ricezione: busta di anomalia around an opaque copy of the message", "err", err)
+		mittente := from
+		if mittente == "" {
+			mittente = "<>"
+		}
+		b, err = s.g.BustaAnomalia(pec.Anomalia{Received: opaqueOriginal(msg), Mittente: mittente, Time: at, Reason: reason})
+		if err == nil {
+			if _, perr := pec.Parse(b.Message, pec.ParseOptions{}); perr != nil {
+				err = fmt.Errorf("the busta di anomalia does not parse back: %w", perr)
+			}
+		}
+	}
 	if err != nil {
 		s.log.Error("ricezione: busta di anomalia", "err", err)
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error building the busta di anomalia"}
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message refused: it cannot be wrapped in a busta di anomalia"}
 	}
 	tx := &pec.Transaction{Identificativo: b.MessageID, Time: at, Mittente: from}
 	if hm, err := mail.ReadMessage(bytes.NewReader(msg)); err == nil {
@@ -255,6 +384,14 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 	tx, err := pec.TransactionFromBusta(m, at)
 	if err != nil {
 		return s.anomalia(ctx, "", rcpts, m.Raw, at, "la busta di trasporto non è corretta: "+err.Error())
+	}
+	// A recipient of the envelope that the daticert does not name can
+	// never be served: refused for good, whatever the sender retries.
+	for _, r := range rcpts {
+		if !isDestinatario(tx, r) {
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
+				Message: "Recipient " + oneLine(r) + " is not among the destinatari of the busta di trasporto"}
+		}
 	}
 	entries, err := s.entriesOf(ctx, tx.Identificativo)
 	if err != nil {
@@ -309,6 +446,11 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 		case errors.Is(err, mailstore.ErrNoSuchMailbox):
 			kind, errore = ledger.KindErroreConsegna, string(daticert.ErroreNoDest)
 			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreNoDest, "5.1.1 - indirizzo non valido")
+		case errors.Is(err, mailstore.ErrInvalid):
+			// What the mailbox store can never take (an address no
+			// mailbox has, a message beyond its limits): for good.
+			kind, errore = ledger.KindErroreConsegna, string(daticert.ErroreAltro)
+			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreAltro, "5.3.0 - messaggio non consegnabile nella casella")
 		case errors.Is(err, mailstore.ErrOverQuota):
 			kind, errore = ledger.KindErroreConsegna, string(daticert.ErroreAltro)
 			b, err = s.g.MancataConsegna(tx, rcpt, daticert.ErroreAltro, "5.2.2 - casella piena")
@@ -413,9 +555,10 @@ func (s *Server) receiveNotice(ctx context.Context, m *pec.Message, provider *ig
 		_, err := s.opts.Mailboxes.Deliver(ctx, mailstore.Delivery{Address: r, Message: m.Raw, Key: k + "/" + r, Time: at})
 		switch {
 		case err == nil:
-		case errors.Is(err, mailstore.ErrNoSuchMailbox):
-			// The service mailbox, or a titolare who no longer exists:
-			// the ledger keeps the notice.
+		case errors.Is(err, mailstore.ErrNoSuchMailbox), errors.Is(err, mailstore.ErrInvalid):
+			// The service mailbox, or a titolare who no longer exists
+			// (or an address no mailbox can have): the ledger keeps the
+			// notice.
 			s.log.Info("ricezione: notice for no mailbox", "to", r, "kind", m.Kind)
 		case errors.Is(err, mailstore.ErrOverQuota):
 			// Never dropped: the sender (or our queue) keeps it and tries
@@ -530,6 +673,17 @@ func (s *Server) destinationOf(address string) string {
 	return domainOf(address)
 }
 
+// isDestinatario reports whether rcpt (lower-cased) is a destinatario of
+// tx, compared byte for byte once lower-cased.
+func isDestinatario(tx *pec.Transaction, rcpt string) bool {
+	for _, d := range tx.Destinatari {
+		if strings.ToLower(strings.TrimSpace(d.Address)) == rcpt {
+			return true
+		}
+	}
+	return false
+}
+
 // coversAll reports whether the space-separated list holds every address
 // of want.
 func coversAll(list string, want []string) bool {
@@ -576,4 +730,39 @@ func (s *Server) noticeOfArrival(tx *pec.Transaction, rcpt, notify string) queue
 		To:          []string{notify},
 		Message:     []byte(msg),
 	}
+}
+
+// opaqueFields are the header fields of a message that opaqueOriginal
+// keeps, the first of each, so that the busta di anomalia still says who
+// sent what.
+var opaqueFields = []string{"From", "To", "Cc", "Subject", "Date", "Message-ID"}
+
+// opaqueOriginal returns a small message that carries msg whole, base64
+// encoded, as an application/octet-stream attachment
+// (messaggio-originale.eml), under a few of its header fields. Parsers
+// (ours included) never descend into it: a busta di anomalia around it
+// parses whatever msg holds, and its recipient still gets the message,
+// byte for byte, to open at will.
+func opaqueOriginal(msg []byte) []byte {
+	var b bytes.Buffer
+	if hm, err := mail.ReadMessage(bytes.NewReader(msg)); err == nil {
+		for _, name := range opaqueFields {
+			v := hm.Header.Get(name)
+			if v == "" || len(v) > 900 || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+				continue
+			}
+			b.WriteString(name + ": " + v + "\r\n")
+		}
+	}
+	b.WriteString("MIME-Version: 1.0\r\n" +
+		"Content-Type: application/octet-stream; name=\"messaggio-originale.eml\"\r\n" +
+		"Content-Disposition: attachment; filename=\"messaggio-originale.eml\"\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n")
+	enc := base64.StdEncoding.EncodeToString(msg)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	return b.Bytes()
 }

@@ -50,11 +50,22 @@
 // too, after Options.OnPermanent (where the gestore builds the avviso di
 // mancata consegna). Any other error is a temporary failure: the item is
 // retried after a backoff that starts at Options.MinBackoff and doubles, up
-// to Options.MaxBackoff, with every failure of the item and with every round
-// of failures of its destination. While a destination is failing, only one
-// of its items is attempted at a time, as a probe; its first success makes
-// all of its items due again. [Queue.KickDestination] does the same on
-// demand.
+// to Options.MaxBackoff, with every failure of the item.
+//
+// One item's failures never delay another item. Only an error wrapped in a
+// [DestinationError] (the destination could not be reached at all) is a
+// failure of the destination: then the destination's backoff grows with
+// every round of such failures, and only one of its items is attempted at
+// a time, as a probe; the first attempt on which the destination answers
+// (a success, or a failure of the item alone) makes all of its items due
+// again. [Queue.KickDestination] does the same on demand. A destination
+// reached in process, such as the gestore's "local" one, is never backed
+// off: its delivery function never returns a DestinationError.
+//
+// The queue sets no age limit of its own: the delivery function sees
+// Item.Enqueued and ends an item that is too old by returning a
+// PermanentError (the gestore ends every item 24 hours after it was
+// queued, with a recorded outcome; see pec/gestore).
 //
 // # Layout
 //

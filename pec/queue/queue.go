@@ -63,7 +63,8 @@ type Item struct {
 	// bytes of A-Z a-z 0-9 . _ @ + = / -, without "..".
 	ID string
 	// Destination routes the item (a domain such as "b.example", or
-	// "local"): backoff after failures is per destination. Required.
+	// "local"): after a DestinationError, the destination's items wait
+	// together. Required.
 	Destination string
 	// Ref is free for the caller (the identificativo of the transaction,
 	// say): kept with the item and handed back, never interpreted.
@@ -106,6 +107,30 @@ func (e *PermanentError) Error() string {
 // Unwrap returns the underlying error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// A DestinationError, returned (possibly wrapped) by a delivery function,
+// means that the item's destination could not be reached at all (a
+// connection refused, a DNS failure, a timeout before the server spoke):
+// a temporary failure of the destination rather than of the item. Only
+// such failures put the destination in backoff, so that its other items
+// wait with it; any other temporary failure backs off the failing item
+// alone, and an item that keeps failing never delays another. A delivery
+// function that delivers in process (the gestore's "local" destination)
+// never returns one.
+type DestinationError struct {
+	Err error
+}
+
+// Error returns the message of the underlying error.
+func (e *DestinationError) Error() string {
+	if e == nil || e.Err == nil {
+		return "destination unreachable"
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns the underlying error.
+func (e *DestinationError) Unwrap() error { return e.Err }
+
 // Options configure a Queue.
 type Options struct {
 	// Dir holds the queue; it is created if missing. Required.
@@ -118,12 +143,13 @@ type Options struct {
 	// errors; slog.Default() if nil.
 	Logger *slog.Logger
 	// MinBackoff is the wait after a first failure; it doubles with each
-	// further failure, up to MaxBackoff. Defaults: DefaultMinBackoff and
-	// DefaultMaxBackoff.
+	// further failure of the item (or, after DestinationErrors, each round
+	// of failures of its destination), up to MaxBackoff. Defaults:
+	// DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 	// Workers is how many deliveries run at once; DefaultWorkers if zero or
-	// less. A destination gets any number of them while its deliveries
-	// succeed, and one while it is failing.
+	// less. A destination gets any number of them, and one while it is
+	// unreachable (after a DestinationError).
 	Workers int
 	// Poll is how often Run looks for due items when nothing else wakes it;
 	// DefaultPoll if zero or less.

@@ -440,7 +440,7 @@ func TestDestinationBackoff(t *testing.T) {
 		defer mu.Unlock()
 		inflightA--
 		if isDown {
-			return errors.New("connection refused")
+			return &DestinationError{Err: errors.New("connection refused")}
 		}
 		delivered = append(delivered, it.ID)
 		return nil

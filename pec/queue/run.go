@@ -28,7 +28,10 @@ type attempt struct {
 //   - an error wrapping a *PermanentError: Options.OnPermanent is called,
 //     then the item is removed.
 //   - any other error: Attempts, LastError and NextAttempt are updated and
-//     saved, and the item waits for its backoff (see Options).
+//     saved, and the item waits for its backoff (see Options). If the
+//     error wraps a *DestinationError, the item's destination is backed
+//     off too, and its other items wait with it; otherwise the failure is
+//     the item's alone and delays no other item.
 //
 // Delivery is at least once: the removal after a delivery is marked on
 // disk without an fsync, so an operating system crash or a power loss may
@@ -178,7 +181,7 @@ func (q *Queue) try(ctx context.Context, a attempt, deliver func(context.Context
 		return
 	}
 	if err != nil {
-		q.failed(ctx, a, err)
+		q.failed(ctx, a, err, failedHere)
 		return
 	}
 	derr := deliver(ctx, it)
@@ -197,7 +200,7 @@ func (q *Queue) try(ctx context.Context, a attempt, deliver func(context.Context
 	case errors.As(derr, &perm):
 		if q.opts.OnPermanent != nil {
 			if err := q.opts.OnPermanent(ctx, it, derr); err != nil {
-				q.failed(ctx, a, fmt.Errorf("permanent failure (%v), but OnPermanent failed: %w", derr, err))
+				q.failed(ctx, a, fmt.Errorf("permanent failure (%v), but OnPermanent failed: %w", derr, err), failedHere)
 				return
 			}
 		}
@@ -208,7 +211,12 @@ func (q *Queue) try(ctx context.Context, a attempt, deliver func(context.Context
 		q.log.WarnContext(ctx, "queue: undeliverable, removed", "item", it.ID, "destination", it.Destination,
 			"attempts", it.Attempts+1, "err", derr)
 	default:
-		q.failed(ctx, a, derr)
+		var de *DestinationError
+		if errors.As(derr, &de) {
+			q.failed(ctx, a, derr, unreachable)
+		} else {
+			q.failed(ctx, a, derr, answered)
+		}
 	}
 }
 
@@ -233,11 +241,23 @@ func (q *Queue) release(a attempt, success bool) {
 	}
 }
 
+// failure says what a failed attempt tells of its destination.
+type failure int
+
+const (
+	failedHere  failure = iota // in the queue (reading the item, OnPermanent): nothing
+	answered                   // the destination answered: it is reachable
+	unreachable                // the destination could not be reached
+)
+
 // failed records a temporary failure of attempt a: the item's Attempts,
-// LastError and NextAttempt, saved in its state file, and, if no other
-// failure of the destination was recorded since a started, one more round
-// of failures for the destination.
-func (q *Queue) failed(ctx context.Context, a attempt, err error) {
+// LastError and NextAttempt, saved in its state file, and, for a
+// destination that could not be reached, when no other failure of it was
+// recorded since a started, one more round of failures for the
+// destination. A failure of the item alone leaves its destination as it
+// is, or healthy again if it answered: one item's failures never delay
+// another item.
+func (q *Queue) failed(ctx context.Context, a attempt, err error, what failure) {
 	now := q.opts.Now()
 	msg := err.Error()
 	if len(msg) > maxLastError {
@@ -246,10 +266,17 @@ func (q *Queue) failed(ctx context.Context, a attempt, err error) {
 	e := a.e
 	q.mu.Lock()
 	d := q.dest(e.it.Destination)
-	if a.epoch == d.epoch {
+	switch {
+	case what == unreachable && a.epoch == d.epoch:
 		d.failures++
 		d.epoch++
 		d.until = now.Add(q.backoff(d.failures))
+	case what == answered && d.failures > 0:
+		// The destination answered: it is reachable again, and its
+		// other items need not wait for this one.
+		d.failures, d.until = 0, time.Time{}
+		d.epoch++
+		q.makeDue(e.it.Destination, now)
 	}
 	e.it.Attempts++
 	e.it.LastError = msg
