@@ -218,14 +218,34 @@ func (l *limitedSession) Logout() error { return l.inner.Logout() }
 // message into memory or, above the spool threshold, into a file, then
 // waits for memory to process it in and hands it to the session.
 func (l *limitedSession) Data(r io.Reader) error {
+	inner, err := l.data(r)
+	if err != nil && !inner {
+		// A refusal made here, before the session saw the message (the
+		// size limit's 552, a timeout, the caps), is recorded as the
+		// session's own are.
+		if n, ok := l.inner.(dataRefusalNoter); ok {
+			return n.noteDataRefusal(err)
+		}
+	}
+	return err
+}
+
+// dataRefusalNoter is a session that records the refusals of DATA made
+// by the layers around it.
+type dataRefusalNoter interface {
+	noteDataRefusal(err error) error
+}
+
+// data is Data's work; inner reports whether err is the inner session's.
+func (l *limitedSession) data(r io.Reader) (inner bool, err error) {
 	if !l.s.lim.data.take(l.key) {
 		l.s.log.Info("smtp: DATA refused, too many messages in transfer", "remote", l.key)
-		return errDataBusy
+		return false, errDataBusy
 	}
 	defer l.s.lim.data.release(l.key)
 	sp, err := l.s.spool(&deadlineReader{r: r, c: l.c, d: l.s.opts.Timeout})
 	if err != nil {
-		return l.readError(err)
+		return false, l.readError(err)
 	}
 	defer sp.close()
 	if sp.f != nil {
@@ -234,16 +254,16 @@ func (l *limitedSession) Data(r io.Reader) error {
 		cancel()
 		if err != nil {
 			l.s.log.Warn("smtp: no memory to process a message in time", "remote", l.key, "size", sp.size)
-			return errDataBusy
+			return false, errDataBusy
 		}
 		defer l.s.lim.memory.release(sp.size)
 	}
 	msg, err := sp.bytes()
 	if err != nil {
 		l.s.log.Error("smtp: read the spooled message", "err", err)
-		return errLocal
+		return false, errLocal
 	}
-	return l.scrub("DATA", l.inner.Data(&body{msg: msg}))
+	return true, l.scrub("DATA", l.inner.Data(&body{msg: msg}))
 }
 
 // readError maps a failure to read the message to a fixed reply.

@@ -197,6 +197,14 @@ func (r *recordingSession) Data(rd io.Reader) error {
 	return nil
 }
 
+// noteDataRefusal records a refusal of DATA made around the session,
+// before it saw the message, and ends the transaction.
+func (r *recordingSession) noteDataRefusal(err error) error {
+	err = r.note("DATA", "", err)
+	r.flush()
+	return err
+}
+
 func (r *recordingSession) Reset() {
 	r.flush()
 	r.Session.Reset()
