@@ -277,3 +277,19 @@ func TestStopOnSignal(t *testing.T) {
 	close(sigs)
 	stopOnSignal(sigs, func(error) { t.Fatal("cancelled without a signal") }, io.Discard, time.Millisecond, func(int) { t.Fatal("exited without a signal") })
 }
+
+// mailbox add reads its password line through a limit: a line with no end
+// is refused, naming standard input, and no mailbox is made.
+func TestMailboxAddPasswordBounded(t *testing.T) {
+	data, _ := initData(t)
+	code, out := custode(t, strings.Repeat("p", 5<<10), "mailbox", "add", "-data", data, "anna@pec.custode.test")
+	if code != 2 || !strings.Contains(out, "standard input: password line larger than") {
+		t.Fatalf("exit %d, want 2 naming the limit:\n%s", code, out)
+	}
+	if code, out := custode(t, "", "mailbox", "list", "-data", data); code != 0 || strings.Contains(out, "anna@") {
+		t.Errorf("mailbox list after the refusal: exit %d\n%s", code, out)
+	}
+	if code, out := custode(t, "una-password-lunga\n", "mailbox", "add", "-data", data, "anna@pec.custode.test"); code != 0 {
+		t.Errorf("a password of normal length: exit %d\n%s", code, out)
+	}
+}

@@ -47,6 +47,8 @@ var (
 	inputBundlePart = inputKind{"bundle part", export.MaxBundleSize + 1<<20}
 	// The API's token list: one line per user.
 	inputTokens = inputKind{"token file", 16 << 20}
+	// A password, on the first line of standard input.
+	inputPassword = inputKind{"password line", 4 << 10}
 	// A small text file: a test clock offset.
 	inputSmall = inputKind{"file", 1 << 10}
 )

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -20,8 +21,12 @@ import (
 
 // readPassword reads the password from the first line of stdin, so that it
 // never appears in a process listing or a shell history.
-func readPassword(e *env) (string, error) {
-	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+func readPassword(ctx context.Context, e *env) (string, error) {
+	line, err := bufio.NewReader(newBoundedReader(ctx, e.stdin, "standard input", inputPassword)).ReadString('\n')
+	var tl *inputTooLargeError
+	if errors.As(err, &tl) {
+		return "", &usageError{err.Error()}
+	}
 	if err != nil && line == "" {
 		return "", &usageError{"give the password on the first line of standard input"}
 	}
@@ -96,7 +101,7 @@ func runMailboxAdd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := readPassword(e)
+	pw, err := readPassword(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -135,7 +140,7 @@ func runMailboxPasswd(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	pw, err := readPassword(e)
+	pw, err := readPassword(ctx, e)
 	if err != nil {
 		return err
 	}
