@@ -110,7 +110,7 @@ func newFixtureWith(t *testing.T, dev *pki.DevSet) *fixture {
 		}
 		f.seqs[which] = seqs[0]
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute) // a bound on a hang, not on speed
 	for {
 		cp, err := l.LatestCheckpoint(ctx)
 		if err == nil && cp.Size > f.seqs["reproduction"] && !cp.Pending() {

@@ -30,7 +30,7 @@ func (f *fixture) appendCovered(t *testing.T, ev ledger.Event) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute) // a bound on a hang, not on speed
 	for {
 		cp, err := f.ledger.LatestCheckpoint(ctx)
 		if err == nil && cp.Size > seqs[0] && !cp.Pending() {

@@ -107,7 +107,7 @@ func newTamperKit(t *testing.T) *tamperKit {
 	if _, err := f.ledger.Append(ctx, ledger.Event{Kind: ledger.KindQuery, Actor: "test", Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute) // a bound on a hang, not on speed
 	for {
 		cp, err := f.ledger.LatestCheckpoint(ctx)
 		if err == nil && cp.Size > first && !cp.Pending() {
