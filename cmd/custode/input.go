@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/igpec"
+	"github.com/custode/custode/pec/pki"
 	"github.com/custode/custode/policies"
 )
 
@@ -155,24 +155,5 @@ func readCertificates(ctx context.Context, e *env, name string, kind inputKind) 
 	if err != nil {
 		return nil, err
 	}
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d of %s: %w", len(certs)+1, name, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s holds no PEM certificate", name)
-	}
-	return certs, nil
+	return pki.ParseCertificates(data, name)
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -225,12 +226,36 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 	return false
 }
 
-// LoadCertificates reads every certificate of a PEM file, in order.
+// MaxCertificateFile bounds a PEM file of certificates that LoadCertificates
+// reads: far above a chain or a system's bundle of roots (about 0.2 MiB).
+const MaxCertificateFile = 8 << 20
+
+// LoadCertificates reads every certificate of a PEM file, in order; a file
+// over MaxCertificateFile is refused.
 func LoadCertificates(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("pki: read certificates: %w", err)
 	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxCertificateFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("pki: read certificates: %w", err)
+	}
+	if len(data) > MaxCertificateFile {
+		return nil, fmt.Errorf("pki: %s is larger than %d bytes: refused", path, MaxCertificateFile)
+	}
+	certs, err := ParseCertificates(data, path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	return certs, nil
+}
+
+// ParseCertificates returns every certificate of PEM data, in order,
+// skipping blocks of other types; name says where data came from in
+// errors. Data with no certificate is an error.
+func ParseCertificates(data []byte, name string) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	for {
 		var block *pem.Block
@@ -243,12 +268,12 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("pki: certificate %d of %s: %w", len(certs)+1, path, err)
+			return nil, fmt.Errorf("certificate %d of %s: %w", len(certs)+1, name, err)
 		}
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("pki: %s holds no PEM certificate", path)
+		return nil, fmt.Errorf("%s holds no PEM certificate", name)
 	}
 	return certs, nil
 }
