@@ -276,6 +276,12 @@ func (g *testGestore) addMailbox(t testing.TB, address, password string, quota i
 // with AUTH PLAIN, and returns the server's error, if any.
 func (g *testGestore) submit(t testing.TB, user, password string, rcpts []string, msg string) error {
 	t.Helper()
+	return g.submitAs(t, user, password, user, rcpts, msg)
+}
+
+// submitAs is submit with a reverse path other than the user.
+func (g *testGestore) submitAs(t testing.TB, user, password, from string, rcpts []string, msg string) error {
+	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(g.dev.CA.Certificate)
 	c, err := smtp.DialStartTLS(g.submission, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
@@ -286,7 +292,7 @@ func (g *testGestore) submit(t testing.TB, user, password string, rcpts []string
 	if err := c.Auth(sasl.NewPlainClient("", user, password)); err != nil {
 		return err
 	}
-	return c.SendMail(user, rcpts, strings.NewReader(strings.ReplaceAll(msg, "\n", "\r\n")))
+	return c.SendMail(from, rcpts, strings.NewReader(strings.ReplaceAll(msg, "\n", "\r\n")))
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -3,8 +3,6 @@ package gestore
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/custode/custode/ledger"
@@ -512,22 +509,6 @@ func TestRefusalLimiter(t *testing.T) {
 	if !ok || suppressed != 100 {
 		t.Fatalf("after a second: %v, %d suppressed; want true, 100", ok, suppressed)
 	}
-}
-
-// submitAs is submit with a reverse path other than the user.
-func (g *testGestore) submitAs(t testing.TB, user, password, from string, rcpts []string, msg string) error {
-	t.Helper()
-	roots := x509.NewCertPool()
-	roots.AddCert(g.dev.CA.Certificate)
-	c, err := smtp.DialStartTLS(g.submission, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
-	if err != nil {
-		t.Fatalf("dial %s: %v", g.submission, err)
-	}
-	defer c.Close()
-	if err := c.Auth(sasl.NewPlainClient("", user, password)); err != nil {
-		return err
-	}
-	return c.SendMail(from, rcpts, strings.NewReader(strings.ReplaceAll(msg, "\n", "\r\n")))
 }
 
 // TestMIMEBombSubmitted checks that a titolare's MIME bomb, which no
