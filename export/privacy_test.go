@@ -123,6 +123,12 @@ func TestExtractPrivacy(t *testing.T) {
 			if err := json.Unmarshal(x.File(export.FileExtract), &doc); err != nil {
 				t.Fatal(err)
 			}
+			// BUNDLE.md: entries is an array, possibly empty, never null
+			// (verify_proof.py iterates it).
+			var raw map[string]json.RawMessage
+			if err := json.Unmarshal(x.File(export.FileExtract), &raw); err != nil || raw["entries"][0] != '[' {
+				t.Errorf("extract.json entries: %s (%v)", raw["entries"], err)
+			}
 			var got []seen
 			for _, xe := range doc.Entries {
 				e, err := ledger.DecodeEntry([]byte(xe.Entry))
