@@ -38,6 +38,10 @@ type AuditOptions struct {
 	MinRetainUntil func(last time.Time) time.Time
 	// Domains and Mailboxes are counted in the P01 dataset.
 	Domains, Mailboxes int
+	// Antivirus is the gestore's virus scanner as the report states it,
+	// "antivirus: " and this ("not configured" when there is none); empty
+	// states nothing.
+	Antivirus string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -76,6 +80,8 @@ type AuditReport struct {
 	// Outages are the services found unavailable in the period, from the
 	// ledger's outage events: the AgID P02 dataset.
 	Outages []Outage
+	// Antivirus is AuditOptions.Antivirus.
+	Antivirus string `json:",omitempty"`
 }
 
 // Outage is one time a service was unavailable.
@@ -170,7 +176,7 @@ func (r *AuditReport) OK() bool {
 // avviso), with virus notices paired; and, with a store, that every sealed
 // segment is there, retained at least as the policy requires.
 func Audit(ctx context.Context, opts AuditOptions) (*AuditReport, error) {
-	rep := &AuditReport{From: opts.From, To: opts.To, Entries: opts.Ledger.Head().Size}
+	rep := &AuditReport{From: opts.From, To: opts.To, Entries: opts.Ledger.Head().Size, Antivirus: opts.Antivirus}
 	var err error
 	if rep.Integrity, err = opts.Ledger.Verify(ctx, ledger.VerifyOptions{Roots: opts.Roots, TSARoots: opts.TSARoots}); err != nil {
 		return nil, fmt.Errorf("export: audit: verify: %w", err)
@@ -434,6 +440,9 @@ func (r *AuditReport) Text() string {
 	fmt.Fprintf(&s, "Avvisi di mancata consegna per superamento dei tempi: 12 ore %d, 24 ore %d\n", r.Avvisi12h, r.Avvisi24h)
 	fmt.Fprintf(&s, "Ricevute di accettazione %d, di presa in carico emesse %d, virus in ingresso %d, in uscita %d\n",
 		r.Accettazioni, r.PreseInCaricoEmesse, r.VirusIngresso, r.VirusUscita)
+	if r.Antivirus != "" {
+		fmt.Fprintf(&s, "antivirus: %s\n", r.Antivirus)
+	}
 	fmt.Fprintf(&s, "\nProblemi (%d):\n", len(r.Findings))
 	for _, f := range r.Findings {
 		fmt.Fprintf(&s, "  - [%s] %s %s\n", f.Check, f.Identificativo, f.Detail)

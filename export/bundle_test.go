@@ -412,7 +412,7 @@ func rewrite(t *testing.T, z []byte, change func(name string, b []byte) []byte, 
 func TestExtract(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: f.ledger, Mailbox: "Lucia@pec.beta.test",
+	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: f.ledger, Mailbox: "Mario@pec.alfa.test",
 		From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Signer: f.signer, GestoreCA: f.caPEM, TSACA: f.caPEM})
 	if err != nil {
 		t.Fatal(err)

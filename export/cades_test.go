@@ -71,7 +71,7 @@ func TestExportSignatureTimestamps(t *testing.T) {
 	roots.AddCert(f.dev.CA.Certificate)
 
 	extract := func(st tsa.Stamper) *export.Bundle {
-		b, err := export.Extract(ctx, export.ExtractOptions{Ledger: f.ledger, Mailbox: "lucia@pec.beta.test",
+		b, err := export.Extract(ctx, export.ExtractOptions{Ledger: f.ledger, Mailbox: "mario@pec.alfa.test",
 			From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Signer: f.signer, Stamper: st, GestoreCA: f.caPEM, TSACA: f.caPEM})
 		if err != nil {
 			t.Fatal(err)

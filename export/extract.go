@@ -51,9 +51,9 @@ type ExtractDoc struct {
 type ExtractOptions struct {
 	Ledger *ledger.Ledger
 	// Mailbox is the titolare's address. It must have a canonical form
-	// (package mailaddr); the extract holds the transactions of which that
-	// form is, byte for byte, the canonical form of the mittente or of a
-	// destinatario, and no folding variant of it.
+	// (package mailaddr); the extract holds the entries that Concerns that
+	// form, compared byte for byte with the canonical forms of the entry's
+	// addresses, never with a folding variant of it.
 	Mailbox string
 	// From and To bound the riferimento temporale: [From, To).
 	From, To time.Time
@@ -70,6 +70,8 @@ type ExtractOptions struct {
 
 // Involves reports whether mailbox is the mittente or a destinatario of
 // entry e, by mailaddr.Same: their canonical forms are equal byte for byte.
+// It is what the ledger's mailbox index selects, not what a titolare may
+// see: that is Concerns.
 func Involves(e *ledger.Entry, mailbox string) bool {
 	if mailaddr.Same(e.Mittente, mailbox) {
 		return true
@@ -82,8 +84,56 @@ func Involves(e *ledger.Entry, mailbox string) bool {
 	return false
 }
 
-// Extract makes the log extract of a mailbox for a period: every
-// transaction in which it is mittente or destinatario, with the RFC 6109
+// Concerns reports whether entry e belongs in the log of the titolare of
+// mailbox: in their extract (Extract) and in what the API answers them.
+// Addresses are compared by mailaddr.Same. The rule, by event kind and by
+// the address field that must name the mailbox:
+//
+//   - mittente: every PEC entry of which the mailbox is the mittente
+//     (accettazione, non-accettazione, posta-certificata, presa-in-carico,
+//     avvenuta-consegna, errore-consegna, the preavvisi, rilevazione-virus):
+//     a sender sees their own transactions in full.
+//   - avvenuta-consegna: the mailbox is a destinatario and the detail
+//     "destinatario" (the consegna: the mailbox the busta was delivered to)
+//     names it. The busta reached the mailbox.
+//   - presa-in-carico: the mailbox is a destinatario and one of the
+//     space-separated addresses of the detail "ricezione" names it. The
+//     busta was addressed to the mailbox and its gestore took it in charge
+//     for it.
+//   - busta-anomalia: the mailbox is a destinatario. The busta di anomalia
+//     is delivered to every destinatario.
+//
+// Nothing else: a destinatario never sees accettazione, non-accettazione
+// (formal or virus), posta-certificata, errore-consegna, the preavvisi or
+// rilevazione-virus entries of another mittente, nor another destinatario's
+// consegna: those record what the sender's gestore did, or a message that
+// never reached the mailbox, and carry the sender's subject. A mailbox
+// that is neither mittente nor destinatario sees nothing, and no system
+// event is any titolare's.
+func Concerns(e *ledger.Entry, mailbox string) bool {
+	if !e.Kind.IsPEC() {
+		return false
+	}
+	if mailaddr.Same(e.Mittente, mailbox) {
+		return true
+	}
+	if !slices.ContainsFunc(e.Destinatari, func(d ledger.Recipient) bool { return mailaddr.Same(d.Address, mailbox) }) {
+		return false
+	}
+	switch e.Kind {
+	case ledger.KindAvvenutaConsegna:
+		return mailaddr.Same(e.Details["destinatario"], mailbox)
+	case ledger.KindPresaInCarico:
+		return slices.ContainsFunc(strings.Fields(e.Details["ricezione"]), func(r string) bool { return mailaddr.Same(r, mailbox) })
+	case ledger.KindBustaAnomalia:
+		return true
+	}
+	return false
+}
+
+// Extract makes the log extract of a mailbox for a period: every entry
+// that Concerns it (its own transactions as mittente in full; as
+// destinatario, only what reached it), with the RFC 6109
 // §2.3 fields, as JSON (with each entry's canonical bytes and inclusion
 // proof to one timestamped checkpoint), CSV, the daily key=value lines
 // gestori keep, HTML and PDF; plus the checkpoint with its signature and
@@ -116,7 +166,7 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export: extract: %w", err)
 	}
-	doc := ExtractDoc{Mailbox: mailbox, From: opts.From.UTC(), To: opts.To.UTC(), Produced: now().UTC()}
+	doc := ExtractDoc{Mailbox: mailbox, From: opts.From.UTC(), To: opts.To.UTC(), Produced: now().UTC(), Entries: []ExtractEntry{}}
 	var entries []*ledger.Entry
 	q := ledger.Query{Mailbox: mailbox, From: opts.From, To: opts.To, Limit: 1000}
 	for {
@@ -127,7 +177,7 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 		for _, e := range page.Entries {
 			// The ledger's index matches mailboxes case-insensitively
 			// (Unicode folding): keep only what is the mailbox's.
-			if e.Seq < cp.Size && e.Kind.IsPEC() && Involves(e, mailbox) {
+			if e.Seq < cp.Size && Concerns(e, mailbox) {
 				entries = append(entries, e)
 			}
 		}

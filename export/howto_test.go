@@ -37,7 +37,7 @@ func TestVerifyTxtRunsVerbatim(t *testing.T) {
 		t.Skip("neither bash nor dash is installed")
 	}
 	k := newTamperKit(t)
-	x, err := export.Extract(context.Background(), export.ExtractOptions{Ledger: k.f.ledger, Mailbox: "lucia@pec.beta.test",
+	x, err := export.Extract(context.Background(), export.ExtractOptions{Ledger: k.f.ledger, Mailbox: "mario@pec.alfa.test",
 		From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Signer: k.f.signer, GestoreCA: k.f.caPEM, TSACA: k.f.caPEM})
 	if err != nil {
 		t.Fatal(err)

@@ -274,7 +274,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	rep, err := export.Audit(ctx, export.AuditOptions{Ledger: l, Store: store, Roots: roots, TSARoots: tsaRoots, From: f, To: t,
-		Gestore: c.Gestore, MinRetainUntil: func(last time.Time) time.Time { return last.AddDate(0, 30, 0) }})
+		Gestore: c.Gestore, MinRetainUntil: func(last time.Time) time.Time { return last.AddDate(0, 30, 0) }, Antivirus: c.antivirusStatus()})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custode/custode/archive/quarantine"
 	"github.com/custode/custode/archive/sicurezza"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
@@ -69,8 +71,17 @@ type serverConfig struct {
 	// its MX records.
 	Routes map[string]string `json:"routes,omitempty"`
 	// Clamd is the virus scanner: "unix:/path/clamd.sock" or
-	// "tcp:host:port"; empty means no scanning.
+	// "tcp:host:port"; empty means no scanning, which serve warns of at
+	// start and the production profile refuses (see Antivirus).
 	Clamd string `json:"clamd,omitempty"`
+	// Profile is "development" (the default: empty) or "production". A
+	// production gestore refuses to start without a virus scanner (Clamd)
+	// unless Antivirus disables scanning explicitly.
+	Profile string `json:"profile,omitempty"`
+	// Antivirus, with "disabled": true, says that the gestore runs without
+	// a virus scanner on purpose: the only way a production profile starts
+	// without Clamd.
+	Antivirus *antivirusConfig `json:"antivirus,omitempty"`
 
 	MaxSize       int64  `json:"max_size,omitempty"`       // bytes × recipients; default 30 MB
 	MaxRecipients int    `json:"max_recipients,omitempty"` // default 50
@@ -86,6 +97,60 @@ type serverConfig struct {
 	// PasswordIterations is the PBKDF2 cost of new passwords; 0 means the
 	// mailbox store's default.
 	PasswordIterations int `json:"password_iterations,omitempty"`
+}
+
+// Profiles of the server section.
+const (
+	profileDevelopment = "development"
+	profileProduction  = "production"
+)
+
+// antivirusConfig is the server section's "antivirus".
+type antivirusConfig struct {
+	// Disabled runs the gestore without a virus scanner, on purpose.
+	Disabled bool `json:"disabled"`
+}
+
+// scanner returns the virus scanner the server section configures, or nil
+// with none. Without one it logs a warning, and refuses, with an error
+// naming the settings, a production profile that does not disable scanning
+// explicitly.
+func (s *serverConfig) scanner(e *env) (gestore.Scanner, error) {
+	switch s.Profile {
+	case "", profileDevelopment, profileProduction:
+	default:
+		return nil, fmt.Errorf(`server.profile: %q: want "development" or "production"`, s.Profile)
+	}
+	disabled := s.Antivirus != nil && s.Antivirus.Disabled
+	if s.Clamd != "" {
+		if disabled {
+			return nil, errors.New(`server.clamd is set and server.antivirus.disabled is true: remove one of them`)
+		}
+		network, addr, ok := strings.Cut(s.Clamd, ":")
+		if !ok || (network != "unix" && network != "tcp") || addr == "" {
+			return nil, fmt.Errorf(`server.clamd: want "unix:/path" or "tcp:host:port", got %q`, s.Clamd)
+		}
+		return &clamd.Client{Network: network, Address: addr}, nil
+	}
+	if s.Profile == profileProduction && !disabled {
+		return nil, errors.New(`production profile without a virus scanner: set server.clamd in custode.json ("unix:/path/clamd.sock" or "tcp:host:port"), ` +
+			`or run without scanning on purpose with "server": {"antivirus": {"disabled": true}}`)
+	}
+	e.log.Warn("antivirus: not configured: messages are not scanned for viruses, infected ones are accepted and delivered, and nothing is quarantined; set server.clamd in custode.json",
+		"profile", cmp.Or(s.Profile, profileDevelopment), "disabled", disabled)
+	return nil, nil
+}
+
+// antivirusStatus is what the audit report says of the virus scanner the
+// configuration gives the gestore: "clamd <address>", or "not configured".
+func (c *config) antivirusStatus() string {
+	if c.Server == nil || c.Server.Clamd == "" {
+		if c.Server != nil && c.Server.Antivirus != nil && c.Server.Antivirus.Disabled {
+			return "not configured (disabled in custode.json)"
+		}
+		return "not configured"
+	}
+	return "clamd " + c.Server.Clamd
 }
 
 // mailboxPolicy is one entry of the server section's "mailboxes".
@@ -239,13 +304,9 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		}
 	}
 	clientTLS := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	var scanner gestore.Scanner
-	if s.Clamd != "" {
-		network, addr, ok := strings.Cut(s.Clamd, ":")
-		if !ok || (network != "unix" && network != "tcp") {
-			return nil, fmt.Errorf(`clamd: want "unix:/path" or "tcp:host:port", got %q`, s.Clamd)
-		}
-		scanner = &clamd.Client{Network: network, Address: addr}
+	scanner, err := s.scanner(e)
+	if err != nil {
+		return nil, err
 	}
 	policies := map[string]gestore.MailboxPolicy{}
 	for mb, p := range s.Mailboxes {
@@ -270,11 +331,13 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		return nil, err
 	}
 	archivioPolicies := s.Archivio
+	var virusRetention policyFile.Period // zero: the legal 30 months
 	policyFunc := func(mb string) gestore.MailboxPolicy { return policies[mb] }
 	if pol, err := policyFile.Load(c.activePolicy()); err == nil {
 		// The applied policy file replaces the configuration's mailboxes
 		// and archivio di sicurezza.
 		archivioPolicies = archivioFromPolicy(pol, now())
+		virusRetention = pol.Retention.VirusQuarantine
 		policyFunc = func(mb string) gestore.MailboxPolicy {
 			o := pol.MailboxOptions(mb)
 			return gestore.MailboxPolicy{NonPEC: gestore.NonPECPolicy(o.NonPEC), ForwardTo: o.ForwardTo, NotifyTo: o.NotifyTo}
@@ -284,6 +347,14 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		q.Close()
 		mb.Close()
 		return nil, fmt.Errorf("the active policy: %w", err)
+	}
+	var quarantena gestore.Quarantine
+	if scanner != nil {
+		if quarantena, err = c.openQuarantine(ctx, virusRetention); err != nil {
+			q.Close()
+			mb.Close()
+			return nil, err
+		}
 	}
 	var archivio *sicurezza.Archive
 	var hook gestore.Archiver
@@ -317,6 +388,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		Mailboxes:     mb,
 		Queue:         q,
 		Scanner:       scanner,
+		Quarantine:    quarantena,
 		Archive:       hook,
 		Routes:        s.Routes,
 		TLS:           serverTLS,
@@ -338,4 +410,14 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		return nil, err
 	}
 	return &runningGestore{srv: srv, mailboxes: mb, queue: q, archivio: archivio, tls: serverTLS}, nil
+}
+
+// openQuarantine opens the quarantine of infected messages in the
+// archive store, locked for retention (zero: the legal 30 months).
+func (c *config) openQuarantine(ctx context.Context, retention policyFile.Period) (*quarantine.Store, error) {
+	store, err := c.archiveStore(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
+	}
+	return quarantine.New(quarantine.Options{Store: store, Retention: retention})
 }

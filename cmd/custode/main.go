@@ -76,6 +76,8 @@ func commands() []command {
 		{"hold place", "put a legal hold on a mailbox, identificativi or a time range (-dry-run to list)", runHoldPlace, false},
 		{"hold release", "release a case's legal hold (-dry-run to list)", runHoldRelease, false},
 		{"hold list", "list legal holds", runHoldList, false},
+		{"quarantine list", "list the messages kept in the virus quarantine (WORM, 30 months)", runQuarantineList, false},
+		{"quarantine export", "write a quarantined message, its findings and its retention as a ZIP, for an audit", runQuarantineExport, false},
 		{"purge", "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", runPurge, false},
 		{"export receipt", "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", runExportReceipt, false},
 		{"export extract", "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", runExportExtract, false},

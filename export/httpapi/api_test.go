@@ -106,7 +106,7 @@ func TestTitolare(t *testing.T) {
 	})
 
 	t.Run("entry with proof", func(t *testing.T) {
-		seq := f.seqOf(t, "b-to-a", ledger.KindAccettazione)
+		seq := f.seqOf(t, "b-to-a", ledger.KindAvvenutaConsegna)
 		resp, body := get(t, nil, ts.URL+"/v1/entries/"+strconv.FormatUint(seq, 10), f.titolareA())
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)

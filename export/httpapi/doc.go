@@ -16,4 +16,11 @@
 // folding ("ſara" is not "sara"), no trailing dot, no subaddress ("sara+x"
 // is not "sara"). An entry or identificativo the principal may not see is
 // answered 404 exactly as one that does not exist.
+//
+// A titolare sees the entries that [export.Concerns] their mailbox: their
+// own transactions as mittente in full; as destinatario, only the
+// avvenuta-consegna whose consegna is their mailbox, the presa-in-carico
+// whose ricezione names it and the busta-anomalia delivered to it, never
+// the sender's accettazione, non accettazione, busta, errori or virus
+// entries (export/BUNDLE.md §7).
 package httpapi

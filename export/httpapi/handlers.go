@@ -147,8 +147,9 @@ func mailboxes(e *ledger.Entry) []string {
 }
 
 // visible reports whether the principal may see entry e: operators and
-// auditors see everything; a titolare, the entries of which they are
-// mittente or a destinatario; a legal user, those an active hold of one of
+// auditors see everything; a titolare, the entries that export.Concerns
+// their mailbox (their own transactions as mittente; as destinatario, only
+// what reached them); a legal user, those an active hold of one of
 // their cases covers.
 func (c *call) visible(e *ledger.Entry) bool {
 	switch c.p.role {
@@ -157,7 +158,7 @@ func (c *call) visible(e *ledger.Entry) bool {
 	case roleTitolare:
 		// c.p.name is canonical: the entry's mailboxes are compared with it
 		// byte for byte in their canonical form, never by Unicode folding.
-		return export.Involves(e, c.p.name)
+		return export.Concerns(e, c.p.name)
 	case roleLegal:
 		for _, h := range c.legalHolds() {
 			if h.Scope.Covers(mailboxes(e), e.Identificativo, e.Time) {

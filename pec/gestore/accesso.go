@@ -191,7 +191,11 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 			return deferred("virus scanner unavailable", err)
 		}
 		if res.Infected {
-			return s.refuse(ctx, tx, "", res.Virus)
+			q, err := s.quarantine(ctx, tx, pointAccesso, res.Virus, msg)
+			if err != nil {
+				return deferred("quarantine", err)
+			}
+			return s.refuseWith(ctx, tx, "", res.Virus, q)
 		}
 	}
 
@@ -257,6 +261,11 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 // given or for virus, and answers the client with a permanent error once
 // the avviso is queued and recorded.
 func (s *Server) refuse(ctx context.Context, tx *pec.Transaction, reason, virus string) error {
+	return s.refuseWith(ctx, tx, reason, virus, nil)
+}
+
+// refuseWith is refuse, with details added to the ledger entry.
+func (s *Server) refuseWith(ctx context.Context, tx *pec.Transaction, reason, virus string, details map[string]string) error {
 	var (
 		b   *pec.Built
 		err error
@@ -277,6 +286,7 @@ func (s *Server) refuse(ctx context.Context, tx *pec.Transaction, reason, virus 
 		ev.Details["errore"] = string(daticert.ErroreAltro)
 		ev.Details["errore_esteso"] = truncate(reason, 1024)
 	}
+	withDetails(ev.Details, details)
 	if ev.ArchiveKey, err = s.archive(ctx, tx.Mittente, b.Kind, tx, b.Message); err != nil {
 		return deferred("archive", err)
 	}

@@ -39,6 +39,17 @@
 // MaxQueueAge (24 hours, the second limit of RFC 6109 §3.1.6), leaves the
 // queue with its drop recorded (a refusal entry whose punto is "coda").
 //
+// # Viruses
+//
+// With a Scanner, every message submitted and every busta received is
+// scanned; without one (ScannerConfigured reports it) nothing is, and
+// custode serve warns. A message found infected is kept first in the
+// Quarantine, if there is one (archive/quarantine: WORM, 30 months), then
+// the avviso is queued and its ledger entry, with the details
+// "quarantena" (the object's key) and "sha256_quarantena", appended, and
+// only then is the refusal answered; a quarantine that fails gives a
+// temporary error and records nothing.
+//
 // The server uses go-smtp for its SMTP points; mailboxes are in
 // pec/mailstore and served over IMAP by pec/imapserver, outgoing messages
 // wait in pec/queue, and viruses are found by clamd (pec/clamd).

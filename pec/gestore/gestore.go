@@ -120,6 +120,9 @@ type Options struct {
 	Queue *queue.Queue
 	// Scanner, if not nil, scans every message submitted or received.
 	Scanner Scanner
+	// Quarantine, if not nil, keeps every message the scanner finds
+	// infected, before the refusal is recorded and answered.
+	Quarantine Quarantine
 	// Archive, if not nil, is given every signed message sent or received.
 	Archive Archiver
 	// Routes maps a domain to the host:port of its SMTP server; a domain

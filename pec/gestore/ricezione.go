@@ -412,7 +412,11 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 			return deferred("virus scanner unavailable", err)
 		}
 		if res.Infected {
-			return s.virusFound(ctx, tx, provider, rcpts, res.Virus, bustaSum)
+			q, err := s.quarantine(ctx, tx, pointRicezione, res.Virus, m.Raw)
+			if err != nil {
+				return deferred("quarantine", err)
+			}
+			return s.virusFound(ctx, tx, provider, rcpts, res.Virus, bustaSum, q)
 		}
 	}
 
@@ -506,7 +510,7 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 // virusFound handles a busta in which the scanner found a virus (RFC 6109
 // §3.2.3): no delivery, and one avviso di rilevazione virus per recipient
 // to the mittente's gestore.
-func (s *Server) virusFound(ctx context.Context, tx *pec.Transaction, provider *igpec.Provider, rcpts []string, virus string, bustaSum [32]byte) error {
+func (s *Server) virusFound(ctx context.Context, tx *pec.Transaction, provider *igpec.Provider, rcpts []string, virus string, bustaSum [32]byte, details map[string]string) error {
 	var items []queue.Item
 	var events []ledger.Event
 	for _, rcpt := range rcpts {
@@ -518,6 +522,7 @@ func (s *Server) virusFound(ctx context.Context, tx *pec.Transaction, provider *
 		ev.Details["destinatario"] = rcpt
 		ev.Details["virus"] = truncate(virus, 256)
 		ev.Details["sha256_busta"] = hex.EncodeToString(bustaSum[:])
+		withDetails(ev.Details, details)
 		events = append(events, ev)
 		items = append(items, queue.Item{
 			ID:          itemID("rilevazione-virus", tx.Identificativo, rcpt),

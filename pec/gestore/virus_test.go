@@ -1,8 +1,15 @@
 package gestore
 
 import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,9 +17,14 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/custode/custode/archive"
+	"github.com/custode/custode/archive/localstore"
+	"github.com/custode/custode/archive/quarantine"
+	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/clamd"
 	"github.com/custode/custode/pec/clamd/clamdtest"
+	"github.com/custode/custode/policies"
 )
 
 // eicar returns the EICAR anti-virus test file, put together at run time
@@ -86,6 +98,156 @@ func TestVirus(t *testing.T) {
 			t.Errorf("the infected busta was delivered: %d messages", n)
 		}
 	})
+}
+
+// TestVirusQuarantine: EICAR found by a real clamd, at the punto di
+// accesso and at the punto di ricezione, ends in the quarantine on WORM,
+// locked in Compliance mode for 30 months from the event, listed and
+// exportable; the ledger entry of the virus event names the object's key
+// and SHA-256.
+func TestVirusQuarantine(t *testing.T) {
+	socket, _ := clamdtest.Start(t)
+	scanner := &clamd.Client{Network: "unix", Address: socket}
+	ctx := context.Background()
+	newQuarantine := func(t *testing.T) (*quarantine.Store, archive.Store) {
+		store, err := localstore.Open(filepath.Join(t.TempDir(), "worm"), localstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := quarantine.New(quarantine.Options{Store: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q, store
+	}
+	// check finds the one record of identificativo at point, and checks
+	// the object, its retention, its export and the ledger entries.
+	check := func(t *testing.T, q *quarantine.Store, store archive.Store, g *testGestore, identificativo, point string, kind ledger.Kind) {
+		t.Helper()
+		recs, err := q.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].Identificativo != identificativo || recs[0].Point != point || recs[0].Virus == "" {
+			t.Fatalf("quarantine: %+v, want one record of %s at %s", recs, identificativo, point)
+		}
+		r := recs[0]
+		if want := policies.MinLogRetention.AddTo(r.Time); !r.RetainUntil.Equal(want) || !r.RetainUntil.After(time.Now().AddDate(0, 29, 0)) {
+			t.Errorf("retain until %s, want %s (30 months after %s)", r.RetainUntil, want, r.Time)
+		}
+		info, err := store.Stat(ctx, r.Key, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Retention.Mode != archive.Compliance || !info.Retention.RetainUntil.Equal(r.RetainUntil) {
+			t.Errorf("the object is locked %s until %s, want COMPLIANCE until %s", info.Retention.Mode, info.Retention.RetainUntil, r.RetainUntil)
+		}
+		if err := store.Delete(ctx, r.Key, info.VersionID); !errors.Is(err, archive.ErrWORM) {
+			t.Errorf("deleting the quarantined message: %v, want ErrWORM", err)
+		}
+		it, err := q.Get(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := sha256.Sum256(it.Data); hex.EncodeToString(sum[:]) != r.SHA256 || !bytes.Contains(it.Data, []byte(base64.StdEncoding.EncodeToString(eicar()))) {
+			t.Errorf("the quarantined message is not the infected one (%d bytes)", len(it.Data))
+		}
+		var z bytes.Buffer
+		if err := q.Export(ctx, r.ID, &z); err != nil {
+			t.Fatal(err)
+		}
+		zr, err := zip.NewReader(bytes.NewReader(z.Bytes()), int64(z.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, f := range zr.File {
+			names = append(names, f.Name)
+			if f.Name == quarantine.FileMessage {
+				rc, _ := f.Open()
+				b, _ := io.ReadAll(rc)
+				rc.Close()
+				if !bytes.Equal(b, it.Data) {
+					t.Error("the export's message differs from the stored one")
+				}
+			}
+		}
+		if want := []string{quarantine.FileMessage, quarantine.FileRecords, quarantine.FileObject, quarantine.FileSums}; !slices.Equal(names, want) {
+			t.Errorf("export: %v, want %v", names, want)
+		}
+		entries, err := g.srv.entriesOf(ctx, identificativo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range entries {
+			if e.Kind != kind || e.Gestore != g.name {
+				continue
+			}
+			n++
+			if e.Details["quarantena"] != r.Key || e.Details["sha256_quarantena"] != r.SHA256 {
+				t.Errorf("ledger %s entry: quarantena %q sha256 %q, want %q %q", kind, e.Details["quarantena"], e.Details["sha256_quarantena"], r.Key, r.SHA256)
+			}
+		}
+		if n == 0 {
+			t.Errorf("no %s entry of %s", kind, identificativo)
+		}
+	}
+
+	t.Run("punto di accesso", func(t *testing.T) {
+		q, store := newQuarantine(t)
+		p := newPair(t, startOptions{scannerA: scanner, limits: func(o *Options) { o.Quarantine = q }})
+		p.a.addMailbox(t, mario, pw, 0)
+		p.b.addMailbox(t, lucia, pw, 0)
+		err := p.a.submit(t, mario, pw, []string{lucia}, infectedMessage(mario, lucia))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 554 {
+			t.Fatalf("submit: %v, want 554 for a virus", err)
+		}
+		m := p.a.waitKinds(t, mario, pec.KindNonAccettazioneVirus)[0]
+		check(t, q, store, p.a, m.Daticert.Identificativo, quarantine.PointAccesso, ledger.KindNonAccettazione)
+	})
+
+	t.Run("punto di ricezione", func(t *testing.T) {
+		q, store := newQuarantine(t)
+		p := newPair(t, startOptions{scannerB: scanner, limits: func(o *Options) { o.Quarantine = q }})
+		p.a.addMailbox(t, mario, pw, 0)
+		p.b.addMailbox(t, lucia, pw, 0)
+		if err := p.a.submit(t, mario, pw, []string{lucia}, infectedMessage(mario, lucia)); err != nil {
+			t.Fatalf("submit: %v", err)
+		}
+		m := first(p.a.waitKinds(t, mario, pec.KindAccettazione, pec.KindMancataConsegnaVirus), pec.KindMancataConsegnaVirus)
+		check(t, q, store, p.b, m.Daticert.Identificativo, quarantine.PointRicezione, ledger.KindRilevazioneVirus)
+	})
+
+	// A quarantine that cannot keep the message: the submission gets a
+	// temporary error and nothing is recorded or sent, so the client
+	// keeps it and retries; nothing acknowledged is lost.
+	t.Run("quarantine down", func(t *testing.T) {
+		p := newPair(t, startOptions{scannerA: scanner, limits: func(o *Options) { o.Quarantine = failingQuarantine{} }})
+		p.a.addMailbox(t, mario, pw, 0)
+		p.b.addMailbox(t, lucia, pw, 0)
+		err := p.a.submit(t, mario, pw, []string{lucia}, infectedMessage(mario, lucia))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code/100 != 4 {
+			t.Fatalf("submit: %v, want a temporary error", err)
+		}
+		for seq := range p.a.ledger.Head().Size {
+			e, _, err := p.a.ledger.Entry(ctx, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Kind.IsPEC() {
+				t.Errorf("the ledger has a %s entry of %s", e.Kind, e.Identificativo)
+			}
+		}
+	})
+}
+
+type failingQuarantine struct{}
+
+func (failingQuarantine) Put(context.Context, quarantine.Message) (quarantine.Record, error) {
+	return quarantine.Record{}, errors.New("the WORM store is down")
 }
 
 // TestHostileClients: protocol abuse gets protocol errors, never a crash,

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/policies"
+)
+
+// runQuarantineList lists the quarantine of infected messages: one line
+// per finding, oldest first, with the ID that quarantine export takes.
+func runQuarantineList(ctx context.Context, e *env, args []string) error {
+	var data string
+	fs := flags(e, "quarantine list", &data)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	q, err := c.openQuarantine(ctx, policies.Period{})
+	if err != nil {
+		return err
+	}
+	recs, err := q.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\t%d bytes\tretain until %s\t%s\tfrom %s to %s\n",
+			r.ID, r.Time.UTC().Format(time.RFC3339), r.Point, quarantineLine(r.Virus), r.Size, r.RetainUntil.UTC().Format(time.RFC3339),
+			quarantineLine(r.Identificativo), quarantineLine(r.Mittente), quarantineLine(strings.Join(r.Destinatari, ",")))
+	}
+	fmt.Fprintf(e.stdout, "%d findings\n", len(recs))
+	return nil
+}
+
+// runQuarantineExport writes one quarantined message, for an audit, as a
+// ZIP: the message exactly as received (it holds a virus), its findings,
+// the WORM object's retention and SHA256SUMS. The export is recorded in
+// the ledger first.
+func runQuarantineExport(ctx context.Context, e *env, args []string) error {
+	var data, out, actor string
+	fs := flags(e, "quarantine export", &data)
+	fs.StringVar(&out, "out", "", "the ZIP file to write (required)")
+	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the export")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || out == "" {
+		return &usageError{"want -out FILE and the ID (SHA-256) of a quarantined message, as quarantine list prints it"}
+	}
+	id := fs.Arg(0)
+	c, err := loadConfig(data)
+	if err != nil {
+		return err
+	}
+	q, err := c.openQuarantine(ctx, policies.Period{})
+	if err != nil {
+		return err
+	}
+	var z bytes.Buffer
+	if err := q.Export(ctx, id, &z); err != nil {
+		return err
+	}
+	l, err := c.openLedger(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
+		Details: map[string]string{"what": "virus quarantine", "id": id}}); err != nil {
+		return err
+	}
+	if err := writeFileSync(out, z.Bytes()); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s written to %s (message.eml holds a virus)\n", id, out)
+	return nil
+}
+
+// quarantineLine keeps a value of a record on its line of the listing.
+func quarantineLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
