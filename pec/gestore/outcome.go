@@ -3,6 +3,7 @@ package gestore
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 )
 
@@ -190,20 +191,11 @@ func outcome(reason Reason, subject string, detail error) *Outcome {
 	o := &Outcome{Reason: reason, Subject: subject, Detail: detail}
 	if t := reasons[reason].testo; t != "" {
 		o.Testo = t
-		if subject != "" && containsVerb(t) {
+		if subject != "" && strings.Contains(t, "%s") {
 			o.Testo = fmt.Sprintf(t, oneLine(subject))
 		}
 	}
 	return o
-}
-
-func containsVerb(t string) bool {
-	for i := 0; i+1 < len(t); i++ {
-		if t[i] == '%' && t[i+1] == 's' {
-			return true
-		}
-	}
-	return false
 }
 
 // accepted is the outcome of a message accepted, or taken in charge,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/emersion/go-smtp"
 )
@@ -42,7 +43,7 @@ var replies = map[Reason]replyInfo{
 	ReasonReversePath:     {553, smtp.EnhancedCode{5, 7, 1}, "The reverse path must be the authenticated mailbox %s"},
 	ReasonMailFirst:       {503, smtp.EnhancedCode{5, 5, 1}, "Bad sequence of commands: MAIL first"},
 	ReasonRcptFirst:       {503, smtp.EnhancedCode{5, 5, 1}, "Bad sequence of commands: MAIL and RCPT first"},
-	ReasonRecipientSyntax: {553, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"},
+	ReasonRecipientSyntax: {501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"},
 	ReasonRelay:           {550, smtp.EnhancedCode{5, 7, 1}, "Relaying denied: not a domain of this gestore"},
 	ReasonNoMailbox:       {550, smtp.EnhancedCode{5, 1, 1}, "No such mailbox"},
 	ReasonNotDestinatario: {554, smtp.EnhancedCode{5, 1, 1}, "Recipient %s is not among the destinatari of the busta di trasporto"},
@@ -103,7 +104,7 @@ func reply(o *Outcome) error {
 		ri = replies[ReasonLocal]
 	}
 	text := ri.text
-	if containsVerb(text) {
+	if strings.Contains(text, "%s") {
 		text = fmt.Sprintf(text, truncate(oneLine(o.Subject), 200))
 	}
 	switch {
