@@ -144,15 +144,17 @@ func fromSessionError(err error) *Outcome {
 // fromSessionError makes of it, whose text says nothing of the server's
 // insides.
 func publicError(err error) *smtp.SMTPError {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se
-	}
+	// An outcome first: its detail may wrap a reply (go-smtp's size
+	// limit) that is not what the client is to read.
 	var o *Outcome
 	if !errors.As(err, &o) {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
 		o = fromSessionError(err)
 	}
-	se, _ = reply(o).(*smtp.SMTPError)
+	se, _ := reply(o).(*smtp.SMTPError)
 	return se
 }
 
@@ -186,11 +188,12 @@ func replyText(err error) string {
 
 // Replies of the servers the queue sends to.
 
-// isReply reports whether err carries the reply of a remote server (which
-// then answered: the session is sound).
+// isReply reports whether err is an SMTP reply (of a remote server, which
+// then answered: the session is sound), and not an outcome of ours.
 func isReply(err error) bool {
+	var o *Outcome
 	var se *smtp.SMTPError
-	return errors.As(err, &se)
+	return !errors.As(err, &o) && errors.As(err, &se)
 }
 
 // isPermanentReply reports whether err carries a remote server's 5xx

@@ -166,3 +166,18 @@ func TestOutcomeItalian(t *testing.T) {
 		t.Errorf("nil outcome: kind %d", k)
 	}
 }
+
+// TestPublicErrorOutcomeFirst checks that an outcome whose detail wraps a
+// reply is answered as the outcome says (before the fix: go-smtp's bare
+// "Maximum message size exceeded", without the avviso it had sent).
+func TestPublicErrorOutcomeFirst(t *testing.T) {
+	o := outcome(ReasonTooLarge, "65536", smtp.ErrDataTooLarge)
+	o.Identificativo = "x@pec.alfa.test"
+	se := publicError(o)
+	if se.Code != 552 || !strings.Contains(se.Message, "avviso di non accettazione sent, identificativo x@pec.alfa.test") {
+		t.Errorf("publicError = %d %q", se.Code, se.Message)
+	}
+	if isReply(o) {
+		t.Error("isReply of an outcome")
+	}
+}
