@@ -83,16 +83,30 @@ func (a *accessoSession) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, username, password string) error {
+		return authReplies{sasl.NewPlainServer(func(identity, username, password string) error {
 			if identity != "" && !strings.EqualFold(identity, username) {
-				return errors.New("identity must be the username")
+				a.s.log.Info("accesso: login with another identity", "user", username, "remote", remoteIP(a.conn))
+				return reply(outcome(ReasonAuthFailed, "", errors.New("the identity is not the username")))
 			}
 			return check(username, password)
-		}), nil
+		})}, nil
 	case sasl.Login:
-		return &loginServer{check: check}, nil
+		return authReplies{&loginServer{check: check}}, nil
 	}
 	return nil, reply(outcome(ReasonAuthMechanism, mech, nil))
+}
+
+// authReplies makes every error of a SASL exchange a reply of ours: a
+// malformed exchange fails the authentication (535 5.7.8), instead of
+// go-smtp's 454 with the mechanism's own text.
+type authReplies struct{ sasl.Server }
+
+func (a authReplies) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := a.Server.Next(response)
+	if err != nil {
+		err = authError(err)
+	}
+	return challenge, done, err
 }
 
 func (a *accessoSession) Mail(from string, _ *smtp.MailOptions) error {

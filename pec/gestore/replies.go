@@ -158,6 +158,16 @@ func publicError(err error) *smtp.SMTPError {
 	return se
 }
 
+// authError returns the error of a SASL exchange as a reply: a reply as
+// it is, anything else (a malformed exchange) as a failed authentication.
+func authError(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se
+	}
+	return reply(outcome(ReasonAuthFailed, "", err))
+}
+
 // replyCode is the code of a reply as the refusal entries write it: "550
 // 5.1.1".
 func replyCode(err error) string {

@@ -45,7 +45,7 @@ func newSingle(t *testing.T, o startOptions) *testGestore {
 // mail client does, and prints the replies as JSON: MAIL before AUTH,
 // EHLO after STARTTLS, RCPTMAX+1 RCPT commands, and a message.
 const smtplibScript = `
-import json, re, smtplib, ssl, sys
+import base64, json, re, smtplib, ssl, sys
 host, port, cafile, user, password, rcpt, msgfile = sys.argv[1:8]
 out = {}
 ctx = ssl.create_default_context(cafile=cafile)
@@ -56,6 +56,8 @@ code, text = s.ehlo("client.test")
 out["ehlo"] = text.decode()
 code, text = s.mail(user)
 out["mail_before_auth"] = [code, text.decode()]
+code, text = s.docmd("AUTH", "PLAIN " + base64.b64encode(("someone.else@pec.alfa.test\0%s\0%s" % (user, password)).encode()).decode())
+out["auth_identity"] = [code, text.decode()]
 s.login(user, password)
 m = re.search(r"LIMITS RCPTMAX=(\d+)", out["ehlo"])
 n = int(m.group(1)) if m else 0
@@ -78,7 +80,8 @@ print(json.dumps(out))
 
 // TestRepliesToAMailClient checks the replies a mail client (Python's
 // smtplib) gets from the punto di accesso: 530 5.7.0 for MAIL before AUTH
-// (before: 502), the recipients limit that EHLO advertises (LIMITS
+// (before: 502), 535 5.7.8 for AUTH PLAIN with another identity (before:
+// 454 4.7.0 "identity must be the username"), the recipients limit that EHLO advertises (LIMITS
 // RCPTMAX=N, RFC 9422) enforced exactly (before: 1000 advertised, the 51st
 // recipient refused after DATA), and a final 250 that gives the
 // identificativo of the transaction (before: "OK: queued").
@@ -111,6 +114,7 @@ func TestRepliesToAMailClient(t *testing.T) {
 	var got struct {
 		EHLO           string  `json:"ehlo"`
 		MailBeforeAuth []any   `json:"mail_before_auth"`
+		AuthIdentity   []any   `json:"auth_identity"`
 		Rcpt           [][]any `json:"rcpt"`
 		Mail           []any   `json:"mail"`
 		RcptOne        []any   `json:"rcpt_one"`
@@ -123,6 +127,9 @@ func TestRepliesToAMailClient(t *testing.T) {
 
 	if l := line(got.MailBeforeAuth); l != "530 5.7.0 Authentication required" {
 		t.Errorf("MAIL before AUTH: %q, want 530 5.7.0 Authentication required", l)
+	}
+	if l := line(got.AuthIdentity); l != "535 5.7.8 Authentication credentials invalid" {
+		t.Errorf("AUTH PLAIN as another identity: %q, want 535 5.7.8", l)
 	}
 	want := "LIMITS RCPTMAX=" + strconv.Itoa(DefaultMaxRecipients)
 	if !strings.Contains(got.EHLO, want) {

@@ -181,3 +181,23 @@ func TestPublicErrorOutcomeFirst(t *testing.T) {
 		t.Error("isReply of an outcome")
 	}
 }
+
+// TestAuthErrors checks that a malformed SASL exchange fails the
+// authentication with a reply of ours (before: go-smtp's 454 4.7.0 with
+// the mechanism's text, "identity must be the username").
+func TestAuthErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code int
+	}{
+		{"mechanism error", errors.New("identity must be the username"), 535},
+		{"throttled", reply(outcome(ReasonAuthThrottled, "30", nil)), 454},
+	}
+	for _, tt := range tests {
+		var se *smtp.SMTPError
+		if err := authError(tt.err); !errors.As(err, &se) || se.Code != tt.code || strings.Contains(se.Message, "identity") {
+			t.Errorf("%s: %v, want %d", tt.name, err, tt.code)
+		}
+	}
+}
