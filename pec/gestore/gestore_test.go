@@ -203,14 +203,6 @@ func TestNonAccettazione(t *testing.T) {
 	}
 }
 
-func manyRecipients(n int) []string {
-	var out []string
-	for i := range n {
-		out = append(out, fmt.Sprintf("d%d@pec.beta.test", i))
-	}
-	return out
-}
-
 func TestMancataConsegna(t *testing.T) {
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
