@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/mail"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -157,9 +159,13 @@ func (a *accessoSession) refusedData(o *Outcome) *Outcome {
 	if o.Reason != ReasonTooLarge || a.from == "" || len(a.rcpts) == 0 {
 		return o
 	}
+	var head []byte
+	if u := (*unreadMessage)(nil); errors.As(o.Detail, &u) {
+		head = u.head
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.s.opts.Timeout)
 	defer cancel()
-	return a.s.refuseEnvelope(ctx, a.from, a.rcpts, a.s.tooLarge(o.Detail))
+	return a.s.refuseEnvelope(ctx, a.from, a.rcpts, head, a.s.tooLarge(o.Detail))
 }
 
 func (a *accessoSession) Reset() {
@@ -188,7 +194,7 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 	if err != nil {
 		// The header cannot be read: still a transaction, with what the
 		// envelope says, so that the avviso can be sent and logged.
-		return s.refuseEnvelope(ctx, from, rcpts, outcome(ReasonUnreadable, "", err))
+		return s.refuseEnvelope(ctx, from, rcpts, nil, outcome(ReasonUnreadable, "", err))
 	}
 	if o := s.formalCheck(msg, env); o != nil {
 		return s.refuse(ctx, tx, o)
@@ -274,14 +280,15 @@ func (s *Server) tooLarge(detail error) *Outcome {
 
 // refuseEnvelope sends the avviso di non accettazione for o of a message
 // the gestore could not read or did not keep: the transaction is made of
-// the envelope alone.
-func (s *Server) refuseEnvelope(ctx context.Context, from string, rcpts []string, o *Outcome) *Outcome {
+// the envelope, and of the Subject of head (the message's first bytes,
+// when they hold its header).
+func (s *Server) refuseEnvelope(ctx context.Context, from string, rcpts []string, head []byte, o *Outcome) *Outcome {
 	at := s.now()
 	id, err := s.g.NewMsgID(at)
 	if err != nil {
 		return deferred("identifier", err)
 	}
-	tx := &pec.Transaction{Identificativo: id, Time: at, Mittente: from}
+	tx := &pec.Transaction{Identificativo: id, Time: at, Mittente: from, Subject: subjectOf(head)}
 	for _, r := range rcpts {
 		tipo, err := s.opts.Index.RecipientTipo(r)
 		if err != nil {
@@ -336,6 +343,29 @@ func (s *Server) refuse(ctx context.Context, tx *pec.Transaction, o *Outcome) *O
 	s.log.Info("accesso: non accettazione", "identificativo", tx.Identificativo, "causa", o.Reason, "subject", o.Subject, "detail", o.Detail)
 	o.Identificativo = tx.Identificativo
 	return o
+}
+
+// subjectOf returns the decoded Subject of the header at the start of
+// head, one line of printable text, or "" if head holds no whole header.
+func subjectOf(head []byte) string {
+	if len(head) == 0 {
+		return ""
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(head))
+	if err != nil {
+		return ""
+	}
+	subj, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if err != nil {
+		subj = m.Header.Get("Subject")
+	}
+	subj = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, subj)
+	return truncate(oneLine(subj), 900)
 }
 
 // internal is the outcome of a failure to build what a step emits.

@@ -1,6 +1,7 @@
 package gestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -368,7 +369,7 @@ func (s *Server) spool(r io.Reader) (*spooled, error) {
 			return &spooled{head: head, size: int64(len(head))}, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, &unreadMessage{err: err, head: bytes.Clone(head[:min(len(head), maxHeadKept)])}
 		}
 	}
 	f, err := os.CreateTemp(s.opts.SpoolDir, "data-*")
@@ -394,15 +395,33 @@ func (s *Server) spool(r io.Reader) (*spooled, error) {
 		return n, err
 	}), onlyReader{r}, head[:cap(head)])
 	if err != nil {
-		sp.close()
 		if werr != nil {
+			sp.close()
 			return nil, fmt.Errorf("%w: write: %w", errSpool, werr)
 		}
-		return nil, err
+		kept := make([]byte, maxHeadKept)
+		n, _ := f.ReadAt(kept, 0) // what was written, up to maxHeadKept
+		sp.close()
+		return nil, &unreadMessage{err: err, head: kept[:n]}
 	}
 	sp.size = int64(len(head)) + rest
 	return sp, nil
 }
+
+// maxHeadKept is how much of a message that could not be read to its end
+// spool keeps: enough for its header, which the avviso di non
+// accettazione of a message too large quotes (its Subject).
+const maxHeadKept = 64 << 10
+
+// unreadMessage is the error of a message that could not be read to its
+// end (too large, a timeout, a lost connection), with its first bytes.
+type unreadMessage struct {
+	err  error
+	head []byte
+}
+
+func (u *unreadMessage) Error() string { return u.err.Error() }
+func (u *unreadMessage) Unwrap() error { return u.err }
 
 // onlyReader hides any WriterTo of the reader, so that io.CopyBuffer uses
 // the buffer given.

@@ -214,7 +214,9 @@ func TestFinalReplyRicezione(t *testing.T) {
 // down (64 KiB) so that the test moves kilobytes, not megabytes.
 func TestSizeRefusals(t *testing.T) {
 	const maxSize = 64 << 10
-	g := newSingle(t, startOptions{maxSize: maxSize})
+	// Messages over 16 KiB are spooled to a file: the one refused while
+	// read is cut short there.
+	g := newSingle(t, startOptions{maxSize: maxSize, limits: func(o *Options) { o.SpoolThreshold = 16 << 10 }})
 	const anna, luca = "anna.verdi@pec.alfa.test", "luca.neri@pec.alfa.test"
 	g.addMailbox(t, mario, pw, 0)
 	g.addMailbox(t, anna, pw, 0)
@@ -223,14 +225,14 @@ func TestSizeRefusals(t *testing.T) {
 		return msg + strings.Repeat(strings.Repeat("x", 63)+"\n", size/64)
 	}
 	tests := []struct {
-		name  string
-		rcpts []string
-		msg   string
+		name, subject string
+		rcpts         []string
+		msg           string
 	}{
 		// 40 KiB × 2 = 80 KiB > 64 KiB: found by the formal check.
-		{"size times recipients", []string{anna, luca}, pad(message(mario, anna, luca, "Due destinatari"), 40<<10)},
+		{"size times recipients", "Due destinatari", []string{anna, luca}, pad(message(mario, anna, luca, "Due destinatari"), 40<<10)},
 		// 80 KiB > 64 KiB: found while DATA reads it.
-		{"one recipient, during DATA", []string{anna}, pad(message(mario, anna, "", "Un destinatario"), 80<<10)},
+		{"one recipient, during DATA", "Un destinatario", []string{anna}, pad(message(mario, anna, "", "Un destinatario"), 80<<10)},
 	}
 	wantTesto := reasons[ReasonTooLarge].testo
 	wantTesto = strings.Replace(wantTesto, "%s", strconv.Itoa(maxSize), 1)
@@ -260,6 +262,9 @@ func TestSizeRefusals(t *testing.T) {
 			d := avviso.Daticert
 			if avviso.Kind != pec.KindNonAccettazione || d.Identificativo != id || d.Errore != daticert.ErroreAltro || d.ErroreEsteso != wantTesto {
 				t.Errorf("avviso %s %s errore %s %q, want non accettazione %s with %q", avviso.Kind, d.Identificativo, d.Errore, d.ErroreEsteso, id, wantTesto)
+			}
+			if d.Oggetto != tt.subject {
+				t.Errorf("the avviso's oggetto is %q, want the message's %q", d.Oggetto, tt.subject)
 			}
 			var dest []string
 			for _, x := range d.Destinatari {

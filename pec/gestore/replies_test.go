@@ -201,3 +201,42 @@ func TestAuthErrors(t *testing.T) {
 		}
 	}
 }
+
+// errAfter is a reader that gives data, then err.
+type errAfter struct {
+	data []byte
+	err  error
+}
+
+func (r *errAfter) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestSpoolKeepsHead checks that a message cut short (here by go-smtp's
+// size limit) keeps its first bytes, in memory or spooled to a file, so
+// that the avviso of a message too large can name its Subject.
+func TestSpoolKeepsHead(t *testing.T) {
+	msg := "From: a@pec.alfa.test\r\nSubject: =?utf-8?q?Fattura_n=C2=B0_12?=\r\n\r\n" + strings.Repeat("x", 100<<10)
+	for _, threshold := range []int64{1 << 20, 8 << 10} {
+		s := &Server{opts: Options{SpoolThreshold: threshold, SpoolDir: t.TempDir()}}
+		_, err := s.spool(&errAfter{data: []byte(msg), err: smtp.ErrDataTooLarge})
+		var u *unreadMessage
+		if !errors.As(err, &u) || !errors.Is(err, smtp.ErrDataTooLarge) {
+			t.Fatalf("threshold %d: %v", threshold, err)
+		}
+		if len(u.head) != maxHeadKept || subjectOf(u.head) != "Fattura n° 12" {
+			t.Errorf("threshold %d: kept %d bytes, subject %q", threshold, len(u.head), subjectOf(u.head))
+		}
+		if o := fromSessionError(err); o.Reason != ReasonTooLarge {
+			t.Errorf("threshold %d: %s", threshold, o.Reason)
+		}
+	}
+	if got := subjectOf([]byte("Subject: a\r\n\tb\x01c\r\n\r\n")); got != "a b c" {
+		t.Errorf("subjectOf: %q", got)
+	}
+}
