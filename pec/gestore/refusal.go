@@ -33,7 +33,8 @@ import (
 // it differs, is in Details "mail_from"; the reverse path at the punto di
 // ricezione), the recipients concerned (Destinatari: the refused ones,
 // or all of the transaction's for a refused DATA), and in Details the
-// point ("accesso" or "ricezione"), the first reply ("codice", "motivo"),
+// point ("accesso" or "ricezione"), the first reply ("codice", "motivo")
+// and the Reason of its outcome ("causa", as the avviso's entry has it),
 // how many there were ("rifiuti"), the first maxRefusalLines of them
 // ("elenco") and the client's IP address ("remoto"). So that no client
 // can grow the ledger without bound, at most refusalBurst entries are
