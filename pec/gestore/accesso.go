@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/mail"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -72,40 +74,52 @@ func (a *accessoSession) Auth(mech string) (sasl.Server, error) {
 			return nil
 		case errors.As(err, &te):
 			a.s.log.Warn("accesso: login throttled", "user", user, "remote", remoteIP(a.conn), "retry_after", te.RetryAfter)
-			return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-				Message: fmt.Sprintf("Too many failed logins from your address, try again in %d seconds", int((te.RetryAfter+time.Second-1)/time.Second))}
+			return reply(outcome(ReasonAuthThrottled, strconv.Itoa(int((te.RetryAfter+time.Second-1)/time.Second)), err))
 		case errors.Is(err, mailstore.ErrAuthFailed):
 			a.s.log.Info("accesso: login failed", "user", user, "remote", remoteIP(a.conn))
-			return smtp.ErrAuthFailed
+			return reply(outcome(ReasonAuthFailed, "", err))
 		default:
 			a.s.log.Error("accesso: login", "user", user, "err", err)
-			return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
+			return reply(outcome(ReasonAuthUnavailable, "", err))
 		}
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, username, password string) error {
+		return authReplies{sasl.NewPlainServer(func(identity, username, password string) error {
 			if identity != "" && !strings.EqualFold(identity, username) {
-				return errors.New("identity must be the username")
+				a.s.log.Info("accesso: login with another identity", "user", username, "remote", remoteIP(a.conn))
+				return reply(outcome(ReasonAuthFailed, "", errors.New("the identity is not the username")))
 			}
 			return check(username, password)
-		}), nil
+		})}, nil
 	case sasl.Login:
-		return &loginServer{check: check}, nil
+		return authReplies{&loginServer{check: check}}, nil
 	}
-	return nil, smtp.ErrAuthUnknownMechanism
+	return nil, reply(outcome(ReasonAuthMechanism, mech, nil))
+}
+
+// authReplies makes every error of a SASL exchange a reply of ours: a
+// malformed exchange fails the authentication (535 5.7.8), instead of
+// go-smtp's 454 with the mechanism's own text.
+type authReplies struct{ sasl.Server }
+
+func (a authReplies) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := a.Server.Next(response)
+	if err != nil {
+		err = authError(err)
+	}
+	return challenge, done, err
 }
 
 func (a *accessoSession) Mail(from string, _ *smtp.MailOptions) error {
 	if a.user == "" {
-		return smtp.ErrAuthRequired
+		return outcome(ReasonAuthRequired, "", nil)
 	}
 	// a.user is canonical (mailaddr), as Authenticate accepted it; the
 	// reverse path must be the same mailbox byte for byte in that form:
 	// no Unicode folding, trailing dot or subaddress.
 	if c, err := mailaddr.Canonical(from); err != nil || c != a.user {
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-			Message: "The reverse path must be the authenticated mailbox " + a.user}
+		return outcome(ReasonReversePath, a.user, err)
 	}
 	a.from = a.user
 	return nil
@@ -113,11 +127,11 @@ func (a *accessoSession) Mail(from string, _ *smtp.MailOptions) error {
 
 func (a *accessoSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if a.from == "" {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
+		return outcome(ReasonMailFirst, "", nil)
 	}
 	addr, err := mail.ParseAddress("<" + to + ">")
 	if err != nil || addr.Address != to || domainOf(to) == "" {
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+		return outcome(ReasonRecipientSyntax, to, err)
 	}
 	a.rcpts = append(a.rcpts, strings.ToLower(to))
 	return nil
@@ -125,7 +139,7 @@ func (a *accessoSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (a *accessoSession) Data(r io.Reader) error {
 	if a.from == "" || len(a.rcpts) == 0 {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL and RCPT first"}
+		return outcome(ReasonRcptFirst, "", nil)
 	}
 	msg, err := readBody(r)
 	if err != nil {
@@ -136,6 +150,24 @@ func (a *accessoSession) Data(r io.Reader) error {
 	return a.s.accept(ctx, a.from, a.rcpts, msg)
 }
 
+// refusedData is called when the message of the transaction was refused
+// before the engine saw it (see dataRefusalHandler). A message over the
+// size limit gets the same treatment as one the formal checks find too
+// large: an avviso di non accettazione to the titolare, from the
+// envelope alone, since the message was not kept.
+func (a *accessoSession) refusedData(o *Outcome) *Outcome {
+	if o.Reason != ReasonTooLarge || a.from == "" || len(a.rcpts) == 0 {
+		return o
+	}
+	var head []byte
+	if u := (*unreadMessage)(nil); errors.As(o.Detail, &u) {
+		head = u.head
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.s.opts.Timeout)
+	defer cancel()
+	return a.s.refuseEnvelope(ctx, a.from, a.rcpts, head, a.s.tooLarge(o.Detail))
+}
+
 func (a *accessoSession) Reset() {
 	a.from = ""
 	a.rcpts = nil
@@ -143,30 +175,18 @@ func (a *accessoSession) Reset() {
 
 func (a *accessoSession) Logout() error { return nil }
 
-// deferred is the reply when something the server depends on is down,
-// err being how it failed: the client keeps the message and tries again.
-// A disk that is full, or nearly (the ledger and the mailbox store keep a
-// reserve), is 452 4.3.1, as RFC 3463 names it.
-func deferred(what string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) {
-		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
-			Message: "Insufficient system storage (" + what + "), try again later"}
-	}
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-		Message: "Temporary failure (" + what + "), try again later"}
-}
-
 // accept runs the punto di accesso on one submitted message: the formal
 // checks, the virus scan, then the ricevuta di accettazione and the busta
 // di trasporto (or the avviso di non accettazione), queued and recorded in
-// the ledger before it returns nil, which go-smtp answers with 250.
-func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []byte) error {
+// the ledger before it returns. It never returns nil: ReasonOK with the
+// identificativo when the message is accepted.
+func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []byte) *Outcome {
 	at := s.now()
 	env := pec.Envelope{Mittente: from}
 	for _, r := range rcpts {
 		tipo, err := s.opts.Index.RecipientTipo(r)
 		if err != nil {
-			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient " + r}
+			return outcome(ReasonBadRecipient, r, err)
 		}
 		env.Destinatari = append(env.Destinatari, daticert.Destinatario{Address: r, Tipo: tipo})
 	}
@@ -174,15 +194,10 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 	if err != nil {
 		// The header cannot be read: still a transaction, with what the
 		// envelope says, so that the avviso can be sent and logged.
-		id, idErr := s.g.NewMsgID(at)
-		if idErr != nil {
-			return deferred("identifier", idErr)
-		}
-		tx = &pec.Transaction{Identificativo: id, Time: at, Mittente: from, Destinatari: env.Destinatari}
-		return s.refuse(ctx, tx, "il messaggio non è un messaggio di posta elettronica leggibile ("+err.Error()+")", "")
+		return s.refuseEnvelope(ctx, from, rcpts, nil, outcome(ReasonUnreadable, "", err))
 	}
-	if reason := s.formalCheck(msg, env); reason != "" {
-		return s.refuse(ctx, tx, reason, "")
+	if o := s.formalCheck(msg, env); o != nil {
+		return s.refuse(ctx, tx, o)
 	}
 	if s.opts.Scanner != nil {
 		res, err := s.opts.Scanner.Scan(ctx, msg)
@@ -195,7 +210,7 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 			if err != nil {
 				return deferred("quarantine", err)
 			}
-			return s.refuseWith(ctx, tx, "", res.Virus, q)
+			return s.refuseWith(ctx, tx, outcome(ReasonVirus, res.Virus, nil), q)
 		}
 	}
 
@@ -211,7 +226,7 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 	// back: a MIME structure beyond what pec.Parse takes (nested too deep,
 	// too many parts) fails the formal checks.
 	if _, err := pec.Parse(busta.Message, pec.ParseOptions{}); err != nil {
-		return s.refuse(ctx, tx, "la struttura del messaggio non può essere trasportata ("+err.Error()+")", "")
+		return s.refuse(ctx, tx, outcome(ReasonStructure, "", err))
 	}
 	items := []queue.Item{{
 		ID:          itemID("accettazione", tx.Identificativo),
@@ -254,37 +269,72 @@ func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []
 		return deferred("ledger", err)
 	}
 	s.log.Info("accesso: accettazione", "identificativo", tx.Identificativo, "mittente", tx.Mittente, "destinatari", len(tx.Destinatari))
-	return nil
+	return accepted(tx.Identificativo)
 }
 
-// refuse sends the avviso di non accettazione, for the formal reason
-// given or for virus, and answers the client with a permanent error once
-// the avviso is queued and recorded.
-func (s *Server) refuse(ctx context.Context, tx *pec.Transaction, reason, virus string) error {
-	return s.refuseWith(ctx, tx, reason, virus, nil)
+// tooLarge is the outcome of a message over the size limit, whichever
+// check found it: the formal check of size times recipients, or the
+// limit of a message's size while it was read. Both are the same rule:
+// the size of the message times the number of its recipients is at most
+// Options.MaxSize (by default 30 MiB, 31,457,280 bytes), a message of one
+// recipient being at most MaxSize itself.
+func (s *Server) tooLarge(detail error) *Outcome {
+	return outcome(ReasonTooLarge, strconv.FormatInt(s.opts.MaxSize, 10), detail)
 }
 
-// refuseWith is refuse, with details added to the ledger entry.
-func (s *Server) refuseWith(ctx context.Context, tx *pec.Transaction, reason, virus string, details map[string]string) error {
+// refuseEnvelope sends the avviso di non accettazione for o of a message
+// the gestore could not read or did not keep: the transaction is made of
+// the envelope, and of the Subject of head (the message's first bytes,
+// when they hold its header).
+func (s *Server) refuseEnvelope(ctx context.Context, from string, rcpts []string, head []byte, o *Outcome) *Outcome {
+	at := s.now()
+	id, err := s.g.NewMsgID(at)
+	if err != nil {
+		return deferred("identifier", err)
+	}
+	tx := &pec.Transaction{Identificativo: id, Time: at, Mittente: from, Subject: subjectOf(head)}
+	for _, r := range rcpts {
+		tipo, err := s.opts.Index.RecipientTipo(r)
+		if err != nil {
+			tipo = daticert.DestinatarioEsterno
+		}
+		tx.Destinatari = append(tx.Destinatari, daticert.Destinatario{Address: r, Tipo: tipo})
+	}
+	return s.refuse(ctx, tx, o)
+}
+
+// refuse sends the avviso di non accettazione for the reason o gives (a
+// formal check, or a virus) and returns o, with the identificativo, once
+// the avviso is queued and recorded. The avviso states o's Italian
+// sentence; its technical detail is only logged.
+func (s *Server) refuse(ctx context.Context, tx *pec.Transaction, o *Outcome) *Outcome {
+	return s.refuseWith(ctx, tx, o, nil)
+}
+
+// refuseWith is refuse, with details added to the ledger entry (the
+// quarantine's key and digest, for a virus).
+func (s *Server) refuseWith(ctx context.Context, tx *pec.Transaction, o *Outcome, details map[string]string) *Outcome {
 	var (
 		b   *pec.Built
 		err error
 	)
-	if virus != "" {
-		b, err = s.g.NonAccettazioneVirus(tx, virus)
+	virus := o.Reason == ReasonVirus
+	if virus {
+		b, err = s.g.NonAccettazioneVirus(tx, o.Subject)
 	} else {
-		b, err = s.g.NonAccettazione(tx, reason)
+		b, err = s.g.NonAccettazione(tx, o.Testo)
 	}
 	if err != nil {
 		return s.internal("avviso di non accettazione", tx, err)
 	}
 	ev := event(ledger.KindNonAccettazione, tx, s.g.Name(), b.Message, b.MessageID)
-	if virus != "" {
+	ev.Details["causa"] = string(o.Reason)
+	if virus {
 		ev.Details["errore"] = string(daticert.ErroreVirus)
-		ev.Details["virus"] = truncate(virus, 256)
+		ev.Details["virus"] = truncate(o.Subject, 256)
 	} else {
 		ev.Details["errore"] = string(daticert.ErroreAltro)
-		ev.Details["errore_esteso"] = truncate(reason, 1024)
+		ev.Details["errore_esteso"] = truncate(o.Testo, 1024)
 	}
 	withDetails(ev.Details, details)
 	if ev.ArchiveKey, err = s.archive(ctx, tx.Mittente, b.Kind, tx, b.Message); err != nil {
@@ -301,84 +351,107 @@ func (s *Server) refuseWith(ctx context.Context, tx *pec.Transaction, reason, vi
 		s.log.Error("accesso: commit non accettazione", "identificativo", tx.Identificativo, "err", err)
 		return deferred("ledger", err)
 	}
-	s.log.Info("accesso: non accettazione", "identificativo", tx.Identificativo, "reason", reason, "virus", virus)
-	if virus != "" {
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-			Message: "Non accettazione per virus (" + virus + "): avviso di non accettazione sent, identificativo " + tx.Identificativo}
+	s.log.Info("accesso: non accettazione", "identificativo", tx.Identificativo, "causa", o.Reason, "subject", o.Subject, "detail", o.Detail)
+	o.Identificativo = tx.Identificativo
+	return o
+}
+
+// subjectOf returns the decoded Subject of the header at the start of
+// head, one line of printable text, or "" if head holds no whole header.
+func subjectOf(head []byte) string {
+	if len(head) == 0 {
+		return ""
 	}
-	return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-		Message: "Non accettazione: " + oneLine(reason) + "; avviso di non accettazione sent, identificativo " + tx.Identificativo}
+	m, err := mail.ReadMessage(bytes.NewReader(head))
+	if err != nil {
+		return ""
+	}
+	subj, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if err != nil {
+		subj = m.Header.Get("Subject")
+	}
+	subj = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, subj)
+	return truncate(oneLine(subj), 900)
 }
 
-func (s *Server) internal(what string, tx *pec.Transaction, err error) error {
+// internal is the outcome of a failure to build what a step emits.
+func (s *Server) internal(what string, tx *pec.Transaction, err error) *Outcome {
 	s.log.Error("gestore: build "+what, "identificativo", tx.Identificativo, "err", err)
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error building the " + what}
+	return outcome(ReasonLocal, what, err)
 }
 
-// formalCheck performs the formal checks of RFC 6109 §3.1.1 and returns,
-// in Italian, why the message fails them, or "".
-func (s *Server) formalCheck(msg []byte, env pec.Envelope) string {
+// formalCheck performs the formal checks of RFC 6109 §3.1.1 and returns
+// why the message fails them, or nil.
+func (s *Server) formalCheck(msg []byte, env pec.Envelope) *Outcome {
 	if len(env.Destinatari) > s.opts.MaxRecipients {
-		return fmt.Sprintf("il numero di destinatari (%d) supera il limite di %d", len(env.Destinatari), s.opts.MaxRecipients)
+		return outcome(ReasonTooManyRecipients, strconv.Itoa(s.opts.MaxRecipients), nil)
 	}
 	if total := int64(len(msg)) * int64(len(env.Destinatari)); total > s.opts.MaxSize {
-		return fmt.Sprintf("la dimensione del messaggio per il numero di destinatari (%d byte) supera il limite di %d byte", total, s.opts.MaxSize)
+		return s.tooLarge(fmt.Errorf("%d bytes times %d recipients is %d bytes", len(msg), len(env.Destinatari), total))
 	}
 	m, err := mail.ReadMessage(bytes.NewReader(msg))
 	if err != nil {
-		return "l'intestazione del messaggio non è leggibile"
+		return outcome(ReasonUnreadable, "", err)
 	}
 	h := m.Header
 	if _, ok := h["Bcc"]; ok {
-		return "il messaggio contiene il campo Bcc, non ammesso"
+		return outcome(ReasonBcc, "", nil)
 	}
 	// Authorship: one From field, naming the mittente alone, and a Sender
 	// field, if any, naming the mittente too; a second From or a Sender
 	// naming anybody else would show another titolare as the author.
 	if len(h["From"]) != 1 {
-		return "il messaggio deve contenere un solo campo From"
+		return outcome(ReasonFromCount, "", nil)
 	}
 	from, err := mail.ParseAddressList(h.Get("From"))
 	if err != nil || len(from) != 1 {
-		return "il campo From deve contenere un solo indirizzo"
+		return outcome(ReasonFromAddresses, "", err)
 	}
 	if !mailaddr.Same(from[0].Address, env.Mittente) {
-		return "l'indirizzo del campo From (" + from[0].Address + ") non coincide con il mittente (" + env.Mittente + ")"
+		return outcome(ReasonFromMismatch, from[0].Address, nil)
 	}
 	if senders, ok := h["Sender"]; ok {
 		if len(senders) != 1 {
-			return "il messaggio deve contenere al più un campo Sender"
+			return outcome(ReasonSenderCount, "", nil)
 		}
 		sender, err := mail.ParseAddress(senders[0])
 		if err != nil {
-			return "il campo Sender non è valido"
+			return outcome(ReasonSenderInvalid, "", err)
 		}
 		if !mailaddr.Same(sender.Address, env.Mittente) {
-			return "l'indirizzo del campo Sender (" + sender.Address + ") non coincide con il mittente (" + env.Mittente + ")"
+			return outcome(ReasonSenderMismatch, sender.Address, nil)
 		}
 	}
 	listed := map[string]bool{}
-	for _, field := range []string{"To", "Cc"} {
-		if h.Get(field) == "" {
+	for _, field := range []struct {
+		name   string
+		reason Reason
+	}{{"To", ReasonToInvalid}, {"Cc", ReasonCcInvalid}} {
+		if h.Get(field.name) == "" {
 			continue
 		}
-		list, err := mail.ParseAddressList(h.Get(field))
+		list, err := mail.ParseAddressList(h.Get(field.name))
 		if err != nil {
-			return "il campo " + field + " non è valido"
+			return outcome(field.reason, "", err)
 		}
 		for _, a := range list {
 			listed[strings.ToLower(a.Address)] = true
 		}
 	}
 	if h.Get("To") == "" {
-		return "il campo To è assente"
+		return outcome(ReasonNoTo, "", nil)
 	}
 	for _, d := range env.Destinatari {
 		if !listed[strings.ToLower(d.Address)] {
-			return "il destinatario " + d.Address + " non compare nei campi To o Cc"
+			return outcome(ReasonNotListed, d.Address, nil)
 		}
 	}
-	return ""
+	return nil
 }
 
 func truncate(s string, n int) string {

@@ -33,6 +33,22 @@
 // anomalia. A busta di anomalia always parses back, whatever it wraps
 // (see anomalia).
 //
+// # Outcomes and replies
+//
+// The RFC 6109 engine (accept, receive and the steps they call) speaks no
+// SMTP: it returns an Outcome, whose Reason says what happened, whose
+// Testo is the Italian sentence an avviso states for it (from one table,
+// never an internal error's text) and whose Detail is the technical cause,
+// for the logs only. The SMTP sessions map an outcome to its reply in one
+// place (replies.go), in English with the enhanced status codes of RFC
+// 3463: 530 5.7.0 for MAIL before AUTH (RFC 4954), 250 2.0.0 "Ok: queued
+// as IDENTIFICATIVO" at the end of an accepted DATA, at both points, and
+// a refusal after which an avviso di non accettazione was sent says so,
+// with the avviso's identificativo. The in-process delivery of the queue
+// maps the same outcome to a queue outcome: permanent or temporary. The
+// replies to MAIL and RCPT that succeed are go-smtp's own, which it does
+// not let a server choose.
+//
 // In the queue, one item's failures never delay another: only a remote
 // destination that cannot be reached is backed off, never the local one.
 // A message the gestore cannot deliver, or has not delivered within

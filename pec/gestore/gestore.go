@@ -27,15 +27,28 @@ import (
 // Default limits of the formal checks (RFC 6109 §3.1.1).
 const (
 	// DefaultMaxSize is the limit on a message's size times the number of
-	// its recipients: 30 MB, as Italian law sets it.
+	// its recipients: 30 MiB, 31,457,280 bytes (the "30 MB" of the
+	// rules). The rule is exact: a message of S bytes (as received, CRLF
+	// line ends, after the dot-unstuffing of DATA) for R recipients is
+	// accepted when S × R ≤ MaxSize, and refused when S × R > MaxSize,
+	// however the excess is found: SIZE at MAIL (go-smtp's 552 5.3.4,
+	// before any transaction; MaxSize is what EHLO advertises as SIZE),
+	// the size of one message while DATA reads it (S > MaxSize), or S × R
+	// after DATA. The two after MAIL get the same treatment: an avviso di
+	// non accettazione to the titolare, a refusal entry in the ledger,
+	// and the reply 552 5.3.4 with the identificativo of the avviso, all
+	// under the reason ReasonTooLarge.
 	DefaultMaxSize = 30 << 20
 	// DefaultMaxRecipients is the largest number of recipients a message
-	// may have.
+	// may have. The punto di accesso advertises Options.MaxRecipients in
+	// EHLO (LIMITS RCPTMAX=N, RFC 9422) and enforces it exactly: N
+	// recipients are accepted, the N+1th RCPT gets 452 4.5.3.
 	DefaultMaxRecipients = 50
-	// MaxProtocolRecipients is the number of RCPT commands a session may
-	// give before the server refuses more at the protocol level; between
-	// MaxRecipients and this the message gets an avviso di non
-	// accettazione instead.
+	// MaxProtocolRecipients is the RCPTMAX of the punto di ricezione
+	// (advertised and enforced as at the punto di accesso: the 1001st
+	// RCPT of a transaction gets 452 4.5.3), and the largest
+	// Options.MaxRecipients. Another gestore sends a busta for all its
+	// recipients in our domains in one transaction.
 	MaxProtocolRecipients = 1000
 )
 
@@ -137,11 +150,12 @@ type Options struct {
 	// Hostname is the name the server gives in its greeting and Received
 	// fields; empty means the Gestore's domain.
 	Hostname string
-	// MaxSize bounds a message's size times its recipients; zero means
-	// DefaultMaxSize.
+	// MaxSize bounds a message's size times its recipients (see
+	// DefaultMaxSize for the exact rule); zero means DefaultMaxSize.
 	MaxSize int64
-	// MaxRecipients bounds the recipients of one message; zero means
-	// DefaultMaxRecipients.
+	// MaxRecipients bounds the recipients of one message submitted at the
+	// punto di accesso, advertised in EHLO as LIMITS RCPTMAX; zero means
+	// DefaultMaxRecipients, at most MaxProtocolRecipients.
 	MaxRecipients int
 	// NonPEC is the handling of ordinary mail; empty means NonPECAnomalia.
 	NonPEC NonPECPolicy
@@ -327,11 +341,11 @@ func domainOf(address string) string {
 
 // smtpServer makes a go-smtp server for one of the points, its sessions
 // under the server's limits.
-func (s *Server) smtpServer(be smtp.Backend, maxBytes int64) *smtp.Server {
+func (s *Server) smtpServer(be smtp.Backend, maxBytes int64, maxRcpts int) *smtp.Server {
 	srv := smtp.NewServer(limitedBackend{s: s, be: be})
 	srv.Domain = s.opts.Hostname
 	srv.TLSConfig = s.opts.TLS
-	srv.MaxRecipients = MaxProtocolRecipients
+	srv.MaxRecipients = maxRcpts // advertised as LIMITS RCPTMAX and enforced
 	srv.MaxMessageBytes = maxBytes
 	srv.MaxLineLength = 2000
 	srv.ReadTimeout = s.opts.Timeout
@@ -353,14 +367,14 @@ func (s *Server) ServeSubmission(ln net.Listener, implicit bool) error {
 	if implicit {
 		ln = tls.NewListener(ln, s.opts.TLS)
 	}
-	return s.smtpServer(&accessoBackend{s: s, implicitTLS: implicit}, s.opts.MaxSize).Serve(ln)
+	return s.smtpServer(&accessoBackend{s: s, implicitTLS: implicit}, s.opts.MaxSize, s.opts.MaxRecipients).Serve(ln)
 }
 
 // ServeRicezione serves the punto di ricezione on ln: other gestori (and
 // ordinary mail servers) deliver to our domains, with STARTTLS offered,
 // under the same caps and limits as ServeSubmission.
 func (s *Server) ServeRicezione(ln net.Listener) error {
-	return s.smtpServer(&ricezioneBackend{s: s}, s.opts.MaxSize).Serve(s.listen(ln, true))
+	return s.smtpServer(&ricezioneBackend{s: s}, s.opts.MaxSize, MaxProtocolRecipients).Serve(s.listen(ln, true))
 }
 
 // Close stops every SMTP server started by Serve*. The queue, ledger and

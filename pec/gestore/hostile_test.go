@@ -386,7 +386,7 @@ func TestForgedAuthorship(t *testing.T) {
 			switch {
 			case tt.ok && err != nil:
 				t.Fatalf("refused: %v", err)
-			case !tt.ok && (!errors.As(err, &se) || se.Code != 554 || !strings.Contains(se.Message, "Non accettazione")):
+			case !tt.ok && (!errors.As(err, &se) || se.Code != 554 || !strings.Contains(se.Message, "avviso di non accettazione sent")):
 				t.Fatalf("submit: %v, want 554 with an avviso di non accettazione", err)
 			}
 		})
@@ -532,7 +532,7 @@ func TestMIMEBombSubmitted(t *testing.T) {
 			before := len(p.a.messages(t, mario))
 			err := p.a.submit(t, mario, pw, []string{lucia}, strings.ReplaceAll(string(tt.msg), "\r\n", "\n"))
 			var se *smtp.SMTPError
-			if !errors.As(err, &se) || se.Code != 554 || !strings.Contains(se.Message, "Non accettazione") {
+			if !errors.As(err, &se) || se.Code != 554 || !strings.Contains(se.Message, "avviso di non accettazione sent") {
 				t.Fatalf("submit: %v, want 554 with an avviso di non accettazione", err)
 			}
 			waitFor(t, "the avviso", 20*time.Second, func() (bool, error) {

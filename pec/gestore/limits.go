@@ -1,6 +1,7 @@
 package gestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,18 +60,9 @@ const (
 // smtpRefusal is what a connection over connlimit's caps reads.
 const smtpRefusal = "421 4.7.0 Too many connections, try again later\r\n"
 
-// The fixed replies of the limits: no reply carries an error's text, which
-// could name internal addresses ("read tcp 10.0.0.5:25->...: i/o timeout").
-var (
-	errDataBusy = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
-		Message: "Too many messages in transfer, try again later"}
-	errDataTimeout = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-		Message: "Timeout reading the message, try again later"}
-	errDataRead = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0},
-		Message: "Connection error reading the message, try again later"}
-	errLocal = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-		Message: "Local error, try again later"}
-)
+// The outcomes of the limits have fixed replies (see replies): no reply
+// carries an error's text, which could name internal addresses ("read tcp
+// 10.0.0.5:25->...: i/o timeout").
 
 // limits are the shared state of the limits of one Server: its DATA slots
 // and its memory budget.
@@ -226,6 +218,7 @@ func (l *limitedSession) Data(r io.Reader) error {
 		if n, ok := l.inner.(dataRefusalNoter); ok {
 			return n.noteDataRefusal(err)
 		}
+		return publicError(err)
 	}
 	return err
 }
@@ -240,7 +233,7 @@ type dataRefusalNoter interface {
 func (l *limitedSession) data(r io.Reader) (inner bool, err error) {
 	if !l.s.lim.data.take(l.key) {
 		l.s.log.Info("smtp: DATA refused, too many messages in transfer", "remote", l.key)
-		return false, errDataBusy
+		return false, outcome(ReasonBusy, "", nil)
 	}
 	defer l.s.lim.data.release(l.key)
 	sp, err := l.s.spool(&deadlineReader{r: r, c: l.c, d: l.s.opts.Timeout})
@@ -254,49 +247,48 @@ func (l *limitedSession) data(r io.Reader) (inner bool, err error) {
 		cancel()
 		if err != nil {
 			l.s.log.Warn("smtp: no memory to process a message in time", "remote", l.key, "size", sp.size)
-			return false, errDataBusy
+			return false, outcome(ReasonBusy, "", err)
 		}
 		defer l.s.lim.memory.release(sp.size)
 	}
 	msg, err := sp.bytes()
 	if err != nil {
 		l.s.log.Error("smtp: read the spooled message", "err", err)
-		return false, errLocal
+		return false, outcome(ReasonLocal, "", err)
 	}
 	return true, l.scrub("DATA", l.inner.Data(&body{msg: msg}))
 }
 
-// readError maps a failure to read the message to a fixed reply.
+// readError maps a failure to read the message to an outcome: go-smtp's
+// size limit is the size rule's (see Server.tooLarge).
 func (l *limitedSession) readError(err error) error {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se // the size limit's 552, from go-smtp
+	if o := fromSessionError(err); o.Reason == ReasonTooLarge {
+		l.s.log.Info("smtp: message too large", "remote", l.key, "max", l.s.opts.MaxSize)
+		return l.s.tooLarge(err)
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		l.s.log.Info("smtp: timeout reading a message", "remote", l.key)
-		return errDataTimeout
+		return outcome(ReasonDataTimeout, "", err)
 	}
 	if errors.Is(err, errSpool) {
 		l.s.log.Error("smtp: spool a message", "err", err)
 		return deferred("spool", err)
 	}
 	l.s.log.Info("smtp: error reading a message", "remote", l.key, "err", err)
-	return errDataRead
+	return outcome(ReasonDataRead, "", err)
 }
 
-// scrub passes SMTP errors through and replaces any other error, whose
-// text could carry internal detail, with a fixed reply.
+// scrub passes replies through and makes any other error a reply (see
+// publicError), logging the errors that are not the engine's outcomes.
 func (l *limitedSession) scrub(cmd string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se
+	if o := (*Outcome)(nil); !errors.As(err, &o) && !isReply(err) {
+		l.s.log.Error("smtp: "+cmd, "remote", l.key, "err", err)
 	}
-	l.s.log.Error("smtp: "+cmd, "remote", l.key, "err", err)
-	return errLocal
+	return publicError(err)
 }
 
 // limitedAuthSession is a limitedSession whose session authenticates.
@@ -377,7 +369,7 @@ func (s *Server) spool(r io.Reader) (*spooled, error) {
 			return &spooled{head: head, size: int64(len(head))}, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, &unreadMessage{err: err, head: bytes.Clone(head[:min(len(head), maxHeadKept)])}
 		}
 	}
 	f, err := os.CreateTemp(s.opts.SpoolDir, "data-*")
@@ -403,15 +395,33 @@ func (s *Server) spool(r io.Reader) (*spooled, error) {
 		return n, err
 	}), onlyReader{r}, head[:cap(head)])
 	if err != nil {
-		sp.close()
 		if werr != nil {
+			sp.close()
 			return nil, fmt.Errorf("%w: write: %w", errSpool, werr)
 		}
-		return nil, err
+		kept := make([]byte, maxHeadKept)
+		n, _ := f.ReadAt(kept, 0) // what was written, up to maxHeadKept
+		sp.close()
+		return nil, &unreadMessage{err: err, head: kept[:n]}
 	}
 	sp.size = int64(len(head)) + rest
 	return sp, nil
 }
+
+// maxHeadKept is how much of a message that could not be read to its end
+// spool keeps: enough for its header, which the avviso di non
+// accettazione of a message too large quotes (its Subject).
+const maxHeadKept = 64 << 10
+
+// unreadMessage is the error of a message that could not be read to its
+// end (too large, a timeout, a lost connection), with its first bytes.
+type unreadMessage struct {
+	err  error
+	head []byte
+}
+
+func (u *unreadMessage) Error() string { return u.err.Error() }
+func (u *unreadMessage) Unwrap() error { return u.err }
 
 // onlyReader hides any WriterTo of the reader, so that io.CopyBuffer uses
 // the buffer given.

@@ -213,8 +213,7 @@ func (s *Server) deliver(ctx context.Context, it queue.Item) error {
 	} else {
 		var refused []rcptRefusal
 		refused, err = s.sendSMTP(ctx, it)
-		var se *smtp.SMTPError
-		if errors.As(err, &se) && !se.Temporary() {
+		if isPermanentReply(err) {
 			s.log.Error("gestore: delivery refused", "item", it.ID, "destination", it.Destination, "err", err)
 			err = &queue.PermanentError{Err: err}
 		}
@@ -244,14 +243,17 @@ func (s *Server) deliver(ctx context.Context, it queue.Item) error {
 }
 
 // receiveLocal hands a message for our own domains to the punto di
-// ricezione. A refusal 5xx is permanent.
+// ricezione, and maps its outcome to the queue's: a permanent refusal is
+// a queue.PermanentError, a temporary one an error to try again.
 func (s *Server) receiveLocal(ctx context.Context, it queue.Item) error {
-	err := s.receive(ctx, it.From, it.To, it.Message, it.ID)
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && !se.Temporary() {
-		return &queue.PermanentError{Err: err}
+	o := s.receive(ctx, it.From, it.To, it.Message, it.ID)
+	switch o.Kind() {
+	case Success:
+		return nil
+	case Permanent:
+		return &queue.PermanentError{Err: o}
 	}
-	return err
+	return o
 }
 
 // route returns the SMTP servers of domain, best first.
@@ -290,8 +292,7 @@ func (s *Server) sendSMTP(ctx context.Context, it queue.Item) (refused []rcptRef
 		if err == nil {
 			return refused, nil
 		}
-		var se *smtp.SMTPError
-		if errors.As(err, &se) && !se.Temporary() {
+		if isPermanentReply(err) {
 			return nil, err
 		}
 		if !errors.Is(err, errUnreachable) {
@@ -308,7 +309,7 @@ func (s *Server) sendSMTP(ctx context.Context, it queue.Item) (refused []rcptRef
 // rcptRefusal is a recipient refused for good at RCPT.
 type rcptRefusal struct {
 	address string
-	reply   *smtp.SMTPError
+	reply   error // the server's reply (see replyText)
 }
 
 // errUnreachable is wrapped by the errors of dial: the server could not
@@ -347,12 +348,11 @@ func (s *Server) sendTo(ctx context.Context, addr string, requireTLS bool, it qu
 			_ = ic.conn.SetDeadline(dl)
 		}
 		refused, err := transact(ic.c, it)
-		var se *smtp.SMTPError
 		switch {
 		case err == nil:
 			s.putIdle(addr, ic)
 			return refused, nil
-		case errors.As(err, &se):
+		case isReply(err):
 			// The server answered: the session is sound, the message
 			// refused or deferred.
 			if ic.c.Reset() == nil {
@@ -382,12 +382,11 @@ func transact(c *smtp.Client, it queue.Item) (refused []rcptRefusal, err error) 
 	var first error
 	for _, rcpt := range it.To {
 		err := c.Rcpt(rcpt, nil)
-		var se *smtp.SMTPError
 		switch {
 		case err == nil:
 			continue
-		case errors.As(err, &se) && !se.Temporary():
-			refused = append(refused, rcptRefusal{address: rcpt, reply: se})
+		case isPermanentReply(err):
+			refused = append(refused, rcptRefusal{address: rcpt, reply: err})
 			if first == nil {
 				first = fmt.Errorf("RCPT %s: %w", rcpt, err)
 			}
@@ -537,7 +536,7 @@ func (s *Server) recipientsRefused(ctx context.Context, it queue.Item, refused [
 	var events []ledger.Event
 	for _, r := range refused {
 		errore, text := daticert.ErroreAltro, replyText(r.reply)
-		if r.reply.EnhancedCode[0] == 5 && r.reply.EnhancedCode[1] == 1 {
+		if isNoSuchRecipient(r.reply) {
 			errore = daticert.ErroreNoDest
 		}
 		b, err := s.g.MancataConsegna(tx, r.address, errore, truncate(oneLine(text), 300))

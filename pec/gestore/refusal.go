@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +33,8 @@ import (
 // it differs, is in Details "mail_from"; the reverse path at the punto di
 // ricezione), the recipients concerned (Destinatari: the refused ones,
 // or all of the transaction's for a refused DATA), and in Details the
-// point ("accesso" or "ricezione"), the first reply ("codice", "motivo"),
+// point ("accesso" or "ricezione"), the first reply ("codice", "motivo")
+// and the Reason of its outcome ("causa", as the avviso's entry has it),
 // how many there were ("rifiuti"), the first maxRefusalLines of them
 // ("elenco") and the client's IP address ("remoto"). So that no client
 // can grow the ledger without bound, at most refusalBurst entries are
@@ -90,13 +90,15 @@ func (l *refusalLimiter) take(now time.Time) (bool, int) {
 type refusedReply struct {
 	command string // MAIL, RCPT or DATA
 	arg     string // the address of MAIL or RCPT
-	err     *smtp.SMTPError
+	err     error  // the reply (see publicError)
+	reason  Reason // the outcome's, if the refusal was the engine's
 }
 
 // recordingSession wraps the smtp.Session of a point and records its
-// refusals (see the rule above). It also makes sure that a reply never
-// carries the text of an internal error (socket addresses, file names):
-// an error that is not an *smtp.SMTPError becomes a generic one.
+// refusals (see the rule above). It is where the outcomes of the engine
+// become replies (see reply): an error that is not an outcome, and could
+// carry the text of an internal error (socket addresses, file names),
+// becomes a generic one.
 type recordingSession struct {
 	smtp.Session
 	s      *Server
@@ -133,38 +135,33 @@ func (r *recordingAuthSession) AuthMechanisms() []string { return r.auth.AuthMec
 
 func (r *recordingAuthSession) Auth(mech string) (sasl.Server, error) { return r.auth.Auth(mech) }
 
-// publicError returns err as a reply fit for a client: an *smtp.SMTPError
-// as it is, anything else as a generic temporary failure whose text says
-// nothing of the server's insides.
-func publicError(err error) *smtp.SMTPError {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout reading the message"}
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection lost reading the message"}
-	}
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local failure, try again later"}
-}
-
 func (r *recordingSession) note(command, arg string, err error) error {
 	se := publicError(err)
+	var reason Reason
+	if o := (*Outcome)(nil); errors.As(err, &o) {
+		reason = o.Reason
+	} else {
+		reason = fromSessionError(err).Reason
+	}
 	r.mu.Lock()
-	r.refused = append(r.refused, refusedReply{command: command, arg: arg, err: se})
+	r.refused = append(r.refused, refusedReply{command: command, arg: arg, err: se, reason: reason})
 	r.mu.Unlock()
 	return se
+}
+
+// isSuccess reports whether err is an outcome of success: a message
+// accepted, which the reply states with its identificativo.
+func isSuccess(err error) bool {
+	var o *Outcome
+	return errors.As(err, &o) && o.Kind() == Success
 }
 
 func (r *recordingSession) Mail(from string, opts *smtp.MailOptions) error {
 	r.flush()
 	err := r.Session.Mail(from, opts)
-	if errors.Is(err, smtp.ErrAuthRequired) {
+	if o := (*Outcome)(nil); errors.As(err, &o) && o.Reason == ReasonAuthRequired {
 		// Not a transaction: no MAIL FROM was taken.
-		return err
+		return publicError(err)
 	}
 	r.mu.Lock()
 	r.from = from
@@ -188,18 +185,33 @@ func (r *recordingSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (r *recordingSession) Data(rd io.Reader) error {
-	if err := r.Session.Data(rd); err != nil {
+	err := r.Session.Data(rd)
+	if err != nil && !isSuccess(err) {
 		err = r.note("DATA", "", err)
 		r.flush()
 		return err
 	}
 	r.flush()
+	if err != nil {
+		return publicError(err) // 250 with the identificativo
+	}
 	return nil
 }
 
+// dataRefusalHandler is a session that acts on a refusal of its message
+// made before it saw it (see accessoSession.refusedData).
+type dataRefusalHandler interface {
+	refusedData(o *Outcome) *Outcome
+}
+
 // noteDataRefusal records a refusal of DATA made around the session,
-// before it saw the message, and ends the transaction.
+// before it saw the message, and ends the transaction. The session may
+// act on it first: a message too large at the punto di accesso gets its
+// avviso di non accettazione.
 func (r *recordingSession) noteDataRefusal(err error) error {
+	if h, ok := r.Session.(dataRefusalHandler); ok {
+		err = h.refusedData(fromSessionError(err))
+	}
 	err = r.note("DATA", "", err)
 	r.flush()
 	return err
@@ -247,7 +259,8 @@ func (r *recordingSession) flush() {
 	details := map[string]string{
 		"punto":   r.punto,
 		"codice":  replyCode(refused[0].err),
-		"motivo":  truncate(oneLine(refused[0].err.Message), 1024),
+		"causa":   string(refused[0].reason),
+		"motivo":  truncate(oneLine(replyMessage(refused[0].err)), 1024),
 		"rifiuti": strconv.Itoa(len(refused)),
 		"elenco":  strings.Join(lines, "\n"),
 	}
@@ -265,18 +278,6 @@ func (r *recordingSession) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.Timeout)
 	defer cancel()
 	r.s.recordRefusal(ctx, from, rcpts, nil, "", details)
-}
-
-func replyCode(e *smtp.SMTPError) string {
-	c := strconv.Itoa(e.Code)
-	if e.EnhancedCode != smtp.NoEnhancedCode && e.EnhancedCode != (smtp.EnhancedCode{}) {
-		c += fmt.Sprintf(" %d.%d.%d", e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2])
-	}
-	return c
-}
-
-func replyText(e *smtp.SMTPError) string {
-	return replyCode(e) + " " + truncate(oneLine(e.Message), 300)
 }
 
 // recordRefusal appends a refusal entry, unless the limiter suppresses it

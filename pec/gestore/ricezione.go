@@ -48,18 +48,18 @@ func (r *ricezioneSession) Mail(from string, _ *smtp.MailOptions) error {
 
 func (r *ricezioneSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !r.mail {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
+		return outcome(ReasonMailFirst, "", nil)
 	}
 	if strings.ContainsFunc(to, func(c rune) bool { return c < ' ' || c == 0x7f }) {
-		return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+		return outcome(ReasonRecipientSyntax, "", nil)
 	}
 	if !r.s.ours(to) {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: not a domain of this gestore"}
+		return outcome(ReasonRelay, "", nil)
 	}
 	if !validPath(to) {
 		// A form no mailbox of ours can have: a quoted local part
 		// ("anna@example.org"@our.domain), a route, non-ASCII.
-		return errNoSuchMailbox
+		return outcome(ReasonNoMailbox, "", nil)
 	}
 	to = strings.ToLower(to)
 	if !r.s.opts.Index.IsManagedDomain(domainOf(r.from)) {
@@ -74,16 +74,12 @@ func (r *ricezioneSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 			r.s.log.Error("ricezione: mailbox lookup", "err", err)
 			return deferred("mailbox store", err)
 		case !ok:
-			return errNoSuchMailbox
+			return outcome(ReasonNoMailbox, "", nil)
 		}
 	}
 	r.rcpts = append(r.rcpts, to)
 	return nil
 }
-
-// errNoSuchMailbox is the reply to a RCPT naming an address of our
-// domains that is not a mailbox of ours.
-var errNoSuchMailbox = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such mailbox"}
 
 // validPath reports whether an envelope address is a plain
 // local-part@domain of printable ASCII, with a local part that is a
@@ -141,7 +137,7 @@ func (s *Server) isMailbox(ctx context.Context, address string) (bool, error) {
 
 func (r *ricezioneSession) Data(rd io.Reader) error {
 	if !r.mail || len(r.rcpts) == 0 {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL and RCPT first"}
+		return outcome(ReasonRcptFirst, "", nil)
 	}
 	msg, err := readBody(rd)
 	if err != nil {
@@ -149,7 +145,10 @@ func (r *ricezioneSession) Data(rd io.Reader) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.Timeout)
 	defer cancel()
-	return r.s.receive(ctx, r.from, r.rcpts, msg, "")
+	if o := r.s.receive(ctx, r.from, r.rcpts, msg, ""); o != nil {
+		return o
+	}
+	return accepted("")
 }
 
 func (r *ricezioneSession) Reset() {
@@ -166,9 +165,13 @@ func (r *ricezioneSession) Logout() error { return nil }
 // ricevuta, a busta di anomalia, a busta di trasporto of ours, replayed)
 // is never filed as it is: it becomes a busta di anomalia, recorded in the
 // ledger like any other. A message of ours (key not empty) that cannot be
-// read back is refused permanently (554), never wrapped again: the queue
-// then records its drop.
-func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg []byte, key string) error {
+// read back is refused permanently (ReasonOwnUnreadable), never wrapped
+// again: the queue then records its drop.
+//
+// The outcome is nil or ReasonOK (with the identificativo of the busta
+// taken in charge, of the busta di anomalia made, or of the notice) when
+// the message was taken.
+func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg []byte, key string) *Outcome {
 	at := s.now()
 	opts := pec.ParseOptions{MaxMessageSize: s.opts.MaxSize}
 	if key != "" {
@@ -180,28 +183,28 @@ func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg [
 	if err != nil {
 		if key != "" {
 			s.log.Error("ricezione: a message of ours cannot be read back", "item", key, "err", err)
-			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message of this gestore unreadable: " + oneLine(err.Error())}
+			return outcome(ReasonOwnUnreadable, "", err)
 		}
 		if errors.Is(err, pec.ErrTooLarge) {
-			return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message too large"}
+			return s.tooLarge(err)
 		}
-		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio non è leggibile ("+err.Error()+")")
+		return s.anomalia(ctx, from, rcpts, msg, at, outcome(ReasonAnomaliaUnreadable, "", err))
 	}
 	if m.Kind == pec.KindNotPEC || !m.Signed {
 		if m.Kind == pec.KindNotPEC {
 			return s.ordinary(ctx, from, rcpts, msg, at, key)
 		}
-		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio di posta certificata non è firmato")
+		return s.anomalia(ctx, from, rcpts, msg, at, outcome(ReasonAnomaliaUnsigned, "", nil))
 	}
-	provider, reason := s.checkSignature(m, at)
-	if reason != "" {
-		return s.anomalia(ctx, from, rcpts, msg, at, reason)
+	provider, why := s.checkSignature(m, at)
+	if why != nil {
+		return s.anomalia(ctx, from, rcpts, msg, at, why)
 	}
 	if key == "" && provider.Name == s.g.Name() {
-		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio è firmato da questo gestore ma proviene dall'esterno (replay)")
+		return s.anomalia(ctx, from, rcpts, msg, at, outcome(ReasonAnomaliaReplay, "", nil))
 	}
 	if !m.Consistent() {
-		return s.anomalia(ctx, from, rcpts, msg, at, "il messaggio di posta certificata non è corretto: "+strings.Join(m.Problems, "; "))
+		return s.anomalia(ctx, from, rcpts, msg, at, outcome(ReasonAnomaliaInconsistent, "", errors.New(strings.Join(m.Problems, "; "))))
 	}
 	if m.Kind == pec.KindBustaTrasporto {
 		return s.receiveBusta(ctx, m, provider, rcpts, at)
@@ -211,28 +214,31 @@ func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg [
 
 // checkSignature verifies m's signature against the indice dei gestori and
 // returns the provider that signed it, or why it is not to be trusted.
-func (s *Server) checkSignature(m *pec.Message, at time.Time) (*igpec.Provider, string) {
+func (s *Server) checkSignature(m *pec.Message, at time.Time) (*igpec.Provider, *Outcome) {
 	if m.Signer == nil {
-		return nil, "la firma del messaggio non è leggibile"
+		return nil, outcome(ReasonAnomaliaNoSignature, "", nil)
 	}
 	provider, err := s.opts.Index.ProviderByCertificate(m.Signer)
 	if err != nil {
-		return nil, "il messaggio è firmato da un certificato che non appartiene a un gestore dell'indice dei gestori di posta certificata"
+		return nil, outcome(ReasonAnomaliaUnknownSigner, "", err)
 	}
 	// The index lists this very certificate: it is the anchor, and the
 	// signature over the message is what remains to check.
 	res, err := m.Verify(smime.VerifyOptions{Roots: []*x509.Certificate{m.Signer}, CurrentTime: at})
 	if err != nil || (res != nil && len(res.Reasons) > 0) {
 		s.log.Info("ricezione: signature refused", "signer", m.Signer.Subject.String(), "err", err)
-		return nil, "la firma del messaggio non è valida"
+		if err == nil {
+			err = fmt.Errorf("%v", res.Reasons)
+		}
+		return nil, outcome(ReasonAnomaliaBadSignature, "", err)
 	}
-	return provider, ""
+	return provider, nil
 }
 
 // ordinary handles mail that is not PEC as each recipient's policy says.
 // A recipient who refuses ordinary mail makes the whole message refused:
 // after DATA, SMTP cannot answer recipient by recipient.
-func (s *Server) ordinary(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, key string) error {
+func (s *Server) ordinary(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, key string) *Outcome {
 	var anomalia, refused []string
 	var items []queue.Item
 	for _, r := range rcpts {
@@ -241,8 +247,8 @@ func (s *Server) ordinary(ctx context.Context, from string, rcpts []string, msg 
 		case NonPECReject:
 			refused = append(refused, r)
 		case NonPECFolder:
-			if err := s.fileOrdinary(ctx, r, msg, at, key); err != nil {
-				return err
+			if o := s.fileOrdinary(ctx, r, msg, at, key); o != nil {
+				return o
 			}
 		case NonPECForward:
 			items = append(items, queue.Item{
@@ -258,8 +264,7 @@ func (s *Server) ordinary(ctx context.Context, from string, rcpts []string, msg 
 		}
 	}
 	if len(refused) > 0 {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-			Message: "Mailbox accepts certified mail (PEC) only: " + strings.Join(refused, ", ")}
+		return outcome(ReasonPECOnly, strings.Join(refused, ", "), nil)
 	}
 	if len(items) > 0 {
 		// Ordinary mail is not PEC: no ledger event, but durable before
@@ -270,14 +275,14 @@ func (s *Server) ordinary(ctx context.Context, from string, rcpts []string, msg 
 		}
 	}
 	if len(anomalia) > 0 {
-		return s.anomalia(ctx, from, anomalia, msg, at, "il messaggio non è un messaggio di posta certificata")
+		return s.anomalia(ctx, from, anomalia, msg, at, outcome(ReasonAnomaliaNotPEC, "", nil))
 	}
 	return nil
 }
 
 // fileOrdinary files ordinary mail in rcpt's NonPECFolderName folder,
 // creating it the first time.
-func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at time.Time, key string) error {
+func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at time.Time, key string) *Outcome {
 	k := key
 	if k == "" {
 		k = digestKey("ordinaria", msg, rcpt)
@@ -295,7 +300,7 @@ func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at t
 	case err == nil, errors.Is(err, mailstore.ErrNoSuchMailbox), errors.Is(err, mailstore.ErrInvalid):
 		return nil
 	case errors.Is(err, mailstore.ErrOverQuota):
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"}
+		return outcome(ReasonMailboxFull, rcpt, err)
 	default:
 		s.log.Error("ricezione: file ordinary mail", "to", rcpt, "err", err)
 		return deferred("mailbox store", err)
@@ -310,8 +315,13 @@ func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at t
 // thousands of nested or of hundreds of thousands of parts, a header of
 // 100,000 fields) is built again around an opaque copy of the message
 // (see opaqueOriginal), which no parser descends into. If even that
-// cannot be built, the message is refused for good (554), never deferred.
-func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, reason string) error {
+// cannot be built, the message is refused for good
+// (ReasonAnomaliaImpossible), never deferred.
+//
+// The busta states why's Italian sentence; its technical detail is only
+// logged.
+func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, why *Outcome) *Outcome {
+	reason := why.Testo
 	b, err := s.g.BustaAnomalia(pec.Anomalia{Received: msg, Mittente: from, Time: at, Reason: reason})
 	if err == nil {
 		if _, perr := pec.Parse(b.Message, pec.ParseOptions{}); perr != nil {
@@ -333,7 +343,7 @@ func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg 
 	}
 	if err != nil {
 		s.log.Error("ricezione: busta di anomalia", "err", err)
-		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message refused: it cannot be wrapped in a busta di anomalia"}
+		return outcome(ReasonAnomaliaImpossible, "", err)
 	}
 	tx := &pec.Transaction{Identificativo: b.MessageID, Time: at, Mittente: from}
 	if hm, err := mail.ReadMessage(bytes.NewReader(msg)); err == nil {
@@ -355,6 +365,7 @@ func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg 
 	}
 	ev := event(ledger.KindBustaAnomalia, tx, s.g.Name(), b.Message, b.MessageID)
 	ev.Details["motivo"] = truncate(reason, 1024)
+	ev.Details["causa"] = string(why.Reason)
 	received := sha256.Sum256(msg)
 	ev.Details["sha256_ricevuto"] = hex.EncodeToString(received[:])
 	if len(rcpts) > 0 {
@@ -373,24 +384,23 @@ func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg 
 		s.log.Error("ricezione: commit anomalia", "err", err)
 		return deferred("ledger", err)
 	}
-	s.log.Info("ricezione: busta di anomalia", "identificativo", b.MessageID, "reason", reason)
-	return nil
+	s.log.Info("ricezione: busta di anomalia", "identificativo", b.MessageID, "causa", why.Reason, "detail", why.Detail)
+	return accepted(b.MessageID)
 }
 
 // receiveBusta takes a busta di trasporto in charge: the ricevuta di presa
 // in carico to the mittente's gestore, then the punto di consegna for each
 // of our recipients, all recorded in one ledger append.
-func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igpec.Provider, rcpts []string, at time.Time) error {
+func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igpec.Provider, rcpts []string, at time.Time) *Outcome {
 	tx, err := pec.TransactionFromBusta(m, at)
 	if err != nil {
-		return s.anomalia(ctx, "", rcpts, m.Raw, at, "la busta di trasporto non è corretta: "+err.Error())
+		return s.anomalia(ctx, "", rcpts, m.Raw, at, outcome(ReasonAnomaliaBadBusta, "", err))
 	}
 	// A recipient of the envelope that the daticert does not name can
 	// never be served: refused for good, whatever the sender retries.
 	for _, r := range rcpts {
 		if !isDestinatario(tx, r) {
-			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
-				Message: "Recipient " + oneLine(r) + " is not among the destinatari of the busta di trasporto"}
+			return outcome(ReasonNotDestinatario, r, nil)
 		}
 	}
 	entries, err := s.entriesOf(ctx, tx.Identificativo)
@@ -402,7 +412,7 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 	if len(find(entries, func(e *ledger.Entry) bool {
 		return e.Kind == ledger.KindPresaInCarico && e.Gestore == s.g.Name() && coversAll(e.Details["ricezione"], rcpts)
 	})) > 0 {
-		return nil
+		return accepted(tx.Identificativo)
 	}
 	bustaSum := sha256.Sum256(m.Raw)
 	if s.opts.Scanner != nil {
@@ -416,7 +426,10 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 			if err != nil {
 				return deferred("quarantine", err)
 			}
-			return s.virusFound(ctx, tx, provider, rcpts, res.Virus, bustaSum, q)
+			if o := s.virusFound(ctx, tx, provider, rcpts, res.Virus, bustaSum, q); o != nil {
+				return o
+			}
+			return accepted(tx.Identificativo)
 		}
 	}
 
@@ -504,13 +517,13 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 		return deferred("ledger", err)
 	}
 	s.log.Info("ricezione: presa in carico", "identificativo", tx.Identificativo, "destinatari", len(rcpts), "gestore_mittente", provider.Name)
-	return nil
+	return accepted(tx.Identificativo)
 }
 
 // virusFound handles a busta in which the scanner found a virus (RFC 6109
 // §3.2.3): no delivery, and one avviso di rilevazione virus per recipient
 // to the mittente's gestore.
-func (s *Server) virusFound(ctx context.Context, tx *pec.Transaction, provider *igpec.Provider, rcpts []string, virus string, bustaSum [32]byte, details map[string]string) error {
+func (s *Server) virusFound(ctx context.Context, tx *pec.Transaction, provider *igpec.Provider, rcpts []string, virus string, bustaSum [32]byte, details map[string]string) *Outcome {
 	var items []queue.Item
 	var events []ledger.Event
 	for _, rcpt := range rcpts {
@@ -542,14 +555,18 @@ func (s *Server) virusFound(ctx context.Context, tx *pec.Transaction, provider *
 // receiveNotice handles a ricevuta or avviso, or a busta di anomalia we
 // made ourselves: those signed by another gestore are recorded in the
 // ledger, and those addressed to our titolari are put in their mailboxes.
-func (s *Server) receiveNotice(ctx context.Context, m *pec.Message, provider *igpec.Provider, rcpts []string, at time.Time, key string) error {
+func (s *Server) receiveNotice(ctx context.Context, m *pec.Message, provider *igpec.Provider, rcpts []string, at time.Time, key string) *Outcome {
+	var id string
+	if m.Daticert != nil {
+		id = m.Daticert.Identificativo
+	}
 	if provider.Name != s.g.Name() {
-		done, err := s.recordNotice(ctx, m, provider, at)
-		if err != nil {
-			return err
+		done, o := s.recordNotice(ctx, m, provider, at)
+		if o != nil {
+			return o
 		}
 		if done {
-			return nil
+			return accepted(id)
 		}
 	}
 	for _, r := range rcpts {
@@ -570,20 +587,20 @@ func (s *Server) receiveNotice(ctx context.Context, m *pec.Message, provider *ig
 			// again once the titolare has made room. Recipients already
 			// served are not served twice (delivery keys).
 			s.log.Warn("ricezione: notice for a full mailbox, deferred", "to", r, "kind", m.Kind)
-			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "Mailbox full, try again later"}
+			return outcome(ReasonMailboxBusy, r, err)
 		default:
 			s.log.Error("ricezione: deliver notice", "to", r, "err", err)
 			return deferred("mailbox store", err)
 		}
 	}
-	return nil
+	return accepted(id)
 }
 
 // recordNotice records a ricevuta or avviso another gestore sent us. For
 // an avviso di rilevazione virus it also emits the avviso di mancata
 // consegna per virus to our mittente, which replaces the notice's delivery
 // (done is true).
-func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igpec.Provider, at time.Time) (done bool, err error) {
+func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igpec.Provider, at time.Time) (done bool, o *Outcome) {
 	d := m.Daticert
 	if d == nil {
 		return false, nil
@@ -628,6 +645,7 @@ func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igp
 		ev.Details["errore"] = string(d.Errore)
 	}
 	if s.ours(d.Mittente) {
+		var err error
 		if ev.ArchiveKey, err = s.archive(ctx, strings.ToLower(d.Mittente), m.Kind, tx, m.Raw); err != nil {
 			return false, deferred("archive", err)
 		}

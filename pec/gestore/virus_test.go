@@ -60,7 +60,7 @@ func TestVirus(t *testing.T) {
 		p.b.addMailbox(t, lucia, pw, 0)
 		err := p.a.submit(t, mario, pw, []string{lucia}, infectedMessage(mario, lucia))
 		var se *smtp.SMTPError
-		if !errors.As(err, &se) || se.Code != 554 || !strings.Contains(se.Message, "virus") {
+		if !errors.As(err, &se) || se.Code != 554 || !strings.Contains(se.Message, "Virus found") {
 			t.Fatalf("submit: %v, want 554 for a virus", err)
 		}
 		m := p.a.waitKinds(t, mario, pec.KindNonAccettazioneVirus)[0]
@@ -265,7 +265,7 @@ func TestHostileClients(t *testing.T) {
 		want   []string // a substring of each reply, "" for any
 	}{
 		{"auth before TLS", func() string { return p.a.submission }, []string{"EHLO x", "AUTH PLAIN " + plain(mario, pw)}, []string{"250", "523"}},
-		{"mail before auth", func() string { return p.a.submission }, []string{"EHLO x", "MAIL FROM:<" + mario + ">"}, []string{"250", "5.7.0"}},
+		{"mail before auth", func() string { return p.a.submission }, []string{"EHLO x", "MAIL FROM:<" + mario + ">"}, []string{"250", "530 5.7.0 Authentication required"}},
 		{"relay refused", func() string { return p.b.ricezione }, []string{"EHLO x", "MAIL FROM:<x@example.org>", "RCPT TO:<y@example.org>"}, []string{"250", "250", "550"}},
 		{"over-long line", func() string { return p.b.ricezione }, []string{"EHLO x", strings.Repeat("A", 100000)}, []string{"250", "500"}},
 		{"unknown command", func() string { return p.b.ricezione }, []string{"EHLO x", "FOO BAR"}, []string{"250", "501"}},
