@@ -101,9 +101,6 @@ func ParseRanges(s string) ([][2]uint64, error) { return evidence.ParseRanges(s)
 
 func rangesContain(rs [][2]uint64, seq uint64) bool { return evidence.RangesContain(rs, seq) }
 
-// errNotCanonical is evidence.ErrNotCanonical.
-var errNotCanonical = evidence.ErrNotCanonical
-
 // encodedEvent is an event pre-encoded by the appender (evidence.Prepare),
 // with its index postings.
 type encodedEvent struct {

@@ -16,7 +16,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
 
-	"github.com/custode/custode/tsa"
+	"github.com/custode/custode/ledger/verify"
 )
 
 // VerifyOptions say what Verify checks against.
@@ -311,13 +311,10 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	}
 	var prevCP *Checkpoint
 	for _, c := range cps {
-		if prevCP != nil {
-			if want := prevCP.Hash(); c.Prev != want {
-				add(-1, int64(c.Size), "prev %s does not match checkpoint %d (%s)",
-					hex.EncodeToString(c.Prev[:8]), prevCP.Size, hex.EncodeToString(want[:8]))
+		if prevCP != nil || from == 0 {
+			if err := c.Follows(prevCP); err != nil {
+				add(-1, int64(c.Size), "%v", checkpointProblem(err))
 			}
-		} else if c.Prev != ([32]byte{}) && from == 0 {
-			add(-1, int64(c.Size), "first checkpoint has a non-zero prev")
 		}
 		prevCP = c
 		if c.Size <= from || c.Size > to {
@@ -352,14 +349,9 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 			continue
 		}
 		if opts.TSARoots != nil {
-			sum := c.Hash()
-			info, err := tsa.Verify(c.Token, sum[:], tsa.VerifyOptions{Roots: opts.TSARoots})
-			switch {
-			case err != nil:
-				add(-1, int64(c.Size), "timestamp: %v", err)
-			case info.GenTime.Before(c.Time.Add(-time.Minute)):
-				add(-1, int64(c.Size), "timestamp %s is before the checkpoint time %s", info.GenTime, c.Time)
-			default:
+			if _, err := c.VerifyToken(opts.TSARoots); err != nil {
+				add(-1, int64(c.Size), "%v", checkpointProblem(err))
+			} else {
 				r.Timestamps++
 			}
 		}
@@ -369,6 +361,16 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	}
 	r.Elapsed = time.Since(start)
 	return r, nil
+}
+
+// checkpointProblem returns what a *verify.CheckpointError says is wrong,
+// without naming the checkpoint again: a Problem does.
+func checkpointProblem(err error) error {
+	var ce *verify.CheckpointError
+	if errors.As(err, &ce) {
+		return ce.Err
+	}
+	return err
 }
 
 // checkCheckpointEntry checks an entry of kind checkpoint against the
