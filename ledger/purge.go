@@ -99,7 +99,7 @@ func (l *Ledger) Purge(ctx context.Context, by uint64, seqs []uint64) error {
 	if pe.Kind != KindPurge {
 		return fmt.Errorf("ledger: purge: entry %d is a %s event, not a purge", by, pe.Kind)
 	}
-	ranges, err := ParseRanges(pe.Details[DetailLedgerRanges])
+	ranges, err := pe.LedgerRanges()
 	if err != nil {
 		return fmt.Errorf("ledger: purge: entry %d: %w", by, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -379,14 +378,11 @@ func checkpointProblem(err error) error {
 // none of that size, its root must be the tree's at that size. It returns
 // what is wrong, or "".
 func (l *Ledger) checkCheckpointEntry(ctx context.Context, e *Entry, cps []*Checkpoint, headSize uint64) string {
-	size, err := strconv.ParseUint(e.Details["tree_size"], 10, 64)
+	rec, err := e.Checkpoint()
 	if err != nil {
-		return fmt.Sprintf("checkpoint entry: tree_size %q is not a number", e.Details["tree_size"])
+		return fmt.Sprintf("checkpoint entry: %v", err)
 	}
-	root, err := hex.DecodeString(e.Details["root"])
-	if err != nil || len(root) != 32 {
-		return fmt.Sprintf("checkpoint entry: root %q is not 64 hex digits", e.Details["root"])
-	}
+	size, root := rec.Size, rec.Root
 	if size == 0 || size > e.Seq {
 		return fmt.Sprintf("checkpoint entry: tree_size %d, but a checkpoint covers entries before its own record (1 to %d)", size, e.Seq)
 	}
@@ -396,9 +392,9 @@ func (l *Ledger) checkCheckpointEntry(ctx context.Context, e *Entry, cps []*Chec
 		}
 		sum := c.Hash()
 		switch {
-		case !bytes.Equal(root, c.Root[:]):
+		case root != c.Root:
 			return fmt.Sprintf("checkpoint entry: root %s is not the signed checkpoint %d's (%s)", hex.EncodeToString(root[:8]), size, hex.EncodeToString(c.Root[:8]))
-		case e.Details["prev_checkpoint"] != hex.EncodeToString(c.Prev[:]):
+		case rec.Prev != c.Prev:
 			return fmt.Sprintf("checkpoint entry: prev_checkpoint is not the signed checkpoint %d's", size)
 		case e.SHA256 != nil && !bytes.Equal(e.SHA256, sum[:]):
 			return fmt.Sprintf("checkpoint entry: sha256 is not that of the signed checkpoint %d's body", size)
@@ -414,7 +410,7 @@ func (l *Ledger) checkCheckpointEntry(ctx context.Context, e *Entry, cps []*Chec
 	if err != nil {
 		return fmt.Sprintf("checkpoint entry: no signed checkpoint of size %d, and the tree at that size is unreadable: %v", size, err)
 	}
-	if !bytes.Equal(root, want[:]) {
+	if root != want {
 		return fmt.Sprintf("checkpoint entry: no signed checkpoint of size %d, and root %s is not the tree's at that size (%s): not a checkpoint the gestore made",
 			size, hex.EncodeToString(root[:8]), hex.EncodeToString(want[:8]))
 	}
@@ -436,7 +432,7 @@ func (l *Ledger) checkPurges(ctx context.Context, purged map[uint64]uint64, purg
 			}
 			if e != nil && e.Kind == KindPurge {
 				var err error
-				if rs, err = ParseRanges(e.Details[DetailLedgerRanges]); err != nil {
+				if rs, err = e.LedgerRanges(); err != nil {
 					rs = nil
 				}
 			}
