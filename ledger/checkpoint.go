@@ -1,17 +1,12 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,6 +14,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/custode/custode/ledger/verify"
 	"github.com/custode/custode/tsa"
 )
 
@@ -69,75 +65,9 @@ type CheckpointOptions struct {
 	Now func() time.Time
 }
 
-// Checkpoint commits to the first Size entries of the ledger. Its Body is
-// signed by the gestore (detached CMS) and timestamped (RFC 3161); see
-// FORMAT.md for the exact text.
-type Checkpoint struct {
-	Origin string
-	Size   uint64
-	Root   [32]byte
-	// Prev is the SHA-256 of the previous checkpoint's body, all zeros for
-	// the first checkpoint.
-	Prev [32]byte
-	Time time.Time
-
-	Body      []byte // the signed text
-	Signature []byte // detached CMS SignedData, DER
-	Token     []byte // RFC 3161 TimeStampToken over SHA-256(Body), DER; nil while pending
-}
-
-// Hash returns SHA-256(Body), the value the next checkpoint's Prev holds and
-// the imprint of the timestamp token.
-func (c *Checkpoint) Hash() [32]byte { return sha256.Sum256(c.Body) }
-
-// Pending reports whether the checkpoint still waits for its timestamp.
-func (c *Checkpoint) Pending() bool { return len(c.Token) == 0 }
-
-// checkpointBody returns the text that is signed:
-//
-//	<origin>
-//	<size>
-//	<base64 root>
-//	prev <hex SHA-256 of the previous body>
-//	time <RFC 3339 UTC, nanoseconds>
+// checkpointBody returns the text that is signed (verify.CheckpointBody).
 func checkpointBody(origin string, size uint64, root, prev [32]byte, t time.Time) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s\n%d\n%s\nprev %s\ntime %s\n", origin, size,
-		base64.StdEncoding.EncodeToString(root[:]), hex.EncodeToString(prev[:]), t.UTC().Format(timeLayout))
-	return b.Bytes()
-}
-
-// ParseCheckpointBody parses the signed text of a checkpoint. It fails
-// unless body is exactly the form FORMAT.md gives.
-func ParseCheckpointBody(body []byte) (*Checkpoint, error) {
-	lines := strings.Split(string(body), "\n")
-	if len(lines) != 6 || lines[5] != "" {
-		return nil, errors.New("ledger: checkpoint: want 5 lines ending in a newline")
-	}
-	c := &Checkpoint{Origin: lines[0], Body: append([]byte(nil), body...)}
-	var err error
-	if c.Size, err = strconv.ParseUint(lines[1], 10, 64); err != nil {
-		return nil, fmt.Errorf("ledger: checkpoint: size: %w", err)
-	}
-	root, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(root) != 32 {
-		return nil, errors.New("ledger: checkpoint: root is not 32 bytes of base64")
-	}
-	copy(c.Root[:], root)
-	prev, ok := strings.CutPrefix(lines[3], "prev ")
-	if p, err := hex.DecodeString(prev); !ok || err != nil || len(p) != 32 {
-		return nil, errors.New("ledger: checkpoint: bad prev line")
-	} else {
-		copy(c.Prev[:], p)
-	}
-	ts, ok := strings.CutPrefix(lines[4], "time ")
-	if c.Time, err = time.Parse(timeLayout, ts); !ok || err != nil {
-		return nil, errors.New("ledger: checkpoint: bad time line")
-	}
-	if !bytes.Equal(checkpointBody(c.Origin, c.Size, c.Root, c.Prev, c.Time), body) {
-		return nil, fmt.Errorf("ledger: checkpoint: %w", errNotCanonical)
-	}
-	return c, nil
+	return verify.CheckpointBody(origin, size, root, prev, t)
 }
 
 type checkpointRecord struct {
@@ -233,29 +163,6 @@ func (l *Ledger) LatestCheckpoint(ctx context.Context) (*Checkpoint, error) {
 		return nil, fmt.Errorf("ledger: latest checkpoint: %w", err)
 	}
 	return c, nil
-}
-
-// WriteFiles writes the checkpoint to dir as checkpoint-<size>.txt (the
-// signed body), .p7s (the detached CMS signature, DER) and, once stamped,
-// .tsr (the RFC 3161 token, DER), and returns the paths written.
-func (c *Checkpoint) WriteFiles(dir string) ([]string, error) {
-	base := filepath.Join(dir, fmt.Sprintf("checkpoint-%d", c.Size))
-	files := []struct {
-		ext  string
-		data []byte
-	}{{".txt", c.Body}, {".p7s", c.Signature}, {".tsr", c.Token}}
-	var paths []string
-	for _, f := range files {
-		if len(f.data) == 0 {
-			continue
-		}
-		p := base + f.ext
-		if err := os.WriteFile(p, f.data, 0o644); err != nil {
-			return paths, fmt.Errorf("ledger: write checkpoint %d: %w", c.Size, err)
-		}
-		paths = append(paths, p)
-	}
-	return paths, nil
 }
 
 // checkpointer makes checkpoints in the background and keeps trying to

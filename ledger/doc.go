@@ -6,4 +6,12 @@
 // RFC 6962/9162 Merkle tree whose signed, timestamped checkpoints let a third
 // party verify any single entry years later. [Ledger.Append] returns only once
 // the entries are durable on disk; concurrent appenders share fsyncs.
+//
+// The event schema and the canonical form are package
+// [github.com/custode/custode/ledger/evidence]; the checks that need no
+// database (tree hashes, proofs, the chain, checkpoint bodies, signatures and
+// tokens, sealed segments) are package
+// [github.com/custode/custode/ledger/verify]. This package is the engine that
+// stores entries and checkpoints and calls those checks; its names for their
+// types ([Entry], [Event], [Checkpoint], [Segment], …) are aliases.
 package ledger

@@ -249,7 +249,7 @@ func (q *Query) Matches(e *Entry) bool {
 	if q.Kind != "" && e.Kind != q.Kind {
 		return false
 	}
-	if q.Mailbox != "" && !e.involves(q.Mailbox) {
+	if q.Mailbox != "" && !involves(&e.Event, q.Mailbox) {
 		return false
 	}
 	if !q.From.IsZero() && e.Time.Before(q.From) {
@@ -267,7 +267,7 @@ func contains(list []string, s string) bool {
 
 // involves reports whether mailbox is the event's mittente or one of its
 // destinatari, case-insensitively.
-func (e *Event) involves(mailbox string) bool {
+func involves(e *Event, mailbox string) bool {
 	if strings.EqualFold(e.Mittente, mailbox) {
 		return true
 	}

@@ -75,18 +75,6 @@ func DefaultMaxEventDelay(interval time.Duration) time.Duration {
 	return interval + EventDelaySlack
 }
 
-// DetailImported is the detail that marks an entry as imported: appended
-// by hand (custode ledger append) or from another log, not by the gestore
-// as the event happened. Its value is the time it was appended (UTC, the
-// riferimento temporale's format). The time of an imported entry is only
-// what the importer claims: MaxEventDelay does not apply to it, and a
-// verifier reports it as imported rather than holding it to the delay
-// bound.
-const DetailImported = "imported"
-
-// Imported reports whether the event is marked as imported.
-func (e *Event) Imported() bool { return e.Details[DetailImported] != "" }
-
 // LateEventError reports an event, not marked imported, dated too long
 // before the newest timestamped checkpoint.
 type LateEventError struct {
@@ -603,7 +591,7 @@ func (l *Ledger) checkSpace(ctx context.Context) error {
 }
 
 func (p *encodedEvent) size() int {
-	return len(p.a) + len(p.b) + len(p.c) + 180
+	return p.Len() + 180
 }
 
 func headValue(size uint64, last [32]byte) []byte {

@@ -7,14 +7,6 @@ import (
 	"unicode/utf8"
 )
 
-// Details of an outage event, whose riferimento temporale is when the
-// service came back.
-const (
-	DetailOutageService = "service" // what was unavailable: gestore, tsa, archive
-	DetailOutageFrom    = "from"    // since when, RFC 3339 with nanoseconds, UTC
-	DetailOutageCause   = "cause"   // what was seen
-)
-
 // RecordOutage appends an outage event: service was unavailable from from
 // until to (when it came back), for cause. The audit report lists these as
 // the AgID P02 dataset. Cause is made valid for a detail (see outageCause),

@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -80,88 +77,6 @@ func storedLeaf(raw []byte) [32]byte {
 	return LeafHash(raw)
 }
 
-// DetailLedgerRanges is the detail of a purge event that lists the entries
-// whose contents it removed, as comma-separated ranges "a-b" (inclusive) or
-// single numbers, in ascending order.
-const DetailLedgerRanges = "ledger_ranges"
-
-// MaxRangesDetail bounds the ledger_ranges detail of one purge event,
-// below the 16 KiB limit of a detail value.
-const MaxRangesDetail = 15 << 10
-
-// FormatRanges writes ascending, distinct sequence numbers as the ranges of
-// DetailLedgerRanges. It returns the text for a prefix of seqs no longer
-// than limit bytes (all of them if limit is 0) and how many it covers.
-func FormatRanges(seqs []uint64, limit int) (string, int) {
-	var b strings.Builder
-	n := 0
-	for n < len(seqs) {
-		end := n
-		for end+1 < len(seqs) && seqs[end+1] == seqs[end]+1 {
-			end++
-		}
-		part := strconv.FormatUint(seqs[n], 10)
-		if end > n {
-			part += "-" + strconv.FormatUint(seqs[end], 10)
-		}
-		if b.Len() > 0 {
-			part = "," + part
-		}
-		if limit > 0 && b.Len()+len(part) > limit {
-			if b.Len() == 0 {
-				// A single range always fits: it is two numbers.
-				b.WriteString(part)
-				n = end + 1
-			}
-			break
-		}
-		b.WriteString(part)
-		n = end + 1
-	}
-	return b.String(), n
-}
-
-// ParseRanges reads the DetailLedgerRanges text of a purge event. It
-// refuses anything not in ascending order.
-func ParseRanges(s string) ([][2]uint64, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var out [][2]uint64
-	for part := range strings.SplitSeq(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.ParseUint(lo, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("ledger: ranges %q: %w", part, err)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.ParseUint(hi, 10, 64); err != nil {
-				return nil, fmt.Errorf("ledger: ranges %q: %w", part, err)
-			}
-		}
-		if b < a || (len(out) > 0 && a <= out[len(out)-1][1]) {
-			return nil, fmt.Errorf("ledger: ranges %q: not ascending", part)
-		}
-		out = append(out, [2]uint64{a, b})
-	}
-	return out, nil
-}
-
-// rangesContain reports whether the sorted ranges hold seq.
-func rangesContain(rs [][2]uint64, seq uint64) bool {
-	i, _ := slices.BinarySearchFunc(rs, seq, func(r [2]uint64, s uint64) int {
-		switch {
-		case r[1] < s:
-			return -1
-		case r[0] > s:
-			return 1
-		}
-		return 0
-	})
-	return i < len(rs) && rs[i][0] <= seq && seq <= rs[i][1]
-}
-
 // Purge removes the contents of entries seqs, keeping their leaf hashes, on
 // behalf of the purge event by, which must already be in the ledger, be of
 // kind purge and list every one of seqs in its ledger_ranges detail. The
@@ -184,7 +99,7 @@ func (l *Ledger) Purge(ctx context.Context, by uint64, seqs []uint64) error {
 	if pe.Kind != KindPurge {
 		return fmt.Errorf("ledger: purge: entry %d is a %s event, not a purge", by, pe.Kind)
 	}
-	ranges, err := ParseRanges(pe.Details[DetailLedgerRanges])
+	ranges, err := pe.LedgerRanges()
 	if err != nil {
 		return fmt.Errorf("ledger: purge: entry %d: %w", by, err)
 	}

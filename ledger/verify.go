@@ -9,14 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
 
-	"github.com/custode/custode/tsa"
+	"github.com/custode/custode/ledger/verify"
 )
 
 // VerifyOptions say what Verify checks against.
@@ -311,13 +310,10 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	}
 	var prevCP *Checkpoint
 	for _, c := range cps {
-		if prevCP != nil {
-			if want := prevCP.Hash(); c.Prev != want {
-				add(-1, int64(c.Size), "prev %s does not match checkpoint %d (%s)",
-					hex.EncodeToString(c.Prev[:8]), prevCP.Size, hex.EncodeToString(want[:8]))
+		if prevCP != nil || from == 0 {
+			if err := c.Follows(prevCP); err != nil {
+				add(-1, int64(c.Size), "%v", checkpointProblem(err))
 			}
-		} else if c.Prev != ([32]byte{}) && from == 0 {
-			add(-1, int64(c.Size), "first checkpoint has a non-zero prev")
 		}
 		prevCP = c
 		if c.Size <= from || c.Size > to {
@@ -352,14 +348,9 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 			continue
 		}
 		if opts.TSARoots != nil {
-			sum := c.Hash()
-			info, err := tsa.Verify(c.Token, sum[:], tsa.VerifyOptions{Roots: opts.TSARoots})
-			switch {
-			case err != nil:
-				add(-1, int64(c.Size), "timestamp: %v", err)
-			case info.GenTime.Before(c.Time.Add(-time.Minute)):
-				add(-1, int64(c.Size), "timestamp %s is before the checkpoint time %s", info.GenTime, c.Time)
-			default:
+			if _, err := c.VerifyToken(opts.TSARoots); err != nil {
+				add(-1, int64(c.Size), "%v", checkpointProblem(err))
+			} else {
 				r.Timestamps++
 			}
 		}
@@ -371,20 +362,27 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	return r, nil
 }
 
+// checkpointProblem returns what a *verify.CheckpointError says is wrong,
+// without naming the checkpoint again: a Problem does.
+func checkpointProblem(err error) error {
+	var ce *verify.CheckpointError
+	if errors.As(err, &ce) {
+		return ce.Err
+	}
+	return err
+}
+
 // checkCheckpointEntry checks an entry of kind checkpoint against the
 // signed checkpoints: its tree_size, root, prev_checkpoint and sha256 must
 // be those of the signed checkpoint of that size or, when the ledger keeps
 // none of that size, its root must be the tree's at that size. It returns
 // what is wrong, or "".
 func (l *Ledger) checkCheckpointEntry(ctx context.Context, e *Entry, cps []*Checkpoint, headSize uint64) string {
-	size, err := strconv.ParseUint(e.Details["tree_size"], 10, 64)
+	rec, err := e.Checkpoint()
 	if err != nil {
-		return fmt.Sprintf("checkpoint entry: tree_size %q is not a number", e.Details["tree_size"])
+		return fmt.Sprintf("checkpoint entry: %v", err)
 	}
-	root, err := hex.DecodeString(e.Details["root"])
-	if err != nil || len(root) != 32 {
-		return fmt.Sprintf("checkpoint entry: root %q is not 64 hex digits", e.Details["root"])
-	}
+	size, root := rec.Size, rec.Root
 	if size == 0 || size > e.Seq {
 		return fmt.Sprintf("checkpoint entry: tree_size %d, but a checkpoint covers entries before its own record (1 to %d)", size, e.Seq)
 	}
@@ -394,9 +392,9 @@ func (l *Ledger) checkCheckpointEntry(ctx context.Context, e *Entry, cps []*Chec
 		}
 		sum := c.Hash()
 		switch {
-		case !bytes.Equal(root, c.Root[:]):
+		case root != c.Root:
 			return fmt.Sprintf("checkpoint entry: root %s is not the signed checkpoint %d's (%s)", hex.EncodeToString(root[:8]), size, hex.EncodeToString(c.Root[:8]))
-		case e.Details["prev_checkpoint"] != hex.EncodeToString(c.Prev[:]):
+		case rec.Prev != c.Prev:
 			return fmt.Sprintf("checkpoint entry: prev_checkpoint is not the signed checkpoint %d's", size)
 		case e.SHA256 != nil && !bytes.Equal(e.SHA256, sum[:]):
 			return fmt.Sprintf("checkpoint entry: sha256 is not that of the signed checkpoint %d's body", size)
@@ -412,7 +410,7 @@ func (l *Ledger) checkCheckpointEntry(ctx context.Context, e *Entry, cps []*Chec
 	if err != nil {
 		return fmt.Sprintf("checkpoint entry: no signed checkpoint of size %d, and the tree at that size is unreadable: %v", size, err)
 	}
-	if !bytes.Equal(root, want[:]) {
+	if root != want {
 		return fmt.Sprintf("checkpoint entry: no signed checkpoint of size %d, and root %s is not the tree's at that size (%s): not a checkpoint the gestore made",
 			size, hex.EncodeToString(root[:8]), hex.EncodeToString(want[:8]))
 	}
@@ -434,7 +432,7 @@ func (l *Ledger) checkPurges(ctx context.Context, purged map[uint64]uint64, purg
 			}
 			if e != nil && e.Kind == KindPurge {
 				var err error
-				if rs, err = ParseRanges(e.Details[DetailLedgerRanges]); err != nil {
+				if rs, err = e.LedgerRanges(); err != nil {
 					rs = nil
 				}
 			}

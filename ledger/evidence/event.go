@@ -1,4 +1,4 @@
-package ledger
+package evidence
 
 import (
 	"errors"
@@ -76,13 +76,15 @@ func (k Kind) IsPEC() bool { return pecKinds[k] }
 // IsSystem reports whether k is one of the archive's own event kinds.
 func (k Kind) IsSystem() bool { return systemKinds[k] }
 
-// Kinds returns every kind the ledger accepts, PEC kinds first.
+// Kinds returns every kind the ledger accepts, each once, PEC kinds first:
+// exactly the kinds for which IsPEC or IsSystem is true.
 func Kinds() []Kind {
 	return []Kind{
 		KindAccettazione, KindNonAccettazione, KindPostaCertificata, KindPresaInCarico,
 		KindAvvenutaConsegna, KindErroreConsegna, KindPreavvisoErroreConsegna12,
 		KindPreavvisoErroreConsegna24, KindRilevazioneVirus, KindBustaAnomalia,
 		KindCheckpoint, KindQuery, KindExport, KindPolicyChange, KindLegalHold, KindPurge,
+		KindOutage,
 		KindLoginFailures,
 		KindRefusal,
 	}
@@ -145,12 +147,14 @@ type Event struct {
 // Limits on one event, far above anything a real transaction needs, so that a
 // bad caller cannot make one entry unbounded.
 const (
-	MaxFieldBytes   = 4096 // any single string field
-	MaxRecipients   = 1000 // destinatari of one event
-	MaxRelated      = 2000 // related identificativi of one event
-	MaxDetails      = 64   // keys in Details
-	MaxDetailBytes  = 16 << 10
-	maxEncodedEntry = 1 << 20
+	MaxFieldBytes  = 4096 // any single string field
+	MaxRecipients  = 1000 // destinatari of one event
+	MaxRelated     = 2000 // related identificativi of one event
+	MaxDetails     = 64   // keys in Details
+	MaxDetailBytes = 16 << 10
+	// MaxEntryBytes bounds the canonical bytes of one entry: DecodeEntry
+	// refuses anything longer.
+	MaxEntryBytes = 1 << 20
 )
 
 // FieldError reports an event field that is missing or malformed.
@@ -294,9 +298,9 @@ func validDetailKey(k string) bool {
 	return true
 }
 
-// errNotCanonical is wrapped by decoding errors for bytes that parse but are
+// ErrNotCanonical is wrapped by decoding errors for bytes that parse but are
 // not the one canonical encoding of their content.
-var errNotCanonical = errors.New("not in canonical form")
+var ErrNotCanonical = errors.New("not in canonical form")
 
 // validLoginFailures checks the details of a login-failures event: a
 // remote, a first attempt, and counts in plain decimal of which at least

@@ -1,13 +1,11 @@
-package ledger
+package evidence
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"sort"
 	"strconv"
 	"time"
@@ -16,9 +14,10 @@ import (
 // FormatVersion is the version of the canonical entry encoding (FORMAT.md).
 const FormatVersion = 1
 
-// timeLayout is the one textual form of a riferimento temporale in an entry:
-// UTC, always nine fractional digits, so that a time has one encoding.
-const timeLayout = "2006-01-02T15:04:05.000000000Z"
+// TimeLayout is the one textual form of a riferimento temporale in an entry
+// and of a checkpoint's time: UTC, always nine fractional digits, so that a
+// time has one encoding.
+const TimeLayout = "2006-01-02T15:04:05.000000000Z"
 
 // Entry is an event as the ledger holds it: numbered, chained to its
 // predecessor, and encoded in one canonical byte form.
@@ -30,63 +29,17 @@ type Entry struct {
 	Event
 }
 
-// LeafHash returns the RFC 6962 leaf hash of canonical entry bytes,
-// SHA-256(0x00 || raw). It is both the entry's Merkle leaf and the value its
-// successor's Prev must hold.
-func LeafHash(raw []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte{0})
-	h.Write(raw)
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
-}
-
-// leafHasher computes leaf hashes as LeafHash does, reusing one hash state
-// and one output buffer: the sequencer hashes every entry. It is not safe
-// for concurrent use.
-type leafHasher struct {
-	h   hash.Hash
-	buf []byte // the prefix byte, then Sum's output
-}
-
-func (lh *leafHasher) leafHash(raw []byte) [32]byte {
-	if lh.h == nil {
-		lh.h, lh.buf = sha256.New(), make([]byte, 1, 33)
-	}
-	lh.h.Reset()
-	lh.h.Write(lh.buf[:1]) // 0x00, the RFC 6962 leaf prefix
-	lh.h.Write(raw)
-	var out [32]byte
-	copy(out[:], lh.h.Sum(lh.buf[1:1])[:32])
-	return out
-}
-
-// hashChildren is the RFC 6962 interior node hash, SHA-256(0x01 || l || r),
-// as rfc6962.DefaultHasher.HashChildren computes it, with one allocation
-// rather than three.
-func hashChildren(l, r []byte) []byte {
-	if len(l) != sha256.Size || len(r) != sha256.Size {
-		return hasher.HashChildren(l, r)
-	}
-	var b [1 + 2*sha256.Size]byte
-	b[0] = 1
-	copy(b[1:], l)
-	copy(b[1+sha256.Size:], r)
-	h := sha256.Sum256(b[:])
-	return h[:]
-}
-
-// encodedEvent is an event pre-encoded in the three pieces that surround the
-// two fields only the sequencer knows (prev and seq), so that most of the
+// Prepared is an event pre-encoded in the three pieces that surround the two
+// members only the sequencer knows (prev and seq), so that most of the
 // encoding runs in the appender's goroutine rather than in the sequencer.
-type encodedEvent struct {
-	a, b, c []byte    // {a "prev":…, b "seq":…, c}
-	index   []posting // without seq
+// Its zero value is not useful: see Prepare.
+type Prepared struct {
+	a, b, c []byte // {a "prev":…, b "seq":…, c}
 }
 
-// encodeEvent returns the canonical pieces of e, which must be valid.
-func encodeEvent(e *Event) encodedEvent {
+// Prepare returns the canonical pieces of e, which must be valid (see
+// Event.Validate): an invalid event gives bytes DecodeEntry refuses.
+func Prepare(e *Event) Prepared {
 	n := len(e.Actor) + len(e.ArchiveKey) + len(e.ClientMessageID) + len(e.Gestore) +
 		len(e.Identificativo) + len(e.Mittente) + len(e.Oggetto) + 200
 	for _, r := range e.Destinatari {
@@ -151,18 +104,23 @@ func encodeEvent(e *Event) encodedEvent {
 		}
 		b = append(b, "],"...)
 	}
-	b = appendStringField(b, "riferimento_temporale", e.Time.UTC().Format(timeLayout))
+	b = appendStringField(b, "riferimento_temporale", e.Time.UTC().Format(TimeLayout))
 
 	if e.SHA256 != nil {
 		c = appendStringField(c, "sha256", hex.EncodeToString(e.SHA256))
 	}
 	c = append(c, `"v":`...)
 	c = strconv.AppendInt(c, FormatVersion, 10)
-	return encodedEvent{a: a, b: b, c: c}
+	return Prepared{a: a, b: b, c: c}
 }
 
-// assemble returns the canonical bytes of the entry made of p, prev and seq.
-func (p *encodedEvent) assemble(dst []byte, prev *[32]byte, seq uint64) []byte {
+// Len returns the length of the pieces, without the prev and seq members
+// (at most 120 bytes more).
+func (p *Prepared) Len() int { return len(p.a) + len(p.b) + len(p.c) }
+
+// AppendEntry appends to dst the canonical bytes of the entry made of p,
+// prev and seq, and returns the extended slice.
+func (p *Prepared) AppendEntry(dst []byte, prev *[32]byte, seq uint64) []byte {
 	dst = append(dst, '{')
 	dst = append(dst, p.a...)
 	dst = append(dst, `"prev":"`...)
@@ -181,10 +139,10 @@ func (p *encodedEvent) assemble(dst []byte, prev *[32]byte, seq uint64) []byte {
 // is invalid.
 func (e *Entry) Encode() ([]byte, error) {
 	if err := e.Event.Validate(); err != nil {
-		return nil, fmt.Errorf("ledger: encode entry %d: %w", e.Seq, err)
+		return nil, fmt.Errorf("evidence: encode entry %d: %w", e.Seq, err)
 	}
-	p := encodeEvent(&e.Event)
-	return p.assemble(nil, &e.Prev, e.Seq), nil
+	p := Prepare(&e.Event)
+	return p.AppendEntry(nil, &e.Prev, e.Seq), nil
 }
 
 func appendStringField(dst []byte, key, v string) []byte {
@@ -303,10 +261,10 @@ func ParseEventJSON(b []byte) (Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
-		return Event{}, fmt.Errorf("ledger: parse event: %w", err)
+		return Event{}, fmt.Errorf("evidence: parse event: %w", err)
 	}
 	if dec.More() {
-		return Event{}, errors.New("ledger: parse event: more than one JSON value")
+		return Event{}, errors.New("evidence: parse event: more than one JSON value")
 	}
 	if w.RiferimentoTemporale == "" {
 		return Event{}, &FieldError{"riferimento_temporale", "missing"}
@@ -326,38 +284,38 @@ func ParseEventJSON(b []byte) (Event, error) {
 // the canonical encoding of a valid entry: any other spelling of the same
 // content (spacing, key order, escapes, duplicate keys) is refused.
 func DecodeEntry(raw []byte) (*Entry, error) {
-	if len(raw) > maxEncodedEntry {
-		return nil, fmt.Errorf("ledger: decode entry: %d bytes, more than %d", len(raw), maxEncodedEntry)
+	if len(raw) > MaxEntryBytes {
+		return nil, fmt.Errorf("evidence: decode entry: %d bytes, more than %d", len(raw), MaxEntryBytes)
 	}
 	// Unknown members, duplicates and trailing spaces are not refused
 	// here: the comparison with the re-encoding below refuses them.
 	var w wireEntry
 	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, fmt.Errorf("ledger: decode entry: %w", err)
+		return nil, fmt.Errorf("evidence: decode entry: %w", err)
 	}
 	if w.V != FormatVersion {
-		return nil, fmt.Errorf("ledger: decode entry: format version %d, want %d", w.V, FormatVersion)
+		return nil, fmt.Errorf("evidence: decode entry: format version %d, want %d", w.V, FormatVersion)
 	}
 	e := &Entry{Seq: w.Seq}
 	if len(w.Prev) != 64 {
-		return nil, fmt.Errorf("ledger: decode entry %d: prev is not 64 hex digits", w.Seq)
+		return nil, fmt.Errorf("evidence: decode entry %d: prev is not 64 hex digits", w.Seq)
 	}
 	if _, err := hex.Decode(e.Prev[:], []byte(w.Prev)); err != nil {
-		return nil, fmt.Errorf("ledger: decode entry %d: prev: %w", w.Seq, err)
+		return nil, fmt.Errorf("evidence: decode entry %d: prev: %w", w.Seq, err)
 	}
-	t, err := time.Parse(timeLayout, w.RiferimentoTemporale)
+	t, err := time.Parse(TimeLayout, w.RiferimentoTemporale)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: decode entry %d: riferimento_temporale: %w", w.Seq, err)
+		return nil, fmt.Errorf("evidence: decode entry %d: riferimento_temporale: %w", w.Seq, err)
 	}
 	if e.Event, err = w.event(t); err != nil {
-		return nil, fmt.Errorf("ledger: decode entry %d: %w", w.Seq, err)
+		return nil, fmt.Errorf("evidence: decode entry %d: %w", w.Seq, err)
 	}
 	again, err := e.Encode()
 	if err != nil {
-		return nil, fmt.Errorf("ledger: decode entry %d: %w", w.Seq, err)
+		return nil, fmt.Errorf("evidence: decode entry %d: %w", w.Seq, err)
 	}
 	if !bytes.Equal(again, raw) {
-		return nil, fmt.Errorf("ledger: decode entry %d: %w", w.Seq, errNotCanonical)
+		return nil, fmt.Errorf("evidence: decode entry %d: %w", w.Seq, ErrNotCanonical)
 	}
 	return e, nil
 }
