@@ -82,8 +82,11 @@ func (s *Signer) check(now time.Time) error {
 // detached CMS SignedData over SHA-256 that embeds the signer certificate and
 // its chain. Bare LF line endings in entity are turned into CRLF before
 // signing. It returns the value of the Content-Type field (with
-// protocol="application/pkcs7-signature", micalg=sha-256 and a random
-// boundary) and the body that goes with it, in CRLF form.
+// protocol="application/x-pkcs7-signature", micalg=sha-256 and a random
+// boundary) and the body that goes with it, in CRLF form. The signature
+// part is application/x-pkcs7-signature named smime.p7s, the spelling of
+// RFC 6109 and of every gestore in service (Verify accepts the
+// application/pkcs7-signature of RFC 5751 too).
 //
 // The CMS signingTime attribute is the time of signing by this machine's
 // clock. Sign refuses a certificate that is not valid at that time, entity
@@ -110,7 +113,7 @@ func Sign(entity []byte, s *Signer) (contentType string, body []byte, err error)
 	b.WriteString("This is an S/MIME signed message\r\n\r\n--" + boundary + "\r\n")
 	b.Write(entity)
 	b.WriteString("\r\n--" + boundary + "\r\n" +
-		"Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n" +
+		"Content-Type: application/x-pkcs7-signature; name=\"smime.p7s\"\r\n" +
 		"Content-Transfer-Encoding: base64\r\n" +
 		"Content-Disposition: attachment; filename=\"smime.p7s\"\r\n" +
 		"Content-Description: S/MIME Cryptographic Signature\r\n\r\n")
@@ -120,7 +123,7 @@ func Sign(entity []byte, s *Signer) (contentType string, body []byte, err error)
 		enc = enc[76:]
 	}
 	b.WriteString(enc + "\r\n\r\n--" + boundary + "--\r\n")
-	contentType = `multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary="` + boundary + `"`
+	contentType = `multipart/signed; protocol="application/x-pkcs7-signature"; micalg=sha-256; boundary="` + boundary + `"`
 	return contentType, b.Bytes(), nil
 }
 
