@@ -142,7 +142,7 @@ func TestSignMessageFoldsLongFields(t *testing.T) {
 		rcpts = append(rcpts, fmt.Sprintf("destinatario.numero%02d@pec.custode.test", i))
 	}
 	to := strings.Join(rcpts, ", ")
-	h := append(pecHeader(p.address()), Field{"To", to})
+	h := append(pecHeader(p.address()), Field{Name: "To", Value: to})
 	msg, err := SignMessage(h, pecEntity(1000, false), p.signer)
 	if err != nil {
 		t.Fatal(err)
@@ -206,12 +206,12 @@ func TestSignRefuses(t *testing.T) {
 		{"no digitalSignature", pecHeader("x@y.it"), entity, &Signer{Key: p.signer.Key, Certificate: noSig}, "does not allow digital signatures"},
 		{"nil signer", pecHeader("x@y.it"), entity, nil, "needs a key and a certificate"},
 		{"no From", pecHeader("x@y.it")[:2], entity, p.signer, "exactly one From and one Date"},
-		{"two From", withField(Field{"from", "a@b.it"}), entity, p.signer, "exactly one From and one Date"},
-		{"Content-Type set", withField(Field{"Content-Type", "text/plain"}), entity, p.signer, "is set by SignMessage"},
-		{"header injection", withField(Field{"Subject", "a\r\nBcc: x@y.it"}), entity, p.signer, "line break"},
-		{"non-ASCII value", withField(Field{"Subject", "però"}), entity, p.signer, "not ASCII"},
-		{"bad field name", withField(Field{"Sub ject", "x"}), entity, p.signer, "invalid header field name"},
-		{"long word", withField(Field{"X-Long", strings.Repeat("a", 1000)}), entity, p.signer, "longer than 998"},
+		{"two From", withField(Field{Name: "from", Value: "a@b.it"}), entity, p.signer, "exactly one From and one Date"},
+		{"Content-Type set", withField(Field{Name: "Content-Type", Value: "text/plain"}), entity, p.signer, "is set by SignMessage"},
+		{"header injection", withField(Field{Name: "Subject", Value: "a\r\nBcc: x@y.it"}), entity, p.signer, "line break"},
+		{"non-ASCII value", withField(Field{Name: "Subject", Value: "però"}), entity, p.signer, "not ASCII"},
+		{"bad field name", withField(Field{Name: "Sub ject", Value: "x"}), entity, p.signer, "invalid header field name"},
+		{"long word", withField(Field{Name: "X-Long", Value: strings.Repeat("a", 1000)}), entity, p.signer, "longer than 998"},
 		{"long entity line", pecHeader("x@y.it"), []byte("Content-Type: text/plain\r\n\r\n" + strings.Repeat("x", 999) + "\r\n"), p.signer, "over the 998-byte SMTP limit"},
 		{"empty entity", pecHeader("x@y.it"), nil, p.signer, "empty entity"},
 		{"entity without header", pecHeader("x@y.it"), []byte("just text\r\n"), p.signer, "in the entity to sign"},
@@ -897,5 +897,61 @@ func TestParseKeyPair(t *testing.T) {
 	roots, err := ParseCertificatesPEM(append([]byte("junk\n"), certPEM...))
 	if err != nil || len(roots) != 2 {
 		t.Fatalf("ParseCertificatesPEM: %d certificates, %v", len(roots), err)
+	}
+}
+
+// TestWriteFieldFolding checks where writeField breaks a long value: only
+// at spaces outside quoted strings and past Keep, each line within 78
+// characters when the units allow it, and the value read back unfolded.
+func TestWriteFieldFolding(t *testing.T) {
+	long := strings.Repeat("ufficio.protocollo.", 3) + "direzione@pec.comune-di-esempio.test"
+	quoted := `"Per conto di: ` + long + `" <posta-certificata@pec.custode.test>`
+	word := strings.Repeat("w", 60)
+	tests := []struct {
+		name  string
+		f     Field
+		lines []string
+	}{
+		{"short", Field{Name: "Subject", Value: "ACCETTAZIONE: prova"}, []string{"Subject: ACCETTAZIONE: prova"}},
+		{"quoted display name kept whole", Field{Name: "From", Value: quoted}, []string{
+			`From: "Per conto di: ` + long + `"`,
+			" <posta-certificata@pec.custode.test>",
+		}},
+		{"escaped quote inside the display name", Field{Name: "From", Value: `"a \" b ` + long + `" <x@y.it>`}, []string{
+			`From: "a \" b ` + long + `"`,
+			" <x@y.it>",
+		}},
+		{"prefix folded from its word without Keep", Field{Name: "Subject", Value: "ACCETTAZIONE: " + word}, []string{
+			"Subject: ACCETTAZIONE:",
+			" " + word,
+		}},
+		{"Keep holds the prefix with its word", Field{Name: "Subject", Value: "ACCETTAZIONE: " + word + " coda", Keep: len("ACCETTAZIONE: ")}, []string{
+			"Subject: ACCETTAZIONE: " + word,
+			" coda",
+		}},
+		{"Keep over a multi-word prefix", Field{Name: "Subject", Value: "POSTA CERTIFICATA: " + word, Keep: len("POSTA CERTIFICATA: ")}, []string{
+			"Subject: POSTA CERTIFICATA: " + word,
+		}},
+		{"double spaces survive", Field{Name: "X-A", Value: word + "  " + word}, []string{
+			"X-A: " + word,
+			"  " + word,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := writeField(&b, tt.f); err != nil {
+				t.Fatal(err)
+			}
+			want := strings.Join(tt.lines, "\r\n") + "\r\n"
+			if b.String() != want {
+				t.Errorf("writeField wrote\n%q\nwant\n%q", b.String(), want)
+			}
+			// Unfolding (RFC 5322 §2.2.3) gives the value back.
+			unfolded := strings.ReplaceAll(strings.TrimSuffix(b.String(), "\r\n"), "\r\n", "")
+			if want := tt.f.Name + ": " + tt.f.Value; unfolded != want {
+				t.Errorf("unfolds to %q, want %q", unfolded, want)
+			}
+		})
 	}
 }
