@@ -696,7 +696,9 @@ func inherit(hdr []smime.Field, h header, names ...string) []smime.Field {
 	for _, f := range h {
 		for _, n := range names {
 			if strings.EqualFold(f.name, n) {
-				v := unfold(f.raw)
+				// A tab that starts a continuation line becomes a
+				// space, where the field may be folded again.
+				v := unfold(bytes.ReplaceAll(f.raw, []byte("\n\t"), []byte("\n ")))
 				if v == "" {
 					continue
 				}

@@ -31,11 +31,12 @@ import (
 type ricezioneBackend struct{ s *Server }
 
 func (b *ricezioneBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return b.s.recording("ricezione", c, &ricezioneSession{s: b.s}), nil
+	return b.s.recording("ricezione", c, &ricezioneSession{s: b.s, conn: c}), nil
 }
 
 type ricezioneSession struct {
 	s     *Server
+	conn  *smtp.Conn
 	from  string
 	mail  bool
 	rcpts []string
@@ -149,6 +150,7 @@ func (r *ricezioneSession) Data(rd io.Reader) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.Timeout)
 	defer cancel()
+	ctx = mailstore.WithEnvelope(ctx, mailstore.Envelope{ReturnPath: r.from, Trace: r.s.received(ctx, r.conn, false, r.rcpts)})
 	return r.s.receive(ctx, r.from, r.rcpts, msg, "")
 }
 
@@ -169,6 +171,11 @@ func (r *ricezioneSession) Logout() error { return nil }
 // read back is refused permanently (554), never wrapped again: the queue
 // then records its drop.
 func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg []byte, key string) error {
+	if _, ok := mailstore.EnvelopeFrom(ctx); !ok {
+		// A message of ours, not received over SMTP: delivered with
+		// Return-Path and Delivered-To, without Received.
+		ctx = mailstore.WithEnvelope(ctx, mailstore.Envelope{ReturnPath: from})
+	}
 	at := s.now()
 	opts := pec.ParseOptions{MaxMessageSize: s.opts.MaxSize}
 	if key != "" {
@@ -765,4 +772,29 @@ func opaqueOriginal(msg []byte) []byte {
 	}
 	b.WriteString(enc + "\r\n")
 	return b.Bytes()
+}
+
+// received returns the Received field (RFC 5321 §4.4) of a message
+// arriving now on c for rcpts, authenticated or not. The ledger's hashes
+// and the archivio are of the message as it arrived, without it: it is
+// added only where the message is stored for a titolare (the original in
+// the busta di trasporto, the mailbox).
+func (s *Server) received(ctx context.Context, c *smtp.Conn, authenticated bool, rcpts []string) string {
+	r := pec.Received{By: s.opts.Hostname, With: "ESMTP", ID: pec.NewQueueID(), Time: s.now()}
+	if c != nil {
+		if _, ok := c.TLSConnectionState(); ok {
+			r.With += "S"
+		}
+		r.Helo, r.RemoteIP = c.Hostname(), remoteIP(c)
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		r.RemoteHost = pec.RemoteHost(lctx, r.RemoteIP)
+		cancel()
+	}
+	if authenticated {
+		r.With += "A"
+	}
+	if len(rcpts) == 1 {
+		r.For = rcpts[0]
+	}
+	return r.Field()
 }
