@@ -53,7 +53,7 @@ func event(kind ledger.Kind, tx *pec.Transaction, gestoreName string, msg []byte
 		}
 	}
 	for _, r := range related {
-		if r != "" {
+		if r = ledger.NormalizeRelated(r); r != "" {
 			ev.Related = append(ev.Related, r)
 		}
 	}

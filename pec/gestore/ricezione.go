@@ -319,7 +319,11 @@ func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at t
 // (see opaqueOriginal), which no parser descends into. If even that
 // cannot be built, the message is refused for good (554), never deferred.
 func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, reason string) error {
-	b, err := s.g.BustaAnomalia(pec.Anomalia{Received: msg, Mittente: from, Time: at, Reason: reason})
+	wrapped := msg // with our Received on top, as it arrived here
+	if e, ok := mailstore.EnvelopeFrom(ctx); ok && e.Trace != "" {
+		wrapped = append([]byte(e.Trace), msg...)
+	}
+	b, err := s.g.BustaAnomalia(pec.Anomalia{Received: wrapped, Mittente: from, Time: at, Reason: reason})
 	if err == nil {
 		if _, perr := pec.Parse(b.Message, pec.ParseOptions{}); perr != nil {
 			err = fmt.Errorf("the busta di anomalia does not parse back: %w", perr)
