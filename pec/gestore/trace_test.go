@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -73,6 +76,9 @@ func TestTraceHeaders(t *testing.T) {
 		t.Errorf("the busta does not start with A's Received:\n%.400s", busta)
 	}
 	opensslVerify(t, stored, p.a.caFile)
+	if d := pythonDefects(t, stored); d != "" {
+		t.Errorf("Python's email package finds defects in the delivered busta: %s", d)
+	}
 	m, err := pec.Parse(stored, pec.ParseOptions{})
 	if err != nil || m.Kind != pec.KindBustaTrasporto || !m.Signed || !bytes.HasPrefix(m.Original, []byte("Received: from ")) {
 		t.Fatalf("stored busta: %v, kind %s, signed %v, original starts %.40q", err, m.Kind, m.Signed, m.Original)
@@ -161,4 +167,31 @@ func TestTraceAnomalia(t *testing.T) {
 	if got := page.Entries[0].Details["sha256_ricevuto"]; got != hex.EncodeToString(sum[:]) {
 		t.Errorf("sha256_ricevuto %s, want the message as sent, %x", got, sum)
 	}
+}
+
+// pythonDefects returns the defects Python's email package (default
+// policy) finds in msg and its parts; without python3 it logs so and
+// returns none.
+func pythonDefects(t *testing.T, msg []byte) string {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Log("python3 not installed: the message is not checked with Python's email package")
+		return ""
+	}
+	f := filepath.Join(t.TempDir(), "m.eml")
+	if err := os.WriteFile(f, msg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(py, "-c", `
+import sys, email, email.policy
+m = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=email.policy.default)
+d = [type(x).__name__ for p in m.walk() for x in p.defects]
+d += [k + ':' + type(x).__name__ for p in m.walk() for k, v in p.items() for x in getattr(v, 'defects', ())]
+print(' '.join(d))
+`, f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3: %v: %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
 }
