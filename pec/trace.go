@@ -1,10 +1,8 @@
 package pec
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"strings"
 	"time"
 )
@@ -91,14 +89,4 @@ func NewQueueID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	return strings.ToUpper(hex.EncodeToString(b[:]))
-}
-
-// RemoteHost returns the first name the reverse DNS gives ip, without the
-// final dot, or "" when there is none or ctx ends first.
-func RemoteHost(ctx context.Context, ip string) string {
-	names, err := net.DefaultResolver.LookupAddr(ctx, ip)
-	if err != nil || len(names) == 0 {
-		return ""
-	}
-	return strings.TrimSuffix(names[0], ".")
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/mail"
 	"strings"
 	"time"
@@ -791,7 +792,9 @@ func (s *Server) received(ctx context.Context, c *smtp.Conn, authenticated bool,
 		}
 		r.Helo, r.RemoteIP = c.Hostname(), remoteIP(c)
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		r.RemoteHost = pec.RemoteHost(lctx, r.RemoteIP)
+		if names, err := net.DefaultResolver.LookupAddr(lctx, r.RemoteIP); err == nil && len(names) > 0 {
+			r.RemoteHost = strings.TrimSuffix(names[0], ".")
+		}
 		cancel()
 	}
 	if authenticated {
