@@ -42,7 +42,7 @@ func receiptSignature(t *testing.T, msg []byte) []byte {
 		if err != nil {
 			t.Fatalf("no signature part: %v", err)
 		}
-		if strings.HasPrefix(p.Header.Get("Content-Type"), "application/pkcs7-signature") {
+		if ct := p.Header.Get("Content-Type"); strings.HasPrefix(ct, "application/x-pkcs7-signature") || strings.HasPrefix(ct, "application/pkcs7-signature") {
 			b, err := io.ReadAll(base64.NewDecoder(base64.StdEncoding, p))
 			if err != nil {
 				t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/evidence"
 )
 
 // TimeLayout is how the documents of a bundle or an extract write an
@@ -152,7 +153,7 @@ func entryRows(e *ledger.Entry) [][2]string {
 		{"Destinatari", strings.Join(dest, ", ")},
 		{"Oggetto", e.Oggetto},
 		{"Gestore che ha emesso il messaggio", e.Gestore},
-		{"Messaggi collegati", strings.Join(e.Related, ", ")},
+		{"Messaggi collegati", relatedList(e.Related)},
 		{"SHA-256 del messaggio firmato", hex.EncodeToString(e.SHA256)},
 		{"Numero nel log", fmt.Sprint(e.Seq)},
 	}
@@ -256,4 +257,17 @@ func wrap(s string, width int) []string {
 		cur += " " + w
 	}
 	return append(lines, cur)
+}
+
+// relatedList writes the related identificativi of an entry in one form,
+// without angle brackets, each once: older entries may hold them
+// bracketed (evidence.NormalizeRelated).
+func relatedList(related []string) string {
+	var out []string
+	for _, r := range related {
+		if r = evidence.NormalizeRelated(r); r != "" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return strings.Join(out, ", ")
 }

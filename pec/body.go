@@ -225,7 +225,7 @@ func (g *Gestore) textConsegna(tx *Transaction, recipient string, form daticert.
 		p = append(p, lineOriginal)
 	case daticert.ReceiptBreve:
 		p = append(p, `Il messaggio originale è incluso in allegato (file "postacert.eml"), con ciascuno dei suoi allegati sostituito dalla sua impronta SHA-1 (file con estensione ".hash").`,
-			`L'impronta è calcolata, come prescrivono le regole tecniche, sul contenuto dell'allegato così come è stato trasmesso: il testo codificato (base64 o quoted-printable) del messaggio originale, con le righe terminate da CR LF e senza l'ultimo a capo; non è lo SHA-1 del file decodificato (quello che dà sha1sum sul file salvato), che è diverso.`)
+			`L'impronta è calcolata, come prescrivono le regole tecniche, sul contenuto dell'allegato così come è stato trasmesso: il testo codificato (base64 o quoted-printable) del messaggio originale, con le righe terminate da CR LF e senza l'a capo che precede il separatore MIME (boundary) successivo; non è lo SHA-1 del file decodificato (quello che dà sha1sum sul file salvato), che è diverso.`)
 	}
 	p = append(p, lineDaticert)
 	return text{

@@ -91,7 +91,7 @@ func (g *Gestore) BustaTrasporto(tx *Transaction) (*Built, error) {
 	hdr := inherit(nil, oh, "Received", "Return-Path")
 	hdr = append(hdr,
 		smime.Field{Name: "Date", Value: g.dateValue(tx.Time)},
-		smime.Field{Name: "Subject", Value: subjectValue(KindBustaTrasporto.SubjectPrefix(), tx.Subject)},
+		subjectField(KindBustaTrasporto.SubjectPrefix(), tx.Subject),
 		smime.Field{Name: "From", Value: from},
 		smime.Field{Name: "Sender", Value: from},
 	)
@@ -213,7 +213,7 @@ func (g *Gestore) BustaAnomalia(a Anomalia) (*Built, error) {
 	hdr := inherit(nil, rh, "Received", "Return-Path")
 	hdr = append(hdr,
 		smime.Field{Name: "Date", Value: g.dateValue(a.Time)},
-		smime.Field{Name: "Subject", Value: subjectValue(KindBustaAnomalia.SubjectPrefix(), subject)},
+		subjectField(KindBustaAnomalia.SubjectPrefix(), subject),
 		smime.Field{Name: "From", Value: from},
 		smime.Field{Name: "Sender", Value: from},
 	)
@@ -404,7 +404,7 @@ func (g *Gestore) notification(kind Kind, tx *Transaction, to string, extra []sm
 	}
 	hdr := []smime.Field{
 		{Name: "Date", Value: g.dateValue(tx.Time)},
-		{Name: "Subject", Value: subjectValue(ki.prefix, tx.Subject)},
+		subjectField(ki.prefix, tx.Subject),
 		{Name: "From", Value: g.Address()},
 		{Name: "Sender", Value: g.Address()},
 		{Name: "To", Value: to},
@@ -587,16 +587,79 @@ func (g *Gestore) dateValue(t time.Time) string {
 	return t.In(g.rome).Format("Mon, 2 Jan 2006 15:04:05 -0700")
 }
 
+// subjectField returns the Subject field of a message: prefix, then the
+// original subject s (see subjectValue). The field is never folded inside
+// the prefix or right after it, so that a decoder that unfolds carelessly
+// (dropping the white space of a folded line) still prints
+// "ACCETTAZIONE: Risposta", not "ACCETTAZIONE:Risposta".
+func subjectField(prefix, s string) smime.Field {
+	return smime.Field{Name: "Subject", Value: subjectValue(prefix, s), Keep: len(prefix)}
+}
+
 // subjectValue returns the Subject value prefix followed by the original
 // subject s. The prefix stays plain, so that programs matching it on the raw
 // field find it; s is written as it is when it is printable ASCII, otherwise
-// as RFC 2047 encoded words in UTF-8.
+// as RFC 2047 encoded words in UTF-8 (see encodeWords), the first one short
+// enough to share the first line of the field with the prefix.
 func subjectValue(prefix, s string) string {
 	s = oneLine(s)
 	if isASCII(s) {
 		return prefix + s
 	}
-	return prefix + mime.QEncoding.Encode("utf-8", s)
+	return prefix + encodeWords(s, max(78-len("Subject: ")-len(prefix), minEncodedWord))
+}
+
+// maxEncodedWord is the longest RFC 2047 encoded word (RFC 2047 §2), and
+// minEncodedWord the room encodeWords gives the first word at least: a
+// 4-byte character in Q encoding, between "=?utf-8?q?" and "?=".
+const (
+	maxEncodedWord = 75
+	minEncodedWord = len("=?utf-8?q?") + 12 + len("?=")
+)
+
+// encodeWords returns s as RFC 2047 Q-encoded words in UTF-8 separated by
+// spaces, where a header field may be folded: the first word at most first
+// bytes long, the others at most 75, each holding whole characters. Every
+// part of s is encoded, ASCII included: mime.WordEncoder leaves a chunk
+// without special characters as it is, and text next to an encoded word
+// would not be read back the same (the space between them is kept, the one
+// between two encoded words is not). Only letters, digits and "!*+-/" stay
+// as they are, the characters RFC 2047 §5(3) allows anywhere.
+func encodeWords(s string, first int) string {
+	const open, closing = "=?utf-8?q?", "?="
+	var b, word strings.Builder
+	limit := first
+	flush := func() {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(open + word.String() + closing)
+		word.Reset()
+		limit = maxEncodedWord
+	}
+	var enc []byte
+	for _, r := range s {
+		enc = enc[:0]
+		var u [utf8.UTFMax]byte
+		for _, c := range u[:utf8.EncodeRune(u[:], r)] {
+			switch {
+			case c == ' ':
+				enc = append(enc, '_')
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("!*+-/", c) >= 0:
+				enc = append(enc, c)
+			default:
+				enc = append(enc, '=', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+			}
+		}
+		if word.Len() > 0 && len(open)+word.Len()+len(enc)+len(closing) > limit {
+			flush()
+		}
+		word.Write(enc)
+	}
+	if word.Len() > 0 {
+		flush()
+	}
+	return b.String()
 }
 
 // oneLine returns s as one line of valid UTF-8 that XML can carry: a
@@ -633,7 +696,9 @@ func inherit(hdr []smime.Field, h header, names ...string) []smime.Field {
 	for _, f := range h {
 		for _, n := range names {
 			if strings.EqualFold(f.name, n) {
-				v := unfold(f.raw)
+				// A tab that starts a continuation line becomes a
+				// space, where the field may be folded again.
+				v := unfold(bytes.ReplaceAll(f.raw, []byte("\n\t"), []byte("\n ")))
 				if v == "" {
 					continue
 				}

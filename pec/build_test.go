@@ -3,6 +3,7 @@ package pec
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -210,7 +211,7 @@ func goldenForm(t *testing.T, msg []byte) []byte {
 func TestBuildGolden(t *testing.T) {
 	for _, c := range buildCases {
 		t.Run(c.name, func(t *testing.T) {
-			_, b := buildCaseMessage(t, c)
+			g, b := buildCaseMessage(t, c)
 			if b.Kind != c.kind {
 				t.Errorf("Built.Kind = %s, want %s", b.Kind, c.kind)
 			}
@@ -303,7 +304,22 @@ func TestBuildGolden(t *testing.T) {
 				}
 			}
 
-			// 5. Inspect verifies it.
+			// 5. Python's email package reads it without defects, with
+			// the subject and sender meant (skipped without python3).
+			if _, err := exec.LookPath("python3"); err == nil {
+				r := pythonCheck(t, b.Message)[0]
+				if len(r.Defects) > 0 {
+					t.Errorf("Python: defects %q", r.Defects)
+				}
+				if want := c.kind.SubjectPrefix() + "Contratto di fornitura n. 42 — firma"; r.Subject != want {
+					t.Errorf("Python: Subject %q, want %q", r.Subject, want)
+				}
+				if r.From[1] != g.Address() || r.FromDefault != g.Address() {
+					t.Errorf("Python: parseaddr(From) = %q, default policy %q, want %q", r.From, r.FromDefault, g.Address())
+				}
+			}
+
+			// 6. Inspect verifies it.
 			r, err := Inspect(b.Message, InspectOptions{Roots: devRoots(t), At: time.Now()})
 			if err != nil {
 				t.Fatal(err)

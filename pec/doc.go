@@ -19,6 +19,13 @@
 // want the original, and a SHA-256 S/MIME signature (pec/smime). Builders
 // never read the clock and never reach shared state.
 //
+// # Trace fields
+//
+// Received builds the trace field (RFC 5321 §4.4) a server puts on a
+// message it receives over SMTP; Envelope.Trace puts the punto di
+// accesso's at the top of the original, whence the busta di trasporto
+// inherits it, outside its signed entity, as the gestori in service do.
+//
 // # Reading
 //
 // Parse classifies any message, tolerant of what real gestori send, and

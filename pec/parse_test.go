@@ -337,7 +337,7 @@ func TestParseHostile(t *testing.T) {
 		{"1000-deep-messages", nested(1000, true), ParseOptions{}, ErrTooDeep},
 		{"1000-deep-limit-2000", nested(1000, false), ParseOptions{MaxDepth: 2000}, nil},
 		{"truncated", busta.Message[:len(busta.Message)*2/3], ParseOptions{}, ErrMalformed},
-		{"truncated-before-signature", busta.Message[:bytes.Index(busta.Message, []byte("application/pkcs7-signature;"))], ParseOptions{}, ErrMalformed},
+		{"truncated-before-signature", busta.Message[:bytes.Index(busta.Message, []byte("application/x-pkcs7-signature;"))], ParseOptions{}, ErrMalformed},
 		{"too-large", busta.Message, ParseOptions{MaxMessageSize: 4096}, ErrTooLarge},
 		{"many-parts", manyParts(20000), ParseOptions{}, ErrTooManyParts},
 	} {

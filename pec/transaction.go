@@ -65,6 +65,12 @@ type Envelope struct {
 	// Destinatari are the forward paths (RCPT TO), each with its tipo,
 	// which the punto di accesso looks up in the indice dei gestori.
 	Destinatari []daticert.Destinatario
+	// Trace holds the trace fields of the reception, CRLF-terminated
+	// (the Received field, Received.Field), which NewTransaction puts at
+	// the top of the original: postacert.eml and the busta di trasporto,
+	// which inherits its Received fields, carry it, as with the gestori in
+	// service. Empty means none.
+	Trace string
 }
 
 // NewTransaction starts the transaction of a message msg submitted at the
@@ -110,6 +116,13 @@ func (g *Gestore) NewTransaction(msg []byte, env Envelope, at time.Time) (*Trans
 		tx.MessageID = "<" + id + ">"
 	}
 	tx.Original = rewriteIDs(msg, body, id, tx.MessageID)
+	if env.Trace != "" {
+		trace, err := traceFields(env.Trace, tx.Original)
+		if err != nil {
+			return nil, fmt.Errorf("pec: transaction: %w", err)
+		}
+		tx.Original = append(trace, tx.Original...)
+	}
 	return tx, nil
 }
 
@@ -327,4 +340,17 @@ func (tx *Transaction) hasDestinatario(addr string) bool {
 		}
 	}
 	return false
+}
+
+// traceFields checks that trace is a block of header fields ending in CRLF
+// and returns it with the line endings of msg, which it is to head.
+func traceFields(trace string, msg []byte) ([]byte, error) {
+	h, end, err := splitHeader([]byte(trace + "\r\n"))
+	if err != nil || len(h) == 0 || end != len(trace)+2 || !strings.HasSuffix(trace, "\r\n") || strings.Contains(strings.ReplaceAll(trace, "\r\n", ""), "\n") || strings.Contains(strings.ReplaceAll(trace, "\r\n", ""), "\r") {
+		return nil, fmt.Errorf("the trace %q is not header fields ending in CRLF", truncate(trace, 80))
+	}
+	if l, next := line(msg, 0); next == len(l)+1 {
+		return []byte(strings.ReplaceAll(trace, "\r\n", "\n")), nil
+	}
+	return []byte(trace), nil
 }

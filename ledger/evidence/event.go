@@ -127,12 +127,15 @@ type Event struct {
 	// Oggetto is the subject of the original message.
 	Oggetto string
 	// Related holds the identificativi of the messages the event generated
-	// (ricevute, avvisi, buste).
+	// (ricevute, avvisi, buste), in the form of the identificativo: the
+	// msg-id without angle brackets (see NormalizeRelated).
 	Related []string
 	// Gestore names the gestore that emitted the message the event is about.
 	Gestore string
 	// SHA256 is the SHA-256 of the signed message the event produced or
-	// received, in the exact bytes that were sent or stored.
+	// received, in the exact bytes that were sent or that arrived: without
+	// the trace fields (Received, Return-Path, Delivered-To) the receiving
+	// gestore adds when it stores the message in a mailbox.
 	SHA256 []byte
 	// ArchiveKey is where that message is kept in the archive, if it is.
 	ArchiveKey string
@@ -327,4 +330,19 @@ func validLoginFailures(d map[string]string) *FieldError {
 		return &FieldError{"details." + DetailLoginFailed, "missing: neither failed nor throttled attempts"}
 	}
 	return nil
+}
+
+// NormalizeRelated returns id in the one form Related holds: a msg-id
+// without its angle brackets and surrounding white space, as the
+// identificativo is written ("<opec1@pec.it>" and " opec1@pec.it " give
+// "opec1@pec.it"). Writers normalise before Append; entries written before
+// the rule may hold the bracketed form, which stays as it is (the bytes of
+// an entry never change), so readers that show or compare related
+// identificativi pass them through NormalizeRelated too.
+func NormalizeRelated(id string) string {
+	id = strings.TrimSpace(id)
+	if len(id) >= 2 && id[0] == '<' && id[len(id)-1] == '>' {
+		id = strings.TrimSpace(id[1 : len(id)-1])
+	}
+	return id
 }

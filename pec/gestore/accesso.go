@@ -147,6 +147,7 @@ func (a *accessoSession) Data(r io.Reader) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.s.opts.Timeout)
 	defer cancel()
+	ctx = mailstore.WithEnvelope(ctx, mailstore.Envelope{ReturnPath: a.from, Trace: a.s.received(ctx, a.conn, true, a.rcpts)})
 	return a.s.accept(ctx, a.from, a.rcpts, msg)
 }
 
@@ -183,6 +184,9 @@ func (a *accessoSession) Logout() error { return nil }
 func (s *Server) accept(ctx context.Context, from string, rcpts []string, msg []byte) *Outcome {
 	at := s.now()
 	env := pec.Envelope{Mittente: from}
+	if e, ok := mailstore.EnvelopeFrom(ctx); ok {
+		env.Trace = e.Trace // our Received, at the top of the original
+	}
 	for _, r := range rcpts {
 		tipo, err := s.opts.Index.RecipientTipo(r)
 		if err != nil {

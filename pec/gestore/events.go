@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/evidence"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/daticert"
 )
@@ -53,7 +54,7 @@ func event(kind ledger.Kind, tx *pec.Transaction, gestoreName string, msg []byte
 		}
 	}
 	for _, r := range related {
-		if r != "" {
+		if r = evidence.NormalizeRelated(r); r != "" {
 			ev.Related = append(ev.Related, r)
 		}
 	}

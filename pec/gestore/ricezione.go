@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/mail"
 	"strings"
 	"time"
@@ -31,11 +32,12 @@ import (
 type ricezioneBackend struct{ s *Server }
 
 func (b *ricezioneBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return b.s.recording("ricezione", c, &ricezioneSession{s: b.s}), nil
+	return b.s.recording("ricezione", c, &ricezioneSession{s: b.s, conn: c}), nil
 }
 
 type ricezioneSession struct {
 	s     *Server
+	conn  *smtp.Conn
 	from  string
 	mail  bool
 	rcpts []string
@@ -145,6 +147,7 @@ func (r *ricezioneSession) Data(rd io.Reader) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.Timeout)
 	defer cancel()
+	ctx = mailstore.WithEnvelope(ctx, mailstore.Envelope{ReturnPath: r.from, Trace: r.s.received(ctx, r.conn, false, r.rcpts)})
 	if o := r.s.receive(ctx, r.from, r.rcpts, msg, ""); o != nil {
 		return o
 	}
@@ -172,6 +175,11 @@ func (r *ricezioneSession) Logout() error { return nil }
 // taken in charge, of the busta di anomalia made, or of the notice) when
 // the message was taken.
 func (s *Server) receive(ctx context.Context, from string, rcpts []string, msg []byte, key string) *Outcome {
+	if _, ok := mailstore.EnvelopeFrom(ctx); !ok {
+		// A message of ours, not received over SMTP: delivered with
+		// Return-Path and Delivered-To, without Received.
+		ctx = mailstore.WithEnvelope(ctx, mailstore.Envelope{ReturnPath: from})
+	}
 	at := s.now()
 	opts := pec.ParseOptions{MaxMessageSize: s.opts.MaxSize}
 	if key != "" {
@@ -322,7 +330,11 @@ func (s *Server) fileOrdinary(ctx context.Context, rcpt string, msg []byte, at t
 // logged.
 func (s *Server) anomalia(ctx context.Context, from string, rcpts []string, msg []byte, at time.Time, why *Outcome) *Outcome {
 	reason := why.Testo
-	b, err := s.g.BustaAnomalia(pec.Anomalia{Received: msg, Mittente: from, Time: at, Reason: reason})
+	wrapped := msg // with our Received on top, as it arrived here
+	if e, ok := mailstore.EnvelopeFrom(ctx); ok && e.Trace != "" {
+		wrapped = append([]byte(e.Trace), msg...)
+	}
+	b, err := s.g.BustaAnomalia(pec.Anomalia{Received: wrapped, Mittente: from, Time: at, Reason: reason})
 	if err == nil {
 		if _, perr := pec.Parse(b.Message, pec.ParseOptions{}); perr != nil {
 			err = fmt.Errorf("the busta di anomalia does not parse back: %w", perr)
@@ -788,4 +800,31 @@ func opaqueOriginal(msg []byte) []byte {
 	}
 	b.WriteString(enc + "\r\n")
 	return b.Bytes()
+}
+
+// received returns the Received field (RFC 5321 §4.4) of a message
+// arriving now on c for rcpts, authenticated or not. The ledger's hashes
+// and the archivio are of the message as it arrived, without it: it is
+// added only where the message is stored for a titolare (the original in
+// the busta di trasporto, the mailbox).
+func (s *Server) received(ctx context.Context, c *smtp.Conn, authenticated bool, rcpts []string) string {
+	r := pec.Received{By: s.opts.Hostname, With: "ESMTP", ID: pec.NewQueueID(), Time: s.now()}
+	if c != nil {
+		if _, ok := c.TLSConnectionState(); ok {
+			r.With += "S"
+		}
+		r.Helo, r.RemoteIP = c.Hostname(), remoteIP(c)
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if names, err := net.DefaultResolver.LookupAddr(lctx, r.RemoteIP); err == nil && len(names) > 0 {
+			r.RemoteHost = strings.TrimSuffix(names[0], ".")
+		}
+		cancel()
+	}
+	if authenticated {
+		r.With += "A"
+	}
+	if len(rcpts) == 1 {
+		r.For = rcpts[0]
+	}
+	return r.Field()
 }

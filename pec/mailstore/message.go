@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -18,7 +19,8 @@ type Delivery struct {
 	Address string
 	// Folder is the folder to deliver to; "" means INBOX.
 	Folder string
-	// Message is the message, stored byte for byte.
+	// Message is the message, stored byte for byte (under the fields of a
+	// final delivery, see WithEnvelope).
 	Message []byte
 	// Flags are the message's initial flags.
 	Flags []string
@@ -28,6 +30,74 @@ type Delivery struct {
 	Key string
 	// Time is the message's internal date; the zero Time means now.
 	Time time.Time
+}
+
+// Envelope is the SMTP envelope of the message a context is about, which
+// makes Deliver a final delivery (RFC 5321 §4.4): see [WithEnvelope].
+type Envelope struct {
+	// ReturnPath is the reverse path (MAIL FROM); empty is the null
+	// reverse path, written <>.
+	ReturnPath string
+	// Trace holds the trace fields (Received) of the last SMTP reception,
+	// CRLF-terminated, to put under Return-Path and Delivered-To; empty
+	// for a message that did not come over SMTP (one the gestore sends
+	// itself).
+	Trace string
+}
+
+// envelopeKey is the context key of an Envelope.
+type envelopeKey struct{}
+
+// WithEnvelope returns a copy of ctx carrying env. Deliver under such a
+// context is a final delivery: the stored message starts with
+// "Return-Path: <env.ReturnPath>", "Delivered-To: <address>" and env.Trace,
+// then the message byte for byte, as mail servers deliver into mailboxes
+// (RFC 5321 §4.4). The fields are outside any S/MIME signed entity, which
+// still verifies. A Deliver whose context carries no Envelope (an IMAP
+// APPEND) stores the message as it is.
+func WithEnvelope(ctx context.Context, env Envelope) context.Context {
+	return context.WithValue(ctx, envelopeKey{}, env)
+}
+
+// EnvelopeFrom returns the Envelope ctx carries, if any.
+func EnvelopeFrom(ctx context.Context) (Envelope, bool) {
+	env, ok := ctx.Value(envelopeKey{}).(Envelope)
+	return env, ok
+}
+
+// finalHeader returns the fields a final delivery to addr puts at the top
+// of the message, in the line endings of msg: Return-Path, Delivered-To and
+// env.Trace. It refuses a trace that would not be header fields (one not
+// ending in CRLF, holding an empty line or a bare CR or LF, or starting
+// with a continuation line).
+func finalHeader(env Envelope, addr string, msg []byte) ([]byte, error) {
+	// The reverse path comes from the network: what would end the field
+	// or the brackets is dropped, never refused.
+	rp := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == '<' || r == '>' {
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(env.ReturnPath))
+	trace := env.Trace
+	if trace != "" && (!strings.HasSuffix(trace, "\r\n") || strings.Contains(trace, "\r\n\r\n") ||
+		strings.Contains(strings.ReplaceAll(trace, "\r\n", ""), "\n") || strings.Contains(strings.ReplaceAll(trace, "\r\n", ""), "\r") ||
+		trace[0] == ' ' || trace[0] == '\t' || !strings.Contains(strings.SplitN(trace, "\r\n", 2)[0], ":")) {
+		return nil, fmt.Errorf("trace %q is not header fields ending in CRLF: %w", truncate(trace, 80), ErrInvalid)
+	}
+	h := "Return-Path: <" + rp + ">\r\nDelivered-To: " + addr + "\r\n" + trace
+	if i := bytes.IndexByte(msg, '\n'); i >= 0 && (i == 0 || msg[i-1] != '\r') {
+		h = strings.ReplaceAll(h, "\r\n", "\n")
+	}
+	return []byte(h), nil
+}
+
+// truncate shortens s for an error message.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // Delivered is the result of [Store.Deliver].
@@ -74,7 +144,10 @@ type CopyResult struct {
 }
 
 // Deliver stores a message durably (it is on disk when Deliver returns) and
-// returns its UID. An error wraps ErrNoSuchMailbox, ErrNoSuchFolder,
+// returns its UID. Under a context with an Envelope ([WithEnvelope]) it is a
+// final delivery: Return-Path, Delivered-To and the trace fields head the
+// stored message; without, the message is stored byte for byte. An error
+// wraps ErrNoSuchMailbox, ErrNoSuchFolder,
 // ErrOverQuota (the mailbox's Used plus the message's length would exceed a
 // non-zero Quota), or ErrInvalid (bad address, folder or flag, empty or
 // oversized message, oversized Key). With a non-empty Key already delivered
@@ -92,6 +165,15 @@ func (s *Store) Deliver(ctx context.Context, d Delivery) (Delivered, error) {
 	flags, err := canonicalFlags(d.Flags)
 	if err != nil {
 		return Delivered{}, fmt.Errorf("mailstore: deliver to %s: %w", addr, err)
+	}
+	if len(d.Message) > 0 {
+		if env, ok := EnvelopeFrom(ctx); ok {
+			h, err := finalHeader(env, addr, d.Message)
+			if err != nil {
+				return Delivered{}, fmt.Errorf("mailstore: deliver to %s: %w", addr, err)
+			}
+			d.Message = append(h, d.Message...)
+		}
 	}
 	switch {
 	case len(d.Message) == 0:

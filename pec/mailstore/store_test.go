@@ -857,3 +857,55 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("cancelled context: %v", err)
 	}
 }
+
+// TestFinalDelivery checks the fields a final delivery adds (RFC 5321
+// §4.4): Return-Path, Delivered-To and the trace, in the message's line
+// endings, above the message kept byte for byte; none without an Envelope
+// (IMAP APPEND); a hostile reverse path that cannot break the field; and a
+// trace that is not header fields refused.
+func TestFinalDelivery(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := openTest(t)
+	mustAdd(t, s, "mario@example.it", 0)
+	received := "Received: from mx.altro.test (mx.altro.test [192.0.2.1])\r\n\tby mx.example.it (Custode) with ESMTPS id ABC; Fri, 14 Nov 2025 18:26:30 +0100\r\n"
+	crlf := msg("uno", 10)
+	lf := bytes.ReplaceAll(crlf, []byte("\r\n"), []byte("\n"))
+	tests := []struct {
+		name string
+		ctx  context.Context
+		msg  []byte
+		want string
+	}{
+		{"no envelope", ctx, crlf, string(crlf)},
+		{"busta over SMTP", WithEnvelope(ctx, Envelope{ReturnPath: "posta-certificata@pec.altro.test", Trace: received}), crlf,
+			"Return-Path: <posta-certificata@pec.altro.test>\r\nDelivered-To: mario@example.it\r\n" + received + string(crlf)},
+		{"message of ours, null reverse path", WithEnvelope(ctx, Envelope{}), crlf,
+			"Return-Path: <>\r\nDelivered-To: mario@example.it\r\n" + string(crlf)},
+		{"LF message", WithEnvelope(ctx, Envelope{ReturnPath: "a@b.it", Trace: received}), lf,
+			strings.ReplaceAll("Return-Path: <a@b.it>\r\nDelivered-To: mario@example.it\r\n"+received, "\r\n", "\n") + string(lf)},
+		{"hostile reverse path", WithEnvelope(ctx, Envelope{ReturnPath: "a>\r\nBcc: x@y.it\r\n<b@c.it"}), crlf,
+			"Return-Path: <aBcc: x@y.itb@c.it>\r\nDelivered-To: mario@example.it\r\n" + string(crlf)},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := s.Deliver(tt.ctx, Delivery{Address: "Mario@Example.it", Message: tt.msg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.UID != uint32(i+1) {
+				t.Fatalf("UID %d, want %d", r.UID, i+1)
+			}
+			got, err := s.Body(ctx, "mario@example.it", "", r.UID)
+			if err != nil || string(got) != tt.want {
+				t.Fatalf("stored %q, %v\nwant %q", got, err, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"Received: x", "Received: x\r\n\r\nBcc: y\r\n", " x\r\n", "no colon\r\n", "A: b\nC: d\r\n"} {
+		_, err := s.Deliver(WithEnvelope(ctx, Envelope{Trace: bad}), Delivery{Address: "mario@example.it", Message: crlf})
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("trace %q: %v, want ErrInvalid", bad, err)
+		}
+	}
+	check(t, s)
+}

@@ -295,13 +295,13 @@ func pecEntity(size int, withOriginal bool) []byte {
 // given From value.
 func pecHeader(from string) []Field {
 	return []Field{
-		{"Date", "Sat, 7 Nov 2026 16:52:00 +0100"},
-		{"Subject", "ACCETTAZIONE: prova"},
-		{"From", from},
-		{"To", "mario.rossi@pec.custode.test"},
-		{"Message-ID", "<opec1.20261107165200.00001.01.1.1@pec.custode.test>"},
-		{"X-Ricevuta", "accettazione"},
-		{"X-Riferimento-Message-ID", "<1@client.example>"},
+		{Name: "Date", Value: "Sat, 7 Nov 2026 16:52:00 +0100"},
+		{Name: "Subject", Value: "ACCETTAZIONE: prova"},
+		{Name: "From", Value: from},
+		{Name: "To", Value: "mario.rossi@pec.custode.test"},
+		{Name: "Message-ID", Value: "<opec1.20261107165200.00001.01.1.1@pec.custode.test>"},
+		{Name: "X-Ricevuta", Value: "accettazione"},
+		{Name: "X-Riferimento-Message-ID", Value: "<1@client.example>"},
 	}
 }
 

@@ -82,8 +82,11 @@ func (s *Signer) check(now time.Time) error {
 // detached CMS SignedData over SHA-256 that embeds the signer certificate and
 // its chain. Bare LF line endings in entity are turned into CRLF before
 // signing. It returns the value of the Content-Type field (with
-// protocol="application/pkcs7-signature", micalg=sha-256 and a random
-// boundary) and the body that goes with it, in CRLF form.
+// protocol="application/x-pkcs7-signature", micalg=sha-256 and a random
+// boundary) and the body that goes with it, in CRLF form. The signature
+// part is application/x-pkcs7-signature named smime.p7s, the spelling of
+// RFC 6109 and of every gestore in service (Verify accepts the
+// application/pkcs7-signature of RFC 5751 too).
 //
 // The CMS signingTime attribute is the time of signing by this machine's
 // clock. Sign refuses a certificate that is not valid at that time, entity
@@ -110,7 +113,7 @@ func Sign(entity []byte, s *Signer) (contentType string, body []byte, err error)
 	b.WriteString("This is an S/MIME signed message\r\n\r\n--" + boundary + "\r\n")
 	b.Write(entity)
 	b.WriteString("\r\n--" + boundary + "\r\n" +
-		"Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n" +
+		"Content-Type: application/x-pkcs7-signature; name=\"smime.p7s\"\r\n" +
 		"Content-Transfer-Encoding: base64\r\n" +
 		"Content-Disposition: attachment; filename=\"smime.p7s\"\r\n" +
 		"Content-Description: S/MIME Cryptographic Signature\r\n\r\n")
@@ -120,7 +123,7 @@ func Sign(entity []byte, s *Signer) (contentType string, body []byte, err error)
 		enc = enc[76:]
 	}
 	b.WriteString(enc + "\r\n\r\n--" + boundary + "--\r\n")
-	contentType = `multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary="` + boundary + `"`
+	contentType = `multipart/signed; protocol="application/x-pkcs7-signature"; micalg=sha-256; boundary="` + boundary + `"`
 	return contentType, b.Bytes(), nil
 }
 
@@ -128,6 +131,10 @@ func Sign(entity []byte, s *Signer) (contentType string, body []byte, err error)
 // and its value, ASCII, already encoded (RFC 2047) where needed, unfolded.
 type Field struct {
 	Name, Value string
+	// Keep is how many leading bytes of Value stay together: SignMessage
+	// never folds at a space among them, so that a prefix such as
+	// "ACCETTAZIONE: " stays on one line with the text that follows it.
+	Keep int
 }
 
 // SignMessage returns a complete RFC 5322 message: the header fields of
@@ -194,12 +201,14 @@ func checkField(f Field) error {
 	return nil
 }
 
-// writeField writes f, folding its value at spaces so that lines stay within
-// 78 characters where possible and within 998 always (RFC 5322 §2.1.1).
+// writeField writes f, folding its value so that lines stay within 78
+// characters where possible and within 998 always (RFC 5322 §2.1.1). It
+// folds only at spaces outside quoted strings and past f.Keep: a quoted
+// display name such as "Per conto di: …" is never broken, which some
+// address parsers (Python's email.utils.parseaddr) do not read back.
 func writeField(b *bytes.Buffer, f Field) error {
 	line := f.Name + ":"
-	words := strings.Split(strings.TrimSpace(f.Value), " ")
-	for i, w := range words {
+	for i, w := range foldUnits(strings.TrimSpace(f.Value), f.Keep) {
 		if i > 0 && len(line)+1+len(w) > 78 && strings.TrimSpace(line) != "" {
 			if len(line) > maxLineLength {
 				return fmt.Errorf("smime: header field %s has a word longer than %d bytes", f.Name, maxLineLength)
@@ -214,6 +223,27 @@ func writeField(b *bytes.Buffer, f Field) error {
 	}
 	b.WriteString(line + "\r\n")
 	return nil
+}
+
+// foldUnits splits v at the spaces where a header field may be folded:
+// spaces outside quoted strings (a backslash escapes the next character in
+// one) at offset keep or beyond. Runs of spaces are kept inside a unit, so
+// that joining the units with single spaces gives v back.
+func foldUnits(v string, keep int) []string {
+	var units []string
+	start, inQuote := 0, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && inQuote:
+			i++
+		case c == '"':
+			inQuote = !inQuote
+		case c == ' ' && !inQuote && i >= keep && i > start:
+			units = append(units, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(units, v[start:])
 }
 
 // checkEntity checks that the canonical entity can be signed and sent.

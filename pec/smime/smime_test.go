@@ -94,13 +94,19 @@ func TestSignedMessageShape(t *testing.T) {
 		}
 	}
 	ct := m.Header.Get("Content-Type")
-	for _, want := range []string{"multipart/signed", `protocol="application/pkcs7-signature"`, "micalg=sha-256", "boundary="} {
+	for _, want := range []string{"multipart/signed", `protocol="application/x-pkcs7-signature"`, "micalg=sha-256", "boundary="} {
 		if !strings.Contains(ct, want) {
 			t.Errorf("Content-Type %q lacks %q", ct, want)
 		}
 	}
 	if bytes.Contains(bytes.ReplaceAll(msg, []byte("\r\n"), nil), []byte("\n")) {
 		t.Error("message has bare LF line endings")
+	}
+	// RFC 6109 and the gestori in service (Aruba's messages in
+	// ../shared/pec-samples) write the x- type; a parser matching that
+	// exact string must find the signature.
+	if !bytes.Contains(msg, []byte("\r\nContent-Type: application/x-pkcs7-signature; name=\"smime.p7s\"\r\n")) {
+		t.Error("no application/x-pkcs7-signature part named smime.p7s")
 	}
 	if !bytes.Contains(msg, []byte(`filename="smime.p7s"`)) {
 		t.Error("no smime.p7s part")
@@ -136,7 +142,7 @@ func TestSignMessageFoldsLongFields(t *testing.T) {
 		rcpts = append(rcpts, fmt.Sprintf("destinatario.numero%02d@pec.custode.test", i))
 	}
 	to := strings.Join(rcpts, ", ")
-	h := append(pecHeader(p.address()), Field{"To", to})
+	h := append(pecHeader(p.address()), Field{Name: "To", Value: to})
 	msg, err := SignMessage(h, pecEntity(1000, false), p.signer)
 	if err != nil {
 		t.Fatal(err)
@@ -200,12 +206,12 @@ func TestSignRefuses(t *testing.T) {
 		{"no digitalSignature", pecHeader("x@y.it"), entity, &Signer{Key: p.signer.Key, Certificate: noSig}, "does not allow digital signatures"},
 		{"nil signer", pecHeader("x@y.it"), entity, nil, "needs a key and a certificate"},
 		{"no From", pecHeader("x@y.it")[:2], entity, p.signer, "exactly one From and one Date"},
-		{"two From", withField(Field{"from", "a@b.it"}), entity, p.signer, "exactly one From and one Date"},
-		{"Content-Type set", withField(Field{"Content-Type", "text/plain"}), entity, p.signer, "is set by SignMessage"},
-		{"header injection", withField(Field{"Subject", "a\r\nBcc: x@y.it"}), entity, p.signer, "line break"},
-		{"non-ASCII value", withField(Field{"Subject", "però"}), entity, p.signer, "not ASCII"},
-		{"bad field name", withField(Field{"Sub ject", "x"}), entity, p.signer, "invalid header field name"},
-		{"long word", withField(Field{"X-Long", strings.Repeat("a", 1000)}), entity, p.signer, "longer than 998"},
+		{"two From", withField(Field{Name: "from", Value: "a@b.it"}), entity, p.signer, "exactly one From and one Date"},
+		{"Content-Type set", withField(Field{Name: "Content-Type", Value: "text/plain"}), entity, p.signer, "is set by SignMessage"},
+		{"header injection", withField(Field{Name: "Subject", Value: "a\r\nBcc: x@y.it"}), entity, p.signer, "line break"},
+		{"non-ASCII value", withField(Field{Name: "Subject", Value: "però"}), entity, p.signer, "not ASCII"},
+		{"bad field name", withField(Field{Name: "Sub ject", Value: "x"}), entity, p.signer, "invalid header field name"},
+		{"long word", withField(Field{Name: "X-Long", Value: strings.Repeat("a", 1000)}), entity, p.signer, "longer than 998"},
 		{"long entity line", pecHeader("x@y.it"), []byte("Content-Type: text/plain\r\n\r\n" + strings.Repeat("x", 999) + "\r\n"), p.signer, "over the 998-byte SMTP limit"},
 		{"empty entity", pecHeader("x@y.it"), nil, p.signer, "empty entity"},
 		{"entity without header", pecHeader("x@y.it"), []byte("just text\r\n"), p.signer, "in the entity to sign"},
@@ -405,7 +411,7 @@ func TestVerifyTolerates(t *testing.T) {
 	p := mustPKI(t, rsaPKI)
 	good := signedMsg(t, p, p.address(), pecEntity(3000, true))
 	b := boundaryOf(t, good)
-	ct := `multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary="` + b + `"`
+	ct := `multipart/signed; protocol="application/x-pkcs7-signature"; micalg=sha-256; boundary="` + b + `"`
 	setCT := func(v string) []byte { return bytes.Replace(good, []byte(ct), []byte(v), 1) }
 	rename := func(nb string) []byte {
 		m := bytes.ReplaceAll(good, []byte(`boundary="`+b+`"`), []byte("boundary="+nb))
@@ -429,7 +435,7 @@ func TestVerifyTolerates(t *testing.T) {
 	}{
 		{"as signed", good},
 		{"LF line endings", bytes.ReplaceAll(good, []byte("\r\n"), []byte("\n"))},
-		{"x-pkcs7 and sha1 micalg", setCT(`multipart/signed; protocol="application/x-pkcs7-signature"; micalg=sha1; boundary="` + b + `"`)},
+		{"pkcs7 (RFC 5751) and sha1 micalg", setCT(`multipart/signed; protocol="application/pkcs7-signature"; micalg=sha1; boundary="` + b + `"`)},
 		{"micalg sha256, unquoted protocol", setCT(`Multipart/Signed; protocol=application/pkcs7-signature; micalg=SHA256; boundary="` + b + `"`)},
 		{"folded Content-Type", setCT("multipart/signed;\r\n\tprotocol=\"application/pkcs7-signature\";\r\n micalg=sha-256;\r\n boundary=\"" + b + "\"")},
 		{"unquoted boundary", rename("simple-boundary-123")},
@@ -441,7 +447,7 @@ func TestVerifyTolerates(t *testing.T) {
 		{"signature on one line", refold(1<<20, "")},
 		{"delimiter with trailing white space", bytes.ReplaceAll(good, []byte("--"+b+"\r\n"), []byte("--"+b+" \t\r\n"))},
 		{"preamble and epilogue", append(bytes.Replace(good, []byte("This is an S/MIME signed message"), []byte("--not-a-delimiter\r\n--"+b+"x"), 1), "epilogue\r\n"...)},
-		{"x-pkcs7 signature part", bytes.Replace(good, []byte("Content-Type: application/pkcs7-signature;"), []byte("Content-Type: application/x-pkcs7-signature;"), 1)},
+		{"pkcs7 (RFC 5751) signature part", bytes.Replace(good, []byte("Content-Type: application/x-pkcs7-signature;"), []byte("Content-Type: application/pkcs7-signature;"), 1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -457,7 +463,7 @@ func TestVerifyMalformed(t *testing.T) {
 	good := signedMsg(t, p, p.address(), pecEntity(3000, true))
 	b := boundaryOf(t, good)
 	hdrEnd := bytes.Index(good, []byte("\r\n\r\n")) + 4
-	sigPart := good[bytes.LastIndex(good, []byte("--"+b+"\r\nContent-Type: application/pkcs7")):]
+	sigPart := good[bytes.LastIndex(good, []byte("--"+b+"\r\nContent-Type: application/x-pkcs7")):]
 	tests := []struct {
 		name string
 		msg  []byte
@@ -468,7 +474,7 @@ func TestVerifyMalformed(t *testing.T) {
 		{"empty", nil, nil, ErrNotSigned, "not multipart/signed"},
 		{"plain text", []byte("From: a@b.it\r\nSubject: x\r\n\r\nciao\r\n"), nil, ErrNotSigned, "Content-Type is text/plain"},
 		{"multipart/mixed", bytes.Replace(good, []byte("multipart/signed"), []byte("multipart/mixed"), 1), nil, ErrNotSigned, "multipart/mixed"},
-		{"enveloped protocol", bytes.Replace(good, []byte(`protocol="application/pkcs7-signature"`), []byte(`protocol="application/pgp-signature"`), 1), nil, ErrNotSigned, "not PKCS #7"},
+		{"enveloped protocol", bytes.Replace(good, []byte(`protocol="application/x-pkcs7-signature"`), []byte(`protocol="application/pgp-signature"`), 1), nil, ErrNotSigned, "not PKCS #7"},
 		{"no boundary", bytes.Replace(good, []byte(`boundary="`+b+`"`), nil, 1), nil, ErrMalformed, "without a boundary"},
 		{"wrong boundary", bytes.Replace(good, []byte(`boundary="`+b+`"`), []byte(`boundary="other"`), 1), nil, ErrMalformed, "no part delimited"},
 		{"truncated in the signature", good[:len(good)-200], nil, ErrMalformed, "no closing boundary"},
@@ -476,8 +482,8 @@ func TestVerifyMalformed(t *testing.T) {
 		{"truncated before the body", good[:hdrEnd-10], nil, ErrMalformed, ""},
 		{"only the header", good[:hdrEnd], nil, ErrMalformed, "no part delimited"},
 		{"three parts", bytes.Replace(good, []byte("--"+b+"--"), append(bytes.Clone(sigPart[:len(sigPart)-len(b)-6]), "\r\n--"+b+"--"...), 1), nil, ErrMalformed, "more than two parts"},
-		{"one part", append(bytes.Clone(good[:bytes.LastIndex(good, []byte("\r\n--"+b+"\r\nContent-Type: application/pkcs7"))]), "\r\n--"+b+"--\r\n"...), nil, ErrMalformed, "1 parts, want 2"},
-		{"second part not a signature", bytes.Replace(good, []byte("Content-Type: application/pkcs7-signature;"), []byte("Content-Type: text/plain;"), 1), nil, ErrNotSigned, "second part is text/plain"},
+		{"one part", append(bytes.Clone(good[:bytes.LastIndex(good, []byte("\r\n--"+b+"\r\nContent-Type: application/x-pkcs7"))]), "\r\n--"+b+"--\r\n"...), nil, ErrMalformed, "1 parts, want 2"},
+		{"second part not a signature", bytes.Replace(good, []byte("Content-Type: application/x-pkcs7-signature;"), []byte("Content-Type: text/plain;"), 1), nil, ErrNotSigned, "second part is text/plain"},
 		{"bad base64", bytes.Replace(good, []byte("Content-Description: S/MIME Cryptographic Signature\r\n\r\n"), []byte("Content-Description: S/MIME Cryptographic Signature\r\n\r\n*!"), 1), nil, ErrMalformed, "not valid base64"},
 		{"quoted-printable signature", bytes.Replace(good, []byte("Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment"), []byte("Content-Transfer-Encoding: quoted-printable\r\nContent-Disposition: attachment"), 1), nil, ErrMalformed, "Content-Transfer-Encoding"},
 		{"garbage signature", withSignature(t, good, []byte("this is not a CMS structure at all")), nil, ErrMalformed, "not valid BER"},
@@ -891,5 +897,61 @@ func TestParseKeyPair(t *testing.T) {
 	roots, err := ParseCertificatesPEM(append([]byte("junk\n"), certPEM...))
 	if err != nil || len(roots) != 2 {
 		t.Fatalf("ParseCertificatesPEM: %d certificates, %v", len(roots), err)
+	}
+}
+
+// TestWriteFieldFolding checks where writeField breaks a long value: only
+// at spaces outside quoted strings and past Keep, each line within 78
+// characters when the units allow it, and the value read back unfolded.
+func TestWriteFieldFolding(t *testing.T) {
+	long := strings.Repeat("ufficio.protocollo.", 3) + "direzione@pec.comune-di-esempio.test"
+	quoted := `"Per conto di: ` + long + `" <posta-certificata@pec.custode.test>`
+	word := strings.Repeat("w", 60)
+	tests := []struct {
+		name  string
+		f     Field
+		lines []string
+	}{
+		{"short", Field{Name: "Subject", Value: "ACCETTAZIONE: prova"}, []string{"Subject: ACCETTAZIONE: prova"}},
+		{"quoted display name kept whole", Field{Name: "From", Value: quoted}, []string{
+			`From: "Per conto di: ` + long + `"`,
+			" <posta-certificata@pec.custode.test>",
+		}},
+		{"escaped quote inside the display name", Field{Name: "From", Value: `"a \" b ` + long + `" <x@y.it>`}, []string{
+			`From: "a \" b ` + long + `"`,
+			" <x@y.it>",
+		}},
+		{"prefix folded from its word without Keep", Field{Name: "Subject", Value: "ACCETTAZIONE: " + word}, []string{
+			"Subject: ACCETTAZIONE:",
+			" " + word,
+		}},
+		{"Keep holds the prefix with its word", Field{Name: "Subject", Value: "ACCETTAZIONE: " + word + " coda", Keep: len("ACCETTAZIONE: ")}, []string{
+			"Subject: ACCETTAZIONE: " + word,
+			" coda",
+		}},
+		{"Keep over a multi-word prefix", Field{Name: "Subject", Value: "POSTA CERTIFICATA: " + word, Keep: len("POSTA CERTIFICATA: ")}, []string{
+			"Subject: POSTA CERTIFICATA: " + word,
+		}},
+		{"double spaces survive", Field{Name: "X-A", Value: word + "  " + word}, []string{
+			"X-A: " + word,
+			"  " + word,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := writeField(&b, tt.f); err != nil {
+				t.Fatal(err)
+			}
+			want := strings.Join(tt.lines, "\r\n") + "\r\n"
+			if b.String() != want {
+				t.Errorf("writeField wrote\n%q\nwant\n%q", b.String(), want)
+			}
+			// Unfolding (RFC 5322 §2.2.3) gives the value back.
+			unfolded := strings.ReplaceAll(strings.TrimSuffix(b.String(), "\r\n"), "\r\n", "")
+			if want := tt.f.Name + ": " + tt.f.Value; unfolded != want {
+				t.Errorf("unfolds to %q, want %q", unfolded, want)
+			}
+		})
 	}
 }
