@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/mail"
 	"strings"
 	"time"
@@ -813,12 +812,10 @@ func (s *Server) received(ctx context.Context, c *smtp.Conn, authenticated bool,
 		if _, ok := c.TLSConnectionState(); ok {
 			r.With += "S"
 		}
+		// The address literal only, no reverse DNS (RFC 5321 §4.4 makes
+		// it optional): a slow or hostile resolver must not delay every
+		// message, and the trace must not depend on the resolver's day.
 		r.Helo, r.RemoteIP = c.Hostname(), remoteIP(c)
-		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if names, err := net.DefaultResolver.LookupAddr(lctx, r.RemoteIP); err == nil && len(names) > 0 {
-			r.RemoteHost = strings.TrimSuffix(names[0], ".")
-		}
-		cancel()
 	}
 	if authenticated {
 		r.With += "A"
