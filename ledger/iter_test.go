@@ -272,3 +272,52 @@ func TestFindAll(t *testing.T) {
 		t.Errorf("a stuck cursor: %d entries over %d pages, want 2 over 2", len(got), pages)
 	}
 }
+
+// BenchmarkCheckpointsFrom measures what a follower of the checkpoints
+// pays on a real store for a look at what is new (the last checkpoint,
+// found with a seek), against the ledger's age in checkpoints; "all" is
+// the read of every checkpoint that the sealer made before, for contrast.
+func BenchmarkCheckpointsFrom(b *testing.B) {
+	for _, n := range []uint64{1_000, 100_000} {
+		l := openTest(b, b.TempDir(), nil)
+		wb := l.db.NewWriteBatch()
+		for k := uint64(1); k <= n; k++ {
+			body := checkpointBody("test/iter", 10*k, [32]byte{byte(k)}, [32]byte{}, baseTime.Add(time.Duration(k)*10*time.Second))
+			v, err := json.Marshal(checkpointRecord{Body: body, Signature: make([]byte, 1500), Token: make([]byte, 3000)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := wb.Set(checkpointKey(10*k), v); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		b.Run(fmt.Sprintf("checkpoints=%d/new", n), func(b *testing.B) {
+			for b.Loop() {
+				got := 0
+				for c, err := range l.CheckpointsFrom(ctx, 10*n) {
+					if err != nil || c.Size != 10*n {
+						b.Fatal(c, err)
+					}
+					got++
+				}
+				if got != 1 {
+					b.Fatal(got)
+				}
+			}
+		})
+		if n <= 1_000 || !testing.Short() {
+			b.Run(fmt.Sprintf("checkpoints=%d/all", n), func(b *testing.B) {
+				for b.Loop() {
+					if cps, err := l.Checkpoints(ctx); err != nil || uint64(len(cps)) != n {
+						b.Fatal(len(cps), err)
+					}
+				}
+			})
+		}
+		l.Close()
+	}
+}
