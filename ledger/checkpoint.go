@@ -283,17 +283,9 @@ func newCheckpointer(ctx context.Context, l *Ledger, opts CheckpointOptions) (*c
 		opts.Now = time.Now
 	}
 	cp := &checkpointer{l: l, opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	all, err := l.Checkpoints(ctx)
-	if err != nil {
+	var err error
+	if cp.pending, cp.last, err = l.pendingTail(ctx); err != nil {
 		return nil, err
-	}
-	for _, c := range all {
-		if c.Pending() {
-			cp.pending = append(cp.pending, c)
-		}
-	}
-	if len(all) > 0 {
-		cp.last = all[len(all)-1]
 	}
 	cp.npend.Store(int64(len(cp.pending)))
 	return cp, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -173,4 +174,44 @@ func FindAll(ctx context.Context, find func(context.Context, Query) (*Page, erro
 			q.Cursor = page.Next
 		}
 	}
+}
+
+// pendingTail returns the checkpoints still waiting for a timestamp token,
+// oldest first, and the newest checkpoint (nil if there is none). Tokens
+// are added oldest first and a new checkpoint is the newest, so the pending
+// checkpoints are the newest ones: it reads back from the newest to the
+// first with a token, not the whole history.
+func (l *Ledger) pendingTail(ctx context.Context) ([]*Checkpoint, *Checkpoint, error) {
+	var pending []*Checkpoint
+	var last *Checkpoint
+	err := l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefixCheckpoint}})
+		defer it.Close()
+		for it.Seek([]byte{prefixCheckpoint, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			c, err := decodeCheckpointRecord(v)
+			if err != nil {
+				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
+			}
+			if last == nil {
+				last = c
+			}
+			if !c.Pending() {
+				return nil
+			}
+			pending = append(pending, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: pending checkpoints: %w", err)
+	}
+	slices.Reverse(pending)
+	return pending, last, nil
 }

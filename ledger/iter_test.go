@@ -321,3 +321,56 @@ func BenchmarkCheckpointsFrom(b *testing.B) {
 		l.Close()
 	}
 }
+
+// TestPendingTail: the checkpointer's start reads back from the newest
+// checkpoint to the newest with a token, and finds the pending ones in
+// order.
+func TestPendingTail(t *testing.T) {
+	tests := []struct {
+		name         string
+		n, stampedTo uint64 // checkpoints 1..n; 1..stampedTo have a token
+		wantPending  []uint64
+		wantLast     uint64 // 0: none
+	}{
+		{"empty", 0, 0, nil, 0},
+		{"all stamped", 100, 100, nil, 100},
+		{"three pending", 100, 97, []uint64{98, 99, 100}, 100},
+		{"none stamped", 3, 0, []uint64{1, 2, 3}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := openTest(t, t.TempDir(), nil)
+			defer l.Close()
+			err := l.db.Update(func(txn *badger.Txn) error {
+				for k := uint64(1); k <= tt.n; k++ {
+					r := checkpointRecord{Body: checkpointBody("test/iter", k, [32]byte{}, [32]byte{}, baseTime), Signature: []byte{1}}
+					if k <= tt.stampedTo {
+						r.Token = []byte{2}
+					}
+					v, _ := json.Marshal(r)
+					if err := txn.Set(checkpointKey(k), v); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending, last, err := l.pendingTail(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []uint64
+			for _, c := range pending {
+				got = append(got, c.Size)
+			}
+			if !slices.Equal(got, tt.wantPending) {
+				t.Errorf("pending %v, want %v", got, tt.wantPending)
+			}
+			if (last == nil) != (tt.wantLast == 0) || (last != nil && last.Size != tt.wantLast) {
+				t.Errorf("last %v, want %d", last, tt.wantLast)
+			}
+		})
+	}
+}
