@@ -176,15 +176,10 @@ func FindAll(ctx context.Context, find func(context.Context, Query) (*Page, erro
 	}
 }
 
-// pendingTail returns the checkpoints still waiting for a timestamp token,
-// oldest first, and the newest checkpoint (nil if there is none). Tokens
-// are added oldest first and a new checkpoint is the newest, so the pending
-// checkpoints are the newest ones: it reads back from the newest to the
-// first with a token, not the whole history.
-func (l *Ledger) pendingTail(ctx context.Context) ([]*Checkpoint, *Checkpoint, error) {
-	var pending []*Checkpoint
-	var last *Checkpoint
-	err := l.db.View(func(txn *badger.Txn) error {
+// checkpointsBack calls fn with the checkpoints from the newest back, until
+// fn returns false.
+func (l *Ledger) checkpointsBack(ctx context.Context, fn func(c *Checkpoint) bool) error {
+	return l.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefixCheckpoint}})
 		defer it.Close()
 		for it.Seek([]byte{prefixCheckpoint, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); it.Valid(); it.Next() {
@@ -199,15 +194,52 @@ func (l *Ledger) pendingTail(ctx context.Context) ([]*Checkpoint, *Checkpoint, e
 			if err != nil {
 				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
 			}
-			if last == nil {
-				last = c
-			}
-			if !c.Pending() {
+			if !fn(c) {
 				return nil
 			}
-			pending = append(pending, c)
 		}
 		return nil
+	})
+}
+
+// LatestTimestamped returns the newest checkpoint with a timestamp token,
+// or ErrNotFound. It reads back from the newest checkpoint over the few
+// still pending, not the whole history; since checkpoints grow, it covers
+// entry seq if any timestamped checkpoint does (Size > seq).
+func (l *Ledger) LatestTimestamped(ctx context.Context) (*Checkpoint, error) {
+	var found *Checkpoint
+	err := l.checkpointsBack(ctx, func(c *Checkpoint) bool {
+		if !c.Pending() {
+			found = c
+		}
+		return found == nil
+	})
+	if err == nil && found == nil {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: latest timestamped checkpoint: %w", err)
+	}
+	return found, nil
+}
+
+// pendingTail returns the checkpoints still waiting for a timestamp token,
+// oldest first, and the newest checkpoint (nil if there is none). Tokens
+// are added oldest first and a new checkpoint is the newest, so the pending
+// checkpoints are the newest ones: it reads back from the newest to the
+// first with a token, not the whole history.
+func (l *Ledger) pendingTail(ctx context.Context) ([]*Checkpoint, *Checkpoint, error) {
+	var pending []*Checkpoint
+	var last *Checkpoint
+	err := l.checkpointsBack(ctx, func(c *Checkpoint) bool {
+		if last == nil {
+			last = c
+		}
+		if !c.Pending() {
+			return false
+		}
+		pending = append(pending, c)
+		return true
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("ledger: pending checkpoints: %w", err)

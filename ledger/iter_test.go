@@ -324,7 +324,7 @@ func BenchmarkCheckpointsFrom(b *testing.B) {
 
 // TestPendingTail: the checkpointer's start reads back from the newest
 // checkpoint to the newest with a token, and finds the pending ones in
-// order.
+// order; LatestTimestamped finds that one.
 func TestPendingTail(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -370,6 +370,13 @@ func TestPendingTail(t *testing.T) {
 			}
 			if (last == nil) != (tt.wantLast == 0) || (last != nil && last.Size != tt.wantLast) {
 				t.Errorf("last %v, want %d", last, tt.wantLast)
+			}
+			stamped, err := l.LatestTimestamped(context.Background())
+			switch {
+			case tt.stampedTo == 0 && !errors.Is(err, ErrNotFound):
+				t.Errorf("LatestTimestamped with none: %v, %v", stamped, err)
+			case tt.stampedTo > 0 && (err != nil || stamped.Size != tt.stampedTo):
+				t.Errorf("LatestTimestamped: %v, %v; want %d", stamped, err, tt.stampedTo)
 			}
 		})
 	}
