@@ -108,30 +108,15 @@ func (l *Ledger) putCheckpoint(c *Checkpoint) error {
 	return l.db.Sync()
 }
 
-// Checkpoints returns every checkpoint the ledger holds, oldest first.
+// Checkpoints returns every checkpoint the ledger holds, oldest first. It
+// reads them all: a consumer that follows the ledger uses CheckpointsFrom.
 func (l *Ledger) Checkpoints(ctx context.Context) ([]*Checkpoint, error) {
 	var out []*Checkpoint
-	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{prefixCheckpoint}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			c, err := decodeCheckpointRecord(v)
-			if err != nil {
-				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
-			}
-			out = append(out, c)
+	for c, err := range l.CheckpointsFrom(ctx, 0) {
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ledger: checkpoints: %w", err)
+		out = append(out, c)
 	}
 	return out, nil
 }
@@ -205,17 +190,9 @@ func newCheckpointer(ctx context.Context, l *Ledger, opts CheckpointOptions) (*c
 		opts.Now = time.Now
 	}
 	cp := &checkpointer{l: l, opts: opts, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	all, err := l.Checkpoints(ctx)
-	if err != nil {
+	var err error
+	if cp.pending, cp.last, err = l.pendingTail(ctx); err != nil {
 		return nil, err
-	}
-	for _, c := range all {
-		if c.Pending() {
-			cp.pending = append(cp.pending, c)
-		}
-	}
-	if len(all) > 0 {
-		cp.last = all[len(all)-1]
 	}
 	cp.npend.Store(int64(len(cp.pending)))
 	return cp, nil

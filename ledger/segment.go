@@ -107,30 +107,15 @@ func sealEnd(s *Seal) uint64 {
 	return s.To
 }
 
-// Seals returns the recorded seals in order.
+// Seals returns the recorded seals in order. It reads them all: a
+// consumer that needs the seals from a position on uses SealsFrom.
 func (l *Ledger) Seals(ctx context.Context) ([]Seal, error) {
 	var seals []Seal
-	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{prefixSeal}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			var s Seal
-			if err := json.Unmarshal(v, &s); err != nil {
-				return fmt.Errorf("seal record %x: %w", it.Item().Key(), err)
-			}
-			seals = append(seals, s)
+	for s, err := range l.SealsFrom(ctx, 0) {
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ledger: seals: %w", err)
+		seals = append(seals, s)
 	}
 	return seals, nil
 }

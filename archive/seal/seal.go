@@ -9,6 +9,11 @@
 // recorded in the ledger with its version and SHA-256. The queue of work is
 // the ledger itself (timestamped checkpoints beyond the last seal), so it is
 // as durable as the ledger and a Sealer catches up after any outage.
+//
+// A Sealer is a follower of the ledger's checkpoints: its cursor is where
+// its last seal ended, which it keeps in the ledger's seal records, and each
+// look reads only the checkpoints after it. A look costs the same on a
+// ledger of a day and on one of thirty months.
 package seal
 
 import (
@@ -17,6 +22,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"time"
 
@@ -31,10 +37,30 @@ const DefaultPrefix = "ledger/segments/"
 // §2.3 and the DM 2 novembre 2005: 30 months).
 const LogRetentionMonths = 30
 
+// Ledger is what a Sealer reads from the ledger and records in it; a
+// *ledger.Ledger is one.
+type Ledger interface {
+	// CheckpointsFrom yields the checkpoints of size at least size, oldest
+	// first, reading only from size on.
+	CheckpointsFrom(ctx context.Context, size uint64) iter.Seq2[*ledger.Checkpoint, error]
+	// LastSeal returns the last recorded seal, or nil if there is none:
+	// the Sealer's cursor.
+	LastSeal(ctx context.Context) (*ledger.Seal, error)
+	// Segment returns entries [from, to) with the checkpoint of size to.
+	Segment(ctx context.Context, from, to uint64) (*ledger.Segment, error)
+	// Entry returns entry seq.
+	Entry(ctx context.Context, seq uint64) (*ledger.Entry, []byte, error)
+	// RecordSeal records, durably, that a segment was archived; it moves
+	// the cursor.
+	RecordSeal(ctx context.Context, s ledger.Seal) error
+	// RecordOutage records that a service was down.
+	RecordOutage(ctx context.Context, gestore, service string, from, to time.Time, cause string) error
+}
+
 // Options configure a Sealer.
 type Options struct {
-	Ledger *ledger.Ledger // required
-	Store  archive.Store  // required
+	Ledger Ledger        // required
+	Store  archive.Store // required
 	// Prefix is the key prefix of segments; "" means DefaultPrefix.
 	Prefix string
 	// RetainFor is added to a segment's last entry time to give its
@@ -97,55 +123,70 @@ func (s *Sealer) retainUntil(seg *ledger.Segment, last *ledger.Entry) time.Time 
 // Backlog returns how many entries are covered by a timestamped checkpoint
 // but not yet sealed, and how many checkpoints that is.
 func (s *Sealer) Backlog(ctx context.Context) (entries uint64, checkpoints int, err error) {
-	todo, from, err := s.todo(ctx)
-	if err != nil || len(todo) == 0 {
+	from, err := s.cursor(ctx)
+	if err != nil {
 		return 0, 0, err
 	}
-	return todo[len(todo)-1].Size - from, len(todo), nil
+	to := from
+	for c, err := range s.todo(ctx, from) {
+		if err != nil {
+			return 0, 0, err
+		}
+		to = c.Size
+		checkpoints++
+	}
+	return to - from, checkpoints, nil
 }
 
-// todo returns the timestamped checkpoints beyond the last seal, in order,
-// up to the first pending one, and where the last seal ended.
-func (s *Sealer) todo(ctx context.Context) ([]*ledger.Checkpoint, uint64, error) {
+// cursor returns where the last seal ended: the ledger's entries before it
+// are sealed.
+func (s *Sealer) cursor(ctx context.Context) (uint64, error) {
 	last, err := s.opts.Ledger.LastSeal(ctx)
-	if err != nil {
-		return nil, 0, err
+	if err != nil || last == nil {
+		return 0, err
 	}
-	var from uint64
-	if last != nil {
-		from = last.To
-	}
-	cps, err := s.opts.Ledger.Checkpoints(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	var todo []*ledger.Checkpoint
-	for _, c := range cps {
-		if c.Size <= from {
-			continue
+	return last.To, nil
+}
+
+// todo yields the timestamped checkpoints beyond from, in order, up to the
+// first pending one. It reads the checkpoints from from on only.
+func (s *Sealer) todo(ctx context.Context, from uint64) iter.Seq2[*ledger.Checkpoint, error] {
+	return func(yield func(*ledger.Checkpoint, error) bool) {
+		for c, err := range s.opts.Ledger.CheckpointsFrom(ctx, from+1) {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if c.Size <= from {
+				yield(nil, fmt.Errorf("seal: the ledger gave checkpoint %d when asked for those beyond %d", c.Size, from))
+				return
+			}
+			if c.Pending() || !yield(c, nil) {
+				return
+			}
 		}
-		if c.Pending() {
-			break
-		}
-		todo = append(todo, c)
 	}
-	return todo, from, nil
 }
 
 // SealPending seals, in order, every timestamped checkpoint beyond the last
 // seal, and returns how many it sealed. It stops at the first failure.
 func (s *Sealer) SealPending(ctx context.Context) (int, error) {
-	todo, from, err := s.todo(ctx)
+	from, err := s.cursor(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for i, c := range todo {
+	n := 0
+	for c, err := range s.todo(ctx, from) {
+		if err != nil {
+			return n, err
+		}
 		if err := s.sealOne(ctx, from, c.Size); err != nil {
-			return i, err
+			return n, err
 		}
 		from = c.Size
+		n++
 	}
-	return len(todo), nil
+	return n, nil
 }
 
 func (s *Sealer) sealOne(ctx context.Context, from, to uint64) error {

@@ -217,6 +217,7 @@ type Server struct {
 	domains map[string]bool
 
 	trackMu  sync.Mutex     // one Track at a time
+	tracker  *tracker       // the deadline table; guarded by trackMu
 	refusals refusalLimiter // bounds the refusal entries of the ledger
 
 	mu         sync.Mutex
