@@ -3,6 +3,7 @@ package record
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,40 @@ func TestKinds(t *testing.T) {
 	}
 	if d := log.events[2].Details; d["version"] != "3" || d["sha256"] != "ab" || d["file"] != "v3.yaml" {
 		t.Errorf("policy change details %v", d)
+	}
+}
+
+func TestRunningStart(t *testing.T) {
+	ctx := context.Background()
+	r := Running{Path: t.TempDir() + "/serve.running", Service: "gestore"}
+	log := &memLog{}
+	rec := New(log, "G", nil)
+	now := time.Now()
+	// A clean first start records nothing.
+	if from, err := r.Start(ctx, rec, now); err != nil || !from.IsZero() || len(log.events) != 0 {
+		t.Fatalf("first start: %v, %v, %d events", from, err, len(log.events))
+	}
+	// The marker left by a run that never stopped: an outage from its time.
+	was := now.Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(r.Path, was, was); err != nil {
+		t.Fatal(err)
+	}
+	from, err := r.Start(ctx, rec, now)
+	if err != nil || !from.Equal(was) || len(log.events) != 1 {
+		t.Fatalf("restart: %v, %v, %d events", from, err, len(log.events))
+	}
+	ev := log.events[0]
+	if ev.Kind != ledger.KindOutage || ev.Details[DetailOutageFrom] != FormatTime(was) || !ev.Time.Equal(now) || ev.Details[DetailOutageCause] != UncleanStopCause {
+		t.Errorf("outage %+v", ev)
+	}
+	// If the outage cannot be recorded, the start fails.
+	if _, err := r.Start(ctx, New(&memLog{err: errors.New("full")}, "G", nil), now); err == nil {
+		t.Error("started although the outage was not recorded")
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(r.Path); !os.IsNotExist(err) {
+		t.Errorf("marker still there after Stop: %v", err)
 	}
 }
