@@ -9,6 +9,8 @@ import (
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
+	"github.com/custode/custode/retention"
 )
 
 func runArchiveVerify(ctx context.Context, e *env, args []string) error {
@@ -29,7 +31,11 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 	}
 	opts := seal.VerifyOptions{
 		Roots: roots, TSARoots: tsaRoots,
-		MinRetainUntil: func(cp *ledger.Checkpoint) time.Time { return cp.Time.AddDate(0, seal.LogRetentionMonths, 0) },
+		// The sealer's rule at the legal minimum: seal.Verify gives the
+		// checkpoint only, not the segment's last entry.
+		MinRetainUntil: func(cp *ledger.Checkpoint) time.Time {
+			return retention.SegmentRetainUntil(cp.Time, time.Time{}, retention.LegalMinimum())
+		},
 	}
 	if !noLedger {
 		l, err := c.openLedgerReadOnly(ctx, e)
@@ -159,13 +165,9 @@ func runArchiveFind(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%w (use -no-ledger if the ledger is lost)", err)
 		}
-		details := map[string]string{"what": "archive find",
-			"query": fmt.Sprintf("mailbox=%s message_id=%s kind=%s from=%s to=%s cursor=%s", q.Mailbox, q.ClientMessageID, q.Kind, from, to, cursor)}
-		if reason != "" {
-			details["reason"] = reason
-		}
-		_, err = l.Append(ctx, ledger.Event{Kind: ledger.KindQuery, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-			Identificativo: q.Identificativo, Details: details})
+		_, err = c.recorder(l).Access(ctx, record.Access{Actor: actor, Identificativo: q.Identificativo, What: "archive find",
+			Details: map[string]string{"reason": reason,
+				"query": fmt.Sprintf("mailbox=%s message_id=%s kind=%s from=%s to=%s cursor=%s", q.Mailbox, q.ClientMessageID, q.Kind, from, to, cursor)}})
 		l.Close()
 		if err != nil {
 			return err

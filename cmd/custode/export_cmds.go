@@ -4,16 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/custode/custode/export"
-	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
@@ -64,8 +62,9 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	}
 	// The export is itself evidence: recorded before the bundle exists,
 	// so that a checkpoint after it covers it.
-	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Identificativo: id, Details: map[string]string{"what": "evidence bundle", "kind": kind, "seq": fmt.Sprint(entry.Seq)}}); err != nil {
+	access := record.Access{Export: true, Actor: actor, Identificativo: id, What: "evidence bundle",
+		Details: map[string]string{"kind": kind, "seq": fmt.Sprint(entry.Seq)}}
+	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
 	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
@@ -75,7 +74,7 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	written, err := writeBundle(out, b)
+	written, err := b.WriteFiles(out)
 	if err != nil {
 		return err
 	}
@@ -216,8 +215,8 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Details: map[string]string{"what": "log extract", "mailbox": mailbox, "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
+	access := record.Access{Export: true, Actor: actor, What: "log extract", From: f, To: t, Details: map[string]string{"mailbox": mailbox}}
+	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
 	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
@@ -227,7 +226,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	written, err := writeBundle(out, b)
+	written, err := b.WriteFiles(out)
 	if err != nil {
 		return err
 	}
@@ -269,12 +268,15 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Details: map[string]string{"what": "audit report", "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
+	keep, err := c.policyDir().Retention()
+	if err != nil {
+		return err
+	}
+	if _, err := c.recorder(l).Access(ctx, record.Access{Export: true, Actor: actor, What: "audit report", From: f, To: t}); err != nil {
 		return err
 	}
 	rep, err := export.Audit(ctx, export.AuditOptions{Ledger: l, Store: store, Roots: roots, TSARoots: tsaRoots, From: f, To: t,
-		Gestore: c.Gestore, MinRetainUntil: func(last time.Time) time.Time { return last.AddDate(0, 30, 0) }})
+		Gestore: c.Gestore, MinRetainUntil: keep.Log.AddTo})
 	if err != nil {
 		return err
 	}
@@ -287,15 +289,8 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 			}
 			st.Close()
 		}
-		js, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
+		if err := rep.WriteFiles(outDir, code, len(c.domains()), mailboxes); err != nil {
 			return err
-		}
-		for name, b := range map[string][]byte{"report.json": js, "report.txt": []byte(rep.Text()), "report.pdf": rep.PDF(),
-			"P01.csv": rep.P01(code, len(c.domains()), mailboxes), "P02.csv": rep.P02()} {
-			if err := writeFileSync(filepath.Join(outDir, name), b); err != nil {
-				return err
-			}
 		}
 		fmt.Fprintf(e.stdout, "\nwritten to %s\n", outDir)
 	}
@@ -334,31 +329,6 @@ func (c *config) exportIdentity() (*exportIdentity, error) {
 		return nil, err
 	}
 	return &exportIdentity{signer: signer, stamper: st, caPEM: caPEM, tsaPEM: tsaPEM}, nil
-}
-
-// writeBundle writes b to out, or, when it is over the 30 MB a deposit in
-// the processo civile telematico allows, in parts named out-partI-of-N.zip
-// (SPLIT.txt in the first says how they join). It returns the files
-// written.
-func writeBundle(out string, b *export.Bundle) ([]string, error) {
-	parts, err := b.WriteParts(0)
-	if err != nil {
-		return nil, err
-	}
-	names := []string{out}
-	if len(parts) > 1 {
-		names = names[:0]
-		base := strings.TrimSuffix(out, ".zip")
-		for i := range parts {
-			names = append(names, fmt.Sprintf("%s-part%d-of-%d.zip", base, i+1, len(parts)))
-		}
-	}
-	for i, p := range parts {
-		if err := writeFileSync(names[i], p); err != nil {
-			return nil, err
-		}
-	}
-	return names, nil
 }
 
 // parsePeriod reads -from and -to (default now), dates or RFC 3339 times.

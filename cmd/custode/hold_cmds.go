@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
 	"github.com/custode/custode/ledger"
-	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
 )
 
@@ -216,11 +213,9 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	}
 	// The retention classes of the applied policy; without one, the legal
 	// minimum for both the log and the records of exports.
-	keep := retention.LogRetention{Log: policies.MinLogRetention, Exports: policies.MinLogRetention}
-	if pol, err := policies.Load(c.activePolicy()); err == nil {
-		keep = retention.LogRetention{Log: pol.Retention.Log, Exports: pol.Retention.Exports}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("the active policy: %w", err)
+	keep, err := c.policyDir().Retention()
+	if err != nil {
+		return err
 	}
 	m, l, err := openRetention(ctx, e, data)
 	if err != nil {

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/custode/custode/internal/durable"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
@@ -246,10 +246,5 @@ func (c *config) save() error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(c.dir, configFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return durable.WriteFile(filepath.Join(c.dir, configFile), append(b, '\n'), 0o644)
 }
