@@ -91,6 +91,19 @@ func (e *VersionError) Error() string {
 	return fmt.Sprintf("version %d is not above the active policy's %d", e.Version, e.Active)
 }
 
+// CheckVersion returns a *VersionError if p's version is not above the
+// active policy's.
+func (d PolicyDir) CheckVersion(p *policies.Policy) error {
+	cur, err := d.Active()
+	if err != nil {
+		return err
+	}
+	if cur != nil && p.Version <= cur.Version {
+		return &VersionError{p.Version, cur.Version}
+	}
+	return nil
+}
+
 // Applied is a policy made active.
 type Applied struct {
 	SHA256 string // hex
@@ -104,12 +117,8 @@ type Applied struct {
 // increase: a version not above the active one's is a *VersionError and
 // changes nothing.
 func (d PolicyDir) Apply(ctx context.Context, rec *record.Recorder, p *policies.Policy, raw []byte, actor string) (*Applied, error) {
-	cur, err := d.Active()
-	if err != nil {
+	if err := d.CheckVersion(p); err != nil {
 		return nil, err
-	}
-	if cur != nil && p.Version <= cur.Version {
-		return nil, &VersionError{p.Version, cur.Version}
 	}
 	sum := hex.EncodeToString(p.SHA256[:])
 	kept := filepath.Join(string(d), fmt.Sprintf("v%d-%s.yaml", p.Version, sum[:12]))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 )
 
 // TestMain runs the command line itself when a test re-executes the test
@@ -139,7 +140,7 @@ func TestLedgerAppendRefusesSystemKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at, err := time.Parse(importedLayout, e.Details[ledger.DetailImported])
+	at, err := time.Parse(record.ImportedLayout, e.Details[ledger.DetailImported])
 	if err != nil || !e.Imported() || e.Kind != ledger.KindAccettazione {
 		t.Fatalf("entry %s is not marked imported with a time: %s (%v)", seq, raw, err)
 	}

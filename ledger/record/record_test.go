@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"os"
@@ -198,5 +199,46 @@ func TestRunningStart(t *testing.T) {
 	}
 	if _, err := os.Stat(r.Path); !os.IsNotExist(err) {
 		t.Errorf("marker still there after Stop: %v", err)
+	}
+}
+
+func TestReadImports(t *testing.T) {
+	at := time.Date(2026, 12, 3, 22, 0, 0, 5, time.UTC)
+	good := `{"kind":"accettazione","identificativo":"opec1@pec.prova.test","riferimento_temporale":"2026-11-23T10:00:00Z","mittente":"a@pec.prova.test","destinatari":[{"indirizzo":"b@pec.altro.test","tipo":"certificato"}],"gestore":"Prova","details":{"imported":"whatever"}}`
+	tests := []struct {
+		name, in string
+		n        int
+		line     int    // of the *LineError, 0: none
+		want     string // in the error
+	}{
+		{"one", good + "\n", 1, 0, ""},
+		{"blank lines", "\n" + good + "\n\n" + good, 2, 0, ""},
+		{"system kind", good + "\n" + `{"kind":"checkpoint","riferimento_temporale":"2026-11-23T10:00:00Z","actor":"op"}`, 0, 2, `kind "checkpoint" is one custode records itself`},
+		{"not json", "not json", 0, 1, ""},
+		{"invalid", `{"kind":"accettazione"}`, 0, 1, "riferimento_temporale"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			evs, err := ReadImports(context.Background(), strings.NewReader(tt.in), at)
+			var le *LineError
+			if tt.line != 0 {
+				if !errors.As(err, &le) || le.Line != tt.line || !strings.Contains(err.Error(), tt.want) || evs != nil {
+					t.Fatalf("got %d events, %v; want a refusal of line %d with %q", len(evs), err, tt.line, tt.want)
+				}
+				return
+			}
+			if err != nil || len(evs) != tt.n {
+				t.Fatalf("got %d events, %v; want %d", len(evs), err, tt.n)
+			}
+			for _, e := range evs {
+				if e.Details[ledger.DetailImported] != "2026-12-03T22:00:00.000000005Z" {
+					t.Errorf("imported mark %q", e.Details[ledger.DetailImported])
+				}
+			}
+		})
+	}
+	_, err := ReadImports(context.Background(), strings.NewReader(strings.Repeat("x", MaxImportLine+1)), at)
+	if !errors.Is(err, bufio.ErrTooLong) {
+		t.Errorf("long line: %v", err)
 	}
 }
