@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/custode/custode/export"
+	"github.com/custode/custode/internal/input"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
@@ -118,12 +117,12 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	}
 	var parts []export.Part
 	for _, name := range fs.Args() {
-		p, closer, err := openBundlePart(ctx, e, name)
+		p, closer, err := input.OpenSized(ctx, e.stdin, name, inputBundlePart)
 		if err != nil {
 			return err
 		}
 		defer closer()
-		parts = append(parts, p)
+		parts = append(parts, export.Part{R: p, Size: p.Size})
 	}
 	rep, err := export.VerifyBundleParts(parts, export.VerifyOptions{Anchors: anchors, Gestore: pin})
 	if err != nil {
@@ -145,37 +144,6 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, "the bundle verifies")
 	return nil
-}
-
-// openBundlePart opens one part of a bundle: a regular file is read in
-// place (ZIP needs random access) once its size is within inputBundlePart;
-// anything else (a pipe, a FIFO, a device) is read into memory through the
-// same limit.
-func openBundlePart(ctx context.Context, e *env, name string) (export.Part, func(), error) {
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return export.Part{}, nil, err
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return export.Part{}, nil, err
-		}
-		if st.Mode().IsRegular() {
-			if st.Size() > inputBundlePart.max {
-				f.Close()
-				return export.Part{}, nil, &inputTooLargeError{name, inputBundlePart}
-			}
-			return export.Part{R: f, Size: st.Size()}, func() { f.Close() }, nil
-		}
-		f.Close()
-	}
-	b, err := readInput(ctx, e, name, inputBundlePart)
-	if err != nil {
-		return export.Part{}, nil, err
-	}
-	return export.Part{R: bytes.NewReader(b), Size: int64(len(b))}, func() {}, nil
 }
 
 // runExportExtract writes a titolare's log extract for a period and

@@ -42,7 +42,7 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 	var data string
 	fs := flags(e, "ledger append", &data)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one PEC event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v), at most %s in all.\nEvery entry appended is marked as imported (details.%s).\n", byteCount(inputEvents.max), ledger.DetailImported)
+		fmt.Fprintf(e.stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one PEC event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v), at most %s in all.\nEvery entry appended is marked as imported (details.%s).\n", byteCount(inputEvents.Max), ledger.DetailImported)
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args, 1); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/internal/durable"
+	"github.com/custode/custode/internal/input"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
@@ -22,8 +23,8 @@ import (
 // readPassword reads the password from the first line of stdin, so that it
 // never appears in a process listing or a shell history.
 func readPassword(ctx context.Context, e *env) (string, error) {
-	line, err := bufio.NewReader(newBoundedReader(ctx, e.stdin, "standard input", inputPassword)).ReadString('\n')
-	var tl *inputTooLargeError
+	line, err := bufio.NewReader(input.NewReader(ctx, e.stdin, "standard input", inputPassword)).ReadString('\n')
+	var tl *input.TooLargeError
 	if errors.As(err, &tl) {
 		return "", &usageError{err.Error()}
 	}
