@@ -3,6 +3,7 @@ package export
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 
@@ -50,4 +51,35 @@ func (r *AuditReport) WriteFiles(dir, codGestPEC string, domains, mailboxes int)
 		}
 	}
 	return nil
+}
+
+// WriteText writes the report for people: a line per check, "OK  " or
+// "FAIL" and its name, with its detail indented on the next line.
+func (r *VerifyReport) WriteText(w io.Writer) error {
+	for _, c := range r.Checks {
+		mark := "OK  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		detail := ""
+		if c.Detail != "" {
+			detail = "\n     " + c.Detail
+		}
+		if _, err := fmt.Fprintf(w, "%s %s%s\n", mark, c.Name, detail); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Origin says where the bundle's receipt comes from: the original from the
+// archivio di sicurezza, or a reproduction from the log and why.
+func (b *Bundle) Origin() string {
+	switch {
+	case !b.Reproduction:
+		return "the original receipt from the archivio di sicurezza"
+	case b.ArchiveProblem != "":
+		return "a reproduction from the log (the archived object is not the original: " + b.ArchiveProblem + ")"
+	}
+	return "a reproduction from the log (the original is not archived)"
 }

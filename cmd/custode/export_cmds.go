@@ -77,14 +77,7 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	what := "the original receipt from the archivio di sicurezza"
-	if b.Reproduction {
-		what = "a reproduction from the log (the original is not archived)"
-		if b.ArchiveProblem != "" {
-			what = "a reproduction from the log (the archived object is not the original: " + b.ArchiveProblem + ")"
-		}
-	}
-	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, what, b.Checkpoint.Size)
+	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, b.Origin(), b.Checkpoint.Size)
 	return nil
 }
 
@@ -128,16 +121,8 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return &failedError{err.Error()}
 	}
-	for _, c := range rep.Checks {
-		mark := "OK  "
-		if !c.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(e.stdout, "%s %s", mark, c.Name)
-		if c.Detail != "" {
-			fmt.Fprintf(e.stdout, "\n     %s", c.Detail)
-		}
-		fmt.Fprintln(e.stdout)
+	if err := rep.WriteText(e.stdout); err != nil {
+		return err
 	}
 	if !rep.OK() {
 		return &failedError{"the bundle does NOT verify"}

@@ -52,21 +52,6 @@ func openRetention(ctx context.Context, e *env, data string) (*retention.Manager
 	return &retention.Manager{Ledger: l, Store: store, Registry: reg, SegmentPrefix: seal.DefaultPrefix, Gestore: c.Gestore}, l, nil
 }
 
-func printPlan(e *env, p *retention.Plan) {
-	verb := map[string]string{"place": "held", "release": "released", "purge": "purged"}[p.Action]
-	if p.DryRun {
-		verb = "would be " + verb
-	}
-	for _, o := range p.Objects {
-		fmt.Fprintf(e.stdout, "%s %s (version %s): %s\n", verb, o.Key, o.VersionID, o.Why)
-	}
-	fmt.Fprintf(e.stdout, "%d objects %s", len(p.Objects), verb)
-	if p.Action == "purge" {
-		fmt.Fprintf(e.stdout, ", %d kept", p.Kept)
-	}
-	fmt.Fprintln(e.stdout)
-}
-
 func parseTimeFlag(name, v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
@@ -126,8 +111,7 @@ func runHoldPlace(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printPlan(e, plan)
-	return nil
+	return plan.WriteText(e.stdout)
 }
 
 func runHoldRelease(ctx context.Context, e *env, args []string) error {
@@ -152,8 +136,7 @@ func runHoldRelease(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printPlan(e, plan)
-	return nil
+	return plan.WriteText(e.stdout)
 }
 
 func runHoldList(ctx context.Context, e *env, args []string) error {
@@ -180,22 +163,9 @@ func runHoldList(ctx context.Context, e *env, args []string) error {
 		if !h.Active() && !all {
 			continue
 		}
-		state := "in force"
-		if !h.Active() {
-			state = "released " + h.Released.Format(time.RFC3339)
-		}
-		fmt.Fprintf(e.stdout, "%s\t%s\tplaced %s by %s\t%d objects\t%s\tscope mailbox=%q ids=%v from=%s to=%s\n",
-			h.Case, state, h.Placed.Format(time.RFC3339), h.Actor, len(h.Objects), h.Reason,
-			h.Scope.Mailbox, h.Scope.Identificativi, fmtTime(h.Scope.From), fmtTime(h.Scope.To))
+		fmt.Fprintln(e.stdout, h.String())
 	}
 	return nil
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
 }
 
 func runPurge(ctx context.Context, e *env, args []string) error {
@@ -229,7 +199,9 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printPlan(e, plan)
+	if err := plan.WriteText(e.stdout); err != nil {
+		return err
+	}
 	lp, err := m.PurgeLog(ctx, keep, actor, dryRun)
 	if err != nil {
 		return err
