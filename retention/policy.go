@@ -53,6 +53,24 @@ func SegmentRetainUntil(checkpoint, lastEntry time.Time, keep policies.Period) t
 	return keep.AddTo(t)
 }
 
+// LockFor returns the shortest fixed duration that is never shorter than
+// keep, whatever the day it is counted from: calendar months and years
+// differ in length, so keep.AddTo(now).Sub(now) counted from another day
+// can fall days short (30 months from 3 December 2026 are 913 days; from
+// 1 March 2027 they are 915). A sealer that takes a duration locks
+// segments for LockFor(keep), and none is kept less than keep.
+func LockFor(keep policies.Period) time.Duration {
+	// Every day of a 400-year Gregorian cycle would be exact; the month
+	// lengths repeat within 4 years but for century days, and 8 years
+	// around them are enough for any Period.
+	start := time.Date(2096, 1, 1, 0, 0, 0, 0, time.UTC)
+	var longest time.Duration
+	for t := start; t.Before(start.AddDate(8, 0, 0)); t = t.AddDate(0, 0, 1) {
+		longest = max(longest, keep.AddTo(t).Sub(t))
+	}
+	return longest
+}
+
 // PolicyDir is the directory of a data directory's applied policies: the
 // active one, active.yaml, and a copy of each version applied,
 // vN-SHA256PREFIX.yaml.

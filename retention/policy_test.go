@@ -127,3 +127,28 @@ func TestPolicyDirApply(t *testing.T) {
 		t.Errorf("watch: %+v", got)
 	}
 }
+
+// A segment is never locked for less than the policy's log retention,
+// whatever the day the sealer started. Before, the sealer's duration was
+// the period counted from the start of custode serve: started on
+// 3 December 2026 with 30 months, a segment sealed on 1 March 2027 was
+// locked 2 days short of the legal minimum.
+func TestLockFor(t *testing.T) {
+	for _, keep := range []policies.Period{LegalMinimum(), {Years: 10}, {Months: 31, Days: 3}} {
+		d := LockFor(keep)
+		for day := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC); day.Year() < 2031; day = day.AddDate(0, 0, 1) {
+			if got, want := day.Add(d), keep.AddTo(day); got.Before(want) {
+				t.Fatalf("%s counted from %s: locked until %s, want at least %s", keep, day.Format("2006-01-02"), got, want)
+			}
+		}
+	}
+	started := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	old := LegalMinimum().AddTo(started).Sub(started)
+	sealed := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	if !sealed.Add(old).Before(LegalMinimum().AddTo(sealed)) {
+		t.Fatal("the old duration was long enough: this test shows nothing")
+	}
+	if sealed.Add(LockFor(LegalMinimum())).Before(LegalMinimum().AddTo(sealed)) {
+		t.Error("LockFor is short too")
+	}
+}

@@ -105,13 +105,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	// The applied policy's log retention, if any, decides how long sealed
 	// segments are locked (never below the legal minimum: the policy
-	// check refuses less); without one the sealer keeps the legal minimum.
+	// check refuses less), as a duration never shorter than it from any
+	// day; without one the sealer keeps the legal minimum.
 	var retainFor time.Duration
 	if pol, err := c.policyDir().Active(); err != nil {
 		return err
 	} else if pol != nil {
-		keep := retention.Of(pol).Log
-		retainFor = keep.AddTo(now).Sub(now)
+		retainFor = retention.LockFor(retention.Of(pol).Log)
 	}
 	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.log, RetainFor: retainFor})
 	if err != nil {
