@@ -38,6 +38,8 @@ func (r LogRetention) expiry(e *ledger.Entry) (time.Time, bool) {
 // run.
 type LogPlan struct {
 	DryRun bool
+	// Retention is what the plan was made for.
+	Retention LogRetention
 	// Entries are the sequence numbers whose contents go (their leaf
 	// hashes stay), ascending.
 	Entries []uint64
@@ -59,7 +61,7 @@ type LogPlan struct {
 // lists the entries (detail ledger_ranges), then carried out; a run cut
 // short is completed by the next. With dryRun it only returns the plan.
 func (m *Manager) PurgeLog(ctx context.Context, r LogRetention, actor string, dryRun bool) (*LogPlan, error) {
-	plan := &LogPlan{DryRun: dryRun}
+	plan := &LogPlan{DryRun: dryRun, Retention: r}
 	holds, err := m.Registry.Holds()
 	if err != nil {
 		return nil, fmt.Errorf("retention: purge log: %w", err)

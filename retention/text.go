@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/custode/custode/ledger"
 )
 
 // WriteText writes the plan for people: one line per object with why it
@@ -44,4 +46,21 @@ func orDash(t time.Time) string {
 		return "-"
 	}
 	return t.Format(time.RFC3339)
+}
+
+// WriteText writes the plan for people: the ranges of entries purged, if
+// any, then the counts and the retention they follow.
+func (p *LogPlan) WriteText(w io.Writer) error {
+	verb := "purged"
+	if p.DryRun {
+		verb = "would be purged"
+	}
+	if ranges, _ := ledger.FormatRanges(p.Entries, 0); ranges != "" {
+		if _, err := fmt.Fprintf(w, "ledger entries %s: %s (their hashes stay in the tree)\n", verb, ranges); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "%d ledger entries %s, %d kept under a legal hold, %d kept until sealed (log retention %s, exports %s)\n",
+		len(p.Entries), verb, p.Held, p.Unsealed, p.Retention.Log, p.Retention.Exports)
+	return err
 }

@@ -36,3 +36,20 @@ func TestHoldString(t *testing.T) {
 		t.Errorf("released hold: %q", got)
 	}
 }
+
+func TestLogPlanWriteText(t *testing.T) {
+	keep := LogRetention{Log: LegalMinimum(), Exports: LegalMinimum()}
+	for _, tt := range []struct {
+		plan LogPlan
+		want string
+	}{
+		{LogPlan{Retention: keep}, "0 ledger entries purged, 0 kept under a legal hold, 0 kept until sealed (log retention 30 months, exports 30 months)\n"},
+		{LogPlan{DryRun: true, Entries: []uint64{3, 4, 5, 9}, Held: 1, Unsealed: 2, Retention: keep},
+			"ledger entries would be purged: 3-5,9 (their hashes stay in the tree)\n4 ledger entries would be purged, 1 kept under a legal hold, 2 kept until sealed (log retention 30 months, exports 30 months)\n"},
+	} {
+		var b strings.Builder
+		if err := tt.plan.WriteText(&b); err != nil || b.String() != tt.want {
+			t.Errorf("got %q, %v\nwant %q", b.String(), err, tt.want)
+		}
+	}
+}

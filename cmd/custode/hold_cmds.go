@@ -206,16 +206,7 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	verb := "purged"
-	if dryRun {
-		verb = "would be purged"
-	}
-	if ranges, _ := ledger.FormatRanges(lp.Entries, 0); ranges != "" {
-		fmt.Fprintf(e.stdout, "ledger entries %s: %s (their hashes stay in the tree)\n", verb, ranges)
-	}
-	fmt.Fprintf(e.stdout, "%d ledger entries %s, %d kept under a legal hold, %d kept until sealed (log retention %s, exports %s)\n",
-		len(lp.Entries), verb, lp.Held, lp.Unsealed, keep.Log, keep.Exports)
-	return nil
+	return lp.WriteText(e.stdout)
 }
 
 var _ flag.Value = (*listFlag)(nil)
