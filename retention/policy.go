@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/internal/durable"
+	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/policies"
 )
@@ -51,6 +52,29 @@ func SegmentRetainUntil(checkpoint, lastEntry time.Time, keep policies.Period) t
 		t = lastEntry
 	}
 	return keep.AddTo(t)
+}
+
+// EntryReader reads one ledger entry; *ledger.Ledger satisfies it.
+type EntryReader interface {
+	Entry(ctx context.Context, seq uint64) (*ledger.Entry, []byte, error)
+}
+
+// SegmentMinimum returns, for the verifier of the archive, the least
+// retain-until of the sealed segment a checkpoint ends: SegmentRetainUntil
+// of the checkpoint's time and, when l is not nil and holds it, of the
+// time of the segment's last entry, entry Size-1, as the sealer counts it.
+// An entry l cannot read (purged, or no ledger) counts from the checkpoint
+// alone, which asks less, never more, than the sealer gave.
+func SegmentMinimum(ctx context.Context, l EntryReader, keep policies.Period) func(cp *ledger.Checkpoint) time.Time {
+	return func(cp *ledger.Checkpoint) time.Time {
+		var last time.Time
+		if l != nil && cp.Size > 0 {
+			if e, _, err := l.Entry(ctx, cp.Size-1); err == nil && e != nil {
+				last = e.Time
+			}
+		}
+		return SegmentRetainUntil(cp.Time, last, keep)
+	}
 }
 
 // LockFor returns the shortest fixed duration that is never shorter than

@@ -152,3 +152,40 @@ func TestLockFor(t *testing.T) {
 		t.Error("LockFor is short too")
 	}
 }
+
+// entryTimes is an EntryReader of entries with given times.
+type entryTimes map[uint64]time.Time
+
+func (m entryTimes) Entry(_ context.Context, seq uint64) (*ledger.Entry, []byte, error) {
+	t, ok := m[seq]
+	if !ok {
+		return nil, nil, errors.New("purged")
+	}
+	e := &ledger.Entry{}
+	e.Time = t
+	return e, nil, nil
+}
+
+// The verifier of the archive asks of a segment what the sealer gave it:
+// the retention counted from its last entry when that is later than its
+// checkpoint (an imported entry). Before, archive verify counted from the
+// checkpoint alone and accepted a segment locked for less.
+func TestSegmentMinimum(t *testing.T) {
+	cp := &ledger.Checkpoint{Size: 10, Time: time.Date(2027, 3, 1, 10, 0, 0, 0, time.UTC)}
+	later := cp.Time.Add(72 * time.Hour)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		l    EntryReader
+		want time.Time
+	}{
+		{"no ledger", nil, LegalMinimum().AddTo(cp.Time)},
+		{"last entry purged", entryTimes{}, LegalMinimum().AddTo(cp.Time)},
+		{"last entry before", entryTimes{9: cp.Time.Add(-time.Minute)}, LegalMinimum().AddTo(cp.Time)},
+		{"last entry after", entryTimes{9: later}, LegalMinimum().AddTo(later)},
+	} {
+		if got := SegmentMinimum(ctx, tt.l, LegalMinimum())(cp); !got.Equal(tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

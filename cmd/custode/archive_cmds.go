@@ -29,26 +29,22 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := seal.VerifyOptions{
-		Roots: roots, TSARoots: tsaRoots,
-		// The sealer's rule at the legal minimum: seal.Verify gives the
-		// checkpoint only, not the segment's last entry.
-		MinRetainUntil: func(cp *ledger.Checkpoint) time.Time {
-			return retention.SegmentRetainUntil(cp.Time, time.Time{}, retention.LegalMinimum())
-		},
-	}
+	opts := seal.VerifyOptions{Roots: roots, TSARoots: tsaRoots}
+	var entries retention.EntryReader // the segments' last entries, if the ledger is there
 	if !noLedger {
 		l, err := c.openLedgerReadOnly(ctx, e)
 		if err != nil {
 			return fmt.Errorf("%w (use -no-ledger to check the archive alone)", err)
 		}
-		opts.Seals, err = l.Seals(ctx)
-		l.Close()
-		if err != nil {
+		defer l.Close()
+		if opts.Seals, err = l.Seals(ctx); err != nil {
 			return err
 		}
 		opts.Seals = append([]ledger.Seal{}, opts.Seals...) // not nil: compare
+		entries = l
 	}
+	// The sealer's rule, at the legal minimum.
+	opts.MinRetainUntil = retention.SegmentMinimum(ctx, entries, retention.LegalMinimum())
 	r, err := seal.Verify(ctx, store, opts)
 	if err != nil {
 		return err
