@@ -4,7 +4,10 @@
 package durable
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 )
@@ -13,17 +16,27 @@ import (
 // temporary file in the same directory, fsyncs it, renames it over path
 // and fsyncs the directory, creating the directory first if needed. A
 // crash at any point leaves path whole, old or new; no temporary file is
-// left behind by a failure WriteFile sees.
+// left behind by a failure WriteFile sees. A new file gets perm under the
+// process's umask, as with os.WriteFile.
 func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("durable: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	// A fresh name, created with perm under the umask, as os.WriteFile
+	// would create path itself.
+	var f *os.File
+	var tmp string
+	for range 100 {
+		tmp = filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", filepath.Base(path), rand.Uint64()))
+		f, err = os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("durable: %w", err)
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			os.Remove(tmp)
@@ -32,10 +45,6 @@ func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return fmt.Errorf("durable: write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("durable: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
