@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec/mailaddr"
 )
 
@@ -169,31 +169,8 @@ func (r *Registry) update(change func([]Hold) ([]Hold, error)) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(r.path), 0o755); err != nil {
+	if err := durable.WriteFile(r.path, b, 0o644); err != nil {
 		return fmt.Errorf("retention: holds: %w", err)
-	}
-	tmp := r.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("retention: holds: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("retention: holds: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("retention: holds: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("retention: holds: %w", err)
-	}
-	if err := os.Rename(tmp, r.path); err != nil {
-		return fmt.Errorf("retention: holds: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(r.path)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	r.holds = holds
 	if st, err := os.Stat(r.path); err == nil {

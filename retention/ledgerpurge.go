@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/policies"
 )
 
@@ -37,6 +38,8 @@ func (r LogRetention) expiry(e *ledger.Entry) (time.Time, bool) {
 // run.
 type LogPlan struct {
 	DryRun bool
+	// Retention is what the plan was made for.
+	Retention LogRetention
 	// Entries are the sequence numbers whose contents go (their leaf
 	// hashes stay), ascending.
 	Entries []uint64
@@ -58,7 +61,7 @@ type LogPlan struct {
 // lists the entries (detail ledger_ranges), then carried out; a run cut
 // short is completed by the next. With dryRun it only returns the plan.
 func (m *Manager) PurgeLog(ctx context.Context, r LogRetention, actor string, dryRun bool) (*LogPlan, error) {
-	plan := &LogPlan{DryRun: dryRun}
+	plan := &LogPlan{DryRun: dryRun, Retention: r}
 	holds, err := m.Registry.Holds()
 	if err != nil {
 		return nil, fmt.Errorf("retention: purge log: %w", err)
@@ -115,20 +118,19 @@ func (m *Manager) PurgeLog(ctx context.Context, r LogRetention, actor string, dr
 		ranges, n := ledger.FormatRanges(rest, ledger.MaxRangesDetail)
 		chunk := rest[:n]
 		rest = rest[n:]
-		seqs, err := m.Ledger.Append(ctx, ledger.Event{Kind: ledger.KindPurge, Time: now.UTC(), Actor: actor, Gestore: m.Gestore,
-			Details: map[string]string{
-				ledger.DetailLedgerRanges: ranges,
-				"ledger_entries":          strconv.Itoa(len(chunk)),
-				"retention_log":           r.Log.String(),
-				"retention_exports":       r.Exports.String(),
-				"held":                    strconv.Itoa(plan.Held),
-				"unsealed":                strconv.Itoa(plan.Unsealed),
-			}})
+		seq, err := record.New(m.Ledger, m.Gestore, func() time.Time { return now }).Purge(ctx, actor, map[string]string{
+			ledger.DetailLedgerRanges: ranges,
+			"ledger_entries":          strconv.Itoa(len(chunk)),
+			"retention_log":           r.Log.String(),
+			"retention_exports":       r.Exports.String(),
+			"held":                    strconv.Itoa(plan.Held),
+			"unsealed":                strconv.Itoa(plan.Unsealed),
+		})
 		if err != nil {
 			return nil, fmt.Errorf("retention: purge log: record: %w", err)
 		}
-		plan.Events = append(plan.Events, seqs[0])
-		if err := m.Ledger.Purge(ctx, seqs[0], chunk); err != nil {
+		plan.Events = append(plan.Events, seq)
+		if err := m.Ledger.Purge(ctx, seq, chunk); err != nil {
 			return nil, fmt.Errorf("retention: purge log: %w", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 )
 
 // Object is one archive object a hold or a purge acts on, and why.
@@ -361,8 +362,16 @@ func (m *Manager) Purge(ctx context.Context, prefixes []string, actor string, dr
 	})
 }
 
+// recorder is how the manager records its actions: the one Recorder.
+func (m *Manager) recorder() *record.Recorder { return record.New(m.Ledger, m.Gestore, m.Now) }
+
 func (m *Manager) record(ctx context.Context, kind ledger.Kind, actor string, details map[string]string) error {
-	_, err := m.Ledger.Append(ctx, ledger.Event{Kind: kind, Time: m.now().UTC(), Actor: actor, Gestore: m.Gestore, Details: details})
+	var err error
+	if kind == ledger.KindPurge {
+		_, err = m.recorder().Purge(ctx, actor, details)
+	} else {
+		_, err = m.recorder().Hold(ctx, actor, details)
+	}
 	if err != nil {
 		return fmt.Errorf("retention: record %s: %w", kind, err)
 	}

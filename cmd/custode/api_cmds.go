@@ -9,14 +9,13 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/pki"
-	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
 )
 
@@ -56,32 +55,6 @@ func (c *config) loadTokens() (*httpapi.Tokens, error) {
 	return t, err
 }
 
-// activePolicyFunc returns the applied policy, read again whenever its file
-// changes; nil while none is applied (then only titolari have access).
-func (c *config) activePolicyFunc(e *env) func() *policies.Policy {
-	var mu sync.Mutex
-	var cur *policies.Policy
-	var modified time.Time
-	return func() *policies.Policy {
-		mu.Lock()
-		defer mu.Unlock()
-		st, err := os.Stat(c.activePolicy())
-		if err != nil {
-			cur = nil
-			return nil
-		}
-		if !st.ModTime().Equal(modified) {
-			p, err := policies.Load(c.activePolicy())
-			if err != nil {
-				e.log.Error("api: the active policy", "err", err)
-				return cur // keep the last good one
-			}
-			cur, modified = p, st.ModTime()
-		}
-		return cur
-	}
-}
-
 // serveAPI serves the HTTP API over TLS until ctx is done.
 func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, wg *sync.WaitGroup) error {
 	ac := c.api()
@@ -115,7 +88,7 @@ func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store ar
 		}
 	}
 	api, err := httpapi.New(httpapi.Options{
-		Ledger: l, Store: store, Mailboxes: mailboxes, Tokens: tokens, Policy: c.activePolicyFunc(e), Holds: holds,
+		Ledger: l, Store: store, Mailboxes: mailboxes, Tokens: tokens, Policy: c.policyDir().Watch(e.log.With("api", "policy")), Holds: holds,
 		Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM, Gestore: c.Gestore,
 		TLS: httpapi.TLSConfig(cert, clientCAs), Logger: e.log,
 	})
@@ -171,7 +144,7 @@ func runAPIToken(ctx context.Context, e *env, args []string) error {
 	if len(old) > 0 && old[len(old)-1] != '\n' {
 		old = append(old, '\n')
 	}
-	if err := writeFileSync(path, append(old, line+"\n"...)); err != nil {
+	if err := durable.WriteFile(path, append(old, line+"\n"...), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, token)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
+	"github.com/custode/custode/retention"
 )
 
 func runArchiveVerify(ctx context.Context, e *env, args []string) error {
@@ -27,22 +29,22 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := seal.VerifyOptions{
-		Roots: roots, TSARoots: tsaRoots,
-		MinRetainUntil: func(cp *ledger.Checkpoint) time.Time { return cp.Time.AddDate(0, seal.LogRetentionMonths, 0) },
-	}
+	opts := seal.VerifyOptions{Roots: roots, TSARoots: tsaRoots}
+	var entries retention.EntryReader // the segments' last entries, if the ledger is there
 	if !noLedger {
 		l, err := c.openLedgerReadOnly(ctx, e)
 		if err != nil {
 			return fmt.Errorf("%w (use -no-ledger to check the archive alone)", err)
 		}
-		opts.Seals, err = l.Seals(ctx)
-		l.Close()
-		if err != nil {
+		defer l.Close()
+		if opts.Seals, err = l.Seals(ctx); err != nil {
 			return err
 		}
 		opts.Seals = append([]ledger.Seal{}, opts.Seals...) // not nil: compare
+		entries = l
 	}
+	// The sealer's rule, at the legal minimum.
+	opts.MinRetainUntil = retention.SegmentMinimum(ctx, entries, retention.LegalMinimum())
 	r, err := seal.Verify(ctx, store, opts)
 	if err != nil {
 		return err
@@ -159,13 +161,9 @@ func runArchiveFind(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%w (use -no-ledger if the ledger is lost)", err)
 		}
-		details := map[string]string{"what": "archive find",
-			"query": fmt.Sprintf("mailbox=%s message_id=%s kind=%s from=%s to=%s cursor=%s", q.Mailbox, q.ClientMessageID, q.Kind, from, to, cursor)}
-		if reason != "" {
-			details["reason"] = reason
-		}
-		_, err = l.Append(ctx, ledger.Event{Kind: ledger.KindQuery, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-			Identificativo: q.Identificativo, Details: details})
+		_, err = c.recorder(l).Access(ctx, record.Access{Actor: actor, Identificativo: q.Identificativo, What: "archive find",
+			Details: map[string]string{"reason": reason,
+				"query": fmt.Sprintf("mailbox=%s message_id=%s kind=%s from=%s to=%s cursor=%s", q.Mailbox, q.ClientMessageID, q.Kind, from, to, cursor)}})
 		l.Close()
 		if err != nil {
 			return err

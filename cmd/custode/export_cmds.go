@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/input"
 	"github.com/custode/custode/export"
-	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
@@ -64,8 +61,9 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	}
 	// The export is itself evidence: recorded before the bundle exists,
 	// so that a checkpoint after it covers it.
-	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Identificativo: id, Details: map[string]string{"what": "evidence bundle", "kind": kind, "seq": fmt.Sprint(entry.Seq)}}); err != nil {
+	access := record.Access{Export: true, Actor: actor, Identificativo: id, What: "evidence bundle",
+		Details: map[string]string{"kind": kind, "seq": fmt.Sprint(entry.Seq)}}
+	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
 	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
@@ -75,18 +73,11 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	written, err := writeBundle(out, b)
+	written, err := b.WriteFiles(out)
 	if err != nil {
 		return err
 	}
-	what := "the original receipt from the archivio di sicurezza"
-	if b.Reproduction {
-		what = "a reproduction from the log (the original is not archived)"
-		if b.ArchiveProblem != "" {
-			what = "a reproduction from the log (the archived object is not the original: " + b.ArchiveProblem + ")"
-		}
-	}
-	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, what, b.Checkpoint.Size)
+	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, b.Origin(), b.Checkpoint.Size)
 	return nil
 }
 
@@ -119,64 +110,25 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	}
 	var parts []export.Part
 	for _, name := range fs.Args() {
-		p, closer, err := openBundlePart(ctx, e, name)
+		p, closer, err := input.OpenSized(ctx, e.stdin, name, inputBundlePart)
 		if err != nil {
 			return err
 		}
 		defer closer()
-		parts = append(parts, p)
+		parts = append(parts, export.Part{R: p, Size: p.Size})
 	}
 	rep, err := export.VerifyBundleParts(parts, export.VerifyOptions{Anchors: anchors, Gestore: pin})
 	if err != nil {
 		return &failedError{err.Error()}
 	}
-	for _, c := range rep.Checks {
-		mark := "OK  "
-		if !c.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(e.stdout, "%s %s", mark, c.Name)
-		if c.Detail != "" {
-			fmt.Fprintf(e.stdout, "\n     %s", c.Detail)
-		}
-		fmt.Fprintln(e.stdout)
+	if err := rep.WriteText(e.stdout); err != nil {
+		return err
 	}
 	if !rep.OK() {
 		return &failedError{"the bundle does NOT verify"}
 	}
 	fmt.Fprintln(e.stdout, "the bundle verifies")
 	return nil
-}
-
-// openBundlePart opens one part of a bundle: a regular file is read in
-// place (ZIP needs random access) once its size is within inputBundlePart;
-// anything else (a pipe, a FIFO, a device) is read into memory through the
-// same limit.
-func openBundlePart(ctx context.Context, e *env, name string) (export.Part, func(), error) {
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return export.Part{}, nil, err
-		}
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return export.Part{}, nil, err
-		}
-		if st.Mode().IsRegular() {
-			if st.Size() > inputBundlePart.max {
-				f.Close()
-				return export.Part{}, nil, &inputTooLargeError{name, inputBundlePart}
-			}
-			return export.Part{R: f, Size: st.Size()}, func() { f.Close() }, nil
-		}
-		f.Close()
-	}
-	b, err := readInput(ctx, e, name, inputBundlePart)
-	if err != nil {
-		return export.Part{}, nil, err
-	}
-	return export.Part{R: bytes.NewReader(b), Size: int64(len(b))}, func() {}, nil
 }
 
 // runExportExtract writes a titolare's log extract for a period and
@@ -216,8 +168,8 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Details: map[string]string{"what": "log extract", "mailbox": mailbox, "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
+	access := record.Access{Export: true, Actor: actor, What: "log extract", From: f, To: t, Details: map[string]string{"mailbox": mailbox}}
+	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
 	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
@@ -227,7 +179,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	written, err := writeBundle(out, b)
+	written, err := b.WriteFiles(out)
 	if err != nil {
 		return err
 	}
@@ -269,12 +221,15 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Details: map[string]string{"what": "audit report", "from": f.UTC().Format(time.RFC3339), "to": t.UTC().Format(time.RFC3339)}}); err != nil {
+	keep, err := c.policyDir().Retention()
+	if err != nil {
+		return err
+	}
+	if _, err := c.recorder(l).Access(ctx, record.Access{Export: true, Actor: actor, What: "audit report", From: f, To: t}); err != nil {
 		return err
 	}
 	rep, err := export.Audit(ctx, export.AuditOptions{Ledger: l, Store: store, Roots: roots, TSARoots: tsaRoots, From: f, To: t,
-		Gestore: c.Gestore, MinRetainUntil: func(last time.Time) time.Time { return last.AddDate(0, 30, 0) }, Antivirus: c.antivirusStatus()})
+		Gestore: c.Gestore, MinRetainUntil: keep.Log.AddTo, Antivirus: c.antivirusStatus()})
 	if err != nil {
 		return err
 	}
@@ -287,15 +242,8 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 			}
 			st.Close()
 		}
-		js, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
+		if err := rep.WriteFiles(outDir, code, len(c.domains()), mailboxes); err != nil {
 			return err
-		}
-		for name, b := range map[string][]byte{"report.json": js, "report.txt": []byte(rep.Text()), "report.pdf": rep.PDF(),
-			"P01.csv": rep.P01(code, len(c.domains()), mailboxes), "P02.csv": rep.P02()} {
-			if err := writeFileSync(filepath.Join(outDir, name), b); err != nil {
-				return err
-			}
 		}
 		fmt.Fprintf(e.stdout, "\nwritten to %s\n", outDir)
 	}
@@ -334,31 +282,6 @@ func (c *config) exportIdentity() (*exportIdentity, error) {
 		return nil, err
 	}
 	return &exportIdentity{signer: signer, stamper: st, caPEM: caPEM, tsaPEM: tsaPEM}, nil
-}
-
-// writeBundle writes b to out, or, when it is over the 30 MB a deposit in
-// the processo civile telematico allows, in parts named out-partI-of-N.zip
-// (SPLIT.txt in the first says how they join). It returns the files
-// written.
-func writeBundle(out string, b *export.Bundle) ([]string, error) {
-	parts, err := b.WriteParts(0)
-	if err != nil {
-		return nil, err
-	}
-	names := []string{out}
-	if len(parts) > 1 {
-		names = names[:0]
-		base := strings.TrimSuffix(out, ".zip")
-		for i := range parts {
-			names = append(names, fmt.Sprintf("%s-part%d-of-%d.zip", base, i+1, len(parts)))
-		}
-	}
-	for i, p := range parts {
-		if err := writeFileSync(names[i], p); err != nil {
-			return nil, err
-		}
-	}
-	return names, nil
 }
 
 // parsePeriod reads -from and -to (default now), dates or RFC 3339 times.

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
 	"github.com/custode/custode/ledger"
-	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
 )
 
@@ -53,21 +50,6 @@ func openRetention(ctx context.Context, e *env, data string) (*retention.Manager
 		return nil, nil, err
 	}
 	return &retention.Manager{Ledger: l, Store: store, Registry: reg, SegmentPrefix: seal.DefaultPrefix, Gestore: c.Gestore}, l, nil
-}
-
-func printPlan(e *env, p *retention.Plan) {
-	verb := map[string]string{"place": "held", "release": "released", "purge": "purged"}[p.Action]
-	if p.DryRun {
-		verb = "would be " + verb
-	}
-	for _, o := range p.Objects {
-		fmt.Fprintf(e.stdout, "%s %s (version %s): %s\n", verb, o.Key, o.VersionID, o.Why)
-	}
-	fmt.Fprintf(e.stdout, "%d objects %s", len(p.Objects), verb)
-	if p.Action == "purge" {
-		fmt.Fprintf(e.stdout, ", %d kept", p.Kept)
-	}
-	fmt.Fprintln(e.stdout)
 }
 
 func parseTimeFlag(name, v string) (time.Time, error) {
@@ -129,8 +111,7 @@ func runHoldPlace(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printPlan(e, plan)
-	return nil
+	return plan.WriteText(e.stdout)
 }
 
 func runHoldRelease(ctx context.Context, e *env, args []string) error {
@@ -155,8 +136,7 @@ func runHoldRelease(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printPlan(e, plan)
-	return nil
+	return plan.WriteText(e.stdout)
 }
 
 func runHoldList(ctx context.Context, e *env, args []string) error {
@@ -183,22 +163,9 @@ func runHoldList(ctx context.Context, e *env, args []string) error {
 		if !h.Active() && !all {
 			continue
 		}
-		state := "in force"
-		if !h.Active() {
-			state = "released " + h.Released.Format(time.RFC3339)
-		}
-		fmt.Fprintf(e.stdout, "%s\t%s\tplaced %s by %s\t%d objects\t%s\tscope mailbox=%q ids=%v from=%s to=%s\n",
-			h.Case, state, h.Placed.Format(time.RFC3339), h.Actor, len(h.Objects), h.Reason,
-			h.Scope.Mailbox, h.Scope.Identificativi, fmtTime(h.Scope.From), fmtTime(h.Scope.To))
+		fmt.Fprintln(e.stdout, h.String())
 	}
 	return nil
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
 }
 
 func runPurge(ctx context.Context, e *env, args []string) error {
@@ -216,11 +183,9 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	}
 	// The retention classes of the applied policy; without one, the legal
 	// minimum for both the log and the records of exports.
-	keep := retention.LogRetention{Log: policies.MinLogRetention, Exports: policies.MinLogRetention}
-	if pol, err := policies.Load(c.activePolicy()); err == nil {
-		keep = retention.LogRetention{Log: pol.Retention.Log, Exports: pol.Retention.Exports}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("the active policy: %w", err)
+	keep, err := c.policyDir().Retention()
+	if err != nil {
+		return err
 	}
 	m, l, err := openRetention(ctx, e, data)
 	if err != nil {
@@ -234,21 +199,14 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printPlan(e, plan)
+	if err := plan.WriteText(e.stdout); err != nil {
+		return err
+	}
 	lp, err := m.PurgeLog(ctx, keep, actor, dryRun)
 	if err != nil {
 		return err
 	}
-	verb := "purged"
-	if dryRun {
-		verb = "would be purged"
-	}
-	if ranges, _ := ledger.FormatRanges(lp.Entries, 0); ranges != "" {
-		fmt.Fprintf(e.stdout, "ledger entries %s: %s (their hashes stay in the tree)\n", verb, ranges)
-	}
-	fmt.Fprintf(e.stdout, "%d ledger entries %s, %d kept under a legal hold, %d kept until sealed (log retention %s, exports %s)\n",
-		len(lp.Entries), verb, lp.Held, lp.Unsealed, keep.Log, keep.Exports)
-	return nil
+	return lp.WriteText(e.stdout)
 }
 
 var _ flag.Value = (*listFlag)(nil)

@@ -11,10 +11,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
-
+	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 )
 
 func runInit(ctx context.Context, e *env, args []string) error {
@@ -35,10 +34,6 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// importedLayout is the format of DetailImported's value: the
-// riferimento temporale's.
-const importedLayout = "2006-01-02T15:04:05.000000000Z"
-
 // runLedgerAppend appends PEC events given by hand (a migration, a
 // correction), each marked as imported: its time is only what was given.
 // The archive's own kinds (checkpoint, query, export, outage, …) are
@@ -47,7 +42,7 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 	var data string
 	fs := flags(e, "ledger append", &data)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one PEC event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v), at most %s in all.\nEvery entry appended is marked as imported (details.%s).\n", byteCount(inputEvents.max), ledger.DetailImported)
+		fmt.Fprintf(e.stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one PEC event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v), at most %s in all.\nEvery entry appended is marked as imported (details.%s).\n", byteCount(inputEvents.Max), ledger.DetailImported)
 		fs.PrintDefaults()
 	}
 	if err := parse(fs, args, 1); err != nil {
@@ -63,45 +58,14 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 	}
 	defer in.Close()
 	// Read and check every event before appending any.
-	imported := time.Now().UTC().Format(importedLayout)
-	var events []ledger.Event
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), 2<<20)
-	for line := 1; sc.Scan(); line++ {
-		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
-		}
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		// The kind first: a system kind is refused as such, whatever its
-		// details, before the event is validated.
-		var head struct {
-			Kind ledger.Kind `json:"kind"`
-		}
-		if json.Unmarshal(sc.Bytes(), &head) == nil && head.Kind != "" && !head.Kind.IsPEC() {
-			return &usageError{fmt.Sprintf("line %d: kind %q is one custode records itself: ledger append takes PEC events only", line, head.Kind)}
-		}
-		ev, err := ledger.ParseEventJSON(sc.Bytes())
-		if err != nil {
-			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
-		}
-		if !ev.Kind.IsPEC() {
-			return &usageError{fmt.Sprintf("line %d: kind %q is one custode records itself: ledger append takes PEC events only", line, ev.Kind)}
-		}
-		if ev.Details == nil {
-			ev.Details = map[string]string{}
-		}
-		ev.Details[ledger.DetailImported] = imported
-		if err := ev.Validate(); err != nil {
-			return &usageError{fmt.Sprintf("line %d: %v", line, err)}
-		}
-		events = append(events, ev)
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return &usageError{fmt.Sprintf("%s: a line longer than %s", name, byteCount(2<<20))}
-		}
+	events, err := record.ReadImports(ctx, in, time.Now())
+	var le *record.LineError
+	switch {
+	case errors.As(err, &le):
+		return &usageError{le.Error()}
+	case errors.Is(err, bufio.ErrTooLong):
+		return &usageError{fmt.Sprintf("%s: a line longer than %s", name, byteCount(record.MaxImportLine))}
+	case err != nil:
 		return err
 	}
 	c, err := loadConfig(data)
@@ -225,50 +189,19 @@ func runLedgerGet(ctx context.Context, e *env, args []string) error {
 	return err
 }
 
-// proofJSON is what custode ledger proof prints.
-type proofJSON struct {
-	Seq        uint64   `json:"seq"`
-	Entry      string   `json:"entry"`
-	LeafHash   string   `json:"leaf_hash"`
-	TreeSize   uint64   `json:"tree_size"`
-	Root       string   `json:"root"`
-	Proof      []string `json:"inclusion_proof"`
-	Checkpoint string   `json:"checkpoint"`
-}
-
 func runLedgerProof(ctx context.Context, e *env, args []string) error {
 	l, seq, err := openForEntry(ctx, e, "ledger proof", args)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	_, raw, err := l.Entry(ctx, seq)
+	p, err := export.ProveEntry(ctx, l, seq)
 	if err != nil {
 		return err
-	}
-	cp, err := l.LatestCheckpoint(ctx)
-	if err != nil {
-		return err
-	}
-	if cp.Size <= seq {
-		return fmt.Errorf("entry %d is not yet covered by a checkpoint (the newest covers %d entries)", seq, cp.Size)
-	}
-	p, err := l.InclusionProof(ctx, seq, cp.Size)
-	if err != nil {
-		return err
-	}
-	leaf := ledger.LeafHash(raw)
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, seq, cp.Size, leaf[:], p, cp.Root[:]); err != nil {
-		return fmt.Errorf("the proof does not verify against checkpoint %d: %w", cp.Size, err)
-	}
-	out := proofJSON{Seq: seq, Entry: string(raw), LeafHash: hex.EncodeToString(leaf[:]), TreeSize: cp.Size,
-		Root: hex.EncodeToString(cp.Root[:]), Checkpoint: string(cp.Body)}
-	for _, h := range p {
-		out.Proof = append(out.Proof, hex.EncodeToString(h))
 	}
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return enc.Encode(p)
 }
 
 func runLedgerCheckpoints(ctx context.Context, e *env, args []string) error {

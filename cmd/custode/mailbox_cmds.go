@@ -7,12 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/input"
+	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
@@ -22,8 +23,8 @@ import (
 // readPassword reads the password from the first line of stdin, so that it
 // never appears in a process listing or a shell history.
 func readPassword(ctx context.Context, e *env) (string, error) {
-	line, err := bufio.NewReader(newBoundedReader(ctx, e.stdin, "standard input", inputPassword)).ReadString('\n')
-	var tl *inputTooLargeError
+	line, err := bufio.NewReader(input.NewReader(ctx, e.stdin, "standard input", inputPassword)).ReadString('\n')
+	var tl *input.TooLargeError
 	if errors.As(err, &tl) {
 		return "", &usageError{err.Error()}
 	}
@@ -246,10 +247,5 @@ func (c *config) save() error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(c.dir, configFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return durable.WriteFile(filepath.Join(c.dir, configFile), append(b, '\n'), 0o644)
 }

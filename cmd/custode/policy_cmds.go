@@ -5,18 +5,24 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
-	"time"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/policies"
+	"github.com/custode/custode/retention"
 )
 
-// activePolicy is where the applied policy is kept in the data directory.
-func (c *config) activePolicy() string { return filepath.Join(c.dir, "policies", "active.yaml") }
+// policyDir is the data directory's directory of applied policies.
+func (c *config) policyDir() retention.PolicyDir {
+	return retention.PolicyDir(filepath.Join(c.dir, "policies"))
+}
+
+// activePolicy is where the applied policy is kept.
+func (c *config) activePolicy() string { return c.policyDir().ActivePath() }
+
+// recorder records the archive's own events in l, for this gestore.
+func (c *config) recorder(l *ledger.Ledger) *record.Recorder { return record.New(l, c.Gestore, nil) }
 
 func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 	fs := flags(e, "policy check", nil)
@@ -43,9 +49,8 @@ func runPolicyCheck(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// runPolicyApply checks a policy file, makes it the data directory's
-// active policy and records the change (who, when, the file's SHA-256 and
-// version) in the ledger. Versions must increase.
+// runPolicyApply checks a policy file and makes it the data directory's
+// active policy (retention.PolicyDir.Apply: the change recorded first).
 func runPolicyApply(ctx context.Context, e *env, args []string) error {
 	var data, actor string
 	fs := flags(e, "policy apply", &data)
@@ -57,9 +62,7 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 		return &usageError{"want one policy file"}
 	}
 	if actor == "" {
-		if u, err := user.Current(); err == nil {
-			actor = u.Username
-		}
+		actor = defaultActor()
 	}
 	if actor == "" {
 		return &usageError{"give -actor: who applies the policy"}
@@ -78,57 +81,25 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, err)
 		return &failedError{"the policy has errors: nothing applied"}
 	}
-	if cur, err := policies.Load(c.activePolicy()); err == nil && p.Version <= cur.Version {
-		return &failedError{fmt.Sprintf("version %d is not above the active policy's %d: nothing applied", p.Version, cur.Version)}
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("the active policy: %w", err)
+	var ve *retention.VersionError
+	if err := c.policyDir().CheckVersion(p); errors.As(err, &ve) {
+		return &failedError{ve.Error() + ": nothing applied"}
+	} else if err != nil {
+		return err
 	}
 	l, err := c.openLedger(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	sum := hex.EncodeToString(p.SHA256[:])
-	kept := filepath.Join(c.dir, "policies", fmt.Sprintf("v%d-%s.yaml", p.Version, sum[:12]))
-	if err := writeFileSync(kept, raw); err != nil {
-		return err
+	a, err := c.policyDir().Apply(ctx, c.recorder(l), p, raw, actor)
+	if errors.As(err, &ve) {
+		return &failedError{ve.Error() + ": nothing applied"}
 	}
-	seqs, err := l.Append(ctx, ledger.Event{
-		Kind: ledger.KindPolicyChange, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Details: map[string]string{"version": strconv.Itoa(p.Version), "sha256": sum, "file": filepath.Base(kept)},
-	})
 	if err != nil {
-		return err
-	}
-	if err := writeFileSync(c.activePolicy(), raw); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "policy version %d applied by %s (sha256 %s), ledger entry %d; restart custode serve to use it\n",
-		p.Version, actor, sum, seqs[0])
+		p.Version, actor, a.SHA256, a.Seq)
 	return nil
-}
-
-// writeFileSync writes data to path durably: a temporary file, fsync,
-// rename.
-func writeFileSync(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/durable"
+	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/policies"
 )
 
@@ -73,11 +74,11 @@ func runQuarantineExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	if _, err := l.Append(ctx, ledger.Event{Kind: ledger.KindExport, Time: time.Now().UTC(), Actor: actor, Gestore: c.Gestore,
-		Details: map[string]string{"what": "virus quarantine", "id": id}}); err != nil {
+	access := record.Access{Export: true, Actor: actor, What: "virus quarantine", Details: map[string]string{"id": id}}
+	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
-	if err := writeFileSync(out, z.Bytes()); err != nil {
+	if err := durable.WriteFile(out, z.Bytes(), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s written to %s (message.eml holds a virus)\n", id, out)

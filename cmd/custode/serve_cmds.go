@@ -7,14 +7,20 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/imapserver"
-	"github.com/custode/custode/policies"
+	"github.com/custode/custode/retention"
 )
+
+// heartbeatInterval is how often custode serve touches its running marker:
+// the precision of the start of an outage recorded after a crash.
+const heartbeatInterval = 5 * time.Second
 
 // runServe runs the main job: the ledger with its checkpoints, the built-in
 // TSA, the sealing of segments into the archive and, when the data
@@ -54,20 +60,26 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		stopBackground()
 		wg.Wait()
 	}()
-	if err := recordUncleanStop(ctx, e, c, l); err != nil {
+	// The running marker: found at start, the previous run never stopped
+	// cleanly, and its outage is recorded.
+	running := record.Running{Path: filepath.Join(c.dir, "serve.running"), Service: "gestore"}
+	now := time.Now()
+	if from, err := running.Start(ctx, c.recorder(l), now); err != nil {
 		return err
+	} else if !from.IsZero() {
+		e.log.Warn("the previous run did not stop cleanly: outage recorded", "from", from.UTC().Format(time.RFC3339), "to", now.UTC().Format(time.RFC3339))
 	}
 	// Any return is a clean stop, an error included; a crash or a kill
 	// never gets here, and leaves the marker for the next start.
 	defer func() {
-		if err := os.Remove(c.runningMarker()); err != nil {
+		if err := running.Stop(); err != nil {
 			e.log.Error("remove the running marker", "err", err)
 		}
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		heartbeat(bg, e, c)
+		running.Heartbeat(bg, heartbeatInterval, func(err error) { e.log.Warn("heartbeat", "err", err) })
 	}()
 	if tsaListen != "" && c.TSAURL == "" {
 		a, err := c.authority()
@@ -92,14 +104,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// The applied policy's log retention, if any, decides how long sealed
-	// segments are locked (never below the legal 30 months: the policy
-	// check refuses less).
+	// segments are locked (never below the legal minimum: the policy
+	// check refuses less), as a duration never shorter than it from any
+	// day; without one the sealer keeps the legal minimum.
 	var retainFor time.Duration
-	if pol, err := policies.Load(c.activePolicy()); err == nil {
-		now := time.Now()
-		retainFor = pol.Retention.Log.AddTo(now).Sub(now)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("the active policy: %w", err)
+	if pol, err := c.policyDir().Active(); err != nil {
+		return err
+	} else if pol != nil {
+		retainFor = retention.LockFor(retention.Of(pol).Log)
 	}
 	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.log, RetainFor: retainFor})
 	if err != nil {

@@ -241,9 +241,8 @@ func (c *call) record(ctx context.Context, outcome string) error {
 			delete(d, k)
 		}
 	}
-	ev := ledger.Event{Kind: c.kind, Time: c.s.now().UTC(), Actor: clip(c.p.actor(), 512), Gestore: c.s.gestore,
-		Identificativo: clip(c.ident, ledger.MaxFieldBytes), Details: d}
-	if _, err := c.s.ledger.Append(ctx, ev); err != nil {
+	ev := ledger.Event{Kind: c.kind, Actor: clip(c.p.actor(), 512), Identificativo: clip(c.ident, ledger.MaxFieldBytes), Details: d}
+	if _, err := c.s.recorder.Record(ctx, ev); err != nil {
 		c.failed = true
 		c.s.log.Error("httpapi: cannot record the request in the ledger", "actor", ev.Actor, "endpoint", d["endpoint"], "err", err)
 		return fmt.Errorf("httpapi: record: %w", err)

@@ -17,9 +17,9 @@ import (
 
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
-	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
 )
 
@@ -419,8 +419,8 @@ func (s *Server) extract(ctx context.Context, c *call) *reply {
 	}
 	c.details["what"] = "log extract"
 	c.details["mailbox"] = mailbox
-	c.details["from"] = from.UTC().Format(time.RFC3339Nano)
-	c.details["to"] = to.UTC().Format(time.RFC3339Nano)
+	c.details["from"] = record.FormatTime(from)
+	c.details["to"] = record.FormatTime(to)
 	switch c.p.role {
 	case roleTitolare:
 		if mailbox != c.p.name {
@@ -548,18 +548,15 @@ func (s *Server) audit(ctx context.Context, c *call) *reply {
 		return rep
 	}
 	c.details["what"] = "audit report"
-	c.details["from"] = from.UTC().Format(time.RFC3339Nano)
-	c.details["to"] = to.UTC().Format(time.RFC3339Nano)
+	c.details["from"] = record.FormatTime(from)
+	c.details["to"] = record.FormatTime(to)
 	if c.p.role != roleOperator && c.p.role != roleAuditor {
 		return forbidden("the audit report is for operators and auditors")
 	}
 	if err := c.record(ctx, outcomeAllowed); err != nil {
 		return unavailable("the request could not be recorded: try again later")
 	}
-	logRetention := policies.MinLogRetention
-	if pol := s.policy(); pol != nil && pol.Retention.Log != (policies.Period{}) {
-		logRetention = pol.Retention.Log
-	}
+	logRetention := retention.Of(s.policy()).Log
 	r, err := export.Audit(ctx, export.AuditOptions{Ledger: s.ledger, Store: s.store, Roots: s.roots, TSARoots: s.tsaRoots,
 		From: from, To: to, Gestore: s.gestore, MinRetainUntil: logRetention.AddTo})
 	if err != nil {

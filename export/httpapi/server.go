@@ -18,6 +18,7 @@ import (
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/connlimit"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/smime"
@@ -105,6 +106,7 @@ type Options struct {
 // Server is the HTTP API. Its methods are safe for concurrent use.
 type Server struct {
 	ledger     *ledger.Ledger
+	recorder   *record.Recorder // every request, before its answer
 	store      archive.Store
 	mailboxes  Authenticator
 	tokens     *Tokens
@@ -152,6 +154,7 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.recorder = record.New(opts.Ledger, opts.Gestore, s.now)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
