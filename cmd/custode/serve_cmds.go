@@ -24,10 +24,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var archiveOnly bool
 	var clockOffsetFile string
 	fs := flags(e, "serve", &data)
-	fs.StringVar(&tsaListen, "tsa-listen", "127.0.0.1:8318", "address of the built-in TSA's HTTP endpoint (empty: none)")
+	fs.StringVar(&tsaListen, "tsa-listen", defaultTSAListen, "address of the built-in TSA's HTTP endpoint (empty: none; default: custode.json's tsa_listen, else 127.0.0.1:8318)")
 	fs.BoolVar(&archiveOnly, "archive-only", false, "run the ledger, checkpoints and sealing only, without the gestore's SMTP and IMAP points")
 	fs.StringVar(&clockOffsetFile, "clock-offset-file", "", "tests only (custode-bench's clock-jump fault): a file holding a duration such as 2h or -30m, added to the gestore's clock")
+	setLogFormat := logFormatFlag(fs, e)
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := setLogFormat(); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -40,6 +44,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
+	tsaListen = c.tsaListenAddr(fs, tsaListen)
 	l, err := c.openLedger(ctx, e)
 	if err != nil {
 		return err
@@ -129,6 +134,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		if err := serveAPI(bg, e, c, l, store, g.mailboxes, &wg); err != nil {
 			return err
 		}
+		if err := serveMetrics(bg, e, c, running{l, sealer, store, g, g.mailboxes}, &wg); err != nil {
+			return err
+		}
 	} else {
 		mailboxes, err := c.openMailboxes(ctx, e, time.Now, l)
 		if err != nil {
@@ -136,6 +144,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		defer mailboxes.Close()
 		if err := serveAPI(bg, e, c, l, store, mailboxes, &wg); err != nil {
+			return err
+		}
+		if err := serveMetrics(bg, e, c, running{l, sealer, store, nil, mailboxes}, &wg); err != nil {
 			return err
 		}
 	}
