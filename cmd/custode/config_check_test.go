@@ -96,3 +96,31 @@ func TestConfigCheckCommand(t *testing.T) {
 		t.Errorf("config check of a bad file: %d\n%s", code, out)
 	}
 }
+
+// TestDemoKeepsInitListeners: the custode.json the demo keeps has init's
+// listeners, not the random ports of its run (which would clash later, or
+// point routes at nothing).
+func TestDemoKeepsInitListeners(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo")
+	}
+	dir := t.TempDir()
+	if code, out := custode(t, "", "demo", "-dir", dir, "-keep"); code != 0 {
+		t.Fatalf("demo: %d\n%s", code, out)
+	}
+	def := defaultServerConfig()
+	for _, d := range []string{"pec.alfa.test", "pec.beta.test"} {
+		c, err := loadConfig(filepath.Join(dir, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := c.Server
+		if s.Submission != def.Submission || s.Submissions != def.Submissions || s.Ricezione != def.Ricezione || s.IMAP != def.IMAP || len(s.Routes) != 0 {
+			t.Errorf("%s's custode.json: submission %q, submissions %q, ricezione %q, imap %q, routes %v; want init's listeners and no routes",
+				d, s.Submission, s.Submissions, s.Ricezione, s.IMAP, s.Routes)
+		}
+		if s.Index != "igpec.ldif" || len(s.PeerCAs) != 1 {
+			t.Errorf("%s's custode.json lost the demo's index or peer CAs: %q %v", d, s.Index, s.PeerCAs)
+		}
+	}
+}
