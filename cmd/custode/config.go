@@ -335,3 +335,18 @@ func (c *config) archiveStore(ctx context.Context) (archive.Store, error) {
 	}
 	return s, nil
 }
+
+// countMailboxes returns how many mailboxes the gestore keeps (P01's
+// NumCaselle), or why it cannot tell: never a silent 0.
+func (c *config) countMailboxes(ctx context.Context, e *env) (int, error) {
+	st, err := c.openMailboxes(ctx, e, time.Now, nil)
+	if err != nil {
+		return 0, fmt.Errorf("the mailbox store: %w", err)
+	}
+	defer st.Close()
+	list, err := st.Mailboxes(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("the mailbox store: %w", err)
+	}
+	return len(list), nil
+}
