@@ -34,7 +34,7 @@ const (
 	defaultAdminSocket   = "admin.sock" // in the data directory
 )
 
-func ptr[T any](v T) *T { return &v }
+func addrOf[T any](v T) *T { return &v }
 
 // metricsConfig is the "metrics" section of custode.json.
 type metricsConfig struct {
@@ -182,7 +182,7 @@ func initDataDir(dir, gestore, domain string, now time.Time) (*config, error) {
 		TSAKey:      filepath.Join("pki", pki.TSAKeyFile),
 		Server:      defaultServerConfig(),
 		API:         &apiConfig{Listen: defaultAPIListen, Tokens: "api-tokens"},
-		TSAListen:   ptr(defaultTSAListen),
+		TSAListen:   addrOf(defaultTSAListen),
 		Metrics:     &metricsConfig{Listen: defaultMetricsListen},
 		AdminSocket: defaultAdminSocket,
 		dir:         dir,

@@ -5,11 +5,15 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/custode/custode/archive/localstore"
 )
 
 // checkMetrics scrapes a running serve's metrics listener: /metrics
@@ -74,10 +78,10 @@ func TestTSAListenAddr(t *testing.T) {
 		want   string
 	}{
 		{"neither", nil, nil, defaultTSAListen},
-		{"config", ptr("127.0.0.1:9000"), nil, "127.0.0.1:9000"},
-		{"config off", ptr(""), nil, ""},
-		{"flag wins", ptr("127.0.0.1:9000"), []string{"-tsa-listen", "127.0.0.1:9001"}, "127.0.0.1:9001"},
-		{"flag off wins", ptr("127.0.0.1:9000"), []string{"-tsa-listen", ""}, ""},
+		{"config", addrOf("127.0.0.1:9000"), nil, "127.0.0.1:9000"},
+		{"config off", addrOf(""), nil, ""},
+		{"flag wins", addrOf("127.0.0.1:9000"), []string{"-tsa-listen", "127.0.0.1:9001"}, "127.0.0.1:9001"},
+		{"flag off wins", addrOf("127.0.0.1:9000"), []string{"-tsa-listen", ""}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -90,5 +94,39 @@ func TestTSAListenAddr(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestProbes(t *testing.T) {
+	ctx := t.Context()
+	tsa := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "POST a timestamp query", http.StatusMethodNotAllowed)
+	}))
+	defer tsa.Close()
+	if err := probeTSA(ctx, tsa.URL); err != nil {
+		t.Errorf("a TSA that answers 405: %v", err)
+	}
+	if err := probeTSA(ctx, ""); err != nil {
+		t.Errorf("the built-in TSA: %v", err)
+	}
+	if err := probeTSA(ctx, "http://127.0.0.1:0/"); err == nil {
+		t.Error("no error for a TSA nobody serves")
+	}
+	dir := t.TempDir()
+	if err := writableDir(dir); err != nil {
+		t.Errorf("a writable directory: %v", err)
+	}
+	if err := writableDir(filepath.Join(dir, "none")); err == nil {
+		t.Error("no error for a missing ledger directory")
+	}
+	store, err := localstore.Open(filepath.Join(dir, "worm"), localstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := probeArchive(ctx, store); err != nil {
+		t.Errorf("a local archive: %v", err)
+	}
+	if err := probeArchive(ctx, nil); err == nil {
+		t.Error("no error without an archive")
 	}
 }
