@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -71,9 +72,28 @@ type AuditReport struct {
 	// avvenuta consegna, and how many 12h and 24h avvisi were sent.
 	DeliveryP50, DeliveryP99, DeliveryMax float64
 	Deliveries, Avvisi12h, Avvisi24h      int
-	// Counters for the AgID P01 dataset.
-	Accettazioni, PreseInCaricoEmesse, VirusIngresso, VirusUscita int
-	SealedSegments                                                int
+
+	// What our gestore issued in the period, by outcome: ricevute di
+	// accettazione, avvisi di non accettazione (VirusUscita of them for a
+	// virus), ricevute di presa in carico, ricevute di avvenuta consegna,
+	// avvisi di mancata consegna, buste di anomalia, avvisi di rilevazione
+	// virus (VirusIngresso).
+	Accettazioni, NonAccettazioni, PreseInCaricoEmesse int
+	Consegne, MancateConsegne, Anomalie                int
+	VirusIngresso, VirusUscita                         int
+	// Transactions we sent in the period that are still open: a certified
+	// recipient has neither a ricevuta di consegna nor an avviso di
+	// mancata consegna yet. AwaitingPresaInCarico of them have a recipient
+	// whose gestore has not taken the busta in charge (still in our
+	// delivery queue, or in transit); AwaitingConsegna, one taken in
+	// charge but not yet delivered.
+	OpenTransactions, AwaitingPresaInCarico, AwaitingConsegna int
+	// Quadrimestri are the figures of the AgID P01 dataset for each
+	// four-month period (Europe/Rome) the audit's period overlaps, in
+	// order.
+	Quadrimestri []Quadrimestre
+
+	SealedSegments int
 	// PurgedSegments counts sealed segments deleted from the archive
 	// after their retain-until, as retention requires.
 	PurgedSegments int
@@ -86,11 +106,85 @@ type AuditReport struct {
 
 // Outage is one time a service was unavailable.
 type Outage struct {
-	Service  string    `json:"service"` // gestore, tsa or archive
-	From, To time.Time `json:"-"`
-	Minutes  int       `json:"minutes"`
-	Cause    string    `json:"cause"`
-	Seq      uint64    `json:"seq"` // the ledger entry that records it
+	Service string    `json:"service"` // gestore, tsa or archive
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Minutes int       `json:"minutes"` // rounded up: P02's Durata
+	Cause   string    `json:"cause"`
+	Seq     uint64    `json:"seq"` // the ledger entry that records it
+}
+
+// TipoDisservizio is the outage's type in the AgID P02 dataset: 02
+// (incidente) when the gestore itself was down, 03 (malfunzione) when it
+// ran without its TSA or its WORM archive. Custode records no planned
+// interruption (01, pianificato): the gestore adds those rows itself.
+func (o Outage) TipoDisservizio() string {
+	if o.Service == "gestore" {
+		return "02"
+	}
+	return "03"
+}
+
+// SLA is P02's SLA column: S when the outage lasted at most 30 minutes, N
+// otherwise (a conservative reading of DM 2 novembre 2005 art. 12).
+func (o Outage) SLA() string {
+	if o.Minutes > 30 {
+		return "N"
+	}
+	return "S"
+}
+
+// Quadrimestre is one four-month period of the AgID statistics
+// (January-April, May-August, September-December, in Europe/Rome) with
+// the P01 figures of the part of it the audit covered.
+type Quadrimestre struct {
+	Anno         int
+	Quadrimestre int // 1, 2 or 3
+	// From and To are the part of the quadrimestre within the audit's
+	// period; Partial is true when that is not all of it.
+	From, To time.Time
+	Partial  bool
+	// MsgUscita counts the ricevute di accettazione we issued,
+	// MsgIngresso the ricevute di presa in carico, VirusIngresso the
+	// avvisi di rilevazione virus, VirusUscita the avvisi di non
+	// accettazione for a virus.
+	MsgUscita, MsgIngresso, VirusIngresso, VirusUscita int
+}
+
+// quadrimestreOf returns the year and four-month period (1-3) of t in
+// Europe/Rome, and that period's bounds.
+func quadrimestreOf(t time.Time) (year, q int, from, to time.Time) {
+	t = t.In(rome())
+	q = (int(t.Month())-1)/4 + 1
+	from = time.Date(t.Year(), time.Month((q-1)*4+1), 1, 0, 0, 0, 0, rome())
+	return t.Year(), q, from, from.AddDate(0, 4, 0)
+}
+
+// quadrimestri returns the four-month periods [from, to) overlaps.
+func quadrimestri(from, to time.Time) []Quadrimestre {
+	var out []Quadrimestre
+	for t := from; t.Before(to); {
+		y, q, qf, qt := quadrimestreOf(t)
+		part := Quadrimestre{Anno: y, Quadrimestre: q, From: maxTime(qf, from), To: minTime(qt, to)}
+		part.Partial = !part.From.Equal(qf) || !part.To.Equal(qt)
+		out = append(out, part)
+		t = qt
+	}
+	return out
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // outages collects the outage events of the period.
@@ -176,7 +270,10 @@ func (r *AuditReport) OK() bool {
 // avviso), with virus notices paired; and, with a store, that every sealed
 // segment is there, retained at least as the policy requires.
 func Audit(ctx context.Context, opts AuditOptions) (*AuditReport, error) {
-	rep := &AuditReport{From: opts.From, To: opts.To, Entries: opts.Ledger.Head().Size, Antivirus: opts.Antivirus}
+	if !opts.From.Before(opts.To) {
+		return nil, fmt.Errorf("export: audit: the period from %s to %s is empty", opts.From.Format(time.RFC3339), opts.To.Format(time.RFC3339))
+	}
+	rep := &AuditReport{From: opts.From, To: opts.To, Entries: opts.Ledger.Head().Size, Quadrimestri: quadrimestri(opts.From, opts.To), Antivirus: opts.Antivirus}
 	var err error
 	if rep.Integrity, err = opts.Ledger.Verify(ctx, ledger.VerifyOptions{Roots: opts.Roots, TSARoots: opts.TSARoots}); err != nil {
 		return nil, fmt.Errorf("export: audit: verify: %w", err)
@@ -193,7 +290,7 @@ func Audit(ctx context.Context, opts AuditOptions) (*AuditReport, error) {
 			continue
 		}
 		if !last.IsZero() && cp.Time.Sub(last) > time.Hour {
-			rep.TimestampGaps = append(rep.TimestampGaps, fmt.Sprintf("%s to %s (%s)", last.UTC().Format(time.RFC3339), cp.Time.UTC().Format(time.RFC3339), cp.Time.Sub(last).Round(time.Second)))
+			rep.TimestampGaps = append(rep.TimestampGaps, fmt.Sprintf("%s to %s (%d s)", last.UTC().Format(time.RFC3339), cp.Time.UTC().Format(time.RFC3339), int64(cp.Time.Sub(last).Seconds())))
 		}
 		last = cp.Time
 	}
@@ -288,20 +385,46 @@ func lastEntryTime(ctx context.Context, l *ledger.Ledger, s ledger.Seal) (time.T
 	return e.Time, nil
 }
 
+// countP01 counts what e records, if our gestore issued it, into the
+// report and into its quadrimestre.
 func countP01(rep *AuditReport, e *ledger.Entry, gestore string) {
-	ours := e.Gestore == gestore
-	switch {
-	case e.Kind == ledger.KindAccettazione && ours:
+	if e.Gestore != gestore {
+		return
+	}
+	var q *Quadrimestre
+	for i := range rep.Quadrimestri {
+		if p := &rep.Quadrimestri[i]; !e.Time.Before(p.From) && e.Time.Before(p.To) {
+			q = p
+		}
+	}
+	if q == nil {
+		q = new(Quadrimestre) // outside the period: Find does not return those
+	}
+	switch e.Kind {
+	case ledger.KindAccettazione:
 		rep.Accettazioni++
-	case e.Kind == ledger.KindPresaInCarico && ours:
+		q.MsgUscita++
+	case ledger.KindNonAccettazione:
+		rep.NonAccettazioni++
+		if e.Details["errore"] == "virus" {
+			rep.VirusUscita++
+			q.VirusUscita++
+		}
+	case ledger.KindPresaInCarico:
 		rep.PreseInCaricoEmesse++
-	case e.Kind == ledger.KindRilevazioneVirus && ours:
+		q.MsgIngresso++
+	case ledger.KindAvvenutaConsegna:
+		rep.Consegne++
+	case ledger.KindErroreConsegna:
+		rep.MancateConsegne++
+	case ledger.KindBustaAnomalia:
+		rep.Anomalie++
+	case ledger.KindRilevazioneVirus:
 		rep.VirusIngresso++
-	case e.Kind == ledger.KindNonAccettazione && ours && e.Details["errore"] == "virus":
-		rep.VirusUscita++
-	case e.Kind == ledger.KindPreavvisoErroreConsegna12 && ours:
+		q.VirusIngresso++
+	case ledger.KindPreavvisoErroreConsegna12:
 		rep.Avvisi12h++
-	case e.Kind == ledger.KindPreavvisoErroreConsegna24 && ours:
+	case ledger.KindPreavvisoErroreConsegna24:
 		rep.Avvisi24h++
 	}
 }
@@ -335,6 +458,7 @@ func completeness(rep *AuditReport, id string, entries []*ledger.Entry, opts Aud
 		add("accettazione", fmt.Sprintf("%d ricevute di accettazione, want one", n))
 	}
 	var delays []float64
+	var open, awaitingPresa, awaitingConsegna bool
 	for _, d := range busta.Destinatari {
 		if d.Tipo != ledger.TipoCertificato {
 			continue
@@ -348,6 +472,14 @@ func completeness(rep *AuditReport, id string, entries []*ledger.Entry, opts Aud
 		errori, _ := count(ledger.KindErroreConsegna, forRcpt)
 		virus, _ := count(ledger.KindRilevazioneVirus, forRcpt)
 		avviso24, _ := count(ledger.KindPreavvisoErroreConsegna24, forRcpt)
+		if consegne+errori == 0 && virus == 0 && avviso24 == 0 {
+			open = true
+			if presa == 0 {
+				awaitingPresa = true
+			} else {
+				awaitingConsegna = true
+			}
+		}
 		if presa > 1 {
 			add("presa-in-carico", fmt.Sprintf("%s: %d ricevute di presa in carico, want one", rcpt, presa))
 		}
@@ -368,51 +500,92 @@ func completeness(rep *AuditReport, id string, entries []*ledger.Entry, opts Aud
 			delays = append(delays, consegna.Time.Sub(busta.Time).Seconds())
 		}
 	}
+	if open {
+		rep.OpenTransactions++
+	}
+	if awaitingPresa {
+		rep.AwaitingPresaInCarico++
+	}
+	if awaitingConsegna {
+		rep.AwaitingConsegna++
+	}
 	return delays
 }
 
-// P01 returns the AgID dataset P01 "Statistiche PEC" for the report's
-// period (one row; PEC.md §3.3): CodGestPEC, Quadrimestre, Anno,
-// NumDomini, NumCaselle, MsgUscita, MsgIngresso, VirusIngresso,
-// VirusUscita.
-func (r *AuditReport) P01(codGestPEC string, domains, mailboxes int) []byte {
+// P01 returns the AgID dataset P01 "Statistiche PEC" (PEC.md §3.3), one
+// row per quadrimestre of the report's period: CodGestPEC, Quadrimestre,
+// Anno, NumDomini, NumCaselle, MsgUscita (ricevute di accettazione),
+// MsgIngresso (ricevute di presa in carico), VirusIngresso, VirusUscita.
+// domains and mailboxes are the gestore's counts now, written in every
+// row. It fails, rather than write a figure it does not have, when
+// codGestPEC is empty or a count is not given (negative).
+func (r *AuditReport) P01(codGestPEC string, domains, mailboxes int) ([]byte, error) {
+	if strings.TrimSpace(codGestPEC) == "" {
+		return nil, errors.New("export: P01: CodGestPEC is empty: give the gestore's code in AgID's statistics (custode.json's cod_gest_pec, or -cod-gest-pec)")
+	}
+	if domains < 0 || mailboxes < 0 {
+		return nil, fmt.Errorf("export: P01: NumDomini %d, NumCaselle %d: not counted", domains, mailboxes)
+	}
+	if len(r.Quadrimestri) == 0 {
+		return nil, errors.New("export: P01: the report covers no quadrimestre")
+	}
 	var b bytes.Buffer
 	w := csv.NewWriter(&b)
 	w.Write([]string{"CodGestPEC", "Quadrimestre", "Anno", "NumDomini", "NumCaselle", "MsgUscita", "MsgIngresso", "VirusIngresso", "VirusUscita"})
-	q := (int(r.From.Month())-1)/4 + 1
-	w.Write([]string{codGestPEC, strconv.Itoa(q), strconv.Itoa(r.From.Year()), strconv.Itoa(domains), strconv.Itoa(mailboxes),
-		strconv.Itoa(r.Accettazioni), strconv.Itoa(r.PreseInCaricoEmesse), strconv.Itoa(r.VirusIngresso), strconv.Itoa(r.VirusUscita)})
+	for _, q := range r.Quadrimestri {
+		w.Write([]string{codGestPEC, strconv.Itoa(q.Quadrimestre), strconv.Itoa(q.Anno), strconv.Itoa(domains), strconv.Itoa(mailboxes),
+			strconv.Itoa(q.MsgUscita), strconv.Itoa(q.MsgIngresso), strconv.Itoa(q.VirusIngresso), strconv.Itoa(q.VirusUscita)})
+	}
 	w.Flush()
-	return b.Bytes()
+	if err := w.Error(); err != nil {
+		return nil, fmt.Errorf("export: P01: %w", err)
+	}
+	return b.Bytes(), nil
 }
 
 // P02 returns the AgID dataset P02 "Indisponibilità del servizio PEC":
-// Giorno, TipoDisservizio, Durata (minutes), SLA. Custode does not yet
-// record service interruptions, so it holds the header only; the report
-// text says so.
-//
-// Each outage is a row: its day (Europe/Rome), TipoDisservizio 02
-// (incidente: Custode records only the unplanned ones it sees), its
-// duration in minutes, and SLA S when it lasted at most 30 minutes, N
-// otherwise (a conservative reading of DM 2 novembre 2005 art. 12).
+// Giorno, TipoDisservizio, Durata, SLA. Each outage the ledger recorded
+// in the period is a row: the day it began (Europe/Rome), its
+// TipoDisservizio, its duration in minutes (rounded up) and its SLA.
 func (r *AuditReport) P02() []byte {
 	var b strings.Builder
 	b.WriteString("Giorno,TipoDisservizio,Durata,SLA\n")
-	loc := rome()
 	for _, o := range r.Outages {
-		sla := "S"
-		if o.Minutes > 30 {
-			sla = "N"
-		}
-		fmt.Fprintf(&b, "%s,02,%d,%s\n", o.From.In(loc).Format("02/01/2006"), o.Minutes, sla)
+		fmt.Fprintf(&b, "%s,%s,%d,%s\n", o.From.In(rome()).Format("02/01/2006"), o.TipoDisservizio(), o.Minutes, o.SLA())
 	}
 	return []byte(b.String())
+}
+
+// MarshalJSON writes the report with every duration in seconds: the
+// integrity check's Elapsed becomes ElapsedSeconds.
+func (r *AuditReport) MarshalJSON() ([]byte, error) {
+	type plain AuditReport // without this method
+	type integrity struct {
+		From, To          uint64
+		Checkpoints       int
+		Signatures        int
+		Timestamps        int
+		PendingTimestamps int
+		Purged            int
+		Notes             []string
+		Problems          []ledger.Problem
+		ElapsedSeconds    float64
+	}
+	out := struct {
+		*plain
+		Integrity *integrity
+	}{plain: (*plain)(r)}
+	if i := r.Integrity; i != nil {
+		out.Integrity = &integrity{From: i.From, To: i.To, Checkpoints: i.Checkpoints, Signatures: i.Signatures, Timestamps: i.Timestamps,
+			PendingTimestamps: i.PendingTimestamps, Purged: i.Purged, Notes: i.Notes, Problems: i.Problems, ElapsedSeconds: i.Elapsed.Seconds()}
+	}
+	return json.Marshal(out)
 }
 
 // Text renders the report for people (the PDF and HTML say the same).
 func (r *AuditReport) Text() string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "Rapporto di audit del log, dal %s al %s\n\n", r.From.UTC().Format(time.RFC3339), r.To.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&s, "Rapporto di audit del log, dal %s al %s (escluso)\n\n", FormatTime(r.From), FormatTime(r.To))
 	verdict := "NESSUN PROBLEMA"
 	if !r.OK() {
 		verdict = "PROBLEMI TROVATI"
@@ -428,7 +601,7 @@ func (r *AuditReport) Text() string {
 			fmt.Fprintf(&s, "  - %v\n", p)
 		}
 	}
-	fmt.Fprintf(&s, "Continuita' delle marche temporali: %d intervalli oltre un'ora\n", len(r.TimestampGaps))
+	fmt.Fprintf(&s, "Continuità delle marche temporali: %d intervalli oltre un'ora\n", len(r.TimestampGaps))
 	for _, g := range r.TimestampGaps {
 		fmt.Fprintf(&s, "  - %s\n", g)
 	}
@@ -438,8 +611,20 @@ func (r *AuditReport) Text() string {
 	}
 	fmt.Fprintf(&s, "Consegne: %d; tempo busta -> consegna: mediana %.1f s, 99%% %.1f s, massimo %.1f s\n", r.Deliveries, r.DeliveryP50, r.DeliveryP99, r.DeliveryMax)
 	fmt.Fprintf(&s, "Avvisi di mancata consegna per superamento dei tempi: 12 ore %d, 24 ore %d\n", r.Avvisi12h, r.Avvisi24h)
-	fmt.Fprintf(&s, "Ricevute di accettazione %d, di presa in carico emesse %d, virus in ingresso %d, in uscita %d\n",
-		r.Accettazioni, r.PreseInCaricoEmesse, r.VirusIngresso, r.VirusUscita)
+	fmt.Fprintf(&s, "Emessi dal gestore: ricevute di accettazione %d, avvisi di non accettazione %d (per virus %d), ricevute di presa in carico %d,\n",
+		r.Accettazioni, r.NonAccettazioni, r.VirusUscita, r.PreseInCaricoEmesse)
+	fmt.Fprintf(&s, "  ricevute di avvenuta consegna %d, avvisi di mancata consegna %d, buste di anomalia %d, avvisi di rilevazione virus %d\n",
+		r.Consegne, r.MancateConsegne, r.Anomalie, r.VirusIngresso)
+	fmt.Fprintf(&s, "Transazioni ancora aperte: %d (in attesa della presa in carico %d, della consegna %d)\n",
+		r.OpenTransactions, r.AwaitingPresaInCarico, r.AwaitingConsegna)
+	for _, q := range r.Quadrimestri {
+		partial := ""
+		if q.Partial {
+			partial = fmt.Sprintf(", solo dal %s al %s", FormatTime(q.From), FormatTime(q.To))
+		}
+		fmt.Fprintf(&s, "Dataset P01, quadrimestre %d/%d%s: MsgUscita %d, MsgIngresso %d, VirusIngresso %d, VirusUscita %d\n",
+			q.Quadrimestre, q.Anno, partial, q.MsgUscita, q.MsgIngresso, q.VirusIngresso, q.VirusUscita)
+	}
 	if r.Antivirus != "" {
 		fmt.Fprintf(&s, "antivirus: %s\n", r.Antivirus)
 	}
@@ -449,8 +634,8 @@ func (r *AuditReport) Text() string {
 	}
 	fmt.Fprintf(&s, "\nInterruzioni del servizio registrate nel periodo (dataset P02): %d\n", len(r.Outages))
 	for _, o := range r.Outages {
-		fmt.Fprintf(&s, "  - %s dal %s al %s (%d minuti), voce %d: %s\n", o.Service, o.From.In(rome()).Format("02/01/2006 15:04:05"),
-			o.To.In(rome()).Format("02/01/2006 15:04:05"), o.Minutes, o.Seq, o.Cause)
+		fmt.Fprintf(&s, "  - %s dal %s al %s (%d minuti, tipo %s, SLA %s), voce %d: %s\n", o.Service, FormatTime(o.From),
+			FormatTime(o.To), o.Minutes, o.TipoDisservizio(), o.SLA(), o.Seq, o.Cause)
 	}
 	return s.String()
 }

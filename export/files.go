@@ -40,12 +40,16 @@ func (b *Bundle) WriteFiles(out string) ([]string, error) {
 // (for gestore code codGestPEC, with its domains and mailboxes counted)
 // and P02.csv.
 func (r *AuditReport) WriteFiles(dir, codGestPEC string, domains, mailboxes int) error {
+	p01, err := r.P01(codGestPEC, domains, mailboxes)
+	if err != nil {
+		return err
+	}
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("export: audit report: %w", err)
 	}
 	for name, b := range map[string][]byte{"report.json": js, "report.txt": []byte(r.Text()), "report.pdf": r.PDF(),
-		"P01.csv": r.P01(codGestPEC, domains, mailboxes), "P02.csv": r.P02()} {
+		"P01.csv": p01, "P02.csv": r.P02()} {
 		if err := durable.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return fmt.Errorf("export: audit report: %w", err)
 		}

@@ -363,9 +363,13 @@ func (l *Ledger) publish(g *group) {
 	l.mu.Lock()
 	l.head = g.head
 	l.mu.Unlock()
-	l.commitNanos.Add(uint64(time.Since(g.t0)))
+	d := time.Since(g.t0)
+	l.commitNanos.Add(uint64(d))
 	l.groups.Add(1)
 	l.entries.Add(g.head.Size - g.before.size)
+	if fn := l.onCommit.Load(); fn != nil {
+		(*fn)(g.head.Size-g.before.size, d)
+	}
 	l.answer(g, nil)
 }
 

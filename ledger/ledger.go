@@ -157,8 +157,9 @@ type Ledger struct {
 	indexedCh   chan struct{} // closed when indexed grows, under mu
 
 	commitNanos atomic.Uint64
-	groups      atomic.Uint64 // group commits made
-	entries     atomic.Uint64 // entries in them
+	onCommit    atomic.Pointer[func(entries uint64, d time.Duration)] // see ObserveCommits
+	groups      atomic.Uint64                                         // group commits made
+	entries     atomic.Uint64                                         // entries in them
 }
 
 // Stats counts the work of the sequencer since Open.
@@ -171,6 +172,19 @@ type Stats struct {
 // Stats returns the counts of the sequencer since Open.
 func (l *Ledger) Stats() Stats {
 	return Stats{Groups: l.groups.Load(), Entries: l.entries.Load(), CommitTime: time.Duration(l.commitNanos.Load())}
+}
+
+// ObserveCommits makes the ledger call fn after each group commit is
+// durable, with the entries it made durable and the time from the first
+// append's arrival to then (what those appends waited). fn runs on the
+// commit path: it MUST be quick and MUST NOT call the ledger. A nil fn
+// stops the calls.
+func (l *Ledger) ObserveCommits(fn func(entries uint64, d time.Duration)) {
+	if fn == nil {
+		l.onCommit.Store(nil)
+		return
+	}
+	l.onCommit.Store(&fn)
 }
 
 // Head describes the ledger as of its last durable commit.

@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,7 +25,47 @@ import (
 const (
 	defaultDataDir = "custode-data"
 	configFile     = "custode.json"
+
+	// The listeners custode init writes: every one on 127.0.0.1, on ports
+	// above 1024 (the SMTP and IMAP points are in defaultServerConfig).
+	defaultAPIListen     = "127.0.0.1:8443"
+	defaultTSAListen     = "127.0.0.1:8318" // also -tsa-listen's default
+	defaultMetricsListen = "127.0.0.1:9464"
+	defaultAdminSocket   = "admin.sock" // in the data directory
 )
+
+func addrOf[T any](v T) *T { return &v }
+
+// metricsConfig is the "metrics" section of custode.json.
+type metricsConfig struct {
+	// Listen is host:port of /metrics, /healthz and /readyz (plain HTTP:
+	// keep it on a private address); "" means not served.
+	Listen string `json:"listen"`
+}
+
+// tsaListenAddr returns where serve's built-in TSA listens: the
+// -tsa-listen flag if given on the command line (flagValue), else
+// tsa_listen, else the default.
+func (c *config) tsaListenAddr(fs *flag.FlagSet, flagValue string) string {
+	given := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "tsa-listen" {
+			given = true
+		}
+	})
+	if given || c.TSAListen == nil {
+		return flagValue
+	}
+	return *c.TSAListen
+}
+
+// metricsListen is where the metrics endpoints listen; "" means nowhere.
+func (c *config) metricsListen() string {
+	if c.Metrics == nil {
+		return ""
+	}
+	return c.Metrics.Listen
+}
 
 // devTSAPolicy is the policy OID of the built-in TSA's tokens: a private
 // arc, naming no real policy.
@@ -36,6 +77,10 @@ type config struct {
 	Gestore string `json:"gestore"` // the gestore's name
 	Domain  string `json:"domain"`  // its PEC domain
 	Origin  string `json:"origin"`  // first line of every checkpoint
+	// CodGestPEC is the gestore's code in AgID's statistics (dataset P01's
+	// CodGestPEC). custode init writes it empty: the audit refuses to
+	// write P01 until it is set (or given with -cod-gest-pec).
+	CodGestPEC string `json:"cod_gest_pec"`
 
 	// Keys and certificates (PEM). Production points these at real ones.
 	CACert      string `json:"ca_cert"` // trust anchors of our signatures and tokens
@@ -61,6 +106,19 @@ type config struct {
 	// API configures the HTTP API of queries and exports; nil means
 	// https://127.0.0.1:8443 with the token file api-tokens.
 	API *apiConfig `json:"api,omitempty"`
+
+	// TSAListen is host:port of the built-in TSA's HTTP endpoint (used
+	// only without tsa_url); "" means not served, absent means
+	// 127.0.0.1:8318. serve's -tsa-listen, when given, wins.
+	TSAListen *string `json:"tsa_listen,omitempty"`
+
+	// Metrics configures the Prometheus metrics and health endpoints;
+	// absent means not served (custode init writes 127.0.0.1:9464).
+	Metrics *metricsConfig `json:"metrics,omitempty"`
+
+	// AdminSocket is the path of the running server's administration
+	// socket (a unix socket, mode 0600); custode init writes admin.sock.
+	AdminSocket string `json:"admin_socket,omitempty"`
 
 	CheckpointEvery    uint64 `json:"checkpoint_every,omitempty"`
 	CheckpointInterval string `json:"checkpoint_interval,omitempty"` // e.g. "10s"
@@ -123,6 +181,10 @@ func initDataDir(dir, gestore, domain string, now time.Time) (*config, error) {
 		TSACert:     filepath.Join("pki", pki.TSACertFile),
 		TSAKey:      filepath.Join("pki", pki.TSAKeyFile),
 		Server:      defaultServerConfig(),
+		API:         &apiConfig{Listen: defaultAPIListen, Tokens: "api-tokens"},
+		TSAListen:   addrOf(defaultTSAListen),
+		Metrics:     &metricsConfig{Listen: defaultMetricsListen},
+		AdminSocket: defaultAdminSocket,
 		dir:         dir,
 	}
 	if err := c.writeTLSCertificate(now); err != nil {
@@ -272,4 +334,19 @@ func (c *config) archiveStore(ctx context.Context) (archive.Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// countMailboxes returns how many mailboxes the gestore keeps (P01's
+// NumCaselle), or why it cannot tell: never a silent 0.
+func (c *config) countMailboxes(ctx context.Context, e *env) (int, error) {
+	st, err := c.openMailboxes(ctx, e, time.Now, nil)
+	if err != nil {
+		return 0, fmt.Errorf("the mailbox store: %w", err)
+	}
+	defer st.Close()
+	list, err := st.Mailboxes(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("the mailbox store: %w", err)
+	}
+	return len(list), nil
 }

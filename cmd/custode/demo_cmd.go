@@ -107,15 +107,17 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}()
 	for i, g := range gs {
 		other := gs[1-i]
-		g.c.Server.Submission, g.c.Server.Submissions = addrs[g.domain+"/submission"], ""
-		g.c.Server.Ricezione, g.c.Server.IMAP = addrs[g.domain+"/ricezione"], addrs[g.domain+"/imap"]
 		g.c.Server.Index = "igpec.ldif"
-		g.c.Server.Routes = map[string]string{other.domain: addrs[other.domain+"/ricezione"]}
 		g.c.Server.PeerCAs = []string{other.c.path(other.c.CACert)}
 		g.c.Server.PasswordIterations = 10000
+		// The custode.json kept keeps init's listeners: the demo's ports
+		// are its own, for this run only.
 		if err := g.c.save(); err != nil {
 			return err
 		}
+		g.c.Server.Submission, g.c.Server.Submissions = addrs[g.domain+"/submission"], ""
+		g.c.Server.Ricezione, g.c.Server.IMAP = addrs[g.domain+"/ricezione"], addrs[g.domain+"/imap"]
+		g.c.Server.Routes = map[string]string{other.domain: addrs[other.domain+"/ricezione"]}
 		l, err := g.c.openLedger(ctx, quiet)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -196,7 +197,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&from, "from", "", "start of the period, date or RFC 3339 (required)")
 	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
 	fs.StringVar(&outDir, "out", "", "directory to write report.json, report.txt, report.pdf, P01.csv and P02.csv into")
-	fs.StringVar(&code, "cod-gest-pec", "", "the gestore's code for the AgID statistics")
+	fs.StringVar(&code, "cod-gest-pec", "", "the gestore's code for the AgID statistics (default: custode.json's cod_gest_pec)")
 	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the report")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -211,6 +212,10 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	c, err := loadConfig(data)
 	if err != nil {
 		return err
+	}
+	code = cmp.Or(code, c.CodGestPEC)
+	if outDir != "" && code == "" {
+		return &usageError{"P01 needs the gestore's code in AgID's statistics: set cod_gest_pec in custode.json or give -cod-gest-pec"}
 	}
 	store, roots, tsaRoots, err := c.trustedArchive(ctx)
 	if err != nil {
@@ -235,12 +240,9 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprint(e.stdout, rep.Text())
 	if outDir != "" {
-		mailboxes := 0
-		if st, err := c.openMailboxes(ctx, e, time.Now, nil); err == nil {
-			if list, err := st.Mailboxes(ctx); err == nil {
-				mailboxes = len(list)
-			}
-			st.Close()
+		mailboxes, err := c.countMailboxes(ctx, e)
+		if err != nil {
+			return fmt.Errorf("P01's NumCaselle: %w", err)
 		}
 		if err := rep.WriteFiles(outDir, code, len(c.domains()), mailboxes); err != nil {
 			return err

@@ -37,6 +37,7 @@ type testGestore struct {
 	name, domain, data string
 	submission, imap   string
 	ricezione, api     string
+	metrics            string
 	cmd                *exec.Cmd
 	log                *os.File
 }
@@ -84,6 +85,7 @@ func twoGestori(t *testing.T) (a, b *testGestore) {
 			t.Fatalf("init: %s", out)
 		}
 		g.submission, g.ricezione, g.imap, g.api = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+		g.metrics = freeAddr(t)
 		c, err := loadConfig(g.data)
 		if err != nil {
 			t.Fatal(err)
@@ -114,6 +116,7 @@ func twoGestori(t *testing.T) (a, b *testGestore) {
 		c.Server.PasswordIterations = 1000
 		c.CheckpointInterval = "1s"
 		c.API = &apiConfig{Listen: g.api}
+		c.Metrics = &metricsConfig{Listen: g.metrics}
 		if g == a {
 			c.Server.Archivio = []sicurezza.Policy{{Mailbox: "mario.rossi@pec.alfa.test", Quota: 100 << 20}}
 		}
@@ -397,6 +400,8 @@ func TestIntegrationGestoreEndToEnd(t *testing.T) {
 	if code, body := api("", "/openapi.json"); code != 200 || !strings.Contains(body, "openapi") {
 		t.Errorf("/openapi.json: %d", code)
 	}
+
+	checkMetrics(t, a.metrics)
 
 	a.stop(t)
 	b.stop(t)

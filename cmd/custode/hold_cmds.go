@@ -11,6 +11,7 @@ import (
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/retention"
 )
@@ -56,12 +57,9 @@ func parseTimeFlag(name, v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	t, err := time.Parse("2006-01-02", v)
+	t, err := export.ParseTimeOrDay(v)
 	if err != nil {
-		return time.Time{}, &usageError{fmt.Sprintf("-%s: want a date (2026-11-23) or an RFC 3339 time, got %q", name, v)}
+		return time.Time{}, &usageError{fmt.Sprintf("-%s: want a date (2026-11-23, that day in Europe/Rome) or an RFC 3339 time, got %q", name, v)}
 	}
 	return t, nil
 }

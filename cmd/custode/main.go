@@ -64,6 +64,7 @@ func (e *statusError) Error() string { return e.msg }
 func commands() []command {
 	return []command{
 		{"init", "create a data directory with a development PKI and configuration", runInit, false},
+		{"config check", "validate a configuration (custode.json) and list its listeners, without opening anything", runConfigCheck, false},
 		{"serve", "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", runServe, true},
 		{"run", "the same as serve", runServe, true},
 		{"demo", "two gestori on loopback exchange messages; print the receipts and ledger entries", runDemo, false},

@@ -30,10 +30,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var archiveOnly bool
 	var clockOffsetFile string
 	fs := flags(e, "serve", &data)
-	fs.StringVar(&tsaListen, "tsa-listen", "127.0.0.1:8318", "address of the built-in TSA's HTTP endpoint (empty: none)")
+	fs.StringVar(&tsaListen, "tsa-listen", defaultTSAListen, "address of the built-in TSA's HTTP endpoint (empty: none; default: custode.json's tsa_listen, else 127.0.0.1:8318)")
 	fs.BoolVar(&archiveOnly, "archive-only", false, "run the ledger, checkpoints and sealing only, without the gestore's SMTP and IMAP points")
 	fs.StringVar(&clockOffsetFile, "clock-offset-file", "", "tests only (custode-bench's clock-jump fault): a file holding a duration such as 2h or -30m, added to the gestore's clock")
+	setLogFormat := logFormatFlag(fs, e)
 	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := setLogFormat(); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -46,6 +50,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
+	tsaListen = c.tsaListenAddr(fs, tsaListen)
 	l, err := c.openLedger(ctx, e)
 	if err != nil {
 		return err
@@ -62,9 +67,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}()
 	// The running marker: found at start, the previous run never stopped
 	// cleanly, and its outage is recorded.
-	running := record.Running{Path: filepath.Join(c.dir, "serve.running"), Service: "gestore"}
+	marker := record.Running{Path: filepath.Join(c.dir, "serve.running"), Service: "gestore"}
 	now := time.Now()
-	if from, err := running.Start(ctx, c.recorder(l), now); err != nil {
+	if from, err := marker.Start(ctx, c.recorder(l), now); err != nil {
 		return err
 	} else if !from.IsZero() {
 		e.log.Warn("the previous run did not stop cleanly: outage recorded", "from", from.UTC().Format(time.RFC3339), "to", now.UTC().Format(time.RFC3339))
@@ -72,14 +77,14 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	// Any return is a clean stop, an error included; a crash or a kill
 	// never gets here, and leaves the marker for the next start.
 	defer func() {
-		if err := running.Stop(); err != nil {
+		if err := marker.Stop(); err != nil {
 			e.log.Error("remove the running marker", "err", err)
 		}
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		running.Heartbeat(bg, heartbeatInterval, func(err error) { e.log.Warn("heartbeat", "err", err) })
+		marker.Heartbeat(bg, heartbeatInterval, func(err error) { e.log.Warn("heartbeat", "err", err) })
 	}()
 	if tsaListen != "" && c.TSAURL == "" {
 		a, err := c.authority()
@@ -141,6 +146,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		if err := serveAPI(bg, e, c, l, store, g.mailboxes, &wg); err != nil {
 			return err
 		}
+		if err := serveMetrics(bg, e, c, running{l, sealer, store, g, g.mailboxes}, &wg); err != nil {
+			return err
+		}
 	} else {
 		mailboxes, err := c.openMailboxes(ctx, e, time.Now, l)
 		if err != nil {
@@ -148,6 +156,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		defer mailboxes.Close()
 		if err := serveAPI(bg, e, c, l, store, mailboxes, &wg); err != nil {
+			return err
+		}
+		if err := serveMetrics(bg, e, c, running{l, sealer, store, nil, mailboxes}, &wg); err != nil {
 			return err
 		}
 	}

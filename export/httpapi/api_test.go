@@ -365,7 +365,7 @@ func TestBadInput(t *testing.T) {
 	ts := f.server(t, nil)
 	long := strings.Repeat("x", httpapi.MaxQueryBytes)
 	cases := []struct{ name, path string }{
-		{"date without time", "/v1/entries?kind=accettazione&from=2025-03-01"},
+		{"day that does not exist", "/v1/entries?kind=accettazione&from=2025-02-30"},
 		{"month 13", "/v1/entries?kind=accettazione&from=2025-13-01T00:00:00Z"},
 		{"not a date", "/v1/audit?from=ieri"},
 		{"from after to", "/v1/entries?kind=accettazione&from=2025-03-02T00:00:00Z&to=2025-03-01T00:00:00Z"},

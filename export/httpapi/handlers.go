@@ -88,14 +88,16 @@ type entryProofJSON struct {
 	Checkpoint *checkpointJSON `json:"checkpoint,omitempty"`
 }
 
-// parseTime reads an RFC 3339 time parameter; "" is the zero time.
+// parseTime reads a time parameter: an RFC 3339 time, or a day
+// (2025-03-01) meaning its start in Europe/Rome, as on the command line;
+// "" is the zero time.
 func parseTime(name, v string) (time.Time, *reply) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	t, err := export.ParseTimeOrDay(v)
 	if err != nil {
-		return time.Time{}, badRequest("%s: want an RFC 3339 time such as 2025-03-01T00:00:00Z", name)
+		return time.Time{}, badRequest("%s: want a day such as 2025-03-01 (in Europe/Rome) or an RFC 3339 time such as 2025-03-01T00:00:00Z", name)
 	}
 	if t.Year() < 1970 {
 		return time.Time{}, badRequest("%s: before 1970", name)

@@ -53,6 +53,9 @@ type failAgg struct {
 type loginLog struct {
 	rec Recorder
 
+	countMu sync.Mutex
+	counts  map[string]*[2]uint64 // service -> failed, throttled; under countMu
+
 	mu      sync.Mutex
 	start   time.Time // of the open window
 	m       map[failKey]*failAgg
@@ -69,6 +72,21 @@ func (g *loginLog) init(rec Recorder) {
 
 // add counts one failed (or, with throttled, refused) attempt.
 func (g *loginLog) add(now time.Time, service, account, remote string, throttled bool) {
+	g.countMu.Lock()
+	if g.counts == nil {
+		g.counts = make(map[string]*[2]uint64)
+	}
+	c := g.counts[service]
+	if c == nil {
+		c = new([2]uint64)
+		g.counts[service] = c
+	}
+	if throttled {
+		c[1]++
+	} else {
+		c[0]++
+	}
+	g.countMu.Unlock()
 	if g.rec == nil {
 		return
 	}
@@ -179,4 +197,17 @@ func (s *Store) flushLogins(all bool) {
 		}
 		events = events[n:]
 	}
+}
+
+// LoginFailures returns the failed password checks and the attempts the
+// throttle refused unchecked, for service (ServiceSMTP, ServiceIMAP or
+// ServiceAPI), since the store was opened.
+func (s *Store) LoginFailures(service string) (failed, throttled uint64) {
+	g := &s.logins
+	g.countMu.Lock()
+	defer g.countMu.Unlock()
+	if c := g.counts[service]; c != nil {
+		return c[0], c[1]
+	}
+	return 0, 0
 }

@@ -854,6 +854,19 @@ func (q *Queue) Len() int {
 	return len(q.entries)
 }
 
+// Oldest returns the enqueue time of the oldest item in the queue, those
+// being delivered included; ok is false when the queue is empty.
+func (q *Queue) Oldest() (t time.Time, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, e := range q.entries {
+		if !ok || e.it.Enqueued.Before(t) {
+			t, ok = e.it.Enqueued, true
+		}
+	}
+	return t, ok
+}
+
 // Kick wakes Run to look for due items now rather than at its next poll.
 // It does not change when items are due: see KickDestination.
 func (q *Queue) Kick() {
