@@ -43,14 +43,14 @@ const (
 	FileFirstCheckpoint    = "first-checkpoint.txt"
 	FileFirstCheckpointSig = "first-checkpoint.p7s"
 	FileFirstCheckpointTSR = "first-checkpoint.tsr"
-	FileGestoreCert   = "certs/gestore.pem"
-	FileGestoreCA     = "certs/gestore-ca.pem"
-	FileTSACA         = "certs/tsa-ca.pem"
-	FileAttestation   = "attestation.txt"
-	FileAttestPDF     = "attestation.pdf"
-	FileHowTo         = "VERIFY.txt"
-	FileManifest      = "manifest.sha256"
-	FileManifestSig   = "manifest.p7s"
+	FileGestoreCert        = "certs/gestore.pem"
+	FileGestoreCA          = "certs/gestore-ca.pem"
+	FileTSACA              = "certs/tsa-ca.pem"
+	FileAttestation        = "attestation.txt"
+	FileAttestPDF          = "attestation.pdf"
+	FileHowTo              = "VERIFY.txt"
+	FileManifest           = "manifest.sha256"
+	FileManifestSig        = "manifest.p7s"
 )
 
 // Proof is proof.json: the entry's inclusion proof to the checkpoint.
@@ -115,7 +115,7 @@ type Bundle struct {
 	// First is the earliest timestamped checkpoint that covers the entry:
 	// its token dates the event.
 	First *ledger.Checkpoint
-	files      map[string][]byte
+	files map[string][]byte
 	// signer signed the manifest; WriteParts signs it again when it adds
 	// SPLIT.txt.
 	signer *smime.Signer
