@@ -697,7 +697,7 @@ func verifyEventTime(rep *VerifyReport, files map[string][]byte, entry *ledger.E
 		detail = fmt.Sprintf("IMPORTED entry (marked %q = %q: appended by hand, its riferimento temporale is the importer's claim, not held to the bound): %s",
 			ledger.DetailImported, entry.Details[ledger.DetailImported], facts)
 	case delay > bound:
-		err = fmt.Errorf("delay %v: the first timestamp covering the entry is %v after its riferimento temporale, more than the bound %v, and the entry is not marked imported (%s)", delay, delay, bound, facts)
+		err = fmt.Errorf("delay %v, more than the bound %v, and the entry is not marked imported: the first timestamp covering it came too late after its riferimento temporale (%s)", delay, bound, facts)
 	default:
 		detail = "within the bound: " + facts
 	}
