@@ -33,7 +33,7 @@ func newSimClock(t time.Time) *simClock {
 	return c
 }
 
-func (c *simClock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *simClock) Now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *simClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
 
 // simPKI is a CA, a TSA and a gestore's certificate valid from a day
