@@ -132,6 +132,9 @@ var (
 // there; otherwise a reproduction from the log, signed now and marked as
 // such), the entry's canonical bytes, its inclusion proof to the newest
 // timestamped checkpoint, that checkpoint with its signature and token,
+// the earliest timestamped checkpoint that covers the entry (whose token
+// dates the event) with its signature, token and consistency proof to
+// the newest, the ledger's checkpoint interval (the delay bound's),
 // the trust anchors, a human-readable attestation, the openssl and
 // sha256sum commands that check it by hand, and a manifest of SHA-256
 // digests signed by the gestore.

@@ -114,8 +114,13 @@ type VerifyOptions struct {
 // VerifyBundle checks an evidence bundle offline, with nothing but the
 // bundle and the trust anchors, in the order BUNDLE.md gives: the
 // manifest, the gestore's certificate and its signature over the
-// manifest, the entry's canonical form, its inclusion in the checkpoint's
-// tree, the checkpoint's timestamp and signature, and the receipt (its
+// manifest, the entry's canonical form, its inclusion in the newest
+// checkpoint's tree, that checkpoint's timestamp and signature, the first
+// checkpoint that covers the entry (its timestamp and signature, its
+// consistency with the newest) and the event's delay (its first
+// timestamp minus its riferimento temporale, held to the checkpoint
+// interval plus EventDelaySlack unless the entry is imported, and never
+// below -ClockTolerance), and the receipt (its
 // SHA-256 in the entry for an original; for a reproduction, the gestore's
 // signature and the entry it carries). Every gestore signature must be by
 // the certificate certs/gestore.pem names, and is validated at its
