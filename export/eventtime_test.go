@@ -43,6 +43,16 @@ func newSimClock(t time.Time) *simClock {
 func (c *simClock) Now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *simClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
 
+// simStart returns the simulated time of a transaction that the test
+// follows for years years, ending days days after the host's clock. The
+// CMS signers write the host's time as signingTime, which the pkcs7
+// library still holds to the signer's validity: every certificate that
+// signs must be valid at the host's time, so simulated times are set
+// around it rather than at a fixed date.
+func simStart(years, days int) time.Time {
+	return time.Now().UTC().AddDate(-years, 0, days).Truncate(time.Second)
+}
+
 // simPKI is a CA, a TSA and a gestore's certificate valid from a day
 // before t0 to gestoreUntil.
 type simPKI struct {
@@ -70,35 +80,51 @@ func newSimPKI(t *testing.T, t0, gestoreUntil time.Time) *simPKI {
 // simLedger is a ledger whose checkpoints and TSA run on a simulated
 // clock, with the checkpoint interval simInterval.
 type simLedger struct {
-	p     *simPKI
-	clk   *simClock
-	l     *ledger.Ledger
-	auth  *tsa.Authority
-	signr *smime.Signer
+	p        *simPKI
+	clk      *simClock
+	l        *ledger.Ledger
+	auth     *tsa.Authority
+	signr    *smime.Signer
+	dir      string
+	maxDelay time.Duration
 }
 
 const simInterval = 10 * time.Second
 
 func newSimLedger(t *testing.T, p *simPKI, t0 time.Time, maxDelay time.Duration) *simLedger {
 	t.Helper()
-	s := &simLedger{p: p, clk: newSimClock(t0), signr: &smime.Signer{Certificate: p.gestore.Certificate, Key: p.gestore.Key}}
+	s := &simLedger{p: p, clk: newSimClock(t0), dir: filepath.Join(t.TempDir(), "ledger"), maxDelay: maxDelay}
 	var err error
 	s.auth, err = tsa.NewAuthority(tsa.AuthorityConfig{Certificate: p.tsa.Certificate, Signer: p.tsa.Key,
 		Chain: []*x509.Certificate{p.ca.Certificate}, Policy: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1, 1}, Now: s.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.l, err = ledger.Open(context.Background(), ledger.Options{Dir: filepath.Join(t.TempDir(), "ledger"), MaxEventDelay: maxDelay,
+	s.open(t, p.gestore)
+	t.Cleanup(func() { s.l.Close() })
+	return s
+}
+
+// open opens the ledger with the gestore's key pair g, closing it first
+// if it is open: a renewal of the gestore's certificate.
+func (s *simLedger) open(t *testing.T, g *pki.KeyPair) {
+	t.Helper()
+	if s.l != nil {
+		if err := s.l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.signr = &smime.Signer{Certificate: g.Certificate, Key: g.Key}
+	var err error
+	s.l, err = ledger.Open(context.Background(), ledger.Options{Dir: s.dir, MaxEventDelay: s.maxDelay,
 		Checkpoints: &ledger.CheckpointOptions{
 			Origin: "pec.alfa.test/custode", Every: 1, Interval: simInterval,
-			Signer:  &ledger.CMSSigner{Certificate: p.gestore.Certificate, Key: p.gestore.Key},
+			Signer:  &ledger.CMSSigner{Certificate: g.Certificate, Key: g.Key},
 			Stamper: s.auth, RetryInterval: 20 * time.Millisecond, Now: s.clk.Now,
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.l.Close() })
-	return s
 }
 
 // accettazione appends an accettazione with riferimento temporale at,
@@ -200,7 +226,7 @@ func byHandProof(t *testing.T, z []byte) (string, bool) {
 // the newest checkpoint (two years later), and reports the first
 // timestamp, seconds after T, within the bound.
 func TestEventTimeTwoYearsLater(t *testing.T) {
-	t0 := time.Date(2025, 1, 10, 9, 0, 0, 0, time.UTC)
+	t0 := simStart(2, 10)
 	exportAt := t0.AddDate(2, 0, 0)
 	p := newSimPKI(t, t0, exportAt.Add(24*time.Hour)) // expires the day after the export
 	s := newSimLedger(t, p, t0, ledger.DefaultMaxEventDelay(simInterval))
@@ -249,12 +275,80 @@ func TestEventTimeTwoYearsLater(t *testing.T) {
 	}
 }
 
+// TestEventTimeAfterRenewal: the gestore's certificate of the
+// transaction's day (valid for a year) has expired and been renewed when
+// the bundle is exported, two years later; the first checkpoint, signed
+// by the earlier certificate, verifies as the same gestore's, and the
+// report says so. A certificate with the gestore's name but another
+// service address does not pass for it.
+func TestEventTimeAfterRenewal(t *testing.T) {
+	t0 := simStart(1, 10) // the host's time is in the month both certificates are valid
+	exportAt := t0.AddDate(2, 0, 0)
+	p := newSimPKI(t, t0, t0.AddDate(1, 0, 0))
+	s := newSimLedger(t, p, t0, ledger.DefaultMaxEventDelay(simInterval))
+	s.clk.Set(t0.Add(3 * time.Second))
+	seq, err := s.accettazione(t, "opec.1@pec.alfa.test", t0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.stamped(t, seq)
+
+	renewed, err := pki.IssueGestore(p.ca, "Alfa PEC S.p.A.", "pec.alfa.test", t0.AddDate(1, 0, -30), t0.AddDate(4, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.clk.Set(t0.AddDate(1, 0, -15))
+	s.open(t, renewed)
+	s.clk.Set(exportAt)
+	later, err := s.accettazione(t, "opec.2@pec.alfa.test", exportAt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.stamped(t, later)
+	_, z := s.export(t, seq)
+	if !p.gestore.Certificate.NotAfter.Before(exportAt) {
+		t.Fatal("the first certificate must have expired at the export")
+	}
+	rep := s.verify(t, z, exportAt)
+	if !rep.OK() {
+		t.Fatalf("a bundle across a renewal does not verify:\n%s", failures(rep))
+	}
+	earlier := map[string]bool{}
+	for _, st := range rep.Times {
+		earlier[st.File] = st.Earlier
+	}
+	if !earlier[export.FileFirstCheckpointSig] || earlier[export.FileCheckpointSig] || earlier[export.FileManifestSig] {
+		t.Errorf("signed by an earlier certificate: %v; want first-checkpoint.p7s only", earlier)
+	}
+	if c := checkDetail(t, rep, "first checkpoint signature"); !strings.Contains(c.Detail, "EARLIER certificate of the gestore") {
+		t.Errorf("the report does not name the earlier certificate: %q", c.Detail)
+	}
+	if c := checkDetail(t, rep, "event time"); !strings.Contains(c.Detail, "within the bound") {
+		t.Errorf("event time: %q", c.Detail)
+	}
+
+	// Another service address under the gestore's name is not the gestore.
+	other, err := pki.IssueGestore(p.ca, "Alfa PEC S.p.A.", "pec.alfa-bis.test", t0.Add(-time.Hour), t0.AddDate(4, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := edit(&z, func(t *testing.T, fs map[string][]byte) {
+		fs[export.FileFirstCheckpointSig] = cmsSign(t, fs[export.FileFirstCheckpoint], signKey{"other", other.Certificate, other.Key, []*x509.Certificate{p.ca.Certificate}}, t0, nil)
+		relist(fs)
+		fs[export.FileManifestSig] = cmsSign(t, fs[export.FileManifest], signKey{"renewed", renewed.Certificate, renewed.Key, []*x509.Certificate{p.ca.Certificate}}, exportAt, nil)
+	})(t)[0]
+	rep = s.verify(t, forged, exportAt)
+	if msg := failures(rep); rep.OK() || !strings.Contains(msg, "first-checkpoint.p7s is not the gestore's signature") {
+		t.Errorf("first checkpoint signed under another service address: want a failure, got:\n%s", msg)
+	}
+}
+
 // TestEventTimeLateEntry: an event appended ten days after its riferimento
 // temporale verifies only when marked imported, and the report says so;
 // unmarked (the ledger's MaxEventDelay off to let it in), it fails naming
 // the delay; and an event dated after its first timestamp fails.
 func TestEventTimeLateEntry(t *testing.T) {
-	t0 := time.Date(2025, 1, 10, 9, 0, 0, 0, time.UTC)
+	t0 := simStart(0, -10)
 	late := t0.Add(10 * 24 * time.Hour)
 	p := newSimPKI(t, t0, t0.AddDate(3, 0, 0))
 

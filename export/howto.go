@@ -43,11 +43,12 @@ openssl x509 -in certs/gestore.pem -noout -subject -ext subjectAltName -fingerpr
 openssl cms -verify -binary -inform DER -in manifest.p7s -content manifest.sha256 -CAfile anchor.pem -no-CApath -no-CAstore -purpose smimesign -signer signer-manifest.pem -out /dev/null
 test "$(openssl x509 -in signer-manifest.pem -noout -fingerprint -sha256)" = "$(openssl x509 -in certs/gestore.pem -noout -fingerprint -sha256)"
 #
-# 4. The checkpoint is timestamped by the TSA and signed by the same gestore's
-#    certificate:
+# 4. The checkpoint is timestamped by the TSA and signed by the same gestore:
+#    by certs/gestore.pem, or by an earlier certificate of the gestore (one
+#    made before a renewal) with the same subject and the same subjectAltName:
 openssl ts -verify -token_in -in checkpoint.tsr -data checkpoint.txt -CAfile anchor.pem
 openssl cms -verify -binary -inform DER -in checkpoint.p7s -content checkpoint.txt -CAfile anchor.pem -no-CApath -no-CAstore -purpose smimesign -signer signer-checkpoint.pem -out /dev/null
-test "$(openssl x509 -in signer-checkpoint.pem -noout -fingerprint -sha256)" = "$(openssl x509 -in certs/gestore.pem -noout -fingerprint -sha256)"
+test "$(openssl x509 -in signer-checkpoint.pem -noout -subject -ext subjectAltName)" = "$(openssl x509 -in certs/gestore.pem -noout -subject -ext subjectAltName)"
 `
 	howToTimes = `#
 # These openssl commands check certificates at the current time, which is
@@ -74,10 +75,10 @@ set -e
 %s#
 # 4b. The first checkpoint that covers the entry (of %d entries), whose
 #    timestamp dates the event: timestamped by the TSA and signed by the same
-#    gestore's certificate:
+#    gestore, as in 4:
 openssl ts -verify -token_in -in first-checkpoint.tsr -data first-checkpoint.txt -CAfile anchor.pem
 openssl cms -verify -binary -inform DER -in first-checkpoint.p7s -content first-checkpoint.txt -CAfile anchor.pem -no-CApath -no-CAstore -purpose smimesign -signer signer-first-checkpoint.pem -out /dev/null
-test "$(openssl x509 -in signer-first-checkpoint.pem -noout -fingerprint -sha256)" = "$(openssl x509 -in certs/gestore.pem -noout -fingerprint -sha256)"
+test "$(openssl x509 -in signer-first-checkpoint.pem -noout -subject -ext subjectAltName)" = "$(openssl x509 -in certs/gestore.pem -noout -subject -ext subjectAltName)"
 #
 # 5. entry.json is in the tree of %d entries whose root checkpoint.txt signs.
 #    verify_proof.py (Python 3, standard library only, about two hundred

@@ -31,6 +31,7 @@ type tamperKit struct {
 	tsaKey   signKey // its TSA's
 	beta     signKey // another gestore, under the same CA
 	expired  signKey // the gestore's previous certificate, expired a year ago
+	alias    signKey // the gestore's name, another service address
 	orig     []byte  // original accettazione, at the newest checkpoint
 	older    []byte  // the same, at an earlier checkpoint
 	repro    []byte  // reproduction of transaction B
@@ -85,6 +86,11 @@ func newTamperKit(t *testing.T) *tamperKit {
 		t.Fatal(err)
 	}
 	k.expired = signKey{"the expired key, back-dated", oldKP.Certificate, oldKP.Key, chain}
+	aliasKP, err := pki.IssueGestore(dev.CA, "Alfa PEC S.p.A.", "pec.alfa-bis.test", now.Add(-time.Hour), now.AddDate(3, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.alias = signKey{"the gestore's name with another service address", aliasKP.Certificate, aliasKP.Key, chain}
 	k.attacker = []signKey{k.tls, k.tsaKey, k.beta, k.expired}
 	if k.auth, err = tsa.NewAuthority(tsa.AuthorityConfig{Certificate: dev.TSA.Certificate, Signer: dev.TSA.Key,
 		Chain: chain, Policy: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1, 1}}); err != nil {
@@ -192,6 +198,13 @@ func (k *tamperKit) cases() []tamperCase {
 			k.beta.name:    "not the gestore's certificate given to verify",
 			k.expired.name: "the gestore's certificate is not valid at",
 		}[a.name]
+		// A checkpoint may be signed by an earlier certificate of the
+		// same gestore (a renewal): the expired key's certificate is one,
+		// and fails for its validity at the checkpoint's timestamp.
+		notGestoreCP := notGestore
+		if a.name == k.expired.name {
+			notGestoreCP = func(file string) string { return file + ": the gestore's certificate is not valid at" }
+		}
 		var pin export.VerifyOptions
 		if a.name == k.beta.name {
 			pin.Gestore = k.gestore.cert
@@ -203,15 +216,15 @@ func (k *tamperKit) cases() []tamperCase {
 			tamperCase{"checkpoint.p7s and manifest.p7s re-made with " + a.name, edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
 				k.sign(t, fs, export.FileCheckpoint, export.FileCheckpointSig, a)
 				k.resign(t, fs, a)
-			}), export.VerifyOptions{}, notGestore(export.FileCheckpointSig)},
+			}), export.VerifyOptions{}, notGestoreCP(export.FileCheckpointSig)},
 			tamperCase{"checkpoint.p7s re-made with " + a.name + ", manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
 				k.sign(t, fs, export.FileCheckpoint, export.FileCheckpointSig, a)
 				k.resign(t, fs, k.gestore)
-			}), export.VerifyOptions{}, notGestore(export.FileCheckpointSig)},
+			}), export.VerifyOptions{}, notGestoreCP(export.FileCheckpointSig)},
 			tamperCase{"first-checkpoint.p7s re-made with " + a.name + ", manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
 				k.sign(t, fs, export.FileFirstCheckpoint, export.FileFirstCheckpointSig, a)
 				k.resign(t, fs, k.gestore)
-			}), export.VerifyOptions{}, notGestore(export.FileFirstCheckpointSig)},
+			}), export.VerifyOptions{}, notGestoreCP(export.FileFirstCheckpointSig)},
 			tamperCase{"reproduction and manifest.p7s re-made with " + a.name, edit(&k.repro, func(t *testing.T, fs map[string][]byte) {
 				fs[export.FileReceipt] = resignSMIME(t, fs[export.FileReceipt], k.anchors, a, k.signingTime(a), nil)
 				k.resign(t, fs, a)
@@ -350,6 +363,14 @@ func (k *tamperKit) cases() []tamperCase {
 		return c
 	}
 	cs = append(cs,
+		tamperCase{"first-checkpoint.p7s re-made with " + k.alias.name + ", manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+			k.sign(t, fs, export.FileFirstCheckpoint, export.FileFirstCheckpointSig, k.alias)
+			k.resign(t, fs, k.gestore)
+		}), export.VerifyOptions{}, "first-checkpoint.p7s is not the gestore's signature"},
+		tamperCase{"checkpoint.p7s re-made with " + k.alias.name + ", manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+			k.sign(t, fs, export.FileCheckpoint, export.FileCheckpointSig, k.alias)
+			k.resign(t, fs, k.gestore)
+		}), export.VerifyOptions{}, "checkpoint.p7s is not the gestore's signature"},
 		tamperCase{"first checkpoint swapped for another genuine one (the newest), manifest re-signed by the gestore", edit(&k.orig, newest(
 			[2]string{export.FileFirstCheckpoint, export.FileCheckpoint}, [2]string{export.FileFirstCheckpointSig, export.FileCheckpointSig}, [2]string{export.FileFirstCheckpointTSR, export.FileCheckpointTSR})),
 			export.VerifyOptions{}, "proof.json's consistency proof is from tree"},

@@ -47,8 +47,13 @@ type SignatureTime struct {
 	At time.Time
 	// Source says where At comes from: "signature timestamp" (a CAdES
 	// signature-time-stamp token over the signature value), "checkpoint
-	// timestamp" (checkpoint.tsr) or "current time".
+	// timestamp" (checkpoint.tsr), "first checkpoint timestamp"
+	// (first-checkpoint.tsr) or "current time".
 	Source string
+	// Earlier reports a checkpoint signed by an earlier signing
+	// certificate of the same gestore, not by certs/gestore.pem
+	// (SameGestore): made before the gestore renewed its certificate.
+	Earlier bool
 }
 
 // VerifyReport is the outcome of verifying a bundle.
@@ -363,10 +368,10 @@ func verifyFiles(files map[string][]byte, opts VerifyOptions) (*VerifyReport, er
 		rep.add("timestamp: checkpoint.tsr is an RFC 3161 token over SHA-256(checkpoint.txt) from a TSA that chains to the trust anchor", err, detail)
 		if err != nil {
 			err = fmt.Errorf("checkpoint.p7s: no valid checkpoint.tsr to validate it at")
-			rep.add("checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem, valid at the timestamp's time", err, "")
+			rep.add("checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem or an earlier certificate of the same gestore, valid at the timestamp's time", err, "")
 		} else {
-			st, err := verifyGestoreCMS(FileCheckpointSig, files[FileCheckpoint], files[FileCheckpointSig], gestore, roots, cpTime, "checkpoint timestamp")
-			rep.addSignature(st, err, "checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem, valid at the timestamp's time")
+			st, err := verifyCheckpointCMS(FileCheckpointSig, files[FileCheckpoint], files[FileCheckpointSig], gestore, roots, cpTime, "checkpoint timestamp")
+			rep.addSignature(st, err, "checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem or an earlier certificate of the same gestore, valid at the timestamp's time")
 		}
 	}
 
@@ -393,6 +398,10 @@ func (r *VerifyReport) addSignature(st SignatureTime, err error, name string) {
 	detail := ""
 	if err == nil {
 		detail = fmt.Sprintf("signed by %s; validated at %s (%s)", st.Signer.Subject, st.At.UTC().Format(time.RFC3339Nano), st.Source)
+		if st.Earlier {
+			detail += fmt.Sprintf("; by an EARLIER certificate of the gestore, before a renewal (same subject and subjectAltName as %s): serial %x, SHA-256 %x, valid %s to %s",
+				FileGestoreCert, st.Signer.SerialNumber, sha256.Sum256(st.Signer.Raw), st.Signer.NotBefore.UTC().Format(time.RFC3339), st.Signer.NotAfter.UTC().Format(time.RFC3339))
+		}
 		r.Times = append(r.Times, st)
 	}
 	r.add(name, err, detail)
@@ -637,7 +646,7 @@ const (
 func verifyEventTime(rep *VerifyReport, files map[string][]byte, entry *ledger.Entry, p *BundleProof, cp *ledger.Checkpoint, cpErr error, gestore *x509.Certificate, roots *x509.CertPool) {
 	const (
 		tsrCheck = "first checkpoint timestamp: first-checkpoint.tsr is an RFC 3161 token over SHA-256(first-checkpoint.txt) from a TSA that chains to the trust anchor"
-		sigCheck = "first checkpoint signature: first-checkpoint.p7s is the gestore's CMS signature over first-checkpoint.txt, by certs/gestore.pem, valid at its timestamp's time"
+		sigCheck = "first checkpoint signature: first-checkpoint.p7s is the gestore's CMS signature over first-checkpoint.txt, by certs/gestore.pem or an earlier certificate of the same gestore, valid at its timestamp's time"
 		conCheck = "consistency: the tree of first-checkpoint.txt covers the entry and is a prefix of the tree of checkpoint.txt (proof.json's consistency proof, RFC 9162 §2.1.4.2)"
 		delCheck = "event time: the first timestamp covering the entry (first-checkpoint.tsr) is at most the bound after its riferimento temporale (checkpoint interval + 5 min), and not before it"
 	)
@@ -664,7 +673,7 @@ func verifyEventTime(rep *VerifyReport, files map[string][]byte, entry *ledger.E
 	if err != nil {
 		rep.add(sigCheck, fmt.Errorf("first-checkpoint.p7s: no valid first-checkpoint.tsr to validate it at"), "")
 	} else {
-		st, err := verifyGestoreCMS(FileFirstCheckpointSig, files[FileFirstCheckpoint], files[FileFirstCheckpointSig], gestore, roots, firstTime, "first checkpoint timestamp")
+		st, err := verifyCheckpointCMS(FileFirstCheckpointSig, files[FileFirstCheckpoint], files[FileFirstCheckpointSig], gestore, roots, firstTime, "first checkpoint timestamp")
 		rep.addSignature(st, err, sigCheck)
 	}
 
