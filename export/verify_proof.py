@@ -167,6 +167,9 @@ def rt_ns(rt):
 def event_time(entry, proof, size, root, origin):
     """The first checkpoint covers the entry, grows into checkpoint.txt, and dates the event."""
     fsize, froot, forigin = checkpoint("first-checkpoint.txt")
+    for m in ("first_tree_size", "checkpoint_interval_ms"):
+        if not isinstance(proof[m], int) or isinstance(proof[m], bool):
+            fail("proof.json: %s is not an integer" % m)
     if forigin != origin:
         fail("first-checkpoint.txt is of the log %r, checkpoint.txt of %r" % (forigin, origin))
     if proof["first_tree_size"] != fsize or proof["first_root"] != froot:
@@ -182,7 +185,7 @@ def event_time(entry, proof, size, root, origin):
     if not consistent(fsize, size, bytes.fromhex(froot), bytes.fromhex(root), path):
         fail("the consistency proof from %d to %d does not verify" % (fsize, size))
     interval = proof["checkpoint_interval_ms"]
-    if not isinstance(interval, int) or isinstance(interval, bool) or not 0 < interval <= 86400000:
+    if not 0 < interval <= 86400000:
         fail("checkpoint_interval_ms is not between 1 and 86400000")
     first = gen_time_ns(read("first-checkpoint.tsr"))
     delay = first - rt_ns(entry["riferimento_temporale"])
