@@ -408,8 +408,15 @@ func attestation(b *Bundle, keeper string, now time.Time) *document {
 	fmt.Fprintf(&intro, "Il gestore di posta elettronica certificata %s, che tiene il log, attesta che il proprio log contiene, al numero %d, la voce descritta qui sotto, e che la voce è inclusa nell'albero di Merkle del log di %d voci, la cui radice è firmata da %s e marcata temporalmente (RFC 3161) il %s.",
 		keeper, e.Seq, b.Checkpoint.Size, keeper, FormatTime(b.Checkpoint.Time))
 	if b.First != nil {
-		fmt.Fprintf(&intro, " La voce è stata coperta per la prima volta dal checkpoint di %d voci del %s, firmato e marcato temporalmente: la data dell'evento (%s) è provata da quella marca temporale.",
-			b.First.Size, FormatTime(b.First.Time), FormatTime(e.Time))
+		fmt.Fprintf(&intro, " La voce è coperta per la prima volta dal checkpoint di %d voci del %s, firmato e marcato temporalmente: la marca temporale prova che la voce esisteva già a quella data.",
+			b.First.Size, FormatTime(b.First.Time))
+		if e.Imported() {
+			when := e.Details[ledger.DetailImported]
+			if t, err := time.Parse(time.RFC3339Nano, when); err == nil {
+				when = FormatTime(t)
+			}
+			fmt.Fprintf(&intro, " La voce è stata IMPORTATA (registrata a mano o da un altro log, il %s): il suo riferimento temporale è quanto dichiarato da chi l'ha importata.", when)
+		}
 	}
 	if e.Gestore != "" && e.Gestore != keeper {
 		fmt.Fprintf(&intro, "\nIl messaggio originale (%s) è stato emesso dal gestore %s; %s lo ha ricevuto e registrato nel proprio log.", kind, e.Gestore, keeper)

@@ -394,6 +394,9 @@ func TestEventTimeLateEntry(t *testing.T) {
 		if !rep.Imported || rep.EventDelay < 10*24*time.Hour-time.Second || !strings.Contains(c.Detail, "IMPORTED") {
 			t.Errorf("imported %v, delay %v, detail %q", rep.Imported, rep.EventDelay, c.Detail)
 		}
+		if att := string(unzipFiles(t, z)[export.FileAttestation]); !strings.Contains(att, "La voce è stata IMPORTATA") {
+			t.Errorf("the attestation does not say the entry is imported:\n%s", att)
+		}
 		if out, ok := byHandProof(t, z); !ok || (out != "" && !strings.Contains(out, "IMPORTED")) {
 			t.Errorf("verify_proof.py:\n%s", out)
 		}
