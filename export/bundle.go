@@ -172,7 +172,8 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 	p := BundleProof{
 		Proof:         Proof{LeafIndex: opts.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:]), Hashes: hexList(hashes)},
 		FirstTreeSize: first.Size, FirstRoot: hex.EncodeToString(first.Root[:]), Consistency: hexList(cons),
-		IntervalMS: opts.Ledger.CheckpointInterval().Milliseconds(),
+		// Rounded up, so that the bound is never tighter than the ledger's.
+		IntervalMS: int64((opts.Ledger.CheckpointInterval() + time.Millisecond - 1) / time.Millisecond),
 	}
 	proofJSON, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
