@@ -38,14 +38,19 @@ const (
 	FileCheckpoint    = "checkpoint.txt"
 	FileCheckpointSig = "checkpoint.p7s"
 	FileCheckpointTSR = "checkpoint.tsr"
-	FileGestoreCert   = "certs/gestore.pem"
-	FileGestoreCA     = "certs/gestore-ca.pem"
-	FileTSACA         = "certs/tsa-ca.pem"
-	FileAttestation   = "attestation.txt"
-	FileAttestPDF     = "attestation.pdf"
-	FileHowTo         = "VERIFY.txt"
-	FileManifest      = "manifest.sha256"
-	FileManifestSig   = "manifest.p7s"
+	// The first timestamped checkpoint that covers the entry, which dates
+	// the event (BUNDLE.md §5): its body, signature and token.
+	FileFirstCheckpoint    = "first-checkpoint.txt"
+	FileFirstCheckpointSig = "first-checkpoint.p7s"
+	FileFirstCheckpointTSR = "first-checkpoint.tsr"
+	FileGestoreCert        = "certs/gestore.pem"
+	FileGestoreCA          = "certs/gestore-ca.pem"
+	FileTSACA              = "certs/tsa-ca.pem"
+	FileAttestation        = "attestation.txt"
+	FileAttestPDF          = "attestation.pdf"
+	FileHowTo              = "VERIFY.txt"
+	FileManifest           = "manifest.sha256"
+	FileManifestSig        = "manifest.p7s"
 )
 
 // Proof is proof.json: the entry's inclusion proof to the checkpoint.
@@ -55,6 +60,21 @@ type Proof struct {
 	LeafHash  string   `json:"leaf_hash"` // hex SHA-256(0x00 || entry.json)
 	Root      string   `json:"root"`      // hex, equal to the checkpoint's
 	Hashes    []string `json:"hashes"`    // hex, RFC 6962 audit path, leaf to root
+}
+
+// BundleProof is proof.json of a bundle: the entry's inclusion proof to
+// the newest checkpoint (checkpoint.txt), the RFC 9162 §2.1.4 consistency
+// proof from the first timestamped checkpoint that covers the entry
+// (first-checkpoint.txt) to it, and the checkpoint interval the delay
+// bound is made of (BUNDLE.md §5).
+type BundleProof struct {
+	Proof
+	FirstTreeSize uint64   `json:"first_tree_size"` // the first checkpoint's size
+	FirstRoot     string   `json:"first_root"`      // hex, equal to the first checkpoint's
+	Consistency   []string `json:"consistency"`     // hex, RFC 9162 §2.1.4.1 proof from first_tree_size to tree_size
+	// IntervalMS is the ledger's checkpoint interval in milliseconds: a
+	// new entry is covered by a checkpoint at most this long after it.
+	IntervalMS int64 `json:"checkpoint_interval_ms"`
 }
 
 // BundleOptions says what goes in a bundle and who signs it.
@@ -89,9 +109,13 @@ type Bundle struct {
 	ArchiveProblem string
 	// Entry is the ledger entry the bundle proves.
 	Entry *ledger.Entry
-	// Checkpoint is the checkpoint the proof leads to.
+	// Checkpoint is the checkpoint the proof leads to: the newest
+	// timestamped one.
 	Checkpoint *ledger.Checkpoint
-	files      map[string][]byte
+	// First is the earliest timestamped checkpoint that covers the entry:
+	// its token dates the event.
+	First *ledger.Checkpoint
+	files map[string][]byte
 	// signer signed the manifest; WriteParts signs it again when it adds
 	// SPLIT.txt.
 	signer *smime.Signer
@@ -108,6 +132,9 @@ var (
 // there; otherwise a reproduction from the log, signed now and marked as
 // such), the entry's canonical bytes, its inclusion proof to the newest
 // timestamped checkpoint, that checkpoint with its signature and token,
+// the earliest timestamped checkpoint that covers the entry (whose token
+// dates the event) with its signature, token and consistency proof to
+// the newest, the ledger's checkpoint interval (the delay bound's),
 // the trust anchors, a human-readable attestation, the openssl and
 // sha256sum commands that check it by hand, and a manifest of SHA-256
 // digests signed by the gestore.
@@ -125,27 +152,44 @@ func Build(ctx context.Context, opts BundleOptions) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	first, err := opts.Ledger.FirstTimestampedCheckpoint(ctx, opts.Seq)
+	if err != nil {
+		return nil, fmt.Errorf("export: first checkpoint of %d: %w", opts.Seq, err)
+	}
+	if first.Size > cp.Size {
+		// A checkpoint was stamped between the two reads: prove to it.
+		cp = first
+	}
 	hashes, err := opts.Ledger.InclusionProof(ctx, opts.Seq, cp.Size)
 	if err != nil {
 		return nil, fmt.Errorf("export: proof of %d in %d: %w", opts.Seq, cp.Size, err)
 	}
+	cons, err := opts.Ledger.ConsistencyProof(ctx, first.Size, cp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("export: consistency of %d with %d: %w", first.Size, cp.Size, err)
+	}
 	leaf := ledger.LeafHash(raw)
-	p := Proof{LeafIndex: opts.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:]), Hashes: []string{}}
-	for _, h := range hashes {
-		p.Hashes = append(p.Hashes, hex.EncodeToString(h))
+	p := BundleProof{
+		Proof:         Proof{LeafIndex: opts.Seq, TreeSize: cp.Size, LeafHash: hex.EncodeToString(leaf[:]), Root: hex.EncodeToString(cp.Root[:]), Hashes: hexList(hashes)},
+		FirstTreeSize: first.Size, FirstRoot: hex.EncodeToString(first.Root[:]), Consistency: hexList(cons),
+		// Rounded up, so that the bound is never tighter than the ledger's.
+		IntervalMS: int64((opts.Ledger.CheckpointInterval() + time.Millisecond - 1) / time.Millisecond),
 	}
 	proofJSON, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Entry: entry, Checkpoint: cp, files: map[string][]byte{
-		FileEntry:         raw,
-		FileProof:         append(proofJSON, '\n'),
-		FileCheckpoint:    cp.Body,
-		FileCheckpointSig: cp.Signature,
-		FileCheckpointTSR: cp.Token,
-		FileGestoreCA:     opts.GestoreCA,
-		FileTSACA:         opts.TSACA,
+	b := &Bundle{Entry: entry, Checkpoint: cp, First: first, files: map[string][]byte{
+		FileEntry:              raw,
+		FileProof:              append(proofJSON, '\n'),
+		FileCheckpoint:         cp.Body,
+		FileCheckpointSig:      cp.Signature,
+		FileCheckpointTSR:      cp.Token,
+		FileFirstCheckpoint:    first.Body,
+		FileFirstCheckpointSig: first.Signature,
+		FileFirstCheckpointTSR: first.Token,
+		FileGestoreCA:          opts.GestoreCA,
+		FileTSACA:              opts.TSACA,
 	}}
 	if opts.Signer != nil {
 		b.files[FileGestoreCert] = PEMCertificates(opts.Signer.Certificate.Raw)
@@ -221,16 +265,25 @@ func signManifest(ctx context.Context, files map[string][]byte, s *smime.Signer)
 // coveringCheckpoint returns the newest timestamped checkpoint that covers
 // entry seq.
 func coveringCheckpoint(ctx context.Context, l *ledger.Ledger, seq uint64) (*ledger.Checkpoint, error) {
-	cps, err := l.Checkpoints(ctx)
-	if err != nil {
+	cp, err := l.NewestTimestampedCheckpoint(ctx)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return nil, fmt.Errorf("export: entry %d: %w", seq, ErrNoCheckpoint)
+	case err != nil:
 		return nil, fmt.Errorf("export: checkpoints: %w", err)
+	case cp.Size <= seq:
+		return nil, fmt.Errorf("export: entry %d: %w", seq, ErrNoCheckpoint)
 	}
-	for i := len(cps) - 1; i >= 0; i-- {
-		if cps[i].Size > seq && !cps[i].Pending() {
-			return cps[i], nil
-		}
+	return cp, nil
+}
+
+// hexList is hashes in lower-case hex, never nil.
+func hexList(hashes [][]byte) []string {
+	out := []string{}
+	for _, h := range hashes {
+		out = append(out, hex.EncodeToString(h))
 	}
-	return nil, fmt.Errorf("export: entry %d: %w", seq, ErrNoCheckpoint)
+	return out
 }
 
 // manifestOf lists every file but the manifest and its signature, in
@@ -355,6 +408,17 @@ func attestation(b *Bundle, keeper string, now time.Time) *document {
 	var intro strings.Builder
 	fmt.Fprintf(&intro, "Il gestore di posta elettronica certificata %s, che tiene il log, attesta che il proprio log contiene, al numero %d, la voce descritta qui sotto, e che la voce è inclusa nell'albero di Merkle del log di %d voci, la cui radice è firmata da %s e marcata temporalmente (RFC 3161) il %s.",
 		keeper, e.Seq, b.Checkpoint.Size, keeper, FormatTime(b.Checkpoint.Time))
+	if b.First != nil {
+		fmt.Fprintf(&intro, " La voce è coperta per la prima volta dal checkpoint di %d voci del %s, firmato e marcato temporalmente: la marca temporale prova che la voce esisteva già a quella data.",
+			b.First.Size, FormatTime(b.First.Time))
+		if e.Imported() {
+			when := e.Details[ledger.DetailImported]
+			if t, err := time.Parse(time.RFC3339Nano, when); err == nil {
+				when = FormatTime(t)
+			}
+			fmt.Fprintf(&intro, " La voce è stata IMPORTATA (registrata a mano o da un altro log, il %s): il suo riferimento temporale è quanto dichiarato da chi l'ha importata.", when)
+		}
+	}
 	if e.Gestore != "" && e.Gestore != keeper {
 		fmt.Fprintf(&intro, "\nIl messaggio originale (%s) è stato emesso dal gestore %s; %s lo ha ricevuto e registrato nel proprio log.", kind, e.Gestore, keeper)
 	}
@@ -367,6 +431,15 @@ func attestation(b *Bundle, keeper string, now time.Time) *document {
 	default:
 		receipt = fmt.Sprintf("La ricevuta (receipt.eml) è una RIPRODUZIONE dal log, firmata da %s: l'originale non è conservato nell'archivio di sicurezza.", keeper)
 	}
+	proof := [][2]string{
+		{"Radice dell'albero", hex.EncodeToString(b.Checkpoint.Root[:])},
+		{"Voci nell'albero", fmt.Sprint(b.Checkpoint.Size)},
+		{"Marca temporale", FormatTime(b.Checkpoint.Time)},
+	}
+	if b.First != nil {
+		proof = append(proof, [2]string{"Prima marca temporale della voce", fmt.Sprintf("%s (checkpoint di %d voci)", FormatTime(b.First.Time), b.First.Size)})
+	}
+	proof = append(proof, [2]string{"Pacchetto prodotto il", FormatTime(now)})
 	return &document{
 		Issuer: keeper,
 		Title:  "Attestazione: evidenza dal log del gestore di posta elettronica certificata",
@@ -374,12 +447,7 @@ func attestation(b *Bundle, keeper string, now time.Time) *document {
 			{Text: intro.String()},
 			{Text: receipt},
 			{Heading: "La voce del log", Rows: entryRows(e)},
-			{Heading: "Prova", Rows: [][2]string{
-				{"Radice dell'albero", hex.EncodeToString(b.Checkpoint.Root[:])},
-				{"Voci nell'albero", fmt.Sprint(b.Checkpoint.Size)},
-				{"Marca temporale", FormatTime(b.Checkpoint.Time)},
-				{"Pacchetto prodotto il", FormatTime(now)},
-			}},
+			{Heading: "Prova", Rows: proof},
 			{Text: "Ogni file è elencato con il suo SHA-256 in manifest.sha256, firmato dal gestore (manifest.p7s). VERIFY.txt spiega come controllare tutto a mano."},
 		},
 	}

@@ -43,11 +43,12 @@ openssl x509 -in certs/gestore.pem -noout -subject -ext subjectAltName -fingerpr
 openssl cms -verify -binary -inform DER -in manifest.p7s -content manifest.sha256 -CAfile anchor.pem -no-CApath -no-CAstore -purpose smimesign -signer signer-manifest.pem -out /dev/null
 test "$(openssl x509 -in signer-manifest.pem -noout -fingerprint -sha256)" = "$(openssl x509 -in certs/gestore.pem -noout -fingerprint -sha256)"
 #
-# 4. The checkpoint is timestamped by the TSA and signed by the same gestore's
-#    certificate:
+# 4. The checkpoint is timestamped by the TSA and signed by the same gestore:
+#    by certs/gestore.pem, or by an earlier certificate of the gestore (one
+#    made before a renewal) with the same subject and the same subjectAltName:
 openssl ts -verify -token_in -in checkpoint.tsr -data checkpoint.txt -CAfile anchor.pem
 openssl cms -verify -binary -inform DER -in checkpoint.p7s -content checkpoint.txt -CAfile anchor.pem -no-CApath -no-CAstore -purpose smimesign -signer signer-checkpoint.pem -out /dev/null
-test "$(openssl x509 -in signer-checkpoint.pem -noout -fingerprint -sha256)" = "$(openssl x509 -in certs/gestore.pem -noout -fingerprint -sha256)"
+test "$(openssl x509 -in signer-checkpoint.pem -noout -subject -ext subjectAltName)" = "$(openssl x509 -in certs/gestore.pem -noout -subject -ext subjectAltName)"
 `
 	howToTimes = `#
 # These openssl commands check certificates at the current time, which is
@@ -72,15 +73,29 @@ set -e
 #
 %s#
 %s#
+# 4b. The first checkpoint that covers the entry (of %d entries), whose
+#    timestamp dates the event: timestamped by the TSA and signed by the same
+#    gestore, as in 4:
+openssl ts -verify -token_in -in first-checkpoint.tsr -data first-checkpoint.txt -CAfile anchor.pem
+openssl cms -verify -binary -inform DER -in first-checkpoint.p7s -content first-checkpoint.txt -CAfile anchor.pem -no-CApath -no-CAstore -purpose smimesign -signer signer-first-checkpoint.pem -out /dev/null
+test "$(openssl x509 -in signer-first-checkpoint.pem -noout -subject -ext subjectAltName)" = "$(openssl x509 -in certs/gestore.pem -noout -subject -ext subjectAltName)"
+#
 # 5. entry.json is in the tree of %d entries whose root checkpoint.txt signs.
-#    verify_proof.py (Python 3, standard library only, about a hundred lines:
-#    read it) computes the leaf hash SHA-256(0x00 || entry.json), folds it with
-#    the audit path of proof.json as RFC 9162 §2.1.3.2 verifies an inclusion
-#    proof, and requires the root proof.json gives (hex) and the root line of
-#    checkpoint.txt (base64 there: its signed form cannot change).
+#    verify_proof.py (Python 3, standard library only, about two hundred
+#    lines: read it) computes the leaf hash SHA-256(0x00 || entry.json), folds
+#    it with the audit path of proof.json as RFC 9162 §2.1.3.2 verifies an
+#    inclusion proof, and requires the root proof.json gives (hex) and the root
+#    line of checkpoint.txt (base64 there: its signed form cannot change). It
+#    then checks that first-checkpoint.txt covers the entry and that the
+#    consistency proof of proof.json leads from its tree to checkpoint.txt's
+#    (RFC 9162 §2.1.4.2), and that the time of first-checkpoint.tsr is at most
+#    the checkpoint interval (checkpoint_interval_ms in proof.json) plus 5
+#    minutes after the entry's riferimento temporale, and not more than 1
+#    minute before it; an entry marked "imported" is reported, not held to
+#    the bound. It prints the delay.
 python3 verify_proof.py
 #
-`, howToAnchor, howToManifest, b.Checkpoint.Size)
+`, howToAnchor, howToManifest, b.First.Size, b.Checkpoint.Size)
 	if b.Reproduction {
 		s.WriteString(`# 6. receipt.eml is a REPRODUCTION from the log (the original is not in the
 #    archivio di sicurezza): signed by the gestore's certificate, it carries

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,24 @@ func TestVerifyTxtRunsVerbatim(t *testing.T) {
 		k.resign(t, fs, k.gestore)
 	})(t)[0]
 
+	// The first checkpoint: each fails at its own line.
+	badAt := map[string]string{}
+	bad["first-checkpoint.p7s by "+k.beta.name+", manifest by the gestore"] = edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+		k.sign(t, fs, export.FileFirstCheckpoint, export.FileFirstCheckpointSig, k.beta)
+		k.resign(t, fs, k.gestore)
+	})(t)[0]
+	badAt["first-checkpoint.p7s by "+k.beta.name+", manifest by the gestore"] = "signer-first-checkpoint.pem"
+	bad["first-checkpoint.tsr of the newest checkpoint, manifest by the gestore"] = edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+		fs[export.FileFirstCheckpointTSR] = fs[export.FileCheckpointTSR]
+		k.resign(t, fs, k.gestore)
+	})(t)[0]
+	badAt["first-checkpoint.tsr of the newest checkpoint, manifest by the gestore"] = "openssl ts -verify -token_in -in first-checkpoint.tsr"
+	bad["consistency proof altered, manifest by the gestore"] = edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+		fs[export.FileProof] = regexp.MustCompile(`("consistency": \[\s*")[0-9a-f]{64}`).ReplaceAll(fs[export.FileProof], []byte("${1}"+strings.Repeat("ab", 32)))
+		k.resign(t, fs, k.gestore)
+	})(t)[0]
+	badAt["consistency proof altered, manifest by the gestore"] = "python3 verify_proof.py"
+
 	for _, sh := range shells {
 		for name, z := range good {
 			t.Run(sh+"/good "+name, func(t *testing.T) {
@@ -96,6 +115,9 @@ func TestVerifyTxtRunsVerbatim(t *testing.T) {
 				}
 				if failed == "" {
 					t.Error("every line of VERIFY.txt passed")
+				}
+				if want := badAt[name]; want != "" && !strings.Contains(failed, want) {
+					t.Errorf("fails at %q, want the line of %q", failed, want)
 				}
 				t.Logf("fails at: %s", failed)
 			})

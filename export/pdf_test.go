@@ -201,7 +201,8 @@ func testEntry(seq uint64, t time.Time, subject string) *ledger.Entry {
 func TestAttestationPDF(t *testing.T) {
 	when := time.Date(2026, 12, 3, 19, 15, 7, 0, time.UTC)
 	e := testEntry(12, when, "Perché la consegna è già avvenuta – ricorso n. 42/2026")
-	b := &Bundle{Entry: e, Reproduction: true, Checkpoint: &ledger.Checkpoint{Size: 40, Time: when.Add(time.Minute)}}
+	b := &Bundle{Entry: e, Reproduction: true, Checkpoint: &ledger.Checkpoint{Size: 40, Time: when.Add(time.Minute)},
+		First: &ledger.Checkpoint{Size: 13, Time: when.Add(3 * time.Second)}}
 	d := attestation(b, "Alfa PEC S.p.A.", when.Add(time.Hour))
 	text := d.Text()
 	for _, want := range []string{
@@ -212,6 +213,7 @@ func TestAttestationPDF(t *testing.T) {
 		"SHA-256 della busta di trasporto: " + strings.Repeat("ab", 32),
 		"Tipo di ricevuta di consegna: completa",
 		"Data di emissione: 03/12/2026 20:15:07 CET (UTC+01:00)",
+		"Prima marca temporale della voce: 03/12/2026 20:15:10 CET (UTC+01:00) (checkpoint di 13 voci)",
 	} {
 		if !strings.Contains(normalise(text), want) {
 			t.Errorf("attestation.txt lacks %q:\n%s", want, text)

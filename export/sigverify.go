@@ -108,6 +108,18 @@ func parseCMS(sig []byte) (*pkcs7.PKCS7, *x509.Certificate, error) {
 // at fallback (the current time, or the checkpoint's token time for the
 // checkpoint), never at the signingTime the signer claims.
 func verifyGestoreCMS(file string, data, sig []byte, gestore *x509.Certificate, roots *x509.CertPool, fallback time.Time, source string) (SignatureTime, error) {
+	return verifyGestoreSignature(file, data, sig, gestore, roots, fallback, source, false)
+}
+
+// verifyCheckpointCMS is verifyGestoreCMS for a checkpoint's signature,
+// which may also be by an earlier signing certificate of the same
+// gestore (SameGestore): a checkpoint signed before the gestore renewed
+// its certificate.
+func verifyCheckpointCMS(file string, data, sig []byte, gestore *x509.Certificate, roots *x509.CertPool, fallback time.Time, source string) (SignatureTime, error) {
+	return verifyGestoreSignature(file, data, sig, gestore, roots, fallback, source, true)
+}
+
+func verifyGestoreSignature(file string, data, sig []byte, gestore *x509.Certificate, roots *x509.CertPool, fallback time.Time, source string, earlier bool) (SignatureTime, error) {
 	st := SignatureTime{File: file}
 	p7, signer, err := parseCMS(sig)
 	if err != nil {
@@ -121,8 +133,15 @@ func verifyGestoreCMS(file string, data, sig []byte, gestore *x509.Certificate, 
 		if err := CheckGestoreRole(signer); err != nil {
 			return st, fmt.Errorf("%s is not the gestore's signature: %w", file, err)
 		}
-		return st, fmt.Errorf("%s is not the gestore's signature: it is signed by %s (serial %x), not by the certificate %s names (%s, serial %x)",
-			file, signer.Subject, signer.SerialNumber, FileGestoreCert, gestore.Subject, gestore.SerialNumber)
+		if !earlier || !SameGestore(signer, gestore) {
+			also := ""
+			if earlier {
+				also = ", nor by an earlier certificate of the same gestore (its subject and subjectAltName)"
+			}
+			return st, fmt.Errorf("%s is not the gestore's signature: it is signed by %s <%s> (serial %x), not by the certificate %s names (%s <%s>, serial %x)%s",
+				file, signer.Subject, strings.Join(signer.EmailAddresses, ", "), signer.SerialNumber, FileGestoreCert, gestore.Subject, strings.Join(gestore.EmailAddresses, ", "), gestore.SerialNumber, also)
+		}
+		st.Earlier = true
 	}
 	at, err := signatureToken(p7, roots)
 	if err != nil {
@@ -349,3 +368,22 @@ func decodePart(p *multipart.Part) ([]byte, error) {
 		return nil, fmt.Errorf("a part of its signed entity has the transfer encoding %q", cte)
 	}
 }
+
+// SameGestore reports whether cert is another signing certificate of the
+// gestore whose certificate is gestore (an earlier one, before a
+// renewal): the same subject and the same subjectAltName extension, byte
+// for byte (BUNDLE.md §1). The role and the chain are checked apart.
+func SameGestore(cert, gestore *x509.Certificate) bool {
+	san := func(c *x509.Certificate) []byte {
+		for _, e := range c.Extensions {
+			if e.Id.Equal(oidSubjectAltName) {
+				return e.Value
+			}
+		}
+		return nil
+	}
+	a, b := san(cert), san(gestore)
+	return bytes.Equal(cert.RawSubject, gestore.RawSubject) && a != nil && bytes.Equal(a, b)
+}
+
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}

@@ -31,6 +31,7 @@ type tamperKit struct {
 	tsaKey   signKey // its TSA's
 	beta     signKey // another gestore, under the same CA
 	expired  signKey // the gestore's previous certificate, expired a year ago
+	alias    signKey // the gestore's name, another service address
 	orig     []byte  // original accettazione, at the newest checkpoint
 	older    []byte  // the same, at an earlier checkpoint
 	repro    []byte  // reproduction of transaction B
@@ -85,6 +86,11 @@ func newTamperKit(t *testing.T) *tamperKit {
 		t.Fatal(err)
 	}
 	k.expired = signKey{"the expired key, back-dated", oldKP.Certificate, oldKP.Key, chain}
+	aliasKP, err := pki.IssueGestore(dev.CA, "Alfa PEC S.p.A.", "pec.alfa-bis.test", now.Add(-time.Hour), now.AddDate(3, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.alias = signKey{"the gestore's name with another service address", aliasKP.Certificate, aliasKP.Key, chain}
 	k.attacker = []signKey{k.tls, k.tsaKey, k.beta, k.expired}
 	if k.auth, err = tsa.NewAuthority(tsa.AuthorityConfig{Certificate: dev.TSA.Certificate, Signer: dev.TSA.Key,
 		Chain: chain, Policy: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1, 1}}); err != nil {
@@ -192,6 +198,13 @@ func (k *tamperKit) cases() []tamperCase {
 			k.beta.name:    "not the gestore's certificate given to verify",
 			k.expired.name: "the gestore's certificate is not valid at",
 		}[a.name]
+		// A checkpoint may be signed by an earlier certificate of the
+		// same gestore (a renewal): the expired key's certificate is one,
+		// and fails for its validity at the checkpoint's timestamp.
+		notGestoreCP := notGestore
+		if a.name == k.expired.name {
+			notGestoreCP = func(file string) string { return file + ": the gestore's certificate is not valid at" }
+		}
 		var pin export.VerifyOptions
 		if a.name == k.beta.name {
 			pin.Gestore = k.gestore.cert
@@ -203,11 +216,15 @@ func (k *tamperKit) cases() []tamperCase {
 			tamperCase{"checkpoint.p7s and manifest.p7s re-made with " + a.name, edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
 				k.sign(t, fs, export.FileCheckpoint, export.FileCheckpointSig, a)
 				k.resign(t, fs, a)
-			}), export.VerifyOptions{}, notGestore(export.FileCheckpointSig)},
+			}), export.VerifyOptions{}, notGestoreCP(export.FileCheckpointSig)},
 			tamperCase{"checkpoint.p7s re-made with " + a.name + ", manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
 				k.sign(t, fs, export.FileCheckpoint, export.FileCheckpointSig, a)
 				k.resign(t, fs, k.gestore)
-			}), export.VerifyOptions{}, notGestore(export.FileCheckpointSig)},
+			}), export.VerifyOptions{}, notGestoreCP(export.FileCheckpointSig)},
+			tamperCase{"first-checkpoint.p7s re-made with " + a.name + ", manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+				k.sign(t, fs, export.FileFirstCheckpoint, export.FileFirstCheckpointSig, a)
+				k.resign(t, fs, k.gestore)
+			}), export.VerifyOptions{}, notGestoreCP(export.FileFirstCheckpointSig)},
 			tamperCase{"reproduction and manifest.p7s re-made with " + a.name, edit(&k.repro, func(t *testing.T, fs map[string][]byte) {
 				fs[export.FileReceipt] = resignSMIME(t, fs[export.FileReceipt], k.anchors, a, k.signingTime(a), nil)
 				k.resign(t, fs, a)
@@ -316,6 +333,89 @@ func (k *tamperKit) cases() []tamperCase {
 		tamperCase{"checkpoint.p7s of another checkpoint", edit(&k.orig, older(export.FileCheckpointSig)), export.VerifyOptions{}, "checkpoint.p7s is not a valid signature"},
 		tamperCase{"checkpoint.txt of another checkpoint, its token and signature kept", edit(&k.orig, older(export.FileCheckpoint)), export.VerifyOptions{}, "checkpoint.tsr is not a valid token"},
 		tamperCase{"proof.json of another checkpoint", edit(&k.orig, older(export.FileProof)), export.VerifyOptions{}, "checkpoint.txt signs"},
+	)
+
+	// The event's time: the first checkpoint and the consistency proof.
+	newest := func(names ...[2]string) func(t *testing.T, fs map[string][]byte) {
+		return func(t *testing.T, fs map[string][]byte) {
+			for _, n := range names {
+				fs[n[0]] = fs[n[1]]
+			}
+			k.resign(t, fs, k.gestore)
+		}
+	}
+	firstFiles := []string{export.FileFirstCheckpoint, export.FileFirstCheckpointSig, export.FileFirstCheckpointTSR}
+	editProof := func(re, repl string) func(t *testing.T, fs map[string][]byte) {
+		return func(t *testing.T, fs map[string][]byte) {
+			p := regexp.MustCompile(re).ReplaceAll(fs[export.FileProof], []byte(repl))
+			if bytes.Equal(p, fs[export.FileProof]) {
+				t.Fatalf("proof.json has no %s", re)
+			}
+			fs[export.FileProof] = p
+			k.resign(t, fs, k.gestore)
+		}
+	}
+	cpOf := func(t *testing.T, body []byte) *ledger.Checkpoint {
+		c, err := ledger.ParseCheckpointBody(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	cs = append(cs,
+		tamperCase{"first-checkpoint.p7s re-made with " + k.alias.name + ", manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+			k.sign(t, fs, export.FileFirstCheckpoint, export.FileFirstCheckpointSig, k.alias)
+			k.resign(t, fs, k.gestore)
+		}), export.VerifyOptions{}, "first-checkpoint.p7s is not the gestore's signature"},
+		tamperCase{"checkpoint.p7s re-made with " + k.alias.name + ", manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+			k.sign(t, fs, export.FileCheckpoint, export.FileCheckpointSig, k.alias)
+			k.resign(t, fs, k.gestore)
+		}), export.VerifyOptions{}, "checkpoint.p7s is not the gestore's signature"},
+		tamperCase{"first checkpoint swapped for another genuine one (the newest), manifest re-signed by the gestore", edit(&k.orig, newest(
+			[2]string{export.FileFirstCheckpoint, export.FileCheckpoint}, [2]string{export.FileFirstCheckpointSig, export.FileCheckpointSig}, [2]string{export.FileFirstCheckpointTSR, export.FileCheckpointTSR})),
+			export.VerifyOptions{}, "proof.json's consistency proof is from tree"},
+		tamperCase{"first checkpoint swapped for another genuine one, proof.json's first_tree_size and first_root made to match", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+			for _, n := range firstFiles {
+				fs[n] = fs[strings.Replace(n, "first-", "", 1)]
+			}
+			c := cpOf(t, fs[export.FileCheckpoint])
+			fs[export.FileProof] = regexp.MustCompile(`"first_tree_size": [0-9]+`).ReplaceAll(fs[export.FileProof], []byte(fmt.Sprintf(`"first_tree_size": %d`, c.Size)))
+			fs[export.FileProof] = regexp.MustCompile(`"first_root": "[0-9a-f]+"`).ReplaceAll(fs[export.FileProof], []byte(fmt.Sprintf(`"first_root": "%x"`, c.Root)))
+			k.resign(t, fs, k.gestore)
+		}), export.VerifyOptions{}, "consistency proof from"},
+		tamperCase{"first checkpoint swapped for an earlier genuine one that does not cover the entry, proof.json made to match", edit(&k.repro, func(t *testing.T, fs map[string][]byte) {
+			orig := unzipFiles(t, k.orig)
+			for _, n := range firstFiles {
+				fs[n] = orig[n]
+			}
+			c := cpOf(t, fs[export.FileFirstCheckpoint])
+			fs[export.FileProof] = regexp.MustCompile(`"first_tree_size": [0-9]+`).ReplaceAll(fs[export.FileProof], []byte(fmt.Sprintf(`"first_tree_size": %d`, c.Size)))
+			fs[export.FileProof] = regexp.MustCompile(`"first_root": "[0-9a-f]+"`).ReplaceAll(fs[export.FileProof], []byte(fmt.Sprintf(`"first_root": "%x"`, c.Root)))
+			k.resign(t, fs, k.gestore)
+		}), export.VerifyOptions{}, "first-checkpoint.txt does not cover the entry"},
+		tamperCase{"first checkpoint dropped, manifest re-signed by the gestore", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+			for _, n := range firstFiles {
+				delete(fs, n)
+			}
+			k.resign(t, fs, k.gestore)
+		}), export.VerifyOptions{}, "first-checkpoint.txt is missing"},
+		tamperCase{"first checkpoint dropped, manifest untouched", edit(&k.orig, func(t *testing.T, fs map[string][]byte) {
+			for _, n := range firstFiles {
+				delete(fs, n)
+			}
+		}), export.VerifyOptions{}, "first-checkpoint.p7s is listed in manifest.sha256 but missing"},
+		tamperCase{"consistency proof altered, manifest re-signed by the gestore", edit(&k.orig, editProof(`("consistency": \[\s*"[0-9a-f]{10})[0-9a-f]`, "${1}x")),
+			export.VerifyOptions{}, "bad hash"},
+		tamperCase{"consistency proof hash replaced by another, manifest re-signed by the gestore", edit(&k.orig, editProof(`("consistency": \[\s*")[0-9a-f]{64}`, "${1}"+strings.Repeat("ab", 32))),
+			export.VerifyOptions{}, "does not verify"},
+		tamperCase{"consistency proof emptied, manifest re-signed by the gestore", edit(&k.orig, editProof(`"consistency": \[[^\]]*\]`, `"consistency": []`)),
+			export.VerifyOptions{}, "does not verify"},
+		tamperCase{"first-checkpoint.tsr swapped for the newest checkpoint's token", edit(&k.orig, newest([2]string{export.FileFirstCheckpointTSR, export.FileCheckpointTSR})),
+			export.VerifyOptions{}, "first-checkpoint.tsr is not a valid token"},
+		tamperCase{"first-checkpoint.p7s swapped for the newest checkpoint's signature", edit(&k.orig, newest([2]string{export.FileFirstCheckpointSig, export.FileCheckpointSig})),
+			export.VerifyOptions{}, "first-checkpoint.p7s is not a valid signature"},
+		tamperCase{"checkpoint_interval_ms raised to two days, to widen the bound", edit(&k.orig, editProof(`"checkpoint_interval_ms": [0-9]+`, `"checkpoint_interval_ms": 172800000`)),
+			export.VerifyOptions{}, "checkpoint_interval_ms 172800000 is not between"},
 	)
 
 	// Attestation, manifest and named certificate.

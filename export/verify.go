@@ -47,8 +47,13 @@ type SignatureTime struct {
 	At time.Time
 	// Source says where At comes from: "signature timestamp" (a CAdES
 	// signature-time-stamp token over the signature value), "checkpoint
-	// timestamp" (checkpoint.tsr) or "current time".
+	// timestamp" (checkpoint.tsr), "first checkpoint timestamp"
+	// (first-checkpoint.tsr) or "current time".
 	Source string
+	// Earlier reports a checkpoint signed by an earlier signing
+	// certificate of the same gestore, not by certs/gestore.pem
+	// (SameGestore): made before the gestore renewed its certificate.
+	Earlier bool
 }
 
 // VerifyReport is the outcome of verifying a bundle.
@@ -63,6 +68,16 @@ type VerifyReport struct {
 	Gestore *x509.Certificate
 	// Times lists each signature checked and the time it was validated at.
 	Times []SignatureTime
+	// FirstTimestamp is the genTime of first-checkpoint.tsr, the first
+	// timestamp that covers the entry, when it verified.
+	FirstTimestamp time.Time
+	// EventDelay is FirstTimestamp minus the entry's riferimento
+	// temporale, and DelayBound the bound it is held to (BUNDLE.md §5),
+	// when both could be read.
+	EventDelay, DelayBound time.Duration
+	// Imported reports an entry marked imported (appended by hand): its
+	// delay is reported, not held to the bound.
+	Imported bool
 }
 
 // OK reports whether every check passed.
@@ -104,8 +119,13 @@ type VerifyOptions struct {
 // VerifyBundle checks an evidence bundle offline, with nothing but the
 // bundle and the trust anchors, in the order BUNDLE.md gives: the
 // manifest, the gestore's certificate and its signature over the
-// manifest, the entry's canonical form, its inclusion in the checkpoint's
-// tree, the checkpoint's timestamp and signature, and the receipt (its
+// manifest, the entry's canonical form, its inclusion in the newest
+// checkpoint's tree, that checkpoint's timestamp and signature, the first
+// checkpoint that covers the entry (its timestamp and signature, its
+// consistency with the newest) and the event's delay (its first
+// timestamp minus its riferimento temporale, held to the checkpoint
+// interval plus EventDelaySlack unless the entry is imported, and never
+// below -ClockTolerance), and the receipt (its
 // SHA-256 in the entry for an original; for a reproduction, the gestore's
 // signature and the entry it carries). Every gestore signature must be by
 // the certificate certs/gestore.pem names, and is validated at its
@@ -189,7 +209,7 @@ func readZip(r io.ReaderAt, size int64, files map[string][]byte) error {
 // listed in the manifest with its SHA-256.
 var (
 	mandatoryCommon  = []string{FileManifest, FileManifestSig, FileGestoreCert, FileCheckpoint, FileCheckpointSig, FileCheckpointTSR}
-	mandatoryBundle  = []string{FileReceipt, FileEntry, FileProof}
+	mandatoryBundle  = []string{FileReceipt, FileEntry, FileProof, FileFirstCheckpoint, FileFirstCheckpointSig, FileFirstCheckpointTSR}
 	mandatoryExtract = []string{FileExtract}
 )
 
@@ -283,6 +303,7 @@ func verifyFiles(files map[string][]byte, opts VerifyOptions) (*VerifyReport, er
 
 	cp, cpErr := ledger.ParseCheckpointBody(files[FileCheckpoint])
 	var entry *ledger.Entry
+	var bp *BundleProof
 	if isExtract {
 		// 4. A log extract: every entry, canonical, in the checkpoint's tree.
 		x, err := parseExtract(files[FileExtract])
@@ -315,8 +336,9 @@ func verifyFiles(files map[string][]byte, opts VerifyOptions) (*VerifyReport, er
 		}
 		// 5. The proof to the checkpoint.
 		p, err := parseProof(files[FileProof])
+		bp = p
 		if err == nil && entry != nil {
-			err = verifyProof(files[FileEntry], entry, *p, cp, cpErr)
+			err = verifyProof(files[FileEntry], entry, p.Proof, cp, cpErr)
 		} else if err == nil {
 			err = fmt.Errorf("no entry to prove")
 		}
@@ -346,14 +368,21 @@ func verifyFiles(files map[string][]byte, opts VerifyOptions) (*VerifyReport, er
 		rep.add("timestamp: checkpoint.tsr is an RFC 3161 token over SHA-256(checkpoint.txt) from a TSA that chains to the trust anchor", err, detail)
 		if err != nil {
 			err = fmt.Errorf("checkpoint.p7s: no valid checkpoint.tsr to validate it at")
-			rep.add("checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem, valid at the timestamp's time", err, "")
+			rep.add("checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem or an earlier certificate of the same gestore, valid at the timestamp's time", err, "")
 		} else {
-			st, err := verifyGestoreCMS(FileCheckpointSig, files[FileCheckpoint], files[FileCheckpointSig], gestore, roots, cpTime, "checkpoint timestamp")
-			rep.addSignature(st, err, "checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem, valid at the timestamp's time")
+			st, err := verifyCheckpointCMS(FileCheckpointSig, files[FileCheckpoint], files[FileCheckpointSig], gestore, roots, cpTime, "checkpoint timestamp")
+			rep.addSignature(st, err, "checkpoint signature: checkpoint.p7s is the gestore's CMS signature over checkpoint.txt, by certs/gestore.pem or an earlier certificate of the same gestore, valid at the timestamp's time")
 		}
 	}
 
-	// 7. The receipt (bundles only).
+	// 7. The event's time (bundles only): the first timestamped
+	// checkpoint that covers the entry, its consistency with the newest,
+	// and the delay between the riferimento temporale and its token.
+	if !isExtract {
+		verifyEventTime(rep, files, entry, bp, cp, cpErr, gestore, roots)
+	}
+
+	// 8. The receipt (bundles only).
 	if isExtract || entry == nil {
 		if !isExtract {
 			rep.add("receipt: receipt.eml is the original or a reproduction of entry.json", fmt.Errorf("no valid entry.json to check receipt.eml against"), "")
@@ -369,6 +398,10 @@ func (r *VerifyReport) addSignature(st SignatureTime, err error, name string) {
 	detail := ""
 	if err == nil {
 		detail = fmt.Sprintf("signed by %s; validated at %s (%s)", st.Signer.Subject, st.At.UTC().Format(time.RFC3339Nano), st.Source)
+		if st.Earlier {
+			detail += fmt.Sprintf("; by an EARLIER certificate of the gestore, before a renewal (same subject and subjectAltName as %s): serial %x, SHA-256 %x, valid %s to %s",
+				FileGestoreCert, st.Signer.SerialNumber, sha256.Sum256(st.Signer.Raw), st.Signer.NotBefore.UTC().Format(time.RFC3339), st.Signer.NotAfter.UTC().Format(time.RFC3339))
+		}
 		r.Times = append(r.Times, st)
 	}
 	r.add(name, err, detail)
@@ -441,19 +474,26 @@ func exactMembers(obj []byte, names ...string) error {
 	return nil
 }
 
-var proofMembers = []string{"leaf_index", "tree_size", "leaf_hash", "root", "hashes"}
+var (
+	proofMembers       = []string{"leaf_index", "tree_size", "leaf_hash", "root", "hashes"}
+	bundleProofMembers = append(append([]string(nil), proofMembers...), "first_tree_size", "first_root", "consistency", "checkpoint_interval_ms")
+)
 
-// parseProof reads proof.json: exactly the members of Proof.
-func parseProof(b []byte) (*Proof, error) {
-	var p Proof
+// parseProof reads proof.json of a bundle: exactly the members of
+// BundleProof.
+func parseProof(b []byte) (*BundleProof, error) {
+	var p BundleProof
 	if err := decodeStrict(b, &p); err != nil {
 		return nil, fmt.Errorf("proof.json: %w", err)
 	}
-	if err := exactMembers(b, proofMembers...); err != nil {
+	if err := exactMembers(b, bundleProofMembers...); err != nil {
 		return nil, fmt.Errorf("proof.json: %w", err)
 	}
-	if p.TreeSize > maxSafeInteger {
-		return nil, fmt.Errorf("proof.json: tree_size %d is 2^53 or more", p.TreeSize)
+	if p.TreeSize > maxSafeInteger || p.FirstTreeSize > maxSafeInteger {
+		return nil, fmt.Errorf("proof.json: tree_size %d or first_tree_size %d is 2^53 or more", p.TreeSize, p.FirstTreeSize)
+	}
+	if p.IntervalMS <= 0 || p.IntervalMS > maxIntervalMS {
+		return nil, fmt.Errorf("proof.json: checkpoint_interval_ms %d is not between 1 and %d (a day)", p.IntervalMS, maxIntervalMS)
 	}
 	return &p, nil
 }
@@ -581,4 +621,142 @@ func CheckGestoreRole(cert *x509.Certificate) error {
 func describeGestore(c *x509.Certificate) string {
 	return fmt.Sprintf("%s <%s>, serial %x, SHA-256 %x, valid %s to %s", c.Subject, strings.Join(c.EmailAddresses, ", "), c.SerialNumber,
 		sha256.Sum256(c.Raw), c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// The delay rule (BUNDLE.md §5): the first timestamp that covers an entry
+// is at most the checkpoint interval plus EventDelaySlack after its
+// riferimento temporale, unless the entry is marked imported; and never
+// more than ClockTolerance before it.
+const (
+	// EventDelaySlack is what the bound adds to the checkpoint interval:
+	// time for the checkpoint to be signed and its token to come.
+	EventDelaySlack = ledger.EventDelaySlack
+	// ClockTolerance is how far the TSA's clock and the gestore's may
+	// disagree: a first timestamp earlier than the riferimento temporale
+	// by more than this dates an event before it happened, and fails.
+	ClockTolerance = time.Minute
+	// maxIntervalMS bounds checkpoint_interval_ms: one day.
+	maxIntervalMS = 24 * 60 * 60 * 1000
+)
+
+// verifyEventTime checks the first checkpoint of a bundle: its token and
+// signature, that its tree covers the entry and is a prefix of the newest
+// checkpoint's (the consistency proof), and the delay between the
+// entry's riferimento temporale and its token.
+func verifyEventTime(rep *VerifyReport, files map[string][]byte, entry *ledger.Entry, p *BundleProof, cp *ledger.Checkpoint, cpErr error, gestore *x509.Certificate, roots *x509.CertPool) {
+	const (
+		tsrCheck = "first checkpoint timestamp: first-checkpoint.tsr is an RFC 3161 token over SHA-256(first-checkpoint.txt) from a TSA that chains to the trust anchor"
+		sigCheck = "first checkpoint signature: first-checkpoint.p7s is the gestore's CMS signature over first-checkpoint.txt, by certs/gestore.pem or an earlier certificate of the same gestore, valid at its timestamp's time"
+		conCheck = "consistency: the tree of first-checkpoint.txt covers the entry and is a prefix of the tree of checkpoint.txt (proof.json's consistency proof, RFC 9162 §2.1.4.2)"
+		delCheck = "event time: the first timestamp covering the entry (first-checkpoint.tsr) is at most the bound after its riferimento temporale (checkpoint interval + 5 min), and not before it"
+	)
+	first, err := ledger.ParseCheckpointBody(files[FileFirstCheckpoint])
+	if err != nil {
+		err = fmt.Errorf("first-checkpoint.txt: %w", err)
+		rep.add(tsrCheck, err, "")
+		rep.add(sigCheck, err, "")
+		rep.add(conCheck, err, "")
+		rep.add(delCheck, err, "")
+		return
+	}
+	var firstTime time.Time
+	digest := sha256.Sum256(files[FileFirstCheckpoint])
+	info, err := tsa.Verify(files[FileFirstCheckpointTSR], digest[:], tsa.VerifyOptions{Roots: roots})
+	detail := ""
+	if err != nil {
+		err = fmt.Errorf("first-checkpoint.tsr is not a valid token over SHA-256(first-checkpoint.txt) by a TSA under the anchor: %w", err)
+	} else {
+		firstTime = info.GenTime
+		detail = "time " + info.GenTime.UTC().Format(time.RFC3339Nano) + ", TSA " + info.Certificate.Subject.String()
+	}
+	rep.add(tsrCheck, err, detail)
+	if err != nil {
+		rep.add(sigCheck, fmt.Errorf("first-checkpoint.p7s: no valid first-checkpoint.tsr to validate it at"), "")
+	} else {
+		st, err := verifyCheckpointCMS(FileFirstCheckpointSig, files[FileFirstCheckpoint], files[FileFirstCheckpointSig], gestore, roots, firstTime, "first checkpoint timestamp")
+		rep.addSignature(st, err, sigCheck)
+	}
+
+	// The first tree covers the entry and grows into the newest.
+	err = checkConsistency(p, entry, first, cp, cpErr)
+	detail = ""
+	if err == nil {
+		detail = fmt.Sprintf("entry %d is in the first %d entries; consistency %d → %d", entry.Seq, first.Size, first.Size, cp.Size)
+	}
+	rep.add(conCheck, err, detail)
+
+	// The delay.
+	switch {
+	case entry == nil:
+		err = fmt.Errorf("no valid entry.json: its riferimento temporale is unknown")
+	case p == nil:
+		err = fmt.Errorf("no valid proof.json: the checkpoint interval is unknown")
+	case firstTime.IsZero():
+		err = fmt.Errorf("no valid first-checkpoint.tsr: the first timestamp is unknown")
+	}
+	if err != nil {
+		rep.add(delCheck, err, "")
+		return
+	}
+	interval := time.Duration(p.IntervalMS) * time.Millisecond
+	bound := interval + EventDelaySlack
+	delay := firstTime.Sub(entry.Time)
+	rep.FirstTimestamp, rep.EventDelay, rep.DelayBound, rep.Imported = firstTime, delay, bound, entry.Imported()
+	facts := fmt.Sprintf("riferimento temporale %s, first timestamp %s: delay %v; bound %v (checkpoint interval %v, stated in proof.json, + %v)",
+		entry.Time.UTC().Format(time.RFC3339Nano), firstTime.UTC().Format(time.RFC3339Nano), delay, bound, interval, EventDelaySlack)
+	switch {
+	case delay < -ClockTolerance:
+		err = fmt.Errorf("the first timestamp covering the entry is %v BEFORE its riferimento temporale, beyond the tolerance of %v: an event cannot be timestamped before it happened (%s)", -delay, ClockTolerance, facts)
+	case entry.Imported():
+		detail = fmt.Sprintf("IMPORTED entry (marked %q = %q: appended by hand, its riferimento temporale is the importer's claim, not held to the bound): %s",
+			ledger.DetailImported, entry.Details[ledger.DetailImported], facts)
+	case delay > bound:
+		err = fmt.Errorf("delay %v, more than the bound %v, and the entry is not marked imported: the first timestamp covering it came too late after its riferimento temporale (%s)", delay, bound, facts)
+	default:
+		detail = "within the bound: " + facts
+	}
+	rep.add(delCheck, err, detail)
+}
+
+// checkConsistency checks that the first checkpoint covers the entry and
+// that the consistency proof of proof.json leads from its tree to the
+// newest checkpoint's.
+func checkConsistency(p *BundleProof, entry *ledger.Entry, first, cp *ledger.Checkpoint, cpErr error) error {
+	switch {
+	case cpErr != nil:
+		return fmt.Errorf("checkpoint.txt: %w", cpErr)
+	case p == nil:
+		return fmt.Errorf("no valid proof.json")
+	case entry == nil:
+		return fmt.Errorf("no valid entry.json")
+	case first.Origin != cp.Origin:
+		return fmt.Errorf("first-checkpoint.txt is of the log %q, checkpoint.txt of %q", first.Origin, cp.Origin)
+	case p.FirstTreeSize != first.Size || p.FirstRoot != hex.EncodeToString(first.Root[:]):
+		return fmt.Errorf("proof.json's consistency proof is from tree %d with root %s, first-checkpoint.txt signs %d with root %x", p.FirstTreeSize, p.FirstRoot, first.Size, first.Root)
+	case entry.Seq >= first.Size:
+		return fmt.Errorf("first-checkpoint.txt does not cover the entry: it signs the first %d entries, the entry is %d", first.Size, entry.Seq)
+	case first.Size > cp.Size:
+		return fmt.Errorf("first-checkpoint.txt signs %d entries, more than the newest checkpoint.txt's %d", first.Size, cp.Size)
+	}
+	hashes, err := decodeHashes(p.Consistency)
+	if err != nil {
+		return err
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, first.Size, cp.Size, hashes, first.Root[:], cp.Root[:]); err != nil {
+		return fmt.Errorf("the consistency proof from %d to %d does not verify: %w", first.Size, cp.Size, err)
+	}
+	return nil
+}
+
+// decodeHashes decodes a proof's hashes: 64 lower-case hex digits each.
+func decodeHashes(hs []string) ([][]byte, error) {
+	var out [][]byte
+	for _, h := range hs {
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != sha256.Size || h != strings.ToLower(h) {
+			return nil, fmt.Errorf("bad hash %q in proof.json", h)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
