@@ -177,7 +177,7 @@ func TestAppendRefusesLateEvents(t *testing.T) {
 			t.Fatalf("error %+v: want the bound %v and the checkpoint time %v or later", le, maxDelay, cp.Time)
 		}
 		// Within the bound, or imported: taken.
-		if _, err := l.Append(ctx, at(2, cp.Time.Add(-maxDelay/2))); err != nil {
+		if _, err := l.Append(ctx, at(2, time.Now().Add(-maxDelay/2))); err != nil {
 			t.Fatalf("an event within the bound: %v", err)
 		}
 		imp := late
@@ -194,4 +194,29 @@ func TestAppendRefusesLateEvents(t *testing.T) {
 	l = open()
 	defer l.Close()
 	check(l)
+}
+
+// An idle ledger's newest checkpoint is old: the bound counts from the
+// ledger's clock too, so an event dated ten days back is refused even
+// when no checkpoint has been made since (before, it was taken).
+func TestAppendRefusesLateEventsOnIdleLedger(t *testing.T) {
+	srv := startTSA(t)
+	ctx := context.Background()
+	opts := testCheckpoints(t, srv.client())
+	later := 10 * 24 * time.Hour
+	opts.Now = func() time.Time { return time.Now().Add(later) }
+	l, err := Open(ctx, Options{Dir: t.TempDir(), Checkpoints: opts, MaxEventDelay: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ev := pecEvent(0)
+	ev.Time = time.Now()
+	if _, err := l.Append(ctx, ev); !errors.As(err, new(*LateEventError)) {
+		t.Fatalf("an event ten days before the ledger's clock: got %v, want a *LateEventError", err)
+	}
+	ev.Time = time.Now().Add(later)
+	if _, err := l.Append(ctx, ev); err != nil {
+		t.Fatalf("an event dated by the ledger's clock: %v", err)
+	}
 }

@@ -52,9 +52,13 @@ type Options struct {
 	MinFreeBytes uint64
 	// MaxEventDelay, if positive, makes Append refuse, with a
 	// *LateEventError, an event not marked imported (DetailImported)
-	// whose riferimento temporale is earlier than the time of the newest
-	// timestamped checkpoint minus MaxEventDelay: such an event would be
-	// covered by a first timestamp later than the bound a verifier allows.
+	// whose riferimento temporale is earlier than the ledger's clock
+	// (CheckpointOptions.Now when given, else the system's), or
+	// the time of the newest timestamped checkpoint if that is later,
+	// minus MaxEventDelay: such an event would be covered by a first
+	// timestamp later than the bound a verifier allows. (The clock counts
+	// too: after days without traffic the newest checkpoint is days old,
+	// and an event dated then would still be let in.)
 	// DefaultMaxEventDelay gives the bound for a checkpoint interval.
 	// 0 checks nothing.
 	MaxEventDelay time.Duration
@@ -76,15 +80,15 @@ func DefaultMaxEventDelay(interval time.Duration) time.Duration {
 }
 
 // LateEventError reports an event, not marked imported, dated too long
-// before the newest timestamped checkpoint.
+// before the ledger's clock or its newest timestamped checkpoint.
 type LateEventError struct {
 	Time       time.Time     // the event's riferimento temporale
-	Checkpoint time.Time     // the newest timestamped checkpoint's time
+	Checkpoint time.Time     // the later of the ledger's clock and the newest timestamped checkpoint's time
 	Max        time.Duration // Options.MaxEventDelay
 }
 
 func (e *LateEventError) Error() string {
-	return fmt.Sprintf("riferimento_temporale %s is %v before the newest timestamped checkpoint (%s), more than the %v allowed: an event recorded late must be marked %q",
+	return fmt.Sprintf("riferimento_temporale %s is %v before the ledger's time (%s, its clock or its newest timestamped checkpoint), more than the %v allowed: an event recorded late must be marked %q",
 		e.Time.UTC().Format(time.RFC3339Nano), e.Checkpoint.Sub(e.Time).Round(time.Millisecond),
 		e.Checkpoint.UTC().Format(time.RFC3339Nano), e.Max, DetailImported)
 }
@@ -138,6 +142,9 @@ type Ledger struct {
 	// timestamped checkpoint, in Unix nanoseconds (0: none yet).
 	maxDelay time.Duration
 	stamped  atomic.Int64
+	// now is the ledger's clock for maxDelay: CheckpointOptions.Now when
+	// given, else time.Now.
+	now func() time.Time
 
 	guard    *diskspace.Guard
 	prealloc *diskspace.Preallocator    // nil when read-only
@@ -289,6 +296,10 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		rangf:    &compact.RangeFactory{Hash: hashChildren},
 		guard:    diskspace.NewGuard(opts.Dir, opts.MinFreeBytes),
 		maxDelay: opts.MaxEventDelay,
+		now:      time.Now,
+	}
+	if opts.Checkpoints != nil && opts.Checkpoints.Now != nil {
+		l.now = opts.Checkpoints.Now
 	}
 	if l.maxBatch <= 0 {
 		l.maxBatch = DefaultMaxBatchEntries
@@ -469,8 +480,12 @@ func (l *Ledger) Append(ctx context.Context, events ...Event) ([]uint64, error) 
 	}
 	req := &appendReq{events: make([]encodedEvent, len(events))}
 	var oldest time.Time // events may not be dated before it
-	if ns := l.stamped.Load(); ns != 0 && l.maxDelay > 0 {
-		oldest = time.Unix(0, ns).Add(-l.maxDelay)
+	if l.maxDelay > 0 {
+		ref := l.now()
+		if ns := l.stamped.Load(); ns != 0 && time.Unix(0, ns).After(ref) {
+			ref = time.Unix(0, ns)
+		}
+		oldest = ref.Add(-l.maxDelay)
 	}
 	for i := range events {
 		err := events[i].Validate()

@@ -25,7 +25,10 @@ func TestTitolarePrivacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// anna (sender) to bruno: one refused, one delivered.
-	at := f.base.Add(30 * time.Minute)
+	// After the fixture's transactions, and before now: the extract's
+	// period runs from start to now.
+	start := time.Now().UTC().Add(-30 * time.Second)
+	at := start
 	ev := func(kind ledger.Kind, id, oggetto string, details map[string]string) ledger.Event {
 		at = at.Add(time.Second)
 		return ledger.Event{Kind: kind, Identificativo: id, Time: at, Mittente: mailA, Oggetto: oggetto, Gestore: gestoreName,
@@ -44,7 +47,7 @@ func TestTitolarePrivacy(t *testing.T) {
 	}
 	waitCovered(t, f.ledger, f.ledger.Head().Size)
 	ts := f.server(t, nil)
-	from := esc(f.base.Add(25 * time.Minute).Format(time.RFC3339))
+	from := esc(start.Format(time.RFC3339Nano))
 
 	type seen struct{ id, kind string }
 	cases := []struct {
