@@ -26,9 +26,10 @@ import (
 	"github.com/custode/custode/tsa"
 )
 
-// MaxBundleSize is the limit of a bundle for the processo civile
-// telematico: 30 MB.
-const MaxBundleSize = 30 << 20
+// MaxBundleSize is the most a bundle, or one part of it, takes as
+// written: 29,000,000 bytes, leaving 1,000,000 bytes of room under the
+// 30 MB (30,000,000 bytes) of a deposit in the processo civile telematico.
+const MaxBundleSize = 29_000_000
 
 // Files of an evidence bundle (BUNDLE.md).
 const (
