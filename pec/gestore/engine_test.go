@@ -13,6 +13,7 @@ import (
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/daticert"
+	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/queue"
 )
 
@@ -339,5 +340,34 @@ func TestEngineTracker(t *testing.T) {
 	}
 	if preavvisi != 2 {
 		t.Errorf("mario got %d avvisi di mancata consegna, want 2", preavvisi)
+	}
+}
+
+// TestNewRequiresPorts checks that New refuses a missing port, including
+// a nil store of a concrete type (an interface holding a nil pointer),
+// with an error instead of a panic on the first message.
+func TestNewRequiresPorts(t *testing.T) {
+	base := newEngine(t).s.opts
+	for _, tc := range []struct {
+		name string
+		edit func(*Options)
+	}{
+		{"no ledger", func(o *Options) { o.Ledger = nil }},
+		{"nil *ledger.Ledger", func(o *Options) { o.Ledger = (*ledger.Ledger)(nil) }},
+		{"no mailboxes", func(o *Options) { o.Mailboxes = nil }},
+		{"nil *mailstore.Store", func(o *Options) { o.Mailboxes = (*mailstore.Store)(nil) }},
+		{"no queue", func(o *Options) { o.Queue = nil }},
+		{"nil *queue.Queue", func(o *Options) { o.Queue = (*queue.Queue)(nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := base
+			tc.edit(&o)
+			if s, err := New(o); err == nil {
+				t.Fatalf("New: %v, want an error", s)
+			}
+		})
+	}
+	if _, err := New(base); err != nil {
+		t.Fatalf("New with every port: %v", err)
 	}
 }
