@@ -2,11 +2,17 @@ package gestore
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509/pkix"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"iter"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -365,8 +371,10 @@ func (m *memMailboxes) messages(t *testing.T, address string) []*pec.Message {
 	return out
 }
 
-// The gestori of the engine tests: their keys are made once per test
-// binary, their certificates valid around trackStart.
+// The gestori of the engine tests. Their keys are fixed, in testdata
+// (made for these tests, never used elsewhere), so that no test pays for
+// an RSA key generation; their certificates, self-signed with the
+// profile of a gestore, are valid around trackStart.
 const (
 	engAlfa   = "Alfa PEC S.p.A."
 	engBeta   = "Beta PEC S.p.A."
@@ -390,27 +398,26 @@ var (
 )
 
 // engineKeys returns the signing keys of Alfa and Beta and their indice
-// dei gestori, made on first use.
+// dei gestori, read and certified on first use.
 func engineKeys(t *testing.T) engKeys {
 	t.Helper()
 	engKeysOnce.Do(func() {
-		nb, na := trackStart.Add(-24*time.Hour), trackStart.AddDate(1, 0, 0)
 		var providers []*igpec.Provider
 		for _, g := range []struct {
-			name, domain string
-			kp           **pki.KeyPair
-		}{{engAlfa, engDomA, &engKeysVal.alfa}, {engBeta, engDomB, &engKeysVal.beta}} {
-			ca, err := pki.NewCA(pkix.Name{Organization: []string{g.name}, CommonName: g.name + " test CA"}, nb, na)
+			name, domain, file string
+			kp                 **pki.KeyPair
+		}{
+			{engAlfa, engDomA, "engine-alfa.key", &engKeysVal.alfa},
+			{engBeta, engDomB, "engine-beta.key", &engKeysVal.beta},
+		} {
+			kp, err := engineKeyPair(g.name, g.domain, filepath.Join("testdata", g.file))
 			if err != nil {
 				engKeysErr = err
 				return
 			}
-			if *g.kp, err = pki.IssueGestore(ca, g.name, g.domain, nb, na); err != nil {
-				engKeysErr = err
-				return
-			}
+			*g.kp = kp
 			p := &igpec.Provider{Name: g.name, MailReceipt: "posta-certificata@" + g.domain, ManagedDomains: []string{g.domain}}
-			p.AddCertificate((*g.kp).Certificate.Raw)
+			p.AddCertificate(kp.Certificate.Raw)
 			providers = append(providers, p)
 		}
 		engKeysVal.index, engKeysErr = igpec.NewIndex(providers...)
@@ -419,6 +426,38 @@ func engineKeys(t *testing.T) engKeys {
 		t.Fatal(engKeysErr)
 	}
 	return engKeysVal
+}
+
+// engineKeyPair reads the PKCS #8 RSA key in file and self-signs for it
+// the signing certificate of the gestore name (pki.GestoreTemplate).
+func engineKeyPair(name, domain, file string) (*pki.KeyPair, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", file)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	key, ok := k.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an RSA key", file)
+	}
+	tmpl := pki.GestoreTemplate(name, domain, trackStart.Add(-24*time.Hour), trackStart.AddDate(1, 0, 0))
+	tmpl.SerialNumber = big.NewInt(1)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: certificate: %w", file, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &pki.KeyPair{Certificate: cert, Key: key}, nil
 }
 
 // pecGestore returns the pec.Gestore of name and domain, signing with kp.
