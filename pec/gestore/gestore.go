@@ -16,7 +16,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/custode/custode/archive/sicurezza"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/clamd"
 	"github.com/custode/custode/pec/connlimit"
@@ -55,21 +54,6 @@ const (
 type Scanner interface {
 	Scan(ctx context.Context, data []byte) (clamd.Result, error)
 }
-
-// Archiver is the archive hook: it keeps, byte-identical, a signed message
-// the gestore produced or received, if the policy of mailbox asks for the
-// archivio di sicurezza. It returns the key the message is kept under, or
-// "" when the mailbox's messages are not archived. A returned key must be
-// durable (stored, or queued durably for the archive) when Archive returns:
-// it is written in the ledger entry. *sicurezza.Archive is one.
-type Archiver interface {
-	Archive(ctx context.Context, m ArchivedMessage) (key string, err error)
-}
-
-// ArchivedMessage is what the archive hook receives. It is declared by the
-// archivio di sicurezza, below the gestore, so that the archive does not
-// depend on the gestore.
-type ArchivedMessage = sicurezza.Message
 
 // NonPECPolicy says what the punto di ricezione does with ordinary (non-PEC)
 // mail addressed to a mailbox.

@@ -3,6 +3,7 @@ package gestore
 import (
 	"context"
 
+	"github.com/custode/custode/archive/sicurezza"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/queue"
@@ -55,3 +56,18 @@ type Mailboxes interface {
 	// error wraps mailstore.ErrFolderExists if there is one.
 	CreateFolder(ctx context.Context, address, name string) error
 }
+
+// Archiver is the archive hook: it keeps, byte-identical, a signed message
+// the gestore produced or received, if the policy of mailbox asks for the
+// archivio di sicurezza. It returns the key the message is kept under, or
+// "" when the mailbox's messages are not archived. A returned key must be
+// durable (stored, or queued durably for the archive) when Archive returns:
+// it is written in the ledger entry. *sicurezza.Archive is one.
+type Archiver interface {
+	Archive(ctx context.Context, m ArchivedMessage) (key string, err error)
+}
+
+// ArchivedMessage is what the archive hook receives. It is declared by the
+// archivio di sicurezza, below the gestore, so that the archive does not
+// depend on the gestore.
+type ArchivedMessage = sicurezza.Message
