@@ -223,6 +223,41 @@ func TestEnginePresaInCaricoIdempotent(t *testing.T) {
 	}
 }
 
+// TestEnginePresaInCaricoConcurrent checks a busta received again while
+// its first processing is still committing (the sender gave up waiting
+// and retried on another connection): the second attempt is answered
+// 4xx without a second commit, and the next retry, after the first
+// commit, gets the first answer. One presa in carico, one delivery.
+func TestEnginePresaInCaricoConcurrent(t *testing.T) {
+	e := newEngine(t)
+	ctx := context.Background()
+	busta, id := engBusta(t, e)
+	rcpts := []string{engLaura}
+	e.led.entered, e.led.proceed = make(chan struct{}), make(chan struct{})
+	first := make(chan *Outcome, 1)
+	go func() { first <- e.s.receive(ctx, engAnna, rcpts, busta, "") }()
+	<-e.led.entered // the first commit is under way, its items held
+	e.led.entered = nil
+	if o := e.s.receive(ctx, engAnna, rcpts, busta, ""); o.Kind() != Temporary || !errors.Is(o, errBusy) {
+		t.Errorf("attempt during the first commit: %v, want temporary, busy", o)
+	} else if se := publicError(o); se.Code/100 != 4 {
+		t.Errorf("reply %d, want 4xx", se.Code)
+	}
+	close(e.led.proceed)
+	if o := <-first; o.Reason != ReasonOK || o.Identificativo != id {
+		t.Fatalf("first attempt: %v", o)
+	}
+	if o := e.s.receive(ctx, engAnna, rcpts, busta, ""); o.Reason != ReasonOK || o.Identificativo != id {
+		t.Fatalf("retry after the commit: %v", o)
+	}
+	if n := len(e.led.entries(ledger.KindPresaInCarico)); n != 1 {
+		t.Errorf("%d presa in carico entries, want 1", n)
+	}
+	if got := e.boxes.messages(t, engLaura); len(got) != 1 {
+		t.Errorf("laura's mailbox has %d messages, want 1", len(got))
+	}
+}
+
 // TestEngineFormalRefusals checks the refusal path of the punto di
 // accesso, through the recording session as the SMTP server calls it: a
 // message failing a formal check gets, in this order, its avviso di non

@@ -65,12 +65,19 @@ type memLedger struct {
 	mu         sync.Mutex
 	log        trackLog
 	failAppend error // every Append fails with it while set
+	// entered, if not nil, gets a value when an Append starts, which
+	// then waits for a value on proceed: a commit held under way.
+	entered, proceed chan struct{}
 }
 
 func (l *memLedger) Append(_ context.Context, events ...ledger.Event) ([]uint64, error) {
 	kinds := make([]string, len(events))
 	for i, ev := range events {
 		kinds[i] = string(ev.Kind)
+	}
+	if l.entered != nil {
+		l.entered <- struct{}{}
+		<-l.proceed
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
