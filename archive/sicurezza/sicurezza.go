@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/archive"
-	"github.com/custode/custode/pec/gestore"
+	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/queue"
 )
 
@@ -78,7 +78,23 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
-// Archive is the archivio di sicurezza. It implements gestore.Archiver.
+// Message is a signed message the gestore produced or received, handed to
+// Archive. The gestore's archive hook (gestore.Archiver) takes it.
+type Message struct {
+	// Mailbox is the titolare whose archivio di sicurezza may keep it.
+	Mailbox string
+	// Kind is the type of message.
+	Kind pec.Kind
+	// Identificativo is the transaction's identificativo.
+	Identificativo string
+	// Message is the signed message, exactly as sent or received.
+	Message []byte
+	// Time is the riferimento temporale of the event.
+	Time time.Time
+}
+
+// Archive is the archivio di sicurezza. It is the gestore's archive hook
+// (gestore.Archiver).
 type Archive struct {
 	opts     Options
 	log      *slog.Logger
@@ -89,8 +105,6 @@ type Archive struct {
 	mu   sync.Mutex
 	used map[string]int64 // bytes archived per mailbox
 }
-
-var _ gestore.Archiver = (*Archive)(nil)
 
 // ErrOverQuota is wrapped by the error of Archive for a mailbox whose
 // archivio di sicurezza is full.
@@ -180,7 +194,7 @@ func (a *Archive) retainUntil(p Policy) time.Time {
 // policy asks for it, and returns the key the object will have. It
 // returns "" for a mailbox without the archivio di sicurezza, and an error
 // wrapping ErrOverQuota when the message does not fit in the quota.
-func (a *Archive) Archive(ctx context.Context, m gestore.ArchivedMessage) (string, error) {
+func (a *Archive) Archive(ctx context.Context, m Message) (string, error) {
 	p, ok := a.policy(m.Mailbox)
 	if !ok {
 		return "", nil

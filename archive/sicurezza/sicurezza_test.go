@@ -15,7 +15,6 @@ import (
 	"github.com/custode/custode/archive/localstore"
 	"github.com/custode/custode/archive/s3store"
 	"github.com/custode/custode/pec"
-	"github.com/custode/custode/pec/gestore"
 )
 
 func msg(n int, size int) []byte {
@@ -40,13 +39,13 @@ func exercise(t *testing.T, store archive.Store) {
 	}
 	var keys []string
 	for i, mb := range []string{"mario@pec.alfa.test", "Ufficio@PEC.ente.test"} {
-		k, err := a.Archive(ctx, gestore.ArchivedMessage{Mailbox: mb, Kind: pec.KindAccettazione, Message: msg(i, 10_000)})
+		k, err := a.Archive(ctx, Message{Mailbox: mb, Kind: pec.KindAccettazione, Message: msg(i, 10_000)})
 		if err != nil || k == "" {
 			t.Fatalf("archive for %s: %q %v", mb, k, err)
 		}
 		keys = append(keys, k)
 	}
-	if k, err := a.Archive(ctx, gestore.ArchivedMessage{Mailbox: "lucia@pec.beta.test", Message: msg(9, 100)}); k != "" || err != nil {
+	if k, err := a.Archive(ctx, Message{Mailbox: "lucia@pec.beta.test", Message: msg(9, 100)}); k != "" || err != nil {
 		t.Errorf("a mailbox without the archivio: %q %v", k, err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -78,11 +77,11 @@ func exercise(t *testing.T, store archive.Store) {
 	}
 	// The quota: 50,000 bytes, 10,000 used.
 	for i := 0; i < 4; i++ {
-		if _, err := a.Archive(ctx, gestore.ArchivedMessage{Mailbox: "mario@pec.alfa.test", Message: msg(100+i, 10_000)}); err != nil {
+		if _, err := a.Archive(ctx, Message{Mailbox: "mario@pec.alfa.test", Message: msg(100+i, 10_000)}); err != nil {
 			t.Fatalf("within the quota: %v", err)
 		}
 	}
-	if _, err := a.Archive(ctx, gestore.ArchivedMessage{Mailbox: "mario@pec.alfa.test", Message: msg(200, 10)}); !errors.Is(err, ErrOverQuota) {
+	if _, err := a.Archive(ctx, Message{Mailbox: "mario@pec.alfa.test", Message: msg(200, 10)}); !errors.Is(err, ErrOverQuota) {
 		t.Errorf("over the quota: %v, want ErrOverQuota", err)
 	}
 	if err := a.Close(); err != nil {
@@ -160,7 +159,7 @@ func BenchmarkArchiveMinIO(b *testing.B) {
 	go func() { done <- a.Run(runCtx) }()
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := a.Archive(ctx, gestore.ArchivedMessage{Mailbox: "mario@pec.alfa.test", Message: msg(i, 20_000)}); err != nil {
+		if _, err := a.Archive(ctx, Message{Mailbox: "mario@pec.alfa.test", Message: msg(i, 20_000)}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,19 +9,17 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/clamd"
 	"github.com/custode/custode/pec/connlimit"
 	"github.com/custode/custode/pec/igpec"
-	"github.com/custode/custode/pec/mailstore"
-	"github.com/custode/custode/pec/queue"
 )
 
 // Default limits of the formal checks (RFC 6109 §3.1.1).
@@ -55,30 +53,6 @@ const (
 // Scanner finds viruses in a message. *clamd.Client is one.
 type Scanner interface {
 	Scan(ctx context.Context, data []byte) (clamd.Result, error)
-}
-
-// Archiver is the archive hook: it keeps, byte-identical, a signed message
-// the gestore produced or received, if the policy of mailbox asks for the
-// archivio di sicurezza. It returns the key the message is kept under, or
-// "" when the mailbox's messages are not archived. A returned key must be
-// durable (stored, or queued durably for the archive) when Archive returns:
-// it is written in the ledger entry.
-type Archiver interface {
-	Archive(ctx context.Context, m ArchivedMessage) (key string, err error)
-}
-
-// ArchivedMessage is what the archive hook receives.
-type ArchivedMessage struct {
-	// Mailbox is the titolare whose archivio di sicurezza may keep it.
-	Mailbox string
-	// Kind is the type of message.
-	Kind pec.Kind
-	// Identificativo is the transaction's identificativo.
-	Identificativo string
-	// Message is the signed message, exactly as sent or received.
-	Message []byte
-	// Time is the riferimento temporale of the event.
-	Time time.Time
 }
 
 // NonPECPolicy says what the punto di ricezione does with ordinary (non-PEC)
@@ -125,12 +99,14 @@ type Options struct {
 	Domains []string
 	// Index is the indice dei gestori, which must include this gestore.
 	Index *igpec.Index
-	// Ledger receives every event, durably, before any reply depends on it.
-	Ledger *ledger.Ledger
-	// Mailboxes is the mailbox store.
-	Mailboxes *mailstore.Store
-	// Queue holds outgoing messages durably until they are delivered.
-	Queue *queue.Queue
+	// Ledger receives every event, durably, before any reply depends on
+	// it; *ledger.Ledger is one.
+	Ledger Ledger
+	// Mailboxes is the mailbox store; *mailstore.Store is one.
+	Mailboxes Mailboxes
+	// Queue holds outgoing messages durably until they are delivered;
+	// *queue.Queue is one.
+	Queue Outbox
 	// Scanner, if not nil, scans every message submitted or received.
 	Scanner Scanner
 	// Quarantine, if not nil, keeps every message the scanner finds
@@ -236,11 +212,11 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("gestore: no Gestore")
 	case opts.Index == nil:
 		return nil, errors.New("gestore: no indice dei gestori")
-	case opts.Ledger == nil:
+	case isNil(opts.Ledger):
 		return nil, errors.New("gestore: no ledger")
-	case opts.Mailboxes == nil:
+	case isNil(opts.Mailboxes):
 		return nil, errors.New("gestore: no mailbox store")
-	case opts.Queue == nil:
+	case isNil(opts.Queue):
 		return nil, errors.New("gestore: no queue")
 	case opts.TLS == nil:
 		return nil, errors.New("gestore: no TLS configuration")
@@ -312,6 +288,16 @@ func New(opts Options) (*Server, error) {
 		s.domains[igpec.NormalizeDomain(d)] = true
 	}
 	return s, nil
+}
+
+// isNil reports whether v is nil, or an interface holding a nil pointer
+// (a *ledger.Ledger never opened, say).
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // policy returns the policy of mailbox, with the server's defaults filled
