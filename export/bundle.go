@@ -22,61 +22,44 @@ import (
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/verify/bundle"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
 
-// MaxBundleSize is the most a bundle, or one part of it, takes as
-// written: 29,000,000 bytes, leaving 1,000,000 bytes of room under the
-// 30 MB (30,000,000 bytes) of a deposit in the processo civile telematico.
-const MaxBundleSize = 29_000_000
+// MaxBundleSize is bundle.MaxSize: the most a bundle, or one part of it,
+// takes as written, 29,000,000 bytes, leaving 1,000,000 bytes of room
+// under the 30 MB (30,000,000 bytes) of a deposit in the processo civile
+// telematico.
+const MaxBundleSize = bundle.MaxSize
 
-// Files of an evidence bundle (BUNDLE.md).
+// Files of an evidence bundle (BUNDLE.md): see package bundle.
 const (
-	FileReceipt       = "receipt.eml"
-	FileEntry         = "entry.json"
-	FileProof         = "proof.json"
-	FileCheckpoint    = "checkpoint.txt"
-	FileCheckpointSig = "checkpoint.p7s"
-	FileCheckpointTSR = "checkpoint.tsr"
-	// The first timestamped checkpoint that covers the entry, which dates
-	// the event (BUNDLE.md §5): its body, signature and token.
-	FileFirstCheckpoint    = "first-checkpoint.txt"
-	FileFirstCheckpointSig = "first-checkpoint.p7s"
-	FileFirstCheckpointTSR = "first-checkpoint.tsr"
-	FileGestoreCert        = "certs/gestore.pem"
-	FileGestoreCA          = "certs/gestore-ca.pem"
-	FileTSACA              = "certs/tsa-ca.pem"
-	FileAttestation        = "attestation.txt"
-	FileAttestPDF          = "attestation.pdf"
-	FileHowTo              = "VERIFY.txt"
-	FileManifest           = "manifest.sha256"
-	FileManifestSig        = "manifest.p7s"
+	FileReceipt            = bundle.FileReceipt
+	FileEntry              = bundle.FileEntry
+	FileProof              = bundle.FileProof
+	FileCheckpoint         = bundle.FileCheckpoint
+	FileCheckpointSig      = bundle.FileCheckpointSig
+	FileCheckpointTSR      = bundle.FileCheckpointTSR
+	FileFirstCheckpoint    = bundle.FileFirstCheckpoint
+	FileFirstCheckpointSig = bundle.FileFirstCheckpointSig
+	FileFirstCheckpointTSR = bundle.FileFirstCheckpointTSR
+	FileGestoreCert        = bundle.FileGestoreCert
+	FileGestoreCA          = bundle.FileGestoreCA
+	FileTSACA              = bundle.FileTSACA
+	FileAttestation        = bundle.FileAttestation
+	FileAttestPDF          = bundle.FileAttestPDF
+	FileHowTo              = bundle.FileHowTo
+	FileManifest           = bundle.FileManifest
+	FileManifestSig        = bundle.FileManifestSig
 )
 
-// Proof is proof.json: the entry's inclusion proof to the checkpoint.
-type Proof struct {
-	LeafIndex uint64   `json:"leaf_index"`
-	TreeSize  uint64   `json:"tree_size"`
-	LeafHash  string   `json:"leaf_hash"` // hex SHA-256(0x00 || entry.json)
-	Root      string   `json:"root"`      // hex, equal to the checkpoint's
-	Hashes    []string `json:"hashes"`    // hex, RFC 6962 audit path, leaf to root
-}
-
-// BundleProof is proof.json of a bundle: the entry's inclusion proof to
-// the newest checkpoint (checkpoint.txt), the RFC 9162 §2.1.4 consistency
-// proof from the first timestamped checkpoint that covers the entry
-// (first-checkpoint.txt) to it, and the checkpoint interval the delay
-// bound is made of (BUNDLE.md §5).
-type BundleProof struct {
-	Proof
-	FirstTreeSize uint64   `json:"first_tree_size"` // the first checkpoint's size
-	FirstRoot     string   `json:"first_root"`      // hex, equal to the first checkpoint's
-	Consistency   []string `json:"consistency"`     // hex, RFC 9162 §2.1.4.1 proof from first_tree_size to tree_size
-	// IntervalMS is the ledger's checkpoint interval in milliseconds: a
-	// new entry is covered by a checkpoint at most this long after it.
-	IntervalMS int64 `json:"checkpoint_interval_ms"`
-}
+type (
+	// Proof is bundle.Proof: an entry's inclusion proof to a checkpoint.
+	Proof = bundle.Proof
+	// BundleProof is bundle.ProofDoc: proof.json of a bundle.
+	BundleProof = bundle.ProofDoc
+)
 
 // BundleOptions says what goes in a bundle and who signs it.
 type BundleOptions struct {

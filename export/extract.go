@@ -13,39 +13,31 @@ import (
 	"time"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/verify/bundle"
 	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
 
-// Files of a log extract (BUNDLE.md).
+// Files of a log extract (BUNDLE.md): see package bundle.
 const (
-	FileExtract     = "extract.json"
-	FileExtractCSV  = "extract.csv"
-	FileExtractLog  = "extract.log"
-	FileExtractHTML = "extract.html"
-	FileExtractPDF  = "extract.pdf"
+	FileExtract     = bundle.FileExtract
+	FileExtractCSV  = bundle.FileExtractCSV
+	FileExtractLog  = bundle.FileExtractLog
+	FileExtractHTML = bundle.FileExtractHTML
+	FileExtractPDF  = bundle.FileExtractPDF
 )
 
 // MaxExtractEntries bounds one extract; ask for shorter periods beyond it.
 const MaxExtractEntries = 100_000
 
-// ExtractEntry is one transaction of an extract, with its proof.
-type ExtractEntry struct {
-	// Entry is the canonical entry, as a JSON string of its exact bytes.
-	Entry string `json:"entry"`
-	// Proof is its inclusion proof to the extract's checkpoint.
-	Proof Proof `json:"proof"`
-}
-
-// ExtractDoc is extract.json.
-type ExtractDoc struct {
-	Mailbox  string         `json:"mailbox"`
-	From     time.Time      `json:"from"`
-	To       time.Time      `json:"to"`
-	Produced time.Time      `json:"produced"`
-	Entries  []ExtractEntry `json:"entries"`
-}
+type (
+	// ExtractEntry is bundle.ExtractEntry: one transaction of an extract,
+	// with its proof.
+	ExtractEntry = bundle.ExtractEntry
+	// ExtractDoc is bundle.ExtractDoc: extract.json.
+	ExtractDoc = bundle.ExtractDoc
+)
 
 // ExtractOptions selects a titolare's log extract.
 type ExtractOptions struct {

@@ -3,7 +3,6 @@ package export
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 
@@ -52,25 +51,6 @@ func (r *AuditReport) WriteFiles(dir, codGestPEC string, domains, mailboxes int)
 		"P01.csv": p01, "P02.csv": r.P02()} {
 		if err := durable.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return fmt.Errorf("export: audit report: %w", err)
-		}
-	}
-	return nil
-}
-
-// WriteText writes the report for people: a line per check, "OK  " or
-// "FAIL" and its name, with its detail indented on the next line.
-func (r *VerifyReport) WriteText(w io.Writer) error {
-	for _, c := range r.Checks {
-		mark := "OK  "
-		if !c.OK {
-			mark = "FAIL"
-		}
-		detail := ""
-		if c.Detail != "" {
-			detail = "\n     " + c.Detail
-		}
-		if _, err := fmt.Fprintf(w, "%s %s%s\n", mark, c.Name, detail); err != nil {
-			return err
 		}
 	}
 	return nil

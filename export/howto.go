@@ -4,12 +4,13 @@ import (
 	_ "embed"
 	"fmt"
 	"strings"
+
+	"github.com/custode/custode/ledger/verify/bundle"
 )
 
-// FileProofScript is the short Python script (standard library only) that
-// VERIFY.txt runs to check the Merkle inclusion (RFC 9162 §2.1.3.2) and
-// the receipt's binding to the entry.
-const FileProofScript = "verify_proof.py"
+// FileProofScript is bundle.FileProofScript: the short Python script
+// (standard library only) that VERIFY.txt runs.
+const FileProofScript = bundle.FileProofScript
 
 // proofScript is the text of verify_proof.py.
 //

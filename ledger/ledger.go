@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/ledger/diskspace"
+	"github.com/custode/custode/ledger/verify"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -65,8 +66,8 @@ type Options struct {
 }
 
 // EventDelaySlack is what DefaultMaxEventDelay adds to the checkpoint
-// interval.
-const EventDelaySlack = 5 * time.Minute
+// interval: verify.EventDelaySlack, the bound a verifier holds to.
+const EventDelaySlack = verify.EventDelaySlack
 
 // DefaultMaxEventDelay returns the longest an event's riferimento
 // temporale may precede the first timestamp that covers it, for

@@ -1,4 +1,4 @@
-package export
+package bundle
 
 import (
 	"bytes"
@@ -20,7 +20,8 @@ import (
 
 	"github.com/digitorus/pkcs7"
 
-	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/evidence"
+	"github.com/custode/custode/ledger/verify"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
@@ -82,7 +83,7 @@ func parseCMS(sig []byte) (*pkcs7.PKCS7, *x509.Certificate, error) {
 	if len(sig) == 0 {
 		return nil, nil, errors.New("missing")
 	}
-	if len(sig) > ledger.MaxSignatureBytes {
+	if len(sig) > verify.MaxSignatureBytes {
 		return nil, nil, fmt.Errorf("%d bytes, more than a signature has", len(sig))
 	}
 	p7, err := pkcs7.Parse(sig)
@@ -175,7 +176,7 @@ func verifyGestoreSignature(file string, data, sig []byte, gestore *x509.Certifi
 // validated at its signature timestamp or else now, whose signed entity
 // carries entry.json byte for byte and states the entry's seq, kind,
 // identificativo and riferimento temporale.
-func verifyReceipt(rep *VerifyReport, receipt, entryRaw []byte, entry *ledger.Entry, gestore *x509.Certificate, anchors []*x509.Certificate, roots *x509.CertPool, now, cpTime time.Time) {
+func verifyReceipt(rep *Report, receipt, entryRaw []byte, entry *evidence.Entry, gestore *x509.Certificate, anchors []*x509.Certificate, roots *x509.CertPool, now, cpTime time.Time) {
 	sum := sha256.Sum256(receipt)
 	original := len(entry.SHA256) == sha256.Size && bytes.Equal(sum[:], entry.SHA256)
 	rep.Reproduction = !original
@@ -250,7 +251,7 @@ func verifySMIME(msg []byte, anchors []*x509.Certificate, roots *x509.CertPool, 
 // ends with, which a verifier compares with the entry it carries (and
 // BUNDLE.md documents): one "key: value" line each for the entry's seq,
 // kind, identificativo and riferimento temporale (in entry.json's form).
-func ReproductionFacts(e *ledger.Entry) []string {
+func ReproductionFacts(e *evidence.Entry) []string {
 	return []string{
 		fmt.Sprintf("seq: %d", e.Seq),
 		"kind: " + string(e.Kind),
@@ -262,13 +263,13 @@ func ReproductionFacts(e *ledger.Entry) []string {
 // checkReproduction checks that the signed entity of a reproduction
 // carries entryRaw byte for byte, as its attachment entry.json, and that
 // its text states the entry's facts (ReproductionFacts).
-func checkReproduction(res *smime.Result, entryRaw []byte, entry *ledger.Entry) error {
+func checkReproduction(res *smime.Result, entryRaw []byte, entry *evidence.Entry) error {
 	text, attached, err := reproductionParts(res.Signed)
 	if err != nil {
 		return fmt.Errorf("receipt.eml is neither the original (its SHA-256 is not the entry's) nor a reproduction: %w", err)
 	}
 	if !bytes.Equal(attached, entryRaw) {
-		if other, derr := ledger.DecodeEntry(attached); derr == nil {
+		if other, derr := evidence.DecodeEntry(attached); derr == nil {
 			return fmt.Errorf("receipt.eml is the reproduction of another entry: it carries seq %d, %s, identificativo %s; entry.json is seq %d, %s, identificativo %s",
 				other.Seq, other.Kind, other.Identificativo, entry.Seq, entry.Kind, entry.Identificativo)
 		}
