@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,17 +26,6 @@ func TestBundleWriteFilesOnePart(t *testing.T) {
 	z, err := zip.NewReader(bytes.NewReader(raw), int64(len(raw)))
 	if err != nil || len(z.File) != 1 || z.File[0].Name != FileEntry {
 		t.Fatalf("zip: %v, %v", z, err)
-	}
-}
-
-func TestVerifyReportWriteText(t *testing.T) {
-	r := &VerifyReport{Checks: []Check{{Name: "signature", OK: true}, {Name: "proof", Detail: "root differs"}}}
-	var b strings.Builder
-	if err := r.WriteText(&b); err != nil {
-		t.Fatal(err)
-	}
-	if want := "OK   signature\nFAIL proof\n     root differs\n"; b.String() != want {
-		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }
 
