@@ -3,13 +3,11 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/custode/custode/cmd/internal/input"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/smime"
@@ -79,56 +77,6 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, b.Origin(), b.Checkpoint.Size)
-	return nil
-}
-
-// runVerify checks an evidence bundle offline.
-func runVerify(ctx context.Context, e *env, args []string) error {
-	var anchor, gestoreCert string
-	fs := flags(e, "verify", nil)
-	fs.StringVar(&anchor, "anchor", "", "PEM file of trusted roots: the gestore's CA and its TSA's (required; the bundle's own copies are not trusted)")
-	fs.StringVar(&gestoreCert, "gestore", "", "PEM file of the gestore's signing certificate, as it publishes it: the bundle must be signed by exactly this certificate (optional)")
-	if err := parse(fs, args, 16); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 || anchor == "" {
-		return &usageError{"want -anchor CA.pem and a bundle (all its parts, if it was written in parts)"}
-	}
-	anchors, err := readCertificates(ctx, e, anchor, inputCertificates)
-	if err != nil {
-		return &usageError{fmt.Sprintf("-anchor: %v", err)}
-	}
-	var pin *x509.Certificate
-	if gestoreCert != "" {
-		certs, err := readCertificates(ctx, e, gestoreCert, inputCertificates)
-		if err != nil {
-			return &usageError{fmt.Sprintf("-gestore: %v", err)}
-		}
-		if len(certs) != 1 {
-			return &usageError{fmt.Sprintf("-gestore: %s holds %d certificates, want the gestore's one", gestoreCert, len(certs))}
-		}
-		pin = certs[0]
-	}
-	var parts []export.Part
-	for _, name := range fs.Args() {
-		p, closer, err := input.OpenSized(ctx, e.stdin, name, inputBundlePart)
-		if err != nil {
-			return err
-		}
-		defer closer()
-		parts = append(parts, export.Part{R: p, Size: p.Size})
-	}
-	rep, err := export.VerifyBundleParts(parts, export.VerifyOptions{Anchors: anchors, Gestore: pin})
-	if err != nil {
-		return &failedError{err.Error()}
-	}
-	if err := rep.WriteText(e.stdout); err != nil {
-		return err
-	}
-	if !rep.OK() {
-		return &failedError{"the bundle does NOT verify"}
-	}
-	fmt.Fprintln(e.stdout, "the bundle verifies")
 	return nil
 }
 

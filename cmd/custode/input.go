@@ -6,7 +6,7 @@ import (
 	"io"
 
 	"github.com/custode/custode/cmd/internal/input"
-	"github.com/custode/custode/export"
+	"github.com/custode/custode/cmd/internal/verifycmd"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/pki"
@@ -34,8 +34,9 @@ var (
 	inputConfig = inputKind{What: "configuration", Max: 1 << 20}
 	// Events for ledger append: JSON lines.
 	inputEvents = inputKind{What: "event file", Max: 256 << 20}
-	// One part of an evidence bundle: what the verifier itself accepts.
-	inputBundlePart = inputKind{What: "bundle part", Max: export.MaxBundleSize + 1<<20}
+	// One part of an evidence bundle: what the verifier itself accepts
+	// (custode verify reads it through package verifycmd).
+	inputBundlePart = inputKind{What: "bundle part", Max: verifycmd.MaxPartSize}
 	// The API's token list: one line per user.
 	inputTokens = inputKind{What: "token file", Max: 16 << 20}
 	// A password, on the first line of standard input.
