@@ -10,7 +10,9 @@
 // token ([Checkpoint.Verify]) and its link to the checkpoint before it
 // ([Checkpoint.Follows]); and a sealed segment ([ParseSegment],
 // [Segment.Check]). The byte forms are those of ledger/FORMAT.md; the
-// entries themselves are package evidence's.
+// entries themselves are package evidence's. The evidence bundles and log
+// extracts of export/BUNDLE.md are verified by the subpackage bundle, on
+// top of these checks (cmd/custode-verify runs it).
 //
 // It promises to link no database: go list -deps of it names no badger, a
 // test keeps it so. Every check returns an error naming what is wrong
