@@ -137,7 +137,7 @@ func Verify(r io.ReaderAt, size int64, opts Options) (*Report, error) {
 	return VerifyParts([]Part{{R: r, Size: size}}, opts)
 }
 
-// Part is one ZIP file of a bundle written in parts (Bundle.WriteParts).
+// Part is one ZIP file of a bundle written in parts (export.Bundle.WriteParts).
 type Part struct {
 	R    io.ReaderAt
 	Size int64
