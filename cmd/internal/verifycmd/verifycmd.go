@@ -24,7 +24,7 @@ const MaxParts = 16
 // MaxPartSize is the most bytes the command reads of one part: a little
 // more than a bundle's limit, so that the verifier itself names a part
 // that is too large.
-const MaxPartSize = bundle.MaxSize + 1<<20
+const MaxPartSize = bundle.MaxDeposit + 1<<20
 
 // The inputs the command reads, each far above what a real one holds.
 var (

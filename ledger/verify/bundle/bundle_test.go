@@ -162,3 +162,57 @@ func selfSigned(t *testing.T) *x509.Certificate {
 	}
 	return c
 }
+
+// readZip takes a part of a deposit's size whose files are larger once
+// uncompressed (a receipt.eml carrying a 30 MiB original), and refuses a
+// part over MaxDeposit, a file over 64 MiB and a bundle whose files come
+// to more than 256 MiB: a bundle is hostile input.
+func TestReadZipLimits(t *testing.T) {
+	zipOf := func(t *testing.T, sizes map[string]int) []byte {
+		t.Helper()
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		for name, n := range sizes {
+			w, err := zw.Create(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(make([]byte, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	for _, tt := range []struct {
+		name  string
+		sizes map[string]int
+		size  int64 // given as the part's size, 0: the ZIP's own
+		want  string
+	}{
+		{"a 31.5 MB receipt, compressed", map[string]int{FileReceipt: 31_500_000}, 0, ""},
+		{"a file over 64 MiB", map[string]int{FileReceipt: 64<<20 + 1}, 0, "larger than a bundle can be"},
+		{"files over 256 MiB together", map[string]int{"a": 60 << 20, "b": 60 << 20, "c": 60 << 20, "d": 60 << 20, "e": 60 << 20}, 0, "more than 268435456 bytes"},
+		{"a part over the deposit", map[string]int{FileReceipt: 10}, MaxDeposit + 1, "larger than a bundle part can be"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			z := zipOf(t, tt.sizes)
+			size := tt.size
+			if size == 0 {
+				size = int64(len(z))
+			}
+			err := readZip(bytes.NewReader(z), size, map[string][]byte{})
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

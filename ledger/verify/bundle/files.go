@@ -7,6 +7,10 @@ import "time"
 // (30,000,000 bytes) of a deposit in the processo civile telematico.
 const MaxSize = 29_000_000
 
+// MaxDeposit is the most a verifier accepts of one ZIP file: the
+// 30,000,000 bytes of a deposit in the processo civile telematico.
+const MaxDeposit = 30_000_000
+
 // Files of an evidence bundle (export/BUNDLE.md).
 const (
 	FileReceipt       = "receipt.eml"

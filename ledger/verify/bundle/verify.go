@@ -22,10 +22,13 @@ import (
 	"github.com/custode/custode/tsa"
 )
 
-// maxBundleFile bounds one file read from a bundle, and maxBundleFiles
-// their number: a bundle is evidence from outside, treated as hostile.
+// maxBundleFile bounds one file read from a bundle (uncompressed: a
+// receipt.eml carrying a 30 MiB original compresses into a part), and
+// maxBundleFiles their number; all the files of a bundle together are at
+// most maxJoinedFile. A bundle is evidence from outside, treated as
+// hostile.
 const (
-	maxBundleFile  = MaxSize
+	maxBundleFile  = 64 << 20
 	maxBundleFiles = 64
 )
 
@@ -174,8 +177,12 @@ func VerifyParts(parts []Part, opts Options) (*Report, error) {
 // readZip reads the files of one ZIP into files, refusing duplicates and
 // anything larger than a bundle holds.
 func readZip(r io.ReaderAt, size int64, files map[string][]byte) error {
-	if size > MaxSize+1<<20 {
-		return fmt.Errorf("%d bytes, larger than a bundle can be", size)
+	if size > MaxDeposit {
+		return fmt.Errorf("%d bytes, larger than a bundle part can be (%d)", size, MaxDeposit)
+	}
+	total := 0
+	for _, b := range files {
+		total += len(b)
 	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
@@ -199,6 +206,9 @@ func readZip(r io.ReaderAt, size int64, files map[string][]byte) error {
 		}
 		if len(b) > maxBundleFile {
 			return fmt.Errorf("%s is larger than a bundle can be", f.Name)
+		}
+		if total += len(b); total > maxJoinedFile {
+			return fmt.Errorf("%s: the files of the bundle come to more than %d bytes", f.Name, maxJoinedFile)
 		}
 		files[f.Name] = b
 	}
