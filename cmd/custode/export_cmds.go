@@ -42,7 +42,7 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	entry, err := export.FindReceipt(ctx, l, id, k, recipient)
 	switch {
 	case errors.Is(err, export.ErrNoReceipt):
@@ -164,7 +164,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	ident, err := c.exportIdentity()
 	if err != nil {
 		return err
@@ -225,7 +225,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	keep, err := c.policyDir().Retention()
 	if err != nil {
 		return err

@@ -238,6 +238,12 @@ func (c *config) queueDir() string   { return filepath.Join(c.dir, "queue") }
 // openMailboxes opens the mailbox store. With l, failed and throttled
 // logins are recorded in it.
 func (c *config) openMailboxes(ctx context.Context, e *env, now func() time.Time, l *ledger.Ledger) (*mailstore.Store, error) {
+	if live, err := c.live(e); err != nil || live != nil {
+		if err != nil {
+			return nil, err
+		}
+		return live.mailboxes, nil
+	}
 	iter := 0
 	if c.Server != nil {
 		iter = c.Server.PasswordIterations

@@ -104,7 +104,7 @@ func runHoldPlace(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	plan, err := m.Place(ctx, retention.Hold{Case: caseID, Scope: scope, Reason: reason, Actor: actor}, dryRun)
 	if err != nil {
 		return err
@@ -129,7 +129,7 @@ func runHoldRelease(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	plan, err := m.Release(ctx, caseID, actor, dryRun)
 	if err != nil {
 		return err
@@ -189,7 +189,7 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	// Archive objects first: the archivio di sicurezza and the sealed
 	// segments past their retain-until; then the ledger's own copies of
 	// the entries past retention (only those sealed, and not held).

@@ -39,6 +39,9 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	// live, inside a running server, are its open stores, which the
+	// commands run for its admin socket use instead of opening them.
+	live *liveStores
 }
 
 // usageError is a bad invocation: it exits with status 2.
@@ -119,6 +122,11 @@ func main() {
 		grace = 0
 	}
 	go stopOnSignal(sigs, cancel, e.stderr, grace, os.Exit)
+	// An administrative command goes to the running server of its data
+	// directory, if one answers on the admin socket.
+	if code, ok := runRemote(ctx, e, os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	os.Exit(dispatch(ctx, e, os.Args[1:]))
 }
 

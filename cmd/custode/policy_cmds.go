@@ -91,7 +91,7 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	a, err := c.policyDir().Apply(ctx, c.recorder(l), p, raw, actor)
 	if errors.As(err, &ve) {
 		return &failedError{ve.Error() + ": nothing applied"}

@@ -73,7 +73,7 @@ func runQuarantineExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	access := record.Access{Export: true, Actor: actor, What: "virus quarantine", Details: map[string]string{"id": id}}
 	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
