@@ -146,9 +146,9 @@ func dialAdmin(ctx context.Context, path string) (net.Conn, error) {
 }
 
 // adminStdin is the standard input forwarded with a command: the first
-// line for a password, all of it (bounded) for a "-" file argument,
-// nothing otherwise, so that a command never waits on a terminal it does
-// not read.
+// line for a password; all of it (bounded) for a "-" file argument or a
+// ledger append without a file; nothing otherwise, so that a command never
+// waits on a terminal it does not read.
 func adminStdin(in io.Reader, name string, args []string) ([]byte, error) {
 	if in == nil {
 		return nil, nil
@@ -160,8 +160,9 @@ func adminStdin(in io.Reader, name string, args []string) ([]byte, error) {
 		}
 		return line, nil
 	}
+	readsAll := name == "ledger append" && (len(args) == 0 || strings.HasPrefix(args[len(args)-1], "-"))
 	for _, a := range args {
-		if a == "-" {
+		if a == "-" || readsAll {
 			b, err := io.ReadAll(io.LimitReader(in, maxAdminStdin+1))
 			if err != nil {
 				return nil, fmt.Errorf("standard input: %w", err)

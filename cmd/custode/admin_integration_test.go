@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/custode/custode/archive"
+	"github.com/custode/custode/archive/localstore"
+	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/pki"
+)
+
+// cli runs the custode binary with stdin and returns its exit status and
+// its output (stdout, then stderr).
+func cli(t *testing.T, bin, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	}
+	if err != nil {
+		t.Fatalf("custode %s: %v", strings.Join(args, " "), err)
+	}
+	return 0, stdout.String(), stderr.String()
+}
+
+// waitFor calls cond until it returns true or a generous deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within the deadline", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestIntegrationAdmin runs every administrative command through the CLI
+// against a live custode serve under SMTP load: each goes through the
+// server's admin socket, and takes effect without a restart.
+func TestIntegrationAdmin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	bin := buildCustode(t)
+	a, b := twoGestori(t)
+	b.start(t, bin)
+	a.start(t, bin)
+	caA := filepath.Join(a.data, "pki", "ca.pem")
+	roots, err := pki.LoadPool(caA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		code, out, errOut := cli(t, bin, stdin, args...)
+		if code != 0 {
+			t.Fatalf("custode %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+
+	// The SMTP load: every transaction must get its 250.
+	var sent, failed atomic.Int64
+	var failMu sync.Mutex
+	var failures []string
+	ctx, stopLoad := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ctx.Err() == nil; n++ {
+				msg := fmt.Sprintf("From: mario.rossi@pec.alfa.test\r\nTo: lucia.bianchi@pec.beta.test\r\nSubject: load %d-%d\r\nMessage-ID: <load-%d-%d@client.test>\r\n\r\ncarico\r\n", w, n, w, n)
+				if err := submitOnce(a.submission, roots, msg); err != nil {
+					failed.Add(1)
+					failMu.Lock()
+					failures = append(failures, err.Error())
+					failMu.Unlock()
+				} else {
+					sent.Add(1)
+				}
+			}
+		}()
+	}
+	defer func() {
+		stopLoad()
+		wg.Wait()
+	}()
+	waitFor(t, "the first messages of the load", func() bool { return sent.Load() >= 3 })
+
+	// mailbox add: the new mailbox receives mail at once.
+	out := run("secret-giulia-1\n", "mailbox", "add", "-data", a.data, "giulia.verdi@pec.alfa.test")
+	t.Logf("mailbox add: %s", out)
+	if !strings.Contains(run("", "mailbox", "list", "-data", a.data), "giulia.verdi@pec.alfa.test") {
+		t.Fatal("mailbox list through the admin socket does not list the mailbox added")
+	}
+	msg := "From: mario.rossi@pec.alfa.test\r\nTo: giulia.verdi@pec.alfa.test\r\nSubject: benvenuta\r\nMessage-ID: <giulia-1@client.test>\r\n\r\nciao\r\n"
+	if err := submitTo(a.submission, roots, "giulia.verdi@pec.alfa.test", msg); err != nil {
+		t.Fatalf("mail to the mailbox added: %v", err)
+	}
+	waitFor(t, "the busta in the mailbox added", func() bool {
+		for _, raw := range imapFetchAll(t, a.imap, "giulia.verdi@pec.alfa.test", "secret-giulia-1", caA) {
+			if m, err := pec.Parse(raw, pec.ParseOptions{}); err == nil && m.Kind == pec.KindBustaTrasporto {
+				return true
+			}
+		}
+		return false
+	})
+
+	// hold place: the next object archived in mario's archivio di
+	// sicurezza is under legal hold.
+	store, err := localstore.Open(filepath.Join(a.data, "worm"), localstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]bool{}
+	for _, raw := range imapFetchAll(t, a.imap, "mario.rossi@pec.alfa.test", "secret-mario-1", caA) {
+		before[archive.ContentKey(sicurezza.DefaultPrefix, raw)] = true
+	}
+	out = run("", "hold", "place", "-data", a.data, "-case", "causa-1", "-mailbox", "mario.rossi@pec.alfa.test", "-reason", "giudizio", "-actor", "avv.rossi")
+	t.Logf("hold place: %s", out)
+	if !strings.Contains(run("", "hold", "list", "-data", a.data), "causa-1") {
+		t.Fatal("hold list does not list the hold placed")
+	}
+	waitFor(t, "a held object archived after the hold", func() bool {
+		for _, raw := range imapFetchAll(t, a.imap, "mario.rossi@pec.alfa.test", "secret-mario-1", caA) {
+			key := archive.ContentKey(sicurezza.DefaultPrefix, raw)
+			if before[key] {
+				continue
+			}
+			info, err := store.Stat(context.Background(), key, "")
+			if err != nil {
+				continue // not archived yet
+			}
+			if !info.LegalHold {
+				t.Fatalf("%s, archived after the hold was placed, is not under legal hold", key)
+			}
+			return true
+		}
+		return false
+	})
+
+	// api token and policy apply: a token for a user no policy names is
+	// refused with 403; once a policy making it an operator is applied,
+	// the same token works: neither needed a restart.
+	token := strings.TrimSpace(run("", "api", "token", "-data", a.data, "-user", "ops1"))
+	apiGet := func(path string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://"+a.api+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}}}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := apiGet("/v1/checkpoints/latest"); code != http.StatusForbidden {
+		t.Fatalf("the new token without a role: HTTP %d, want 403 (authenticated, no role)", code)
+	}
+	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policy, []byte(`version: 1
+retention:
+  log: 30 months
+  archivio_di_sicurezza: 10 years
+  virus_quarantine: 30 months
+  exports: 30 months
+domains:
+  pec.alfa.test:
+    non_pec: anomalia
+    archivio_di_sicurezza: false
+mailboxes:
+  mario.rossi@pec.alfa.test:
+    archivio_di_sicurezza: true
+roles:
+  operators: [ops1]
+  auditors: []
+  legal: {}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("policy apply: %s", run("", "policy", "apply", "-data", a.data, "-actor", "admin", policy))
+	waitFor(t, "the applied policy's operator allowed", func() bool { return apiGet("/v1/checkpoints/latest") == http.StatusOK })
+
+	// Exports of a ricevuta and of a titolare's log.
+	var id string
+	for _, raw := range imapFetchAll(t, a.imap, "mario.rossi@pec.alfa.test", "secret-mario-1", caA) {
+		if m, err := pec.Parse(raw, pec.ParseOptions{}); err == nil && m.Kind == pec.KindAccettazione && m.Daticert != nil {
+			id = m.Daticert.Identificativo
+			break
+		}
+	}
+	if id == "" {
+		t.Fatal("no ricevuta di accettazione in mario's mailbox")
+	}
+	dir := t.TempDir()
+	run("", "export", "receipt", "-data", a.data, "-id", id, "-kind", "accettazione", "-out", filepath.Join(dir, "acc.zip"), "-actor", "avv.rossi")
+	day := time.Now().Format("2006-01-02")
+	run("", "export", "extract", "-data", a.data, "-mailbox", "mario.rossi@pec.alfa.test", "-from", day, "-out", filepath.Join(dir, "extract.zip"), "-actor", "avv.rossi")
+	if _, err := os.Stat(filepath.Join(dir, "acc.zip")); err != nil {
+		t.Errorf("export receipt wrote no bundle: %v", err)
+	}
+	run("", "verify", "-anchor", caA, filepath.Join(dir, "acc.zip"))
+
+	// The audit and both verifications, read-only against the live ledger.
+	t.Logf("audit: %s", run("", "audit", "-data", a.data, "-from", day, "-actor", "revisore"))
+	if out := run("", "ledger", "verify", "-data", a.data); !strings.Contains(out, "OK") {
+		t.Errorf("ledger verify: %s", out)
+	}
+	waitFor(t, "a sealed segment", func() bool {
+		for _, err := range store.List(context.Background(), seal.DefaultPrefix) {
+			return err == nil
+		}
+		return false
+	})
+	t.Logf("archive verify: %s", run("", "archive", "verify", "-data", a.data))
+	run("", "ledger", "checkpoints", "-data", a.data)
+
+	// SIGHUP: a renewed TLS certificate is served without a restart.
+	cfg, err := loadConfig(a.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.writeTLSCertificate(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := os.ReadFile(cfg.path(cfg.Server.TLSCert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(renewed)
+	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the renewed certificate served", func() bool {
+		conn, err := tls.Dial("tcp", a.api, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		return bytes.Equal(conn.ConnectionState().PeerCertificates[0].Raw, blk.Bytes)
+	})
+	if code := apiGet("/v1/checkpoints/latest"); code != http.StatusOK {
+		t.Errorf("after SIGHUP the token gets HTTP %d", code)
+	}
+
+	stopLoad()
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d SMTP transactions failed while administering (of %d): %v", n, n+sent.Load(), failures[:min(5, len(failures))])
+	}
+	t.Logf("%d SMTP transactions, %d failed", sent.Load(), failed.Load())
+	a.stop(t)
+	b.stop(t)
+}
+
+// submitTo submits msg from mario to rcpt, returning any refusal.
+func submitTo(addr string, roots *x509.CertPool, rcpt, msg string) error {
+	c, err := smtp.DialStartTLS(addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "mario.rossi@pec.alfa.test", "secret-mario-1")); err != nil {
+		return err
+	}
+	return c.SendMail("mario.rossi@pec.alfa.test", []string{rcpt}, strings.NewReader(msg))
+}
