@@ -19,6 +19,13 @@ import (
 // the caller's.
 var pathFlags = map[string]bool{"data": true, "out": true, "write": true}
 
+// boolFlags are the boolean flags of the remote commands: they take no
+// separate value (TestAdminBoolFlags checks the list against the commands).
+var boolFlags = map[string]bool{
+	"all": true, "dry-run": true, "json": true, "keep": true, "no-ledger": true, "require-timestamps": true,
+	"h": true, "help": true,
+}
+
 // fileArgCommands take a file as their last positional argument.
 var fileArgCommands = map[string]bool{"policy apply": true, "ledger append": true}
 
@@ -48,6 +55,10 @@ func adminArgs(name string, args []string) (out []string, data string, err error
 		flagName, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !pathFlags[flagName] {
 			out = append(out, a)
+			if !hasValue && !boolFlags[flagName] && i+1 < len(args) {
+				i++
+				out = append(out, args[i]) // the flag's value
+			}
 			continue
 		}
 		if !hasValue {

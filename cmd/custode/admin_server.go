@@ -48,6 +48,9 @@ type adminServer struct {
 	live *liveStores
 	log  *slog.Logger
 	uid  int
+	// peer returns a connection's peer credentials; nil means
+	// peerCredOf (SO_PEERCRED).
+	peer func(*net.UnixConn) (peerCred, error)
 }
 
 // listenAdmin creates the admin socket at path, mode 0600, replacing a
@@ -104,7 +107,11 @@ func (s *adminServer) handle(ctx context.Context, conn *net.UnixConn) {
 		out.frame(adminReply{Stderr: fmt.Appendf(nil, "custode: "+format+"\n", a...)})
 		out.frame(adminReply{Done: true, Exit: code})
 	}
-	peer, err := peerCredOf(conn)
+	credOf := s.peer
+	if credOf == nil {
+		credOf = peerCredOf
+	}
+	peer, err := credOf(conn)
 	if err == nil {
 		err = checkPeer(peer, s.uid)
 	}
