@@ -45,15 +45,6 @@ func (c *config) api() apiConfig {
 	return a
 }
 
-// loadTokens reads the token file; a missing one holds no token.
-func (c *config) loadTokens() (*httpapi.Tokens, error) {
-	t, err := httpapi.LoadTokens(c.path(c.api().Tokens))
-	if errors.Is(err, os.ErrNotExist) {
-		return httpapi.ParseTokens(bytes.NewReader(nil))
-	}
-	return t, err
-}
-
 // serveAPI serves the HTTP API over TLS until ctx is done.
 // The token file is read again when it changes, the TLS certificate on
 // SIGHUP (r).
