@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
+	"strconv"
 	"sync"
 )
 
@@ -41,6 +43,14 @@ func checkPeer(peer peerCred, serverUID int) error {
 		return nil
 	}
 	return fmt.Errorf("admin: uid %d (pid %d) may not administer this server: only uid %d or root may", peer.UID, peer.PID, serverUID)
+}
+
+// peerUser is the name of the user uid, or "uid N" if it has none.
+func peerUser(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return "uid " + strconv.Itoa(uid)
 }
 
 // adminServer answers the admin socket of a running server.
@@ -150,6 +160,7 @@ func (s *adminServer) handle(ctx context.Context, conn *net.UnixConn) {
 		stderr: stderr,
 		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		live:   s.live,
+		actor:  peerUser(peer.UID),
 	}
 	s.log.Info("admin: command", "args", c.name, "uid", peer.UID, "pid", peer.PID)
 	code := dispatch(ctx, e, req.Args)

@@ -77,6 +77,15 @@ func TestCheckPeer(t *testing.T) {
 	}
 }
 
+func TestPeerUser(t *testing.T) {
+	if got := peerUser(0); got != "root" {
+		t.Errorf("peerUser(0) = %q, want root", got)
+	}
+	if got := peerUser(1 << 30); got != "uid 1073741824" {
+		t.Errorf("a uid without a user: %q", got)
+	}
+}
+
 func TestAdminArgs(t *testing.T) {
 	wd, err := os.Getwd()
 	if err != nil {

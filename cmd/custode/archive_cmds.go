@@ -124,7 +124,7 @@ func runArchiveFind(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&to, "to", "", "riferimento temporale before (date or RFC 3339)")
 	fs.IntVar(&q.Limit, "limit", 100, "entries per page (1-1000)")
 	fs.StringVar(&cursor, "cursor", "", "the next cursor a previous page printed")
-	fs.StringVar(&actor, "actor", defaultActor(), "who asks")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who asks")
 	fs.StringVar(&reason, "reason", "", "why (recorded with the query)")
 	fs.BoolVar(&noLedger, "no-ledger", false, "the ledger is lost: query the archive without recording the query")
 	if err := parse(fs, args, 0); err != nil {

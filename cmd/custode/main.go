@@ -42,6 +42,9 @@ type env struct {
 	// live, inside a running server, are its open stores, which the
 	// commands run for its admin socket use instead of opening them.
 	live *liveStores
+	// actor, if set, is who runs the command (the admin socket's peer),
+	// the default of -actor.
+	actor string
 }
 
 // usageError is a bad invocation: it exits with status 2.

@@ -62,7 +62,7 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 		return &usageError{"want one policy file"}
 	}
 	if actor == "" {
-		actor = defaultActor()
+		actor = defaultActor(e)
 	}
 	if actor == "" {
 		return &usageError{"give -actor: who applies the policy"}

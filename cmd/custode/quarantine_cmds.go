@@ -49,7 +49,7 @@ func runQuarantineExport(ctx context.Context, e *env, args []string) error {
 	var data, out, actor string
 	fs := flags(e, "quarantine export", &data)
 	fs.StringVar(&out, "out", "", "the ZIP file to write (required)")
-	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the export")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the export")
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
