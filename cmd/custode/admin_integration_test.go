@@ -237,17 +237,26 @@ roles:
 	run("", "verify", "-anchor", caA, filepath.Join(dir, "acc.zip"))
 
 	// The audit and both verifications, read-only against the live ledger.
-	// Under load the newest checkpoint may be waiting for its token,
-	// which the audit reports: it passes once the tokens caught up.
+	// Under load a snapshot may catch the newest checkpoint waiting for
+	// its token, or a transaction between its receipts, which the audit
+	// reports (exit 1): it passes once they caught up.
 	var auditOut string
+	var audits int
+	defer func() {
+		if t.Failed() {
+			t.Logf("the last audit:\n%s", auditOut)
+		}
+	}()
 	waitFor(t, "a clean audit", func() bool {
 		code, out, errOut := cli(t, bin, "", "audit", "-data", a.data, "-from", day, "-actor", "revisore")
 		auditOut = out + errOut
-		if code != 0 && !strings.Contains(out, "has no timestamp yet") {
+		audits++
+		if code != 0 && code != 1 {
 			t.Fatalf("audit: exit %d\n%s", code, auditOut)
 		}
 		return code == 0
 	})
+	t.Logf("audits run until a clean one: %d", audits)
 	t.Logf("audit: %s", auditOut)
 	if out := run("", "ledger", "verify", "-data", a.data); !strings.Contains(out, "OK") {
 		t.Errorf("ledger verify: %s", out)
@@ -260,6 +269,31 @@ roles:
 	})
 	t.Logf("archive verify: %s", run("", "archive", "verify", "-data", a.data))
 	run("", "ledger", "checkpoints", "-data", a.data)
+
+	// The rest of the administrative commands, through the socket too.
+	run("", "ledger", "get", "-data", a.data, "1")
+	run("", "ledger", "proof", "-data", a.data, "1")
+	run("", "archive", "find", "-data", a.data, "-mailbox", "mario.rossi@pec.alfa.test", "-reason", "verifica", "-actor", "revisore")
+	run("", "quarantine", "list", "-data", a.data)
+	run("", "purge", "-data", a.data, "-dry-run", "-actor", "admin")
+	run("", "hold", "release", "-data", a.data, "-case", "causa-1", "-actor", "avv.rossi")
+	run("", "mailbox", "quota", "-data", a.data, "giulia.verdi@pec.alfa.test", "2G")
+	run("secret-giulia-2\n", "mailbox", "passwd", "-data", a.data, "giulia.verdi@pec.alfa.test")
+	imapFetchAll(t, a.imap, "giulia.verdi@pec.alfa.test", "secret-giulia-2", caA) // fails on a refused login
+	run(`{"kind":"accettazione","identificativo":"importato-1@pec.alfa.test","riferimento_temporale":"2026-11-23T10:00:00+01:00","mittente":"a@pec.alfa.test","destinatari":[{"indirizzo":"b@pec.beta.test","tipo":"certificato"}],"gestore":"Alfa","oggetto":"importato"}`+"\n",
+		"ledger", "append", "-data", a.data)
+	if out := run("", "ledger", "verify", "-data", a.data); !strings.Contains(out, "OK") {
+		t.Errorf("ledger verify after the append: %s", out)
+	}
+	// Each went to the server: none could have opened the stores itself
+	// while it runs, and the server logged each.
+	logs, err := os.ReadFile(filepath.Join(a.data, "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(logs), "admin: command"); n < 20 {
+		t.Errorf("the server logged %d commands from its admin socket, want at least 20", n)
+	}
 
 	// SIGHUP: a renewed TLS certificate is served without a restart.
 	cfg, err := loadConfig(a.data)
