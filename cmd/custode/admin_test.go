@@ -306,10 +306,59 @@ func TestAdminSocketRefusals(t *testing.T) {
 		})
 	}
 	// A peer of another uid is refused before its request is read.
-	f.srv.peer = func(*net.UnixConn) (peerCred, error) { return peerCred{PID: 7, UID: os.Getuid() + 4242}, nil }
-	code, out := ask(adminRequest{Version: adminVersion, Args: []string{"ledger", "verify", "-data", f.data}})
-	if code != 1 || !strings.Contains(out, "may not administer") {
-		t.Fatalf("another uid: exit %d %q, want a refusal", code, out)
+	sock := filepath.Join(t.TempDir(), "other.sock")
+	ln, err := listenAdmin(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &adminServer{live: f.srv.live, log: discardLogger(), uid: os.Getuid(),
+		peer: func(*net.UnixConn) (peerCred, error) { return peerCred{PID: 7, UID: os.Getuid() + 4242}, nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var out bytes.Buffer
+	code, err := exchange(context.Background(), conn, adminRequest{Version: adminVersion, Args: []string{"ledger", "verify", "-data", f.data}}, &out, &out)
+	if err != nil || code != 1 || !strings.Contains(out.String(), "may not administer") {
+		t.Fatalf("another uid: exit %d %v %q, want a refusal", code, err, out.String())
+	}
+}
+
+func TestListenAdmin(t *testing.T) {
+	dir := t.TempDir()
+	// A stale socket of a server that crashed is replaced.
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	ln2, err := listenAdmin(stale)
+	if err != nil {
+		t.Fatalf("over a stale socket: %v", err)
+	}
+	ln2.Close()
+	// Any other file is left alone.
+	file := filepath.Join(dir, "precious")
+	if err := os.WriteFile(file, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenAdmin(file); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("over a regular file: %v", err)
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "data" {
+		t.Fatalf("the file was touched: %q %v", b, err)
 	}
 }
 
