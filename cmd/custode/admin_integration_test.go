@@ -192,6 +192,20 @@ func TestIntegrationAdmin(t *testing.T) {
 	if code := apiGet("/v1/checkpoints/latest"); code != http.StatusForbidden {
 		t.Fatalf("the new token without a role: HTTP %d, want 403 (authenticated, no role)", code)
 	}
+	// Ordinary mail to giulia is delivered in a busta di anomalia until
+	// the policy below rejects it.
+	ordinary := func() error {
+		c, err := smtp.Dial(a.ricezione)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.SendMail("qualcuno@example.org", []string{"giulia.verdi@pec.alfa.test"},
+			strings.NewReader("From: qualcuno@example.org\r\nTo: giulia.verdi@pec.alfa.test\r\nSubject: ordinaria\r\nMessage-ID: <ordinaria@example.org>\r\n\r\nciao\r\n"))
+	}
+	if err := ordinary(); err != nil {
+		t.Fatalf("ordinary mail before the policy: %v", err)
+	}
 	policy := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(policy, []byte(`version: 1
 retention:
@@ -206,6 +220,8 @@ domains:
 mailboxes:
   mario.rossi@pec.alfa.test:
     archivio_di_sicurezza: true
+  giulia.verdi@pec.alfa.test:
+    non_pec: reject
 roles:
   operators: [ops1]
   auditors: []
@@ -215,6 +231,10 @@ roles:
 	}
 	t.Logf("policy apply: %s", run("", "policy", "apply", "-data", a.data, "-actor", "admin", policy))
 	waitFor(t, "the applied policy's operator allowed", func() bool { return apiGet("/v1/checkpoints/latest") == http.StatusOK })
+	var se *smtp.SMTPError
+	if err := ordinary(); !errors.As(err, &se) || se.Code != 550 {
+		t.Fatalf("ordinary mail to a mailbox the applied policy makes reject it: %v, want 550", err)
+	}
 
 	// Exports of a ricevuta and of a titolare's log.
 	var id string
