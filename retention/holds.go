@@ -85,7 +85,7 @@ func (h *Hold) Active() bool { return h.Released.IsZero() }
 type Registry struct {
 	path string
 
-	mu      sync.Mutex
+	mu    sync.Mutex
 	holds []Hold
 	read  os.FileInfo // the file as last read
 }
