@@ -81,7 +81,8 @@ func (h *Hold) Active() bool { return h.Released.IsZero() }
 
 // Registry is the list of legal holds, kept in one JSON file that every
 // change rewrites durably. Several processes may read it; one at a time
-// may change it (the CLI, with the server stopped).
+// may change it (custode serve, which runs the hold commands of its admin
+// socket through one Registry, or the CLI with the server stopped).
 type Registry struct {
 	path string
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/mailstore"
+	"github.com/custode/custode/retention"
 )
 
 // The administration socket: custode serve listens on a unix socket (mode
@@ -131,6 +132,9 @@ type liveStores struct {
 	dir       string // the server's data directory, absolute
 	ledger    *ledger.Ledger
 	mailboxes *mailstore.Store
+	// holds is the one registry the server's commands change holds
+	// through, so that two of them at once never lose an update.
+	holds *retention.Registry
 	// changed, if set, is called after a command ran, so that the server
 	// takes up at once what it changed (tokens, policies, holds).
 	changed func()
@@ -196,6 +200,19 @@ func absData(dir string) (string, error) {
 		return "", fmt.Errorf("data directory %s: %w", dir, err)
 	}
 	return a, nil
+}
+
+// openHolds returns the registry of legal holds: inside a running server,
+// the one its commands share.
+func (c *config) openHolds(e *env) (*retention.Registry, error) {
+	live, err := c.live(e)
+	if err != nil {
+		return nil, err
+	}
+	if live != nil && live.holds != nil {
+		return live.holds, nil
+	}
+	return retention.OpenRegistry(c.holdsFile())
 }
 
 // liveLedger returns the running server's ledger, or err.

@@ -17,6 +17,7 @@ import (
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/mailstore"
+	"github.com/custode/custode/retention"
 )
 
 // tokenFile is the API's token file, read again when it changes: a token
@@ -168,8 +169,12 @@ func serveAdmin(ctx context.Context, e *env, c *config, l *ledger.Ledger, mailbo
 	if err != nil {
 		return err
 	}
+	holds, err := retention.OpenRegistry(c.holdsFile())
+	if err != nil {
+		return err
+	}
 	s := &adminServer{
-		live: &liveStores{dir: c.dir, ledger: l, mailboxes: mailboxes, changed: func() {
+		live: &liveStores{dir: c.dir, ledger: l, mailboxes: mailboxes, holds: holds, changed: func() {
 			if r.tokens != nil {
 				if err := r.tokens.reload(false); err != nil {
 					e.log.Error("api tokens", "err", err)

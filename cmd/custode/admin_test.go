@@ -15,6 +15,7 @@ import (
 
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/pec/pki"
+	"github.com/custode/custode/retention"
 )
 
 func TestAdminFrames(t *testing.T) {
@@ -193,7 +194,11 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	if st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("admin socket mode %v, want a socket with 0600", st.Mode())
 	}
-	s := &adminServer{live: &liveStores{dir: data, ledger: l}, log: discardLogger(), uid: os.Getuid()}
+	holds, err := retention.OpenRegistry(c.holdsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &adminServer{live: &liveStores{dir: data, ledger: l, holds: holds}, log: discardLogger(), uid: os.Getuid()}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -263,6 +268,45 @@ func TestAdminSocketSameOutput(t *testing.T) {
 	code, localBad := custode(t, "", "ledger", "get", "-data", f.data, "-nosuchflag")
 	if code != 2 || localBad != liveBad {
 		t.Fatalf("a bad flag: through the socket %q, on the stores %q", liveBad, localBad)
+	}
+}
+
+// TestAdminConcurrentHolds places holds through the socket at once: none
+// is lost (every command changes them through the server's one registry).
+func TestAdminConcurrentHolds(t *testing.T) {
+	f := newAdminFixture(t)
+	const n = 8
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	outs := make([]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out bytes.Buffer
+			e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, log: discardLogger()}
+			codes[i], _ = runRemote(context.Background(), e, []string{"hold", "place", "-data", f.data, "-case", fmt.Sprintf("causa-%d", i),
+				"-mailbox", fmt.Sprintf("m%d@pec.prova.test", i), "-reason", "r", "-actor", "a"})
+			outs[i] = out.String()
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if codes[i] != 0 {
+			t.Fatalf("hold place %d: %d %s", i, codes[i], outs[i])
+		}
+	}
+	f.stop()
+	reg, err := retention.OpenRegistry(f.c.holdsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	holds, err := reg.Holds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(holds) != n {
+		t.Fatalf("%d holds in the registry after %d placed at once", len(holds), n)
 	}
 }
 

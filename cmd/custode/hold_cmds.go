@@ -47,7 +47,7 @@ func openRetention(ctx context.Context, e *env, data string) (*retention.Manager
 	if err != nil {
 		return nil, nil, err
 	}
-	reg, err := retention.OpenRegistry(c.holdsFile())
+	reg, err := c.openHolds(e)
 	if err != nil {
 		return nil, nil, err
 	}
