@@ -247,6 +247,11 @@ func usage(w io.Writer) {
 	for _, c := range cs {
 		fmt.Fprintf(w, "  %-20s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintln(w, "\nThe commands that open the data directory's stores (mailbox, hold, purge, quarantine, export,\n"+
+		"audit, api token, policy apply, ledger but rebuild, archive verify|find) run inside a running serve\n"+
+		"through its admin socket (admin_socket in custode.json, mode 0600) when one answers, else on the\n"+
+		"stores directly: the same command, the same output. SIGHUP makes custode serve read its API\n"+
+		"tokens and TLS certificate again; tokens, holds, policies and mailboxes need no signal.")
 	fmt.Fprintln(w, "\nRun \"custode <command> -h\" for its flags.")
 }
 
