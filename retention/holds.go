@@ -81,13 +81,21 @@ func (h *Hold) Active() bool { return h.Released.IsZero() }
 
 // Registry is the list of legal holds, kept in one JSON file that every
 // change rewrites durably. Several processes may read it; one at a time
-// may change it (the CLI, with the server stopped).
+// may change it (custode serve, which runs the hold commands of its admin
+// socket through one Registry, or the CLI with the server stopped).
 type Registry struct {
 	path string
 
-	mu      sync.Mutex
-	holds   []Hold
-	modTime time.Time
+	mu    sync.Mutex
+	holds []Hold
+	read  os.FileInfo // the file as last read
+}
+
+// unchanged reports whether the file st is the one last read: the same
+// file (a durable write renames a new one in place), modification time
+// and size.
+func unchanged(read, st os.FileInfo) bool {
+	return read != nil && os.SameFile(read, st) && st.ModTime().Equal(read.ModTime()) && st.Size() == read.Size()
 }
 
 // OpenRegistry reads the registry at path; a missing file is an empty
@@ -104,13 +112,13 @@ func OpenRegistry(path string) (*Registry, error) {
 func (r *Registry) reload() error {
 	st, err := os.Stat(r.path)
 	if errors.Is(err, os.ErrNotExist) {
-		r.holds = nil
+		r.holds, r.read = nil, nil
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("retention: holds: %w", err)
 	}
-	if st.ModTime().Equal(r.modTime) && r.holds != nil {
+	if unchanged(r.read, st) && r.holds != nil {
 		return nil
 	}
 	b, err := os.ReadFile(r.path)
@@ -121,7 +129,7 @@ func (r *Registry) reload() error {
 	if err := json.Unmarshal(b, &holds); err != nil {
 		return fmt.Errorf("retention: holds %s: %w", r.path, err)
 	}
-	r.holds, r.modTime = holds, st.ModTime()
+	r.holds, r.read = holds, st
 	return nil
 }
 
@@ -174,7 +182,7 @@ func (r *Registry) update(change func([]Hold) ([]Hold, error)) error {
 	}
 	r.holds = holds
 	if st, err := os.Stat(r.path); err == nil {
-		r.modTime = st.ModTime()
+		r.read = st
 	}
 	return nil
 }

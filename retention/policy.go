@@ -187,22 +187,22 @@ func (d PolicyDir) Watch(log *slog.Logger) func() *policies.Policy {
 	}
 	var mu sync.Mutex
 	var cur *policies.Policy
-	var modified time.Time
+	var read os.FileInfo
 	return func() *policies.Policy {
 		mu.Lock()
 		defer mu.Unlock()
 		st, err := os.Stat(d.ActivePath())
 		if err != nil {
-			cur = nil
+			cur, read = nil, nil
 			return nil
 		}
-		if !st.ModTime().Equal(modified) {
+		if !unchanged(read, st) {
 			p, err := policies.Load(d.ActivePath())
 			if err != nil {
 				log.Error("the active policy", "err", err)
 				return cur // keep the last good one
 			}
-			cur, modified = p, st.ModTime()
+			cur, read = p, st
 		}
 		return cur
 	}

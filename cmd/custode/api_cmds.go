@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -46,25 +45,19 @@ func (c *config) api() apiConfig {
 	return a
 }
 
-// loadTokens reads the token file; a missing one holds no token.
-func (c *config) loadTokens() (*httpapi.Tokens, error) {
-	t, err := httpapi.LoadTokens(c.path(c.api().Tokens))
-	if errors.Is(err, os.ErrNotExist) {
-		return httpapi.ParseTokens(bytes.NewReader(nil))
-	}
-	return t, err
-}
-
 // serveAPI serves the HTTP API over TLS until ctx is done.
-func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, wg *sync.WaitGroup) error {
+// The token file is read again when it changes, the TLS certificate on
+// SIGHUP (r).
+func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
 	ac := c.api()
 	if ac.Listen == "" {
 		return nil
 	}
-	tokens, err := c.loadTokens()
+	tokens, err := newTokenFile(c.path(ac.Tokens), e.log)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
+	r.tokens = tokens
 	holds, err := retention.OpenRegistry(c.holdsFile())
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
@@ -77,9 +70,10 @@ func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store ar
 	if srv == nil {
 		srv = defaultServerConfig()
 	}
-	cert, err := tls.LoadX509KeyPair(c.path(srv.TLSCert), c.path(srv.TLSKey))
-	if err != nil {
-		return fmt.Errorf("api: TLS certificate: %w", err)
+	if r.cert == nil {
+		if r.cert, err = newCertificate(c.path(srv.TLSCert), c.path(srv.TLSKey)); err != nil {
+			return fmt.Errorf("api: %w", err)
+		}
 	}
 	var clientCAs *x509.CertPool
 	if ac.ClientCA != "" {
@@ -87,10 +81,12 @@ func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store ar
 			return fmt.Errorf("api: client_ca: %w", err)
 		}
 	}
+	tlsConfig := httpapi.TLSConfig(*r.cert.cur.Load(), clientCAs)
+	r.cert.use(tlsConfig)
 	api, err := httpapi.New(httpapi.Options{
-		Ledger: l, Store: store, Mailboxes: mailboxes, Tokens: tokens, Policy: c.policyDir().Watch(e.log.With("api", "policy")), Holds: holds,
+		Ledger: l, Store: store, Mailboxes: mailboxes, TokenSource: tokens.get, Policy: c.policyDir().Watch(e.log.With("api", "policy")), Holds: holds,
 		Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM, Gestore: c.Gestore,
-		TLS: httpapi.TLSConfig(cert, clientCAs), Logger: e.log,
+		TLS: tlsConfig, Logger: e.log,
 	})
 	if err != nil {
 		return err
@@ -100,7 +96,7 @@ func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store ar
 		return fmt.Errorf("api: %w", err)
 	}
 	e.log.Info("HTTP API listening", "url", "https://"+ln.Addr().String()+"/v1/", "openapi", "https://"+ln.Addr().String()+"/openapi.json",
-		"tokens", tokens.Len(), "mtls", clientCAs != nil)
+		"tokens", tokens.get().Len(), "mtls", clientCAs != nil)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -148,6 +144,6 @@ func runAPIToken(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintln(e.stdout, token)
-	fmt.Fprintf(e.stderr, "token for %s added to %s (only its SHA-256 is kept; restart custode serve to use it)\n", user, path)
+	fmt.Fprintf(e.stderr, "token for %s added to %s (only its SHA-256 is kept; a running custode serve uses it at once)\n", user, path)
 	return nil
 }

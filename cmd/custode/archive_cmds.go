@@ -36,7 +36,7 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%w (use -no-ledger to check the archive alone)", err)
 		}
-		defer l.Close()
+		defer closeLedger(e, l)
 		if opts.Seals, err = l.Seals(ctx); err != nil {
 			return err
 		}
@@ -124,7 +124,7 @@ func runArchiveFind(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&to, "to", "", "riferimento temporale before (date or RFC 3339)")
 	fs.IntVar(&q.Limit, "limit", 100, "entries per page (1-1000)")
 	fs.StringVar(&cursor, "cursor", "", "the next cursor a previous page printed")
-	fs.StringVar(&actor, "actor", defaultActor(), "who asks")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who asks")
 	fs.StringVar(&reason, "reason", "", "why (recorded with the query)")
 	fs.BoolVar(&noLedger, "no-ledger", false, "the ledger is lost: query the archive without recording the query")
 	if err := parse(fs, args, 0); err != nil {
@@ -164,7 +164,7 @@ func runArchiveFind(ctx context.Context, e *env, args []string) error {
 		_, err = c.recorder(l).Access(ctx, record.Access{Actor: actor, Identificativo: q.Identificativo, What: "archive find",
 			Details: map[string]string{"reason": reason,
 				"query": fmt.Sprintf("mailbox=%s message_id=%s kind=%s from=%s to=%s cursor=%s", q.Mailbox, q.ClientMessageID, q.Kind, from, to, cursor)}})
-		l.Close()
+		closeLedger(e, l)
 		if err != nil {
 			return err
 		}

@@ -252,6 +252,9 @@ func (c *config) stamper() (tsa.Stamper, error) {
 // openLedger opens the ledger with checkpoints signed by the gestore and
 // timestamped by the configured TSA.
 func (c *config) openLedger(ctx context.Context, e *env) (*ledger.Ledger, error) {
+	if live, err := c.live(e); err != nil || live != nil {
+		return liveLedger(live, err)
+	}
 	kp, err := pki.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
 	if err != nil {
 		return nil, err
@@ -284,7 +287,12 @@ func (c *config) openLedger(ctx context.Context, e *env) (*ledger.Ledger, error)
 }
 
 // openLedgerReadOnly opens the ledger for reading and verification.
+// Inside a running server it is the server's ledger, which the command
+// only reads.
 func (c *config) openLedgerReadOnly(ctx context.Context, e *env) (*ledger.Ledger, error) {
+	if live, err := c.live(e); err != nil || live != nil {
+		return liveLedger(live, err)
+	}
 	if _, err := os.Stat(c.ledgerDir()); err != nil {
 		return nil, fmt.Errorf("no ledger in %s: %w", c.dir, err)
 	}
@@ -343,7 +351,7 @@ func (c *config) countMailboxes(ctx context.Context, e *env) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("the mailbox store: %w", err)
 	}
-	defer st.Close()
+	defer closeMailboxes(e, st)
 	list, err := st.Mailboxes(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("the mailbox store: %w", err)

@@ -24,7 +24,7 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&kind, "kind", "accettazione", "accettazione, non-accettazione, presa-in-carico, avvenuta-consegna, errore-consegna or busta")
 	fs.StringVar(&recipient, "recipient", "", "for avvenuta-consegna and errore-consegna: the recipient")
 	fs.StringVar(&out, "out", "", "the bundle to write (a .zip file; required)")
-	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the export")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the export")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	entry, err := export.FindReceipt(ctx, l, id, k, recipient)
 	switch {
 	case errors.Is(err, export.ErrNoReceipt):
@@ -89,7 +89,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&from, "from", "", "start of the period, date or RFC 3339 (required)")
 	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
 	fs.StringVar(&out, "out", "", "the extract to write (a .zip file; required)")
-	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the extract")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the extract")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	ident, err := c.exportIdentity()
 	if err != nil {
 		return err
@@ -146,7 +146,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
 	fs.StringVar(&outDir, "out", "", "directory to write report.json, report.txt, report.pdf, P01.csv and P02.csv into")
 	fs.StringVar(&code, "cod-gest-pec", "", "the gestore's code for the AgID statistics (default: custode.json's cod_gest_pec)")
-	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the report")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the report")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	keep, err := c.policyDir().Retention()
 	if err != nil {
 		return err

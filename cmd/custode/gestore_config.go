@@ -238,6 +238,12 @@ func (c *config) queueDir() string   { return filepath.Join(c.dir, "queue") }
 // openMailboxes opens the mailbox store. With l, failed and throttled
 // logins are recorded in it.
 func (c *config) openMailboxes(ctx context.Context, e *env, now func() time.Time, l *ledger.Ledger) (*mailstore.Store, error) {
+	if live, err := c.live(e); err != nil || live != nil {
+		if err != nil {
+			return nil, err
+		}
+		return live.mailboxes, nil
+	}
 	iter := 0
 	if c.Server != nil {
 		iter = c.Server.PasswordIterations
@@ -332,16 +338,23 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 	}
 	archivioPolicies := s.Archivio
 	var virusRetention policyFile.Period // zero: the legal 30 months
-	policyFunc := func(mb string) gestore.MailboxPolicy { return policies[mb] }
-	if pol, err := policyFile.Load(c.activePolicy()); err == nil {
-		// The applied policy file replaces the configuration's mailboxes
-		// and archivio di sicurezza.
-		archivioPolicies = archivioFromPolicy(pol, now())
-		virusRetention = pol.Retention.VirusQuarantine
-		policyFunc = func(mb string) gestore.MailboxPolicy {
+	// The applied policy file, read again whenever it changes (custode
+	// policy apply while serving), replaces the configuration's mailbox
+	// options; its archivio di sicurezza and retention are read here, at
+	// the start.
+	active := c.policyDir().Watch(e.log.With("gestore", "policy"))
+	policyFunc := func(mb string) gestore.MailboxPolicy {
+		if pol := active(); pol != nil {
 			o := pol.MailboxOptions(mb)
 			return gestore.MailboxPolicy{NonPEC: gestore.NonPECPolicy(o.NonPEC), ForwardTo: o.ForwardTo, NotifyTo: o.NotifyTo}
 		}
+		return policies[mb]
+	}
+	if pol, err := policyFile.Load(c.activePolicy()); err == nil {
+		// The applied policy file replaces the configuration's archivio
+		// di sicurezza.
+		archivioPolicies = archivioFromPolicy(pol, now())
+		virusRetention = pol.Retention.VirusQuarantine
 		e.log.Info("policy applied", "version", pol.Version, "file", c.activePolicy())
 	} else if !errors.Is(err, os.ErrNotExist) {
 		q.Close()

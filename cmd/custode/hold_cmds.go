@@ -24,7 +24,12 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-func defaultActor() string {
+// defaultActor is who runs the command: the user of the process or, for a
+// command run through the admin socket, the user of the peer that asked.
+func defaultActor(e *env) string {
+	if e != nil && e.actor != "" {
+		return e.actor
+	}
 	if u, err := user.Current(); err == nil {
 		return u.Username
 	}
@@ -42,7 +47,7 @@ func openRetention(ctx context.Context, e *env, data string) (*retention.Manager
 	if err != nil {
 		return nil, nil, err
 	}
-	reg, err := retention.OpenRegistry(c.holdsFile())
+	reg, err := c.openHolds(e)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -75,7 +80,7 @@ func runHoldPlace(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&from, "from", "", "only from this time (date or RFC 3339)")
 	fs.StringVar(&to, "to", "", "only before this time (date or RFC 3339)")
 	fs.StringVar(&reason, "reason", "", "why (required)")
-	fs.StringVar(&actor, "actor", defaultActor(), "who places the hold")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who places the hold")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be held, change nothing")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -104,7 +109,7 @@ func runHoldPlace(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	plan, err := m.Place(ctx, retention.Hold{Case: caseID, Scope: scope, Reason: reason, Actor: actor}, dryRun)
 	if err != nil {
 		return err
@@ -117,7 +122,7 @@ func runHoldRelease(ctx context.Context, e *env, args []string) error {
 	var dryRun bool
 	fs := flags(e, "hold release", &data)
 	fs.StringVar(&caseID, "case", "", "the case id (required)")
-	fs.StringVar(&actor, "actor", defaultActor(), "who releases the hold")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who releases the hold")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be released, change nothing")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -129,7 +134,7 @@ func runHoldRelease(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	plan, err := m.Release(ctx, caseID, actor, dryRun)
 	if err != nil {
 		return err
@@ -170,7 +175,7 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	var data, actor string
 	var dryRun bool
 	fs := flags(e, "purge", &data)
-	fs.StringVar(&actor, "actor", defaultActor(), "who runs the purge")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who runs the purge")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be purged, change nothing")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -189,7 +194,7 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	// Archive objects first: the archivio di sicurezza and the sealed
 	// segments past their retain-until; then the ledger's own copies of
 	// the entries past retention (only those sealed, and not held).

@@ -76,7 +76,7 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	for len(events) > 0 {
 		n := min(len(events), ledger.MaxAppendEvents)
 		seqs, err := l.Append(ctx, events[:n]...)
@@ -88,7 +88,7 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 		}
 		events = events[n:]
 	}
-	return l.Close()
+	return closeLedger(e, l)
 }
 
 func runLedgerVerify(ctx context.Context, e *env, args []string) error {
@@ -109,7 +109,7 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	roots, tsaRoots, err := c.trust()
 	if err != nil {
 		return err
@@ -179,7 +179,7 @@ func runLedgerGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	_, raw, err := l.Entry(ctx, seq)
 	if raw == nil {
 		return err
@@ -194,7 +194,7 @@ func runLedgerProof(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	p, err := export.ProveEntry(ctx, l, seq)
 	if err != nil {
 		return err
@@ -215,7 +215,7 @@ func runLedgerCheckpoints(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	cps, err := l.Checkpoints(ctx)
 	if err != nil {
 		return err

@@ -90,7 +90,7 @@ func runMailboxAdd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeMailboxes(e, st)
 	address, err := mailboxArg(pos[0])
 	if err != nil {
 		return err
@@ -118,7 +118,7 @@ func runMailboxList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeMailboxes(e, st)
 	list, err := st.Mailboxes(ctx)
 	if err != nil {
 		return err
@@ -140,7 +140,7 @@ func runMailboxPasswd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeMailboxes(e, st)
 	pw, err := readPassword(ctx, e)
 	if err != nil {
 		return err
@@ -161,7 +161,7 @@ func runMailboxQuota(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeMailboxes(e, st)
 	q, err := parseSize(pos[1])
 	if err != nil {
 		return err

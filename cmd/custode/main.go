@@ -39,6 +39,12 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	// live, inside a running server, are its open stores, which the
+	// commands run for its admin socket use instead of opening them.
+	live *liveStores
+	// actor, if set, is who runs the command (the admin socket's peer),
+	// the default of -actor.
+	actor string
 }
 
 // usageError is a bad invocation: it exits with status 2.
@@ -119,6 +125,11 @@ func main() {
 		grace = 0
 	}
 	go stopOnSignal(sigs, cancel, e.stderr, grace, os.Exit)
+	// An administrative command goes to the running server of its data
+	// directory, if one answers on the admin socket.
+	if code, ok := runRemote(ctx, e, os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	os.Exit(dispatch(ctx, e, os.Args[1:]))
 }
 
@@ -236,6 +247,11 @@ func usage(w io.Writer) {
 	for _, c := range cs {
 		fmt.Fprintf(w, "  %-20s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintln(w, "\nThe commands that open the data directory's stores (mailbox, hold, purge, quarantine, export,\n"+
+		"audit, api token, policy apply, ledger but rebuild, archive verify|find) run inside a running serve\n"+
+		"through its admin socket (admin_socket in custode.json, mode 0600) when one answers, else on the\n"+
+		"stores directly: the same command, the same output. SIGHUP makes custode serve read its API\n"+
+		"tokens and TLS certificate again; tokens, holds, policies and mailboxes need no signal.")
 	fmt.Fprintln(w, "\nRun \"custode <command> -h\" for its flags.")
 }
 

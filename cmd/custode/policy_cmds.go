@@ -62,7 +62,7 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 		return &usageError{"want one policy file"}
 	}
 	if actor == "" {
-		actor = defaultActor()
+		actor = defaultActor(e)
 	}
 	if actor == "" {
 		return &usageError{"give -actor: who applies the policy"}
@@ -91,7 +91,7 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	a, err := c.policyDir().Apply(ctx, c.recorder(l), p, raw, actor)
 	if errors.As(err, &ve) {
 		return &failedError{ve.Error() + ": nothing applied"}
@@ -99,7 +99,7 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "policy version %d applied by %s (sha256 %s), ledger entry %d; restart custode serve to use it\n",
+	fmt.Fprintf(e.stdout, "policy version %d applied by %s (sha256 %s), ledger entry %d; a running custode serve uses its roles and mailbox options at once, its archivio di sicurezza and retention from its next start\n",
 		p.Version, actor, a.SHA256, a.Seq)
 	return nil
 }

@@ -49,7 +49,7 @@ func runQuarantineExport(ctx context.Context, e *env, args []string) error {
 	var data, out, actor string
 	fs := flags(e, "quarantine export", &data)
 	fs.StringVar(&out, "out", "", "the ZIP file to write (required)")
-	fs.StringVar(&actor, "actor", defaultActor(), "who asks for the export")
+	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the export")
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func runQuarantineExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer closeLedger(e, l)
 	access := record.Access{Export: true, Actor: actor, What: "virus quarantine", Details: map[string]string{"id": id}}
 	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/imapserver"
+	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/retention"
 )
 
@@ -38,6 +39,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if err := setLogFormat(); err != nil {
+		return err
+	}
+	// Absolute, so that the admin socket's commands, given absolute
+	// paths, find the same data directory.
+	data, err := absData(data)
+	if err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -128,6 +135,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		sealer.Run(bg)
 	}()
 
+	reload := &reloaders{log: e.log}
+	var mailboxes *mailstore.Store
 	if !archiveOnly {
 		if c.Server == nil {
 			c.Server = defaultServerConfig()
@@ -140,28 +149,42 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer g.Close()
+		mailboxes = g.mailboxes
+		// The points serve the newest certificate: renewed, it is read
+		// again on SIGHUP.
+		if reload.cert, err = newCertificate(c.path(c.Server.TLSCert), c.path(c.Server.TLSKey)); err != nil {
+			return err
+		}
+		reload.cert.use(g.tls)
 		if err := serveGestore(bg, e, c, g, &wg); err != nil {
 			return err
 		}
-		if err := serveAPI(bg, e, c, l, store, g.mailboxes, &wg); err != nil {
+		if err := serveAPI(bg, e, c, l, store, g.mailboxes, reload, &wg); err != nil {
 			return err
 		}
 		if err := serveMetrics(bg, e, c, running{l, sealer, store, g, g.mailboxes}, &wg); err != nil {
 			return err
 		}
 	} else {
-		mailboxes, err := c.openMailboxes(ctx, e, time.Now, l)
-		if err != nil {
+		if mailboxes, err = c.openMailboxes(ctx, e, time.Now, l); err != nil {
 			return err
 		}
 		defer mailboxes.Close()
-		if err := serveAPI(bg, e, c, l, store, mailboxes, &wg); err != nil {
+		if err := serveAPI(bg, e, c, l, store, mailboxes, reload, &wg); err != nil {
 			return err
 		}
 		if err := serveMetrics(bg, e, c, running{l, sealer, store, nil, mailboxes}, &wg); err != nil {
 			return err
 		}
 	}
+	if err := serveAdmin(bg, e, c, l, mailboxes, reload, &wg); err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		reloadOnSIGHUP(bg, reload)
+	}()
 	<-ctx.Done()
 	// Stop the listeners, the queue's deliveries and the sealer before the
 	// stores they use close (deferred above).

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -526,5 +527,43 @@ func TestTokens(t *testing.T) {
 	sum := sha256.Sum256([]byte("segreto"))
 	if line := httpapi.TokenLine("olga", "segreto"); line != "olga "+hex.EncodeToString(sum[:]) {
 		t.Errorf("TokenLine: %q", line)
+	}
+}
+
+// TestTokenSource checks that the tokens TokenSource returns are the ones
+// in force at each request: a token added to it works at once, one
+// removed is refused at once.
+func TestTokenSource(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	var current *httpapi.Tokens
+	set := func(lines ...string) {
+		tok, err := httpapi.ParseTokens(strings.NewReader(strings.Join(lines, "\n") + "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		current = tok
+		mu.Unlock()
+	}
+	ts := f.server(t, func(o *httpapi.Options) {
+		o.Tokens = nil
+		o.TokenSource = func() *httpapi.Tokens {
+			mu.Lock()
+			defer mu.Unlock()
+			return current
+		}
+	})
+	url := ts.URL + "/v1/checkpoints/latest"
+	if resp, _ := get(t, ts.Client(), url, f.as("olga")); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no tokens yet: %d, want 401", resp.StatusCode)
+	}
+	set(httpapi.TokenLine("olga", f.tokens["olga"]))
+	if resp, body := get(t, ts.Client(), url, f.as("olga")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("a token added: %d %s, want 200", resp.StatusCode, body)
+	}
+	set("# none")
+	if resp, _ := get(t, ts.Client(), url, f.as("olga")); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the token removed: %d, want 401", resp.StatusCode)
 	}
 }

@@ -227,7 +227,7 @@ func (s *Server) authenticate(r *http.Request, remote string) (*principal, error
 		scheme, rest, _ := strings.Cut(h, " ")
 		switch strings.ToLower(scheme) {
 		case "bearer":
-			user, ok := s.tokens.lookup(strings.TrimSpace(rest))
+			user, ok := s.tokens().lookup(strings.TrimSpace(rest))
 			if !ok {
 				return nil, &authError{http.StatusUnauthorized, "bad credentials", 0, false}
 			}

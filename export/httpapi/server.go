@@ -63,6 +63,10 @@ type Options struct {
 	// Tokens are the bearer tokens of operators, auditors and legal users;
 	// nil refuses bearer authentication.
 	Tokens *Tokens
+	// TokenSource, if set, returns the tokens in force; it is called on
+	// every bearer authentication and may return different tokens each
+	// time (a token file read again when it changes), and replaces Tokens.
+	TokenSource func() *Tokens
 	// Policy returns the policy in force, whose roles say who is an
 	// operator, an auditor or a legal user. It is called on every request
 	// and may return a different policy each time; nil from it means no
@@ -109,7 +113,7 @@ type Server struct {
 	recorder   *record.Recorder // every request, before its answer
 	store      archive.Store
 	mailboxes  Authenticator
-	tokens     *Tokens
+	tokens     func() *Tokens
 	policy     func() *policies.Policy
 	holds      *retention.Registry
 	signer     *smime.Signer
@@ -146,10 +150,14 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("httpapi: no signer for exports")
 	}
 	s := &Server{
-		ledger: opts.Ledger, store: opts.Store, mailboxes: opts.Mailboxes, tokens: opts.Tokens,
+		ledger: opts.Ledger, store: opts.Store, mailboxes: opts.Mailboxes, tokens: opts.TokenSource,
 		policy: opts.Policy, holds: opts.Holds, signer: opts.Signer, stamper: opts.Stamper, gestoreCA: opts.GestoreCA,
 		tsaCA: opts.TSACA, gestore: opts.Gestore, tls: opts.TLS, now: opts.Now, log: opts.Logger,
 		limits: opts.Limits,
+	}
+	if s.tokens == nil {
+		tokens := opts.Tokens
+		s.tokens = func() *Tokens { return tokens }
 	}
 	if s.now == nil {
 		s.now = time.Now

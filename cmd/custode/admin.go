@@ -1,0 +1,224 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailstore"
+	"github.com/custode/custode/retention"
+)
+
+// The administration socket: custode serve listens on a unix socket (mode
+// 0600, each peer's credentials checked) and runs, for each connection,
+// one administrative command over its own open stores; the custode command
+// sends that command there when a server answers, and otherwise runs it
+// on the stores itself. Either way the same function runs, so the output
+// is the same.
+//
+// The protocol is a sequence of frames, each a 4-byte big-endian length
+// followed by that many bytes of JSON: one adminRequest from the client,
+// then adminReply frames from the server, the last one with Done set.
+
+// adminVersion is the protocol's version; a server refuses any other.
+const adminVersion = 1
+
+// Bounds of the protocol: nothing larger is read.
+const (
+	// maxAdminStdin is the most of its standard input a client forwards
+	// (the events of a ledger append above it must be run with the server
+	// stopped, or split).
+	maxAdminStdin = 64 << 20
+	// maxAdminRequest bounds the request frame: stdin (base64) and args.
+	maxAdminRequest = maxAdminStdin/3*4 + 1<<20
+	// maxAdminReply bounds a reply frame; output is sent in chunks.
+	maxAdminReply = 1 << 20
+	// adminChunk is the most output bytes one reply frame carries.
+	adminChunk = 256 << 10
+)
+
+// adminRequest is what a client asks: a command line, its standard input.
+type adminRequest struct {
+	Version int      `json:"version"`
+	Args    []string `json:"args"`
+	Stdin   []byte   `json:"stdin,omitempty"`
+}
+
+// adminReply is one frame of the answer: output, or the exit status.
+type adminReply struct {
+	Stdout []byte `json:"stdout,omitempty"`
+	Stderr []byte `json:"stderr,omitempty"`
+	Done   bool   `json:"done,omitempty"`
+	Exit   int    `json:"exit"`
+}
+
+// writeFrame writes v as one frame.
+func writeFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], uint32(len(b)))
+	if _, err := w.Write(append(h[:], b...)); err != nil {
+		return fmt.Errorf("admin: write: %w", err)
+	}
+	return nil
+}
+
+// readFrame reads one frame of at most max bytes into v.
+func readFrame(r io.Reader, max int, v any) error {
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return fmt.Errorf("admin: read: %w", err)
+	}
+	n := binary.BigEndian.Uint32(h[:])
+	if uint64(n) > uint64(max) {
+		return fmt.Errorf("admin: a frame of %d bytes, more than the %d allowed", n, max)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("admin: read: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("admin: bad frame: %w", err)
+	}
+	return nil
+}
+
+// frameWriter sends what is written to it as reply frames on one stream.
+type frameWriter struct {
+	w      *lockedWriter
+	stderr bool
+}
+
+func (f frameWriter) Write(p []byte) (int, error) {
+	for off := 0; off < len(p); off += adminChunk {
+		chunk := p[off:min(len(p), off+adminChunk)]
+		r := adminReply{Stdout: chunk}
+		if f.stderr {
+			r = adminReply{Stderr: chunk}
+		}
+		if err := f.w.frame(r); err != nil {
+			return off, err
+		}
+	}
+	return len(p), nil
+}
+
+// remoteCommands are the commands that open the data directory's stores,
+// and so go through the running server's admin socket when one answers.
+// Every other command opens no store (policy check, verify, pec inspect),
+// or makes no sense inside a running server (serve, init, demo, ledger
+// rebuild), and runs in the calling process.
+var remoteCommands = map[string]bool{
+	"mailbox add": true, "mailbox list": true, "mailbox passwd": true, "mailbox quota": true,
+	"hold place": true, "hold release": true, "hold list": true,
+	"quarantine list": true, "quarantine export": true, "purge": true,
+	"export receipt": true, "export extract": true, "audit": true,
+	"api token": true, "policy apply": true,
+	"ledger append": true, "ledger verify": true, "ledger get": true, "ledger proof": true, "ledger checkpoints": true,
+	"archive verify": true, "archive find": true,
+}
+
+// liveStores are the stores a running server has open, lent to the
+// commands it runs for its admin socket: they never close them.
+type liveStores struct {
+	dir       string // the server's data directory, absolute
+	ledger    *ledger.Ledger
+	mailboxes *mailstore.Store
+	// holds is the one registry the server's commands change holds
+	// through, so that two of them at once never lose an update.
+	holds *retention.Registry
+	// changed, if set, is called after a command ran, so that the server
+	// takes up at once what it changed (tokens, policies, holds).
+	changed func()
+}
+
+// live returns the running server's stores if e runs inside one, after
+// checking that c is that server's data directory; nil outside a server.
+func (c *config) live(e *env) (*liveStores, error) {
+	if e == nil || e.live == nil {
+		return nil, nil
+	}
+	if !sameDir(c.dir, e.live.dir) {
+		return nil, fmt.Errorf("this admin socket serves the data directory %s, not %s", e.live.dir, c.dir)
+	}
+	return e.live, nil
+}
+
+// sameDir reports whether a and b name the same directory.
+func sameDir(a, b string) bool {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(sa, sb)
+}
+
+// closeLedger closes l unless it is the running server's, lent to the
+// command.
+func closeLedger(e *env, l *ledger.Ledger) error {
+	if e != nil && e.live != nil && l == e.live.ledger {
+		return nil
+	}
+	return l.Close()
+}
+
+// closeMailboxes closes st unless it is the running server's.
+func closeMailboxes(e *env, st *mailstore.Store) error {
+	if e != nil && e.live != nil && st == e.live.mailboxes {
+		return nil
+	}
+	return st.Close()
+}
+
+// adminSocketPath is where the running server's admin socket is.
+func (c *config) adminSocketPath() string {
+	if c.AdminSocket == "" {
+		return c.path(defaultAdminSocket)
+	}
+	return c.path(c.AdminSocket)
+}
+
+// errNoServer means no server answered on the admin socket.
+var errNoServer = errors.New("admin: no server answers")
+
+// absData returns dir made absolute.
+func absData(dir string) (string, error) {
+	a, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	return a, nil
+}
+
+// openHolds returns the registry of legal holds: inside a running server,
+// the one its commands share.
+func (c *config) openHolds(e *env) (*retention.Registry, error) {
+	live, err := c.live(e)
+	if err != nil {
+		return nil, err
+	}
+	if live != nil && live.holds != nil {
+		return live.holds, nil
+	}
+	return retention.OpenRegistry(c.holdsFile())
+}
+
+// liveLedger returns the running server's ledger, or err.
+func liveLedger(live *liveStores, err error) (*ledger.Ledger, error) {
+	if err != nil {
+		return nil, err
+	}
+	return live.ledger, nil
+}
