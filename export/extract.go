@@ -14,6 +14,7 @@ import (
 
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/mailaddr"
+	romezone "github.com/custode/custode/pec/rome"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
@@ -140,7 +141,7 @@ func Concerns(e *ledger.Entry, mailbox string) bool {
 // token, and a manifest signed by the gestore. Only entries the newest
 // timestamped checkpoint covers are included; the extract says up to when.
 func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
-	loc := rome() // read once: LoadLocation reads the zone file each time
+	loc := rome()
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -244,10 +245,10 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	return b, nil
 }
 
-// rome returns Europe/Rome, which time/tzdata (imported by dates.go)
-// guarantees is there.
+// rome returns Europe/Rome, which romezone.Location's embedded
+// time/tzdata guarantees is there.
 func rome() *time.Location {
-	loc, err := time.LoadLocation("Europe/Rome")
+	loc, err := romezone.Location()
 	if err != nil {
 		panic("export: Europe/Rome: " + err.Error()) // unreachable with time/tzdata
 	}
