@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"slices"
@@ -149,19 +150,12 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	if opts.Mailbox == "" || opts.From.IsZero() || opts.To.IsZero() || !opts.From.Before(opts.To) {
 		return nil, fmt.Errorf("export: extract: a mailbox and a period [from, to) are required")
 	}
-	cps, err := opts.Ledger.Checkpoints(ctx)
+	cp, err := opts.Ledger.NewestTimestampedCheckpoint(ctx)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, fmt.Errorf("export: extract: %w", ErrNoCheckpoint)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("export: checkpoints: %w", err)
-	}
-	var cp *ledger.Checkpoint
-	for i := len(cps) - 1; i >= 0; i-- {
-		if !cps[i].Pending() {
-			cp = cps[i]
-			break
-		}
-	}
-	if cp == nil {
-		return nil, fmt.Errorf("export: extract: %w", ErrNoCheckpoint)
 	}
 	mailbox, err := mailaddr.Canonical(opts.Mailbox)
 	if err != nil {
@@ -170,25 +164,18 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	doc := ExtractDoc{Mailbox: mailbox, From: opts.From.UTC(), To: opts.To.UTC(), Produced: now().UTC(), Entries: []ExtractEntry{}}
 	var entries []*ledger.Entry
 	q := ledger.Query{Mailbox: mailbox, From: opts.From, To: opts.To, Limit: 1000}
-	for {
-		page, err := opts.Ledger.Find(ctx, q)
+	for e, err := range ledger.FindAll(ctx, opts.Ledger.Find, q) {
 		if err != nil {
 			return nil, fmt.Errorf("export: extract: %w", err)
 		}
-		for _, e := range page.Entries {
-			// The ledger's index matches mailboxes case-insensitively
-			// (Unicode folding): keep only what is the mailbox's.
-			if e.Seq < cp.Size && Concerns(e, mailbox) {
-				entries = append(entries, e)
-			}
+		// The ledger's index matches mailboxes case-insensitively
+		// (Unicode folding): keep only what is the mailbox's.
+		if e.Seq < cp.Size && Concerns(e, mailbox) {
+			entries = append(entries, e)
 		}
 		if len(entries) > MaxExtractEntries {
 			return nil, fmt.Errorf("export: extract: more than %d entries: ask for a shorter period", MaxExtractEntries)
 		}
-		if page.Next == "" {
-			break
-		}
-		q.Cursor = page.Next
 	}
 	seqs := make([]uint64, len(entries))
 	for i, e := range entries {
