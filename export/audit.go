@@ -190,25 +190,19 @@ func minTime(a, b time.Time) time.Time {
 // outages collects the outage events of the period.
 func outages(ctx context.Context, rep *AuditReport, opts AuditOptions) error {
 	q := ledger.Query{Kind: ledger.KindOutage, From: opts.From, To: opts.To, Limit: 1000}
-	for {
-		page, err := opts.Ledger.Find(ctx, q)
+	for e, err := range ledger.FindAll(ctx, opts.Ledger.Find, q) {
 		if err != nil {
 			return fmt.Errorf("export: audit: outages: %w", err)
 		}
-		for _, e := range page.Entries {
-			from, err := time.Parse(time.RFC3339Nano, e.Details[ledger.DetailOutageFrom])
-			if err != nil || from.After(e.Time) {
-				rep.Findings = append(rep.Findings, Finding{Check: "outage", Detail: fmt.Sprintf("entry %d: an outage with a malformed start %q", e.Seq, e.Details[ledger.DetailOutageFrom])})
-				continue
-			}
-			rep.Outages = append(rep.Outages, Outage{Service: e.Details[ledger.DetailOutageService], From: from, To: e.Time,
-				Minutes: int(math.Ceil(e.Time.Sub(from).Minutes())), Cause: e.Details[ledger.DetailOutageCause], Seq: e.Seq})
+		from, err := time.Parse(time.RFC3339Nano, e.Details[ledger.DetailOutageFrom])
+		if err != nil || from.After(e.Time) {
+			rep.Findings = append(rep.Findings, Finding{Check: "outage", Detail: fmt.Sprintf("entry %d: an outage with a malformed start %q", e.Seq, e.Details[ledger.DetailOutageFrom])})
+			continue
 		}
-		if page.Next == "" {
-			return nil
-		}
-		q.Cursor = page.Next
+		rep.Outages = append(rep.Outages, Outage{Service: e.Details[ledger.DetailOutageService], From: from, To: e.Time,
+			Minutes: int(math.Ceil(e.Time.Sub(from).Minutes())), Cause: e.Details[ledger.DetailOutageCause], Seq: e.Seq})
 	}
+	return nil
 }
 
 // clockTolerance is how far a riferimento temporale may stray from the
@@ -303,22 +297,15 @@ func Audit(ctx context.Context, opts AuditOptions) (*AuditReport, error) {
 			continue
 		}
 		q := ledger.Query{Kind: k, From: opts.From, To: opts.To, Limit: 1000}
-		for {
-			page, err := opts.Ledger.Find(ctx, q)
+		for e, err := range ledger.FindAll(ctx, opts.Ledger.Find, q) {
 			if err != nil {
 				return nil, fmt.Errorf("export: audit: %w", err)
 			}
-			for _, e := range page.Entries {
-				if byID[e.Identificativo] == nil {
-					ids = append(ids, e.Identificativo)
-				}
-				byID[e.Identificativo] = append(byID[e.Identificativo], e)
-				countP01(rep, e, opts.Gestore)
+			if byID[e.Identificativo] == nil {
+				ids = append(ids, e.Identificativo)
 			}
-			if page.Next == "" {
-				break
-			}
-			q.Cursor = page.Next
+			byID[e.Identificativo] = append(byID[e.Identificativo], e)
+			countP01(rep, e, opts.Gestore)
 		}
 	}
 	slices.Sort(ids)

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/verify/bundle"
 	"github.com/custode/custode/pec/mailaddr"
+	romezone "github.com/custode/custode/pec/rome"
 	"github.com/custode/custode/pec/smime"
 	"github.com/custode/custode/tsa"
 )
@@ -132,7 +134,7 @@ func Concerns(e *ledger.Entry, mailbox string) bool {
 // token, and a manifest signed by the gestore. Only entries the newest
 // timestamped checkpoint covers are included; the extract says up to when.
 func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
-	loc := rome() // read once: LoadLocation reads the zone file each time
+	loc := rome()
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -140,19 +142,12 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	if opts.Mailbox == "" || opts.From.IsZero() || opts.To.IsZero() || !opts.From.Before(opts.To) {
 		return nil, fmt.Errorf("export: extract: a mailbox and a period [from, to) are required")
 	}
-	cps, err := opts.Ledger.Checkpoints(ctx)
+	cp, err := opts.Ledger.NewestTimestampedCheckpoint(ctx)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return nil, fmt.Errorf("export: extract: %w", ErrNoCheckpoint)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("export: checkpoints: %w", err)
-	}
-	var cp *ledger.Checkpoint
-	for i := len(cps) - 1; i >= 0; i-- {
-		if !cps[i].Pending() {
-			cp = cps[i]
-			break
-		}
-	}
-	if cp == nil {
-		return nil, fmt.Errorf("export: extract: %w", ErrNoCheckpoint)
 	}
 	mailbox, err := mailaddr.Canonical(opts.Mailbox)
 	if err != nil {
@@ -161,25 +156,18 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	doc := ExtractDoc{Mailbox: mailbox, From: opts.From.UTC(), To: opts.To.UTC(), Produced: now().UTC(), Entries: []ExtractEntry{}}
 	var entries []*ledger.Entry
 	q := ledger.Query{Mailbox: mailbox, From: opts.From, To: opts.To, Limit: 1000}
-	for {
-		page, err := opts.Ledger.Find(ctx, q)
+	for e, err := range ledger.FindAll(ctx, opts.Ledger.Find, q) {
 		if err != nil {
 			return nil, fmt.Errorf("export: extract: %w", err)
 		}
-		for _, e := range page.Entries {
-			// The ledger's index matches mailboxes case-insensitively
-			// (Unicode folding): keep only what is the mailbox's.
-			if e.Seq < cp.Size && Concerns(e, mailbox) {
-				entries = append(entries, e)
-			}
+		// The ledger's index matches mailboxes case-insensitively
+		// (Unicode folding): keep only what is the mailbox's.
+		if e.Seq < cp.Size && Concerns(e, mailbox) {
+			entries = append(entries, e)
 		}
 		if len(entries) > MaxExtractEntries {
 			return nil, fmt.Errorf("export: extract: more than %d entries: ask for a shorter period", MaxExtractEntries)
 		}
-		if page.Next == "" {
-			break
-		}
-		q.Cursor = page.Next
 	}
 	seqs := make([]uint64, len(entries))
 	for i, e := range entries {
@@ -236,10 +224,10 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 	return b, nil
 }
 
-// rome returns Europe/Rome, which time/tzdata (imported by dates.go)
-// guarantees is there.
+// rome returns Europe/Rome, which romezone.Location's embedded
+// time/tzdata guarantees is there.
 func rome() *time.Location {
-	loc, err := time.LoadLocation("Europe/Rome")
+	loc, err := romezone.Location()
 	if err != nil {
 		panic("export: Europe/Rome: " + err.Error()) // unreachable with time/tzdata
 	}

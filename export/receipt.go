@@ -50,20 +50,13 @@ var (
 func FindReceipt(ctx context.Context, l *ledger.Ledger, identificativo string, kind ledger.Kind, recipient string) (*ledger.Entry, error) {
 	q := ledger.Query{Identificativo: identificativo}
 	var found []*ledger.Entry
-	for {
-		page, err := l.Find(ctx, q)
+	for e, err := range ledger.FindAll(ctx, l.Find, q) {
 		if err != nil {
 			return nil, fmt.Errorf("export: receipt of %s: %w", identificativo, err)
 		}
-		for _, e := range page.Entries {
-			if e.Kind == kind && e.Identificativo == identificativo && (recipient == "" || mailaddr.Same(e.Details["destinatario"], recipient)) {
-				found = append(found, e)
-			}
+		if e.Kind == kind && e.Identificativo == identificativo && (recipient == "" || mailaddr.Same(e.Details["destinatario"], recipient)) {
+			found = append(found, e)
 		}
-		if page.Next == "" {
-			break
-		}
-		q.Cursor = page.Next
 	}
 	if len(found) == 0 {
 		return nil, fmt.Errorf("export: %s entry of %s: %w", kind, identificativo, ErrNoReceipt)

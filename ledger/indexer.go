@@ -216,7 +216,9 @@ func checkRunFile(f *os.File) (*runFile, error) {
 }
 
 // writeRunFile writes the sorted postings ps of entries [from, to) to a run
-// file in dir and makes it durable.
+// file in dir and makes it durable: temporary file, fdatasync, rename, fsync
+// of dir. It does not use durable.WriteFile because it streams the postings
+// through a buffer instead of holding the whole run file in memory.
 func writeRunFile(dir string, from, to uint64, ps postingSource) (err error) {
 	path := runPath(dir, from, to)
 	tmp := path + ".tmp"

@@ -203,24 +203,12 @@ func (l *Ledger) checkpointsBack(ctx context.Context, fn func(c *Checkpoint) boo
 }
 
 // LatestTimestamped returns the newest checkpoint with a timestamp token,
-// or ErrNotFound. It reads back from the newest checkpoint over the few
-// still pending, not the whole history; since checkpoints grow, it covers
-// entry seq if any timestamped checkpoint does (Size > seq).
+// or ErrNotFound: it is NewestTimestampedCheckpoint, which reads back from
+// the newest checkpoint over the few still pending, not the whole history.
+// Since checkpoints grow, it covers entry seq if any timestamped checkpoint
+// does (Size > seq).
 func (l *Ledger) LatestTimestamped(ctx context.Context) (*Checkpoint, error) {
-	var found *Checkpoint
-	err := l.checkpointsBack(ctx, func(c *Checkpoint) bool {
-		if !c.Pending() {
-			found = c
-		}
-		return found == nil
-	})
-	if err == nil && found == nil {
-		err = ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ledger: latest timestamped checkpoint: %w", err)
-	}
-	return found, nil
+	return l.NewestTimestampedCheckpoint(ctx)
 }
 
 // pendingTail returns the checkpoints still waiting for a timestamp token,

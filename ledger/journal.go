@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/custode/custode/ledger/durable"
 )
 
 // The journal is the ledger's write-ahead log and what makes an append
@@ -391,11 +393,4 @@ func (j *journal) close() error {
 }
 
 // syncDir makes the creation of files in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
-}
+func syncDir(dir string) error { return durable.SyncDir(dir) }

@@ -16,8 +16,8 @@ func TestRecordOutageCause(t *testing.T) {
 	}{
 		{"empty", "", "unknown"},
 		{"plain", "connection refused", "connection refused"},
-		{"accent cut in half at the limit", strings.Repeat("a", maxOutageCause-1) + "è", strings.Repeat("a", maxOutageCause-1)},
-		{"long", strings.Repeat("é", 5000), strings.Repeat("é", maxOutageCause/2)},
+		{"accent cut in half at the limit", strings.Repeat("a", MaxOutageCause-1) + "è", strings.Repeat("a", MaxOutageCause-1)},
+		{"long", strings.Repeat("é", 5000), strings.Repeat("é", MaxOutageCause/2)},
 		{"invalid UTF-8", "dial \xff\xfe failed", "dial \uFFFD failed"},
 		{"NUL", "a\x00b", "ab"},
 		{"only NUL", "\x00", "unknown"},
@@ -38,7 +38,7 @@ func TestRecordOutageCause(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("cause %q (%d bytes), want %q", trim(got), len(got), trim(tt.want))
 			}
-			if !utf8.ValidString(got) || len(got) > maxOutageCause {
+			if !utf8.ValidString(got) || len(got) > MaxOutageCause {
 				t.Errorf("cause is not a valid detail: %d bytes", len(got))
 			}
 		})

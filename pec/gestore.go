@@ -8,9 +8,9 @@ import (
 	"io"
 	"strings"
 	"time"
-	_ "time/tzdata" // Europe/Rome must not depend on the host's zoneinfo.
 
 	"github.com/custode/custode/pec/daticert"
+	"github.com/custode/custode/pec/rome"
 	"github.com/custode/custode/pec/smime"
 )
 
@@ -100,11 +100,11 @@ func NewGestore(name, domain string, signer *smime.Signer, ids IDSource) (*Gesto
 	if err := smime.CheckSignerAddress(signer.Certificate, "posta-certificata@"+domain); err != nil {
 		return nil, fmt.Errorf("pec: gestore: %w", err)
 	}
-	rome, err := time.LoadLocation("Europe/Rome")
+	loc, err := rome.Location()
 	if err != nil {
 		return nil, fmt.Errorf("pec: gestore: loading Europe/Rome: %w", err)
 	}
-	return &Gestore{name: name, domain: domain, signer: signer, ids: ids, rome: rome}, nil
+	return &Gestore{name: name, domain: domain, signer: signer, ids: ids, rome: loc}, nil
 }
 
 // Name returns the gestore's name, the gestore-emittente of its daticert.

@@ -71,10 +71,20 @@ func (m *Manager) Matching(ctx context.Context, scope Scope) ([]Object, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The seals of the segments that can hold entries (sorted by Seq):
+	// read from the first entry's to past the last's, not the whole
+	// history.
 	var seals []ledger.Seal
-	if m.SegmentPrefix != "" {
-		if seals, err = m.Ledger.Seals(ctx); err != nil {
-			return nil, fmt.Errorf("retention: seals: %w", err)
+	if m.SegmentPrefix != "" && len(entries) > 0 {
+		last := entries[len(entries)-1].Seq
+		for s, err := range m.Ledger.SealsFrom(ctx, entries[0].Seq) {
+			if err != nil {
+				return nil, fmt.Errorf("retention: seals: %w", err)
+			}
+			if s.From > last {
+				break
+			}
+			seals = append(seals, s)
 		}
 	}
 	seen := map[string]bool{}
@@ -136,25 +146,18 @@ func (m *Manager) entries(ctx context.Context, scope Scope) ([]*ledger.Entry, er
 	seen := map[uint64]bool{}
 	for _, q := range queries {
 		q.Limit = 1000
-		for {
-			page, err := m.Ledger.Find(ctx, q)
+		for e, err := range ledger.FindAll(ctx, m.Ledger.Find, q) {
 			if err != nil {
 				return nil, fmt.Errorf("retention: ledger: %w", err)
 			}
-			for _, e := range page.Entries {
-				mailboxes := []string{e.Mittente}
-				for _, d := range e.Destinatari {
-					mailboxes = append(mailboxes, d.Address)
-				}
-				if !seen[e.Seq] && scope.Covers(mailboxes, e.Identificativo, e.Time) {
-					seen[e.Seq] = true
-					out = append(out, e)
-				}
+			mailboxes := []string{e.Mittente}
+			for _, d := range e.Destinatari {
+				mailboxes = append(mailboxes, d.Address)
 			}
-			if page.Next == "" {
-				break
+			if !seen[e.Seq] && scope.Covers(mailboxes, e.Identificativo, e.Time) {
+				seen[e.Seq] = true
+				out = append(out, e)
 			}
-			q.Cursor = page.Next
 		}
 	}
 	slices.SortFunc(out, func(a, b *ledger.Entry) int {

@@ -41,13 +41,14 @@ import (
 	"time"
 
 	"github.com/custode/custode/archive"
+	"github.com/custode/custode/ledger/durable"
 )
 
 const (
 	versionsSuffix = "~v"
 	dataExt        = ".data"
 	metaExt        = ".json"
-	tmpPrefix      = ".tmp-"
+	tmpPrefix      = ".tmp-" // temporary files of older versions; durable.WriteFile's end in "tmp" and a number
 )
 
 // Options configures a Store.
@@ -220,7 +221,7 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts archive.P
 		LegalHold:   opts.LegalHold,
 		Created:     now.UTC(),
 	}
-	if err := writeFileAtomic(dir, vid+dataExt, data, 0o444); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, vid+dataExt), data, 0o444); err != nil {
 		return archive.ObjectInfo{}, fmt.Errorf("archive: put %s: %w", key, err)
 	}
 	if err := s.writeMeta(dir, m); err != nil {
@@ -234,7 +235,7 @@ func (s *Store) writeMeta(dir string, m *meta) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(dir, m.VersionID+metaExt, append(b, '\n'), 0o444)
+	return durable.WriteFile(filepath.Join(dir, m.VersionID+metaExt), append(b, '\n'), 0o444)
 }
 
 // Get implements archive.Store.
@@ -447,57 +448,10 @@ func (s *Store) Delete(ctx context.Context, key, versionID string) error {
 	if err := os.Remove(filepath.Join(dir, versionID+dataExt)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("archive: delete %s version %s: %w", key, versionID, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("archive: delete %s version %s: %w", key, versionID, err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes dir/name so that it holds either its old content or
-// all of data, even across a crash: temporary file, fsync, rename, fsync of
-// dir.
-func writeFileAtomic(dir, name string, data []byte, perm os.FileMode) (err error) {
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // mkdirAllSync creates dir and its missing parents, fsyncing each parent
@@ -518,5 +472,5 @@ func mkdirAllSync(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
+	return durable.SyncDir(parent)
 }

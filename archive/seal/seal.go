@@ -28,14 +28,11 @@ import (
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/retention"
 )
 
 // DefaultPrefix is where segments are kept in the log bucket.
 const DefaultPrefix = "ledger/segments/"
-
-// LogRetentionMonths is the legal minimum for keeping the log (RFC 6109
-// §2.3 and the DM 2 novembre 2005: 30 months).
-const LogRetentionMonths = 30
 
 // Ledger is what a Sealer reads from the ledger and records in it; a
 // *ledger.Ledger is one.
@@ -64,7 +61,7 @@ type Options struct {
 	// Prefix is the key prefix of segments; "" means DefaultPrefix.
 	Prefix string
 	// RetainFor is added to a segment's last entry time to give its
-	// retain-until; 0 means LogRetentionMonths months.
+	// retain-until; 0 means the legal minimum, retention.LegalMinimum.
 	RetainFor time.Duration
 	// Poll is how often Run looks for new checkpoints; 0 means 1s.
 	Poll time.Duration
@@ -117,7 +114,7 @@ func (s *Sealer) retainUntil(seg *ledger.Segment, last *ledger.Entry) time.Time 
 	if s.opts.RetainFor > 0 {
 		return t.Add(s.opts.RetainFor)
 	}
-	return t.AddDate(0, LogRetentionMonths, 0)
+	return retention.LegalMinimum().AddTo(t)
 }
 
 // Backlog returns how many entries are covered by a timestamped checkpoint

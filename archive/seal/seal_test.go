@@ -26,6 +26,7 @@ import (
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/pki"
+	"github.com/custode/custode/retention"
 	"github.com/custode/custode/tsa"
 	"github.com/minio/minio-go/v7"
 )
@@ -138,7 +139,7 @@ func verifyOpts(seals []ledger.Seal) seal.VerifyOptions {
 	d := devSet
 	return seal.VerifyOptions{
 		Seals: seals, Roots: d.Roots(), TSARoots: d.Roots(),
-		MinRetainUntil: func(c *ledger.Checkpoint) time.Time { return c.Time.AddDate(0, seal.LogRetentionMonths, 0) },
+		MinRetainUntil: func(c *ledger.Checkpoint) time.Time { return retention.LegalMinimum().AddTo(c.Time) },
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/archive"
+	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/queue"
 )
@@ -310,29 +311,13 @@ func (a *Archive) loadUsed() error {
 }
 
 // saveUsed writes the quota accounting durably: temporary file, fsync,
-// rename.
+// rename, fsync of the directory.
 func (a *Archive) saveUsed() error {
 	b, err := json.Marshal(a.used)
 	if err != nil {
 		return err
 	}
-	tmp := a.usedFile() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("sicurezza: quota accounting: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("sicurezza: quota accounting: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sicurezza: quota accounting: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("sicurezza: quota accounting: %w", err)
-	}
-	if err := os.Rename(tmp, a.usedFile()); err != nil {
+	if err := durable.WriteFile(a.usedFile(), b, 0o600); err != nil {
 		return fmt.Errorf("sicurezza: quota accounting: %w", err)
 	}
 	return nil

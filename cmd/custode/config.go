@@ -18,6 +18,7 @@ import (
 	"github.com/custode/custode/archive/localstore"
 	"github.com/custode/custode/archive/s3store"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec/pki"
 	"github.com/custode/custode/tsa"
 )
@@ -191,7 +192,7 @@ func initDataDir(dir, gestore, domain string, now time.Time) (*config, error) {
 		return nil, err
 	}
 	b, _ := json.MarshalIndent(c, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, configFile), append(b, '\n'), 0o644); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, configFile), append(b, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -175,21 +175,15 @@ func (c *call) visible(e *ledger.Entry) bool {
 // of the transaction identificativo.
 func (c *call) seesTransaction(ctx context.Context, identificativo string, kind ledger.Kind) (bool, error) {
 	q := ledger.Query{Identificativo: identificativo, Kind: kind}
-	for {
-		page, err := c.s.ledger.Find(ctx, q)
+	for e, err := range ledger.FindAll(ctx, c.s.ledger.Find, q) {
 		if err != nil {
 			return false, err
 		}
-		for _, e := range page.Entries {
-			if e.Identificativo == identificativo && e.Kind == kind && c.visible(e) {
-				return true, nil
-			}
+		if e.Identificativo == identificativo && e.Kind == kind && c.visible(e) {
+			return true, nil
 		}
-		if page.Next == "" {
-			return false, nil
-		}
-		q.Cursor = page.Next
 	}
+	return false, nil
 }
 
 // legalHolds returns the active holds of the legal user's cases.
@@ -350,16 +344,14 @@ func (s *Server) entry(ctx context.Context, c *call) *reply {
 		return internal()
 	}
 	out := entryProofJSON{entryJSON: ej, Canonical: string(raw)}
-	cps, err := s.ledger.Checkpoints(ctx)
-	if err != nil {
+	// Checkpoints only grow: if the newest timestamped one does not cover
+	// seq, none does.
+	cp, err := s.ledger.NewestTimestampedCheckpoint(ctx)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		s.log.Error("httpapi: checkpoints", "err", err)
 		return internal()
 	}
-	for i := len(cps) - 1; i >= 0; i-- {
-		cp := cps[i]
-		if cp.Size <= seq || cp.Pending() {
-			continue
-		}
+	if err == nil && cp.Size > seq {
 		hashes, err := s.ledger.InclusionProof(ctx, seq, cp.Size)
 		if err != nil {
 			s.log.Error("httpapi: inclusion proof", "seq", seq, "size", cp.Size, "err", err)
@@ -370,7 +362,6 @@ func (s *Server) entry(ctx context.Context, c *call) *reply {
 			pr.Hashes = append(pr.Hashes, hex.EncodeToString(h))
 		}
 		out.Proof, out.Checkpoint = pr, newCheckpointJSON(cp)
-		break
 	}
 	return &reply{status: http.StatusOK, json: out}
 }

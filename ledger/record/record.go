@@ -12,9 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/custode/custode/ledger"
 )
@@ -141,36 +139,14 @@ const (
 	DetailOutageCause   = ledger.DetailOutageCause
 )
 
-// maxOutageCause is the most bytes of an outage's cause that are kept.
-const maxOutageCause = 4096
-
 // Outage records that service (gestore, tsa, archive) was unavailable from
 // from until to, when it came back, for cause. The audit report lists
-// outages as the AgID P02 dataset. Cause is made fit for a detail (valid
-// UTF-8, no NUL, cut at a character boundary to at most 4096 bytes,
-// "unknown" when empty), so that no error text can make the outage itself
-// unrecordable.
+// outages as the AgID P02 dataset. The event is ledger.OutageEvent's:
+// cause is made fit for a detail (valid UTF-8, no NUL, cut at a character
+// boundary to at most ledger.MaxOutageCause bytes, "unknown" when empty),
+// so that no error text can make the outage itself unrecordable.
 func (r *Recorder) Outage(ctx context.Context, service string, from, to time.Time, cause string) (uint64, error) {
-	return r.Record(ctx, ledger.Event{Kind: ledger.KindOutage, Time: to, Details: map[string]string{
-		DetailOutageService: service,
-		DetailOutageFrom:    FormatTime(from),
-		DetailOutageCause:   outageCause(cause),
-	}})
-}
-
-func outageCause(cause string) string {
-	cause = strings.ReplaceAll(strings.ToValidUTF8(cause, "\uFFFD"), "\x00", "")
-	if len(cause) > maxOutageCause {
-		cut := maxOutageCause
-		for cut > 0 && !utf8.RuneStart(cause[cut]) {
-			cut--
-		}
-		cause = cause[:cut]
-	}
-	if cause == "" {
-		cause = "unknown"
-	}
-	return cause
+	return r.Record(ctx, ledger.OutageEvent(r.gestore, service, from, to, cause))
 }
 
 // PolicyChange records that actor applied version of a policy file whose

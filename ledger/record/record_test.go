@@ -120,12 +120,12 @@ func TestOneTimeFormat(t *testing.T) {
 }
 
 func TestOutageCause(t *testing.T) {
-	long := strings.Repeat("a", maxOutageCause-1) + "è" // the è straddles the limit
+	long := strings.Repeat("a", ledger.MaxOutageCause-1) + "è" // the è straddles the limit
 	tests := []struct{ cause, want string }{
 		{"", "unknown"},
 		{"tsa down", "tsa down"},
 		{"a\x00b\xffc", "ab\uFFFDc"},
-		{long, strings.Repeat("a", maxOutageCause-1)},
+		{long, strings.Repeat("a", ledger.MaxOutageCause-1)},
 	}
 	for _, tt := range tests {
 		log := &memLog{}

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
-	_ "time/tzdata" // Europe/Rome must not depend on the host's zoneinfo.
 	"unicode/utf8"
+
+	"github.com/custode/custode/pec/rome"
 )
 
 // Tipo is the typology of a PEC message: the tipo attribute of the postacert
@@ -279,11 +279,8 @@ func isXMLChar(r rune) bool {
 	return false
 }
 
-// romeLocation loads Europe/Rome once. It is a lazily computed constant, not
-// mutable state: every call returns the same location or the same error.
-var romeLocation = sync.OnceValues(func() (*time.Location, error) {
-	return time.LoadLocation("Europe/Rome")
-})
+// romeLocation is Europe/Rome, loaded once by package rome.
+var romeLocation = rome.Location
 
 // Earliest and latest riferimento temporale Marshal can write: the format
 // has four-digit years, and before 1893 Rome kept a local mean time whose

@@ -80,17 +80,13 @@ func validMsgID(id string) bool {
 func (s *Server) entriesOf(ctx context.Context, identificativo string) ([]*ledger.Entry, error) {
 	var all []*ledger.Entry
 	q := ledger.Query{Identificativo: identificativo, Limit: 1000}
-	for {
-		page, err := s.opts.Ledger.Find(ctx, q)
+	for e, err := range ledger.FindAll(ctx, s.opts.Ledger.Find, q) {
 		if err != nil {
 			return nil, fmt.Errorf("gestore: ledger lookup %s: %w", identificativo, err)
 		}
-		all = append(all, page.Entries...)
-		if page.Next == "" {
-			return all, nil
-		}
-		q.Cursor = page.Next
+		all = append(all, e)
 	}
+	return all, nil
 }
 
 // recorded reports whether the ledger holds an entry of the transaction

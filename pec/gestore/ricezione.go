@@ -23,6 +23,7 @@ import (
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/pec/queue"
+	"github.com/custode/custode/pec/rome"
 	"github.com/custode/custode/pec/smime"
 )
 
@@ -496,7 +497,11 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 			ev.Details["errore"] = errore
 		} else {
 			if notify := s.policy(rcpt).NotifyTo; notify != "" {
-				items = append(items, s.noticeOfArrival(tx, rcpt, notify))
+				notice, err := s.noticeOfArrival(tx, rcpt, notify)
+				if err != nil {
+					return s.internal("avviso di arrivo", tx, err)
+				}
+				items = append(items, notice)
 			}
 			ev.Details["tipo_ricevuta"] = string(tx.ReceiptFor(rcpt))
 			// The recipient's archivio keeps the busta; its key is the
@@ -741,16 +746,16 @@ func digestKey(what string, msg []byte, more ...string) string {
 // ordinary address of their choice, that a busta di trasporto is in their
 // mailbox. It carries no content of the message beyond its sender and
 // subject.
-func (s *Server) noticeOfArrival(tx *pec.Transaction, rcpt, notify string) queue.Item {
-	rome, err := time.LoadLocation("Europe/Rome")
+func (s *Server) noticeOfArrival(tx *pec.Transaction, rcpt, notify string) (queue.Item, error) {
+	loc, err := rome.Location()
 	if err != nil {
-		rome = time.UTC
+		return queue.Item{}, fmt.Errorf("gestore: avviso di arrivo: %w", err)
 	}
 	subject := mime.QEncoding.Encode("utf-8", "Nuovo messaggio PEC da "+tx.Mittente)
 	body := "Nella casella di posta certificata " + rcpt + " è arrivato un messaggio.\r\n\r\n" +
 		"Mittente: " + tx.Mittente + "\r\n" +
 		"Oggetto: " + oneLine(tx.Subject) + "\r\n" +
-		"Data: " + tx.Time.In(rome).Format("02/01/2006 15:04:05 -0700") + "\r\n" +
+		"Data: " + tx.Time.In(loc).Format("02/01/2006 15:04:05 -0700") + "\r\n" +
 		"Identificativo: " + tx.Identificativo + "\r\n\r\n" +
 		"Questo è un avviso automatico, non un messaggio di posta certificata.\r\n"
 	msg := "From: " + s.g.Address() + "\r\nTo: " + notify + "\r\nSubject: " + subject +
@@ -763,7 +768,7 @@ func (s *Server) noticeOfArrival(tx *pec.Transaction, rcpt, notify string) queue
 		From:        s.g.Address(),
 		To:          []string{notify},
 		Message:     []byte(msg),
-	}
+	}, nil
 }
 
 // opaqueFields are the header fields of a message that opaqueOriginal

@@ -181,7 +181,10 @@ func (q *Queue) commitBatch(reqs []*commitReq) {
 
 // writeBatch writes the concatenation of parts durably as a new batch
 // file: written in tmp/, fsynced, renamed into items/, items/ fsynced. On
-// error nothing is left behind.
+// error nothing is left behind. It does not use durable.WriteFile: the
+// temporary file lives in tmp/, which Open empties, so that a scan of
+// items/ never meets a partial batch, and its fsyncs are counted by
+// q.syncFile.
 func (q *Queue) writeBatch(parts [][]byte) (_ *batch, err error) {
 	c := &q.commits
 	c.mu.Lock()
