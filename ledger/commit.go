@@ -206,8 +206,8 @@ func (l *Ledger) runCommitter() {
 			l.finishq <- finishReq{flush: done}
 			<-done
 			err := l.settle(cur, jerr, <-cur.stored)
-			l.rewind(cur)
 			err = fmt.Errorf("ledger: append entries %d-%d: %w", cur.before.size, cur.head.Size-1, err)
+			l.rewind(cur, err)
 			l.log.Error("ledger: group commit failed", "err", err)
 			l.answer(cur, err)
 			cur = nil
@@ -277,9 +277,10 @@ func (l *Ledger) maintainNow(fn func() error) error {
 	return fn()
 }
 
-// rewind sets the sequencer back to the state before g, which failed, and
-// fails the open group, which was built on it.
-func (l *Ledger) rewind(g *group) {
+// rewind sets the sequencer back to the state before g, which failed with
+// cause, and fails the open group, which was built on it, with cause too:
+// its appends were refused for the same reason (a full disk, say).
+func (l *Ledger) rewind(g *group, cause error) {
 	l.seqMu.Lock()
 	l.restore(g.before)
 	open := l.open
@@ -287,7 +288,7 @@ func (l *Ledger) rewind(g *group) {
 	l.seqMu.Unlock()
 	if open != nil {
 		close(open.sealed)
-		l.answer(open, errors.New("ledger: append: an earlier group commit failed; try again"))
+		l.answer(open, fmt.Errorf("ledger: append: an earlier group commit failed; try again: %w", cause))
 	}
 }
 

@@ -127,9 +127,14 @@ func TestArchiveCommands(t *testing.T) {
 	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, log: discardLogger()}
 	done := make(chan int)
 	go func() { done <- dispatch(ctx, e, []string{"run", "-data", data, "-tsa-listen", "", "-archive-only"}) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(sealedCount(t, data), "segments: 1") && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	// Wait for the seal, however long a loaded machine takes (the test's
+	// own timeout bounds the wait); run ending first is a failure.
+	for !strings.Contains(sealedCount(t, data), "segments: 1") {
+		select {
+		case code := <-done:
+			t.Fatalf("run ended before sealing: %d %s", code, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	cancel()
 	if code := <-done; code != 0 {

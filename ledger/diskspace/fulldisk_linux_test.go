@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/ledger/diskspace"
 	"github.com/custode/custode/pec/mailstore"
 )
 
@@ -119,9 +120,11 @@ func event(i int) ledger.Event {
 // TestFullDisk fills, under load, the filesystem that holds a ledger and a
 // mailbox store, as another process would, to the last block. The writes
 // under way must end or fail with ENOSPC, not kill the process (badger
-// writes through memory maps, where a full disk raises SIGBUS); every
-// append acknowledged must survive; once the disk is freed both take
-// writes again.
+// writes through memory maps, where a full disk raises SIGBUS); once the
+// ledger has refused an append for lack of space it acknowledges none
+// until the disk is freed; every append acknowledged must survive; once
+// the disk is freed both take writes again. Each phase waits for what it
+// needs to have happened, not for a time.
 func TestFullDisk(t *testing.T) {
 	mnt := smallExt4(t, 768<<20)
 	ctx := context.Background()
@@ -143,14 +146,24 @@ func TestFullDisk(t *testing.T) {
 	}
 
 	var (
-		stop     atomic.Bool
-		full     atomic.Bool // the filler has run: refusals are expected
+		stop atomic.Bool
+		full atomic.Bool // the filler has run: refusals are expected
+		// refusing: an append was refused by the ledger's guard, whose
+		// verdict every append that starts afterwards shares until the
+		// disk is freed.
+		refusing atomic.Bool
+		freed    atomic.Bool // the filler is removed
 		next     atomic.Int64
 		mu       sync.Mutex
 		acked    []uint64
 		refused  = map[string]int{}
 		wg       sync.WaitGroup
 		unexpect = make(chan error, 64)
+		// Counted under mu.
+		delivered      int // deliveries before the disk filled
+		refusedGuarded int // appends refused that started with refusing set
+		ackedGuarded   int // appends acknowledged that started with refusing set, before freed
+		ackedFreed     int // appends acknowledged that started after freed
 	)
 	t.Cleanup(func() { stop.Store(true); wg.Wait() })
 	refuse := func(what string, err error) {
@@ -166,19 +179,52 @@ func TestFullDisk(t *testing.T) {
 		default:
 		}
 	}
+	// waitUntil polls cond, under mu, until it holds.
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Since(start) > 2*time.Minute {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("still waiting after 2 minutes for %s: refusals %v, %d entries acknowledged", what, refused, len(acked))
+			}
+		}
+	}
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
+				guarded, afterFree := refusing.Load(), freed.Load()
 				i := int(next.Add(4))
 				seqs, err := l.Append(ctx, event(i), event(i+1), event(i+2), event(i+3))
 				if err != nil {
+					var low *diskspace.LowSpaceError
+					if errors.As(err, &low) {
+						refusing.Store(true)
+					}
+					if guarded && !afterFree {
+						mu.Lock()
+						refusedGuarded++
+						mu.Unlock()
+					}
 					refuse("append", err)
 					continue
 				}
 				mu.Lock()
 				acked = append(acked, seqs...)
+				switch {
+				case afterFree:
+					ackedFreed++
+				case guarded:
+					ackedGuarded++
+				}
 				mu.Unlock()
 			}
 		}()
@@ -189,27 +235,32 @@ func TestFullDisk(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
+				before := !full.Load()
 				if _, err := ms.Deliver(ctx, mailstore.Delivery{Address: mailbox, Message: msg}); err != nil {
 					refuse("deliver", err)
+				} else if before {
+					mu.Lock()
+					delivered++
+					mu.Unlock()
 				}
 			}
 		}()
 	}
 
-	time.Sleep(500 * time.Millisecond)
+	// Both stores take writes before the disk fills, so that there is
+	// something acknowledged to lose.
+	waitUntil("an append and a delivery before the disk fills", func() bool { return len(acked) > 0 && delivered > 0 })
 	full.Store(true)
 	filler := fill(t, mnt)
-	time.Sleep(1500 * time.Millisecond)
+	// Appends under way when the disk filled may end either way; once the
+	// guard has refused one, every append that starts is refused.
+	waitUntil("appends refused by the guard and deliveries refused", func() bool {
+		return refusedGuarded >= 64 && refused["deliver"] > 0
+	})
 	mu.Lock()
 	ackedFull := len(acked)
-	mu.Unlock()
-	time.Sleep(500 * time.Millisecond)
-	mu.Lock()
-	if n := len(acked) - ackedFull; n != 0 {
-		t.Errorf("%d appends acknowledged with the disk full for 1.5 s", n)
-	}
-	if refused["append"] == 0 || refused["deliver"] == 0 {
-		t.Errorf("with the disk full: refusals %v, want appends and deliveries refused", refused)
+	if ackedGuarded != 0 {
+		t.Errorf("%d appends acknowledged that started after the ledger refused one for lack of space, with the disk still full", ackedGuarded)
 	}
 	t.Logf("disk full: refusals %v; %d entries acknowledged before", refused, ackedFull)
 	mu.Unlock()
@@ -217,15 +268,13 @@ func TestFullDisk(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	freed.Store(true)
+	waitUntil("an append acknowledged after the disk was freed", func() bool { return ackedFreed > 0 })
 	stop.Store(true)
 	wg.Wait()
 	close(unexpect)
 	for err := range unexpect {
 		t.Errorf("unexpected error: %v", err)
-	}
-	if len(acked) == ackedFull {
-		t.Error("no append acknowledged after the disk was freed")
 	}
 	if _, err := ms.Deliver(ctx, mailstore.Delivery{Address: mailbox, Message: msg}); err != nil {
 		t.Errorf("deliver after the disk was freed: %v", err)

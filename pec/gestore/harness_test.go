@@ -71,21 +71,55 @@ type testGestore struct {
 	done        chan struct{}
 }
 
+// pkiCache holds the PKI of each gestore the tests make, by name and
+// domain: four 2048-bit RSA keys a gestore, made once per package run
+// instead of once per test (they were a large part of the package's time
+// under -race). The tests only read them.
+var pkiCache struct {
+	sync.Mutex
+	m map[[2]string]*cachedPKI
+}
+
+type cachedPKI struct {
+	once sync.Once
+	dev  *pki.DevSet
+	tls  *pki.KeyPair
+	err  error
+}
+
+// testPKI returns the development PKI and the TLS server key pair of the
+// gestore name of domain, made on first use.
+func testPKI(name, domain string) (*pki.DevSet, *pki.KeyPair, error) {
+	pkiCache.Lock()
+	if pkiCache.m == nil {
+		pkiCache.m = map[[2]string]*cachedPKI{}
+	}
+	c := pkiCache.m[[2]string{name, domain}]
+	if c == nil {
+		c = new(cachedPKI)
+		pkiCache.m[[2]string{name, domain}] = c
+	}
+	pkiCache.Unlock()
+	c.once.Do(func() {
+		now := time.Now()
+		if c.dev, c.err = pki.NewDevSet(name, domain, now.Add(-time.Hour)); c.err != nil {
+			return
+		}
+		c.tls, c.err = pki.IssueTLSServer(c.dev.CA, []string{"127.0.0.1", "localhost"}, now.Add(-time.Hour), now.AddDate(1, 0, 0))
+	})
+	return c.dev, c.tls, c.err
+}
+
 // newTestGestore makes the PKI and provider record of a gestore; start
 // opens its stores and serves it.
 func newTestGestore(t testing.TB, name, domain string) *testGestore {
 	t.Helper()
 	dir := t.TempDir()
-	now := time.Now()
-	dev, err := pki.NewDevSet(name, domain, now.Add(-time.Hour))
+	dev, tlsKP, err := testPKI(name, domain)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := dev.WriteDir(filepath.Join(dir, "pki")); err != nil {
-		t.Fatal(err)
-	}
-	tlsKP, err := pki.IssueTLSServer(dev.CA, []string{"127.0.0.1", "localhost"}, now.Add(-time.Hour), now.AddDate(1, 0, 0))
-	if err != nil {
 		t.Fatal(err)
 	}
 	p := &igpec.Provider{Name: name, MailReceipt: "posta-certificata@" + domain, ManagedDomains: []string{domain}}
