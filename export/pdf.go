@@ -28,8 +28,10 @@ const (
 // top of each page, "Pagina N di M" at the bottom, paragraphs, and tables
 // whose rows never run into the footer. A block goes to the next page
 // whole when it does not fit in what is left of the current one. created
-// is the document's creation date. The result is not PDF/A: that needs an
-// ICC colour profile and XMP metadata that no dependency provides.
+// is the document's creation date. The result claims PDF/A-2b (see
+// setPDFA): XMP metadata that agrees with the Info dictionary, an sRGB
+// output intent, every font embedded, no transparency, no encryption and a
+// trailer /ID; no PDF/A validator checks it here.
 func (d *document) PDF(created time.Time) ([]byte, error) {
 	d, err := d.showable()
 	if err != nil {
@@ -38,12 +40,8 @@ func (d *document) PDF(created time.Time) ([]byte, error) {
 	pdf := fpdf.New("P", "mm", "A4", "")
 	pdf.AddUTF8FontFromBytes("go", "", goregular.TTF)
 	pdf.AddUTF8FontFromBytes("go", "B", gobold.TTF)
-	pdf.SetTitle(d.Title, true)
-	pdf.SetAuthor(d.Issuer, true)
-	pdf.SetCreator("Custode", true)
+	setPDFA(pdf, pdfMeta{Title: d.Title, Author: d.Issuer, Created: created})
 	pdf.SetLang("it-IT")
-	pdf.SetCreationDate(created)
-	pdf.SetModificationDate(created)
 	pdf.SetMargins(pdfMargin, pdfTop, pdfMargin)
 	pdf.SetAutoPageBreak(false, pdfBottom)
 	pdf.AliasNbPages("{nb}")
@@ -134,7 +132,7 @@ func (d *document) PDF(created time.Time) ([]byte, error) {
 	if err := pdf.Output(&out); err != nil {
 		return nil, fmt.Errorf("export: pdf: %w", err)
 	}
-	return out.Bytes(), nil
+	return fixTrailer(out.Bytes())
 }
 
 // showable returns a copy of d with what the Go fonts cannot show
