@@ -288,7 +288,7 @@ func TestExtractPDF(t *testing.T) {
 
 // TestPDFHostileText: text the Go fonts cannot show (CJK, emoji), control
 // characters, invalid UTF-8 and words longer than a column make a PDF, not
-// an error or a panic.
+// an error or a panic, and keep Info and XMP metadata in agreement.
 func TestPDFHostileText(t *testing.T) {
 	for _, s := range []string{
 		"日本語の件名 😀 \u202e rovesciato",
@@ -302,6 +302,8 @@ func TestPDFHostileText(t *testing.T) {
 		pdf, err := d.PDF(time.Unix(0, 0))
 		if err != nil || len(pdf) == 0 {
 			t.Errorf("%.20q: %v", s, err)
+			continue
 		}
+		checkPDFA(t, pdf)
 	}
 }
