@@ -163,11 +163,16 @@ func selfSigned(t *testing.T) *x509.Certificate {
 	return c
 }
 
-// readZip takes a part of a deposit's size whose files are larger once
-// uncompressed (a receipt.eml carrying a 30 MiB original), and refuses a
-// part over MaxDeposit, a file over 64 MiB and a bundle whose files come
-// to more than 256 MiB: a bundle is hostile input.
+// readZip takes a part whose files are larger once uncompressed than the
+// part (a receipt.eml carrying a 30 MiB original), and refuses a part over
+// its limit, a file over its limit and files over the total: a bundle is
+// hostile input. The limits are scaled down (a MiB is a KiB, the part 4 KiB),
+// so that the test allocates little; bundleLimits are BUNDLE.md's.
 func TestReadZipLimits(t *testing.T) {
+	if bundleLimits != (zipLimits{part: 30_000_000, file: 64 << 20, total: 256 << 20}) {
+		t.Fatalf("bundleLimits %+v, not those of BUNDLE.md §2", bundleLimits)
+	}
+	lim := zipLimits{part: 4 << 10, file: 64 << 10, total: 256 << 10}
 	zipOf := func(t *testing.T, sizes map[string]int) []byte {
 		t.Helper()
 		var buf bytes.Buffer
@@ -192,10 +197,10 @@ func TestReadZipLimits(t *testing.T) {
 		size  int64 // given as the part's size, 0: the ZIP's own
 		want  string
 	}{
-		{"a 31.5 MB receipt, compressed", map[string]int{FileReceipt: 31_500_000}, 0, ""},
-		{"a file over 64 MiB", map[string]int{FileReceipt: 64<<20 + 1}, 0, "larger than a bundle can be"},
-		{"files over 256 MiB together", map[string]int{"a": 60 << 20, "b": 60 << 20, "c": 60 << 20, "d": 60 << 20, "e": 60 << 20}, 0, "more than 268435456 bytes"},
-		{"a part over the deposit", map[string]int{FileReceipt: 10}, MaxDeposit + 1, "larger than a bundle part can be"},
+		{"a receipt larger than the part, compressed", map[string]int{FileReceipt: 50 << 10}, 0, ""},
+		{"a file over the limit", map[string]int{FileReceipt: 64<<10 + 1}, 0, "larger than a bundle can be"},
+		{"files over the total together", map[string]int{"a": 60 << 10, "b": 60 << 10, "c": 60 << 10, "d": 60 << 10, "e": 60 << 10}, 0, "more than 262144 bytes"},
+		{"a part over the deposit", map[string]int{FileReceipt: 10}, 4<<10 + 1, "larger than a bundle part can be"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			z := zipOf(t, tt.sizes)
@@ -203,7 +208,7 @@ func TestReadZipLimits(t *testing.T) {
 			if size == 0 {
 				size = int64(len(z))
 			}
-			err := readZip(bytes.NewReader(z), size, map[string][]byte{})
+			err := readZip(bytes.NewReader(z), size, map[string][]byte{}, lim)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

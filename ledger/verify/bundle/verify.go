@@ -32,6 +32,16 @@ const (
 	maxBundleFiles = 64
 )
 
+// zipLimits are the bounds readZip holds a part to: its size, one file's
+// and all the files' together.
+type zipLimits struct {
+	part        int64
+	file, total int
+}
+
+// bundleLimits are the limits of BUNDLE.md §2.
+var bundleLimits = zipLimits{part: MaxDeposit, file: maxBundleFile, total: maxJoinedFile}
+
 // Check is one verification step and its outcome, in words.
 type Check struct {
 	Name   string
@@ -159,7 +169,7 @@ func VerifyParts(parts []Part, opts Options) (*Report, error) {
 	}
 	files := map[string][]byte{}
 	for i, p := range parts {
-		if err := readZip(p.R, p.Size, files); err != nil {
+		if err := readZip(p.R, p.Size, files, bundleLimits); err != nil {
 			if len(parts) > 1 {
 				err = fmt.Errorf("part %d: %w", i+1, err)
 			}
@@ -176,9 +186,9 @@ func VerifyParts(parts []Part, opts Options) (*Report, error) {
 
 // readZip reads the files of one ZIP into files, refusing duplicates and
 // anything larger than a bundle holds.
-func readZip(r io.ReaderAt, size int64, files map[string][]byte) error {
-	if size > MaxDeposit {
-		return fmt.Errorf("%d bytes, larger than a bundle part can be (%d)", size, MaxDeposit)
+func readZip(r io.ReaderAt, size int64, files map[string][]byte, lim zipLimits) error {
+	if size > lim.part {
+		return fmt.Errorf("%d bytes, larger than a bundle part can be (%d)", size, lim.part)
 	}
 	total := 0
 	for _, b := range files {
@@ -199,16 +209,16 @@ func readZip(r io.ReaderAt, size int64, files map[string][]byte) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Name, err)
 		}
-		b, err := io.ReadAll(io.LimitReader(rc, maxBundleFile+1))
+		b, err := io.ReadAll(io.LimitReader(rc, int64(lim.file)+1))
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Name, err)
 		}
-		if len(b) > maxBundleFile {
+		if len(b) > lim.file {
 			return fmt.Errorf("%s is larger than a bundle can be", f.Name)
 		}
-		if total += len(b); total > maxJoinedFile {
-			return fmt.Errorf("%s: the files of the bundle come to more than %d bytes", f.Name, maxJoinedFile)
+		if total += len(b); total > lim.total {
+			return fmt.Errorf("%s: the files of the bundle come to more than %d bytes", f.Name, lim.total)
 		}
 		files[f.Name] = b
 	}
