@@ -239,3 +239,68 @@ func flipEntry(t *testing.T, data string, seq byte) {
 		t.Fatal(err)
 	}
 }
+
+// auditJSON is the part of audit -json's document the test reads.
+type auditJSON struct {
+	From, To  time.Time
+	Entries   uint64
+	Findings  []struct{ Check, Detail string }
+	Integrity *struct {
+		From, To       uint64
+		Problems       []any
+		ElapsedSeconds float64
+	}
+	Antivirus string
+}
+
+func TestAuditJSON(t *testing.T) {
+	data := initWithEvents(t)
+	out := filepath.Join(t.TempDir(), "out")
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr string
+		wantFile   string
+	}{
+		{"to stdout", nil, "", ""},
+		{"and to files", []string{"-out", out, "-cod-gest-pec", "999"}, "written to " + out, filepath.Join(out, "report.json")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r auditJSON
+			var all map[string]any
+			args := append([]string{"audit", "-data", data, "-json", "-from", "2026-11-23", "-to", "2026-11-24"}, tt.args...)
+			var stdout, stderr bytes.Buffer
+			e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, log: discardLogger()}
+			code := dispatch(context.Background(), e, args)
+			if err := json.Unmarshal(stdout.Bytes(), &all); err != nil {
+				t.Fatalf("exit %d: stdout is not one JSON document: %v\n%s\n%s", code, err, stdout.String(), stderr.String())
+			}
+			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+				t.Fatal(err)
+			}
+			wantCode := 0
+			if len(r.Findings) > 0 {
+				wantCode = 1 // the text report fails as well
+			}
+			if code != wantCode {
+				t.Errorf("exit %d with %d findings: %+v\n%s", code, len(r.Findings), r.Findings, stderr.String())
+			}
+			if r.Entries < 50 || r.Integrity == nil || r.Integrity.To != r.Entries ||
+				r.Antivirus != "not configured" || r.From.IsZero() || r.To.Sub(r.From) != 24*time.Hour {
+				t.Errorf("report %+v (integrity %+v)", r, r.Integrity)
+			}
+			if _, ok := all["DeliveryP50"]; !ok {
+				t.Errorf("no DeliveryP50 in %v", all)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr %q, want %q", stderr.String(), tt.wantStderr)
+			}
+			if tt.wantFile != "" {
+				if _, err := os.Stat(tt.wantFile); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
