@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/custode/custode/cmd/internal/verifycmd"
 )
 
 // custodeJSON runs the command line in process and decodes its standard
@@ -300,6 +302,58 @@ func TestAuditJSON(t *testing.T) {
 				if _, err := os.Stat(tt.wantFile); err != nil {
 					t.Error(err)
 				}
+			}
+		})
+	}
+}
+
+func TestVerifyJSON(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if code, out := custode(t, "", "init", "-data", data, "-domain", "pec.prova.test"); code != 0 {
+		t.Fatalf("init: %d %s", code, out)
+	}
+	ev := `{"kind":"accettazione","identificativo":"opec3@pec.prova.test","riferimento_temporale":"2026-11-23T10:00:00+01:00","mittente":"a@pec.prova.test","destinatari":[{"indirizzo":"b@pec.altro.test","tipo":"certificato"}],"gestore":"Prova","oggetto":"n. 3"}` + "\n"
+	if code, out := custode(t, ev, "ledger", "append", "-data", data); code != 0 {
+		t.Fatalf("append: %d %s", code, out)
+	}
+	bundle := filepath.Join(t.TempDir(), "b.zip")
+	if code, out := custode(t, "", "export", "receipt", "-data", data, "-id", "opec3@pec.prova.test", "-out", bundle, "-actor", "avv.rossi"); code != 0 {
+		t.Fatalf("export: %d %s", code, out)
+	}
+	notZip := filepath.Join(t.TempDir(), "x.zip")
+	if err := os.WriteFile(notZip, []byte("PK not really"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ca, gestore, tsa := filepath.Join(data, "pki", "ca.pem"), filepath.Join(data, "pki", "gestore.pem"), filepath.Join(data, "pki", "tsa.pem")
+	tests := []struct {
+		name      string
+		args      []string
+		wantCode  int
+		wantOK    bool
+		wantError bool // unreadable: no checks, an error
+	}{
+		{"verifies", []string{"-anchor", ca, "-gestore", gestore, bundle}, 0, true, false},
+		{"another gestore", []string{"-anchor", ca, "-gestore", tsa, bundle}, 1, false, false},
+		{"not a bundle", []string{"-anchor", ca, notZip}, 1, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r verifycmd.Report
+			code, stderr := custodeJSON(t, &r, append([]string{"verify", "-json"}, tt.args...)...)
+			if code != tt.wantCode || r.OK != tt.wantOK || (r.Error != "") != tt.wantError {
+				t.Fatalf("exit %d, report %+v; want exit %d ok %v error %v\n%s", code, r, tt.wantCode, tt.wantOK, tt.wantError, stderr)
+			}
+			failed := 0
+			for _, c := range r.Checks {
+				if c.Name == "" {
+					t.Errorf("a check without a name: %+v", c)
+				}
+				if !c.OK {
+					failed++
+				}
+			}
+			if tt.wantError != (len(r.Checks) == 0) || tt.wantOK != (failed == 0 && len(r.Checks) > 0) {
+				t.Errorf("%d checks, %d failed, with ok %v: %+v", len(r.Checks), failed, r.OK, r.Checks)
 			}
 		})
 	}
