@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/smime"
@@ -121,7 +122,10 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
-	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
+	p := progress.New(e.stderr, "export extract: entries")
+	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM,
+		Progress: p.Func()})
+	p.Done()
 	if errors.Is(err, export.ErrNoCheckpoint) {
 		return &failedError{"no timestamped checkpoint yet: try again after the next one"}
 	}
