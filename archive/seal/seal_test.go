@@ -227,7 +227,12 @@ func roundTrip(t *testing.T, store archive.Store) {
 	// Lost disk: rebuild from the archive alone.
 	rebuilt := openLedger(t, t.TempDir(), false)
 	defer rebuilt.Close()
-	last, err := seal.Rebuild(ctx, store, "", rebuilt, devSet.Roots(), devSet.Roots())
+	var progress [][2]uint64
+	last, err := seal.RebuildWith(ctx, store, rebuilt, seal.RebuildOptions{Roots: devSet.Roots(), TSARoots: devSet.Roots(),
+		Progress: func(done, total uint64) { progress = append(progress, [2]uint64{done, total}) }})
+	if n := uint64(len(progress)); err == nil && (n == 0 || progress[n-1] != [2]uint64{n, n}) {
+		t.Errorf("rebuild progress %v, want 1..n of n", progress)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,9 @@ func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	last, err := seal.Rebuild(ctx, store, "", l, roots, tsaRoots)
+	p := progress.New(e.stderr, "ledger rebuild: segments")
+	last, err := seal.RebuildWith(ctx, store, l, seal.RebuildOptions{Roots: roots, TSARoots: tsaRoots, Progress: p.Func()})
+	p.Done()
 	if err != nil {
 		l.Close()
 		return err
