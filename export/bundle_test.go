@@ -412,10 +412,16 @@ func rewrite(t *testing.T, z []byte, change func(name string, b []byte) []byte, 
 func TestExtract(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
+	var progress [][2]uint64
 	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: f.ledger, Mailbox: "Mario@pec.alfa.test",
-		From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Signer: f.signer, GestoreCA: f.caPEM, TSACA: f.caPEM})
+		From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Signer: f.signer, GestoreCA: f.caPEM, TSACA: f.caPEM,
+		Progress: func(done, total uint64) { progress = append(progress, [2]uint64{done, total}) }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Two entries found (total not known yet), then their two proofs.
+	if want := [][2]uint64{{1, 0}, {2, 0}, {1, 2}, {2, 2}}; !slices.Equal(progress, want) {
+		t.Errorf("progress %v, want %v", progress, want)
 	}
 	var buf bytes.Buffer
 	if err := b.WriteZip(&buf); err != nil {

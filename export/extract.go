@@ -60,6 +60,10 @@ type ExtractOptions struct {
 	GestoreCA, TSACA []byte
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Progress, if not nil, is called with the entries found so far and
+	// total 0 while the ledger is searched, then with the entries whose
+	// proofs are written and the entries in the extract.
+	Progress func(done, total uint64)
 }
 
 // Involves reports whether mailbox is the mittente or a destinatario of
@@ -164,6 +168,9 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 		// (Unicode folding): keep only what is the mailbox's.
 		if e.Seq < cp.Size && Concerns(e, mailbox) {
 			entries = append(entries, e)
+			if opts.Progress != nil {
+				opts.Progress(uint64(len(entries)), 0)
+			}
 		}
 		if len(entries) > MaxExtractEntries {
 			return nil, fmt.Errorf("export: extract: more than %d entries: ask for a shorter period", MaxExtractEntries)
@@ -189,6 +196,9 @@ func Extract(ctx context.Context, opts ExtractOptions) (*Bundle, error) {
 			p.Hashes = append(p.Hashes, hex.EncodeToString(h))
 		}
 		doc.Entries = append(doc.Entries, ExtractEntry{Entry: string(raw), Proof: p})
+		if opts.Progress != nil {
+			opts.Progress(uint64(i+1), uint64(len(entries)))
+		}
 	}
 	js, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {

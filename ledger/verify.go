@@ -33,6 +33,10 @@ type VerifyOptions struct {
 	RequireTimestamps bool
 	// MaxProblems stops collecting after this many; 0 means 100.
 	MaxProblems int
+	// Progress, if not nil, is called as entries are checked with the
+	// number done and the number in range, from the goroutine that
+	// called Verify; at least once at the end of the range.
+	Progress func(done, total uint64)
 }
 
 // Problem is one inconsistency Verify found.
@@ -215,6 +219,9 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	err = l.db.View(func(txn *badger.Txn) error {
 		visit := nodeCheck(txn)
 		return l.decodeEntries(ctx, from, to, func(seq uint64, raw []byte, leaf [32]byte, e *Entry, derr error) error {
+			if done := seq + 1 - from; opts.Progress != nil && (done%1024 == 0 || seq+1 == to) {
+				opts.Progress(done, to-from)
+			}
 			mismatch := true
 			var pe *PurgedError
 			switch {

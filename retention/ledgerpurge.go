@@ -133,6 +133,9 @@ func (m *Manager) PurgeLog(ctx context.Context, r LogRetention, actor string, dr
 		if err := m.Ledger.Purge(ctx, seq, chunk); err != nil {
 			return nil, fmt.Errorf("retention: purge log: %w", err)
 		}
+		if m.Progress != nil {
+			m.Progress(uint64(len(plan.Entries)-len(rest)), uint64(len(plan.Entries)))
+		}
 	}
 	return plan, nil
 }

@@ -54,6 +54,10 @@ type Manager struct {
 	Now func() time.Time
 	// Gestore names the gestore in the ledger events.
 	Gestore string
+	// Progress, if not nil, is called as a purge deletes: by Purge with
+	// the archive objects deleted and planned, by PurgeLog with the
+	// ledger entries purged and planned. A dry run never calls it.
+	Progress func(done, total uint64)
 }
 
 func (m *Manager) now() time.Time {
@@ -350,12 +354,15 @@ func (m *Manager) Purge(ctx context.Context, prefixes []string, actor string, dr
 	}
 	var bytes int64
 	keys := make([]string, 0, len(plan.Objects))
-	for _, o := range plan.Objects {
+	for i, o := range plan.Objects {
 		if err := m.Store.Delete(ctx, o.Key, o.VersionID); err != nil {
 			return nil, fmt.Errorf("retention: purge %s: %w", o.Key, err)
 		}
 		bytes += o.Size
 		keys = append(keys, o.id())
+		if m.Progress != nil {
+			m.Progress(uint64(i+1), uint64(len(plan.Objects)))
+		}
 	}
 	slices.Sort(keys)
 	sum := sha256.Sum256([]byte(strings.Join(keys, "\n")))

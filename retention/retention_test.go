@@ -218,6 +218,15 @@ func TestTimeTravel(t *testing.T) {
 	}
 
 	clk.Advance(11 * time.Second)
+	var progress [][2]uint64 // the Progress calls since the last check
+	m.Progress = func(done, total uint64) { progress = append(progress, [2]uint64{done, total}) }
+	checkProgress := func(what string, want ...[2]uint64) {
+		t.Helper()
+		if !slices.Equal(progress, want) {
+			t.Errorf("%s: progress %v, want %v", what, progress, want)
+		}
+		progress = nil
+	}
 	plan, err = m.Purge(ctx, []string{sicurezza.DefaultPrefix}, "sweeper", true)
 	if err != nil {
 		t.Fatal(err)
@@ -241,9 +250,11 @@ func TestTimeTravel(t *testing.T) {
 	if _, _, err := w.ledger.Entry(ctx, annaSeq); err != nil {
 		t.Fatal("a dry run purged the ledger")
 	}
+	checkProgress("dry runs")
 	if lplan, err = m.PurgeLog(ctx, keep, "sweeper", false); err != nil || len(lplan.Events) != 1 {
 		t.Fatalf("log purge: %+v %v", lplan, err)
 	}
+	checkProgress("log purge", [2]uint64{1, 1})
 	if _, _, err := w.ledger.Entry(ctx, annaSeq); !errors.Is(err, ledger.ErrPurged) {
 		t.Fatalf("anna's entry after the log purge: %v", err)
 	}
@@ -251,6 +262,7 @@ func TestTimeTravel(t *testing.T) {
 	if _, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix}, "sweeper", false); err != nil {
 		t.Fatal(err)
 	}
+	checkProgress("purge", [2]uint64{1, 1})
 	for key, want := range map[string]bool{anna: false, mario1: true, mario2: true, mario3: true} {
 		if w.exists(key) != want {
 			t.Errorf("after the purge, %s exists = %v, want %v", key, !want, want)
@@ -267,6 +279,7 @@ func TestTimeTravel(t *testing.T) {
 	if _, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix}, "sweeper", false); err != nil {
 		t.Fatal(err)
 	}
+	checkProgress("purge after the release", [2]uint64{1, 3}, [2]uint64{2, 3}, [2]uint64{3, 3})
 	for _, key := range []string{mario1, mario2, mario3} {
 		if w.exists(key) {
 			t.Errorf("%s outlived its released hold", key)

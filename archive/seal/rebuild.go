@@ -18,6 +18,23 @@ import (
 // recorded again. It returns the last checkpoint, whose root the rebuilt
 // ledger's head then equals.
 func Rebuild(ctx context.Context, store archive.Store, prefix string, l *ledger.Ledger, roots, tsaRoots *x509.CertPool) (*ledger.Checkpoint, error) {
+	return RebuildWith(ctx, store, l, RebuildOptions{Prefix: prefix, Roots: roots, TSARoots: tsaRoots})
+}
+
+// RebuildOptions are the options of RebuildWith.
+type RebuildOptions struct {
+	Prefix string // "" means DefaultPrefix
+	// Roots and TSARoots are the trust anchors of checkpoint signatures
+	// and timestamp tokens.
+	Roots, TSARoots *x509.CertPool
+	// Progress, if not nil, is called after each segment is imported with
+	// the number of segments done and the number listed.
+	Progress func(done, total uint64)
+}
+
+// RebuildWith is Rebuild with options.
+func RebuildWith(ctx context.Context, store archive.Store, l *ledger.Ledger, opts RebuildOptions) (*ledger.Checkpoint, error) {
+	prefix, roots, tsaRoots := opts.Prefix, opts.Roots, opts.TSARoots
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
@@ -37,7 +54,7 @@ func Rebuild(ctx context.Context, store archive.Store, prefix string, l *ledger.
 	}
 	var prev *ledger.SegmentEnd
 	var last *ledger.Checkpoint
-	for _, o := range objs {
+	for i, o := range objs {
 		obj, err := store.Get(ctx, o.key, "")
 		if err != nil {
 			return nil, fmt.Errorf("seal: rebuild: %w", err)
@@ -76,6 +93,9 @@ func Rebuild(ctx context.Context, store archive.Store, prefix string, l *ledger.
 			return nil, fmt.Errorf("seal: rebuild: %w", err)
 		}
 		prev, last = end, seg.Checkpoint
+		if opts.Progress != nil {
+			opts.Progress(uint64(i+1), uint64(len(objs)))
+		}
 	}
 	if h := l.Head(); h.Size != last.Size || h.Root != last.Root {
 		return nil, errors.New("seal: rebuild: the rebuilt head does not match the last checkpoint")

@@ -145,12 +145,20 @@ func verifyOpts(seals []ledger.Seal) seal.VerifyOptions {
 
 func mustVerify(t testing.TB, store archive.Store, seals []ledger.Seal) *seal.Report {
 	t.Helper()
-	r, err := seal.Verify(context.Background(), store, verifyOpts(seals))
+	opts := verifyOpts(seals)
+	var calls [][2]uint64
+	opts.Progress = func(done, total uint64) { calls = append(calls, [2]uint64{done, total}) }
+	r, err := seal.Verify(context.Background(), store, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !r.OK() {
 		t.Fatalf("archive verify: %s", strings.Join(r.Problems, "\n"))
+	}
+	// One call per segment, the last with every segment done.
+	n := uint64(r.Segments)
+	if uint64(len(calls)) != n || n > 0 && calls[n-1] != [2]uint64{n, n} {
+		t.Errorf("progress calls %v, want 1..%d of %d", calls, n, n)
 	}
 	return r
 }
@@ -219,7 +227,12 @@ func roundTrip(t *testing.T, store archive.Store) {
 	// Lost disk: rebuild from the archive alone.
 	rebuilt := openLedger(t, t.TempDir(), false)
 	defer rebuilt.Close()
-	last, err := seal.Rebuild(ctx, store, "", rebuilt, devSet.Roots(), devSet.Roots())
+	var progress [][2]uint64
+	last, err := seal.RebuildWith(ctx, store, rebuilt, seal.RebuildOptions{Roots: devSet.Roots(), TSARoots: devSet.Roots(),
+		Progress: func(done, total uint64) { progress = append(progress, [2]uint64{done, total}) }})
+	if n := uint64(len(progress)); err == nil && (n == 0 || progress[n-1] != [2]uint64{n, n}) {
+		t.Errorf("rebuild progress %v, want 1..n of n", progress)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

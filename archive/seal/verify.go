@@ -28,6 +28,9 @@ type VerifyOptions struct {
 	// MinRetainUntil, if set, gives the least retain-until each segment
 	// must have, from its last checkpoint.
 	MinRetainUntil func(c *ledger.Checkpoint) time.Time
+	// Progress, if not nil, is called after each segment is checked with
+	// the number of segments done and the number listed.
+	Progress func(done, total uint64)
 }
 
 // Report is the outcome of Verify.
@@ -112,9 +115,12 @@ func Verify(ctx context.Context, store archive.Store, opts VerifyOptions) (*Repo
 	}
 	var prev *ledger.SegmentEnd
 	var prevCP *ledger.Checkpoint
-	for _, o := range objs {
+	for i, o := range objs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if opts.Progress != nil && i > 0 {
+			opts.Progress(uint64(i), uint64(len(objs)))
 		}
 		seal, recorded := sealed[o.key]
 		delete(sealed, o.key)
@@ -189,6 +195,9 @@ func Verify(ctx context.Context, store archive.Store, opts VerifyOptions) (*Repo
 		r.Segments++
 		r.Entries += uint64(len(seg.Entries))
 		r.Checkpoint = seg.Checkpoint
+	}
+	if opts.Progress != nil && len(objs) > 0 {
+		opts.Progress(uint64(len(objs)), uint64(len(objs)))
 	}
 	for _, s := range opts.Seals {
 		if _, missing := sealed[s.Key]; missing {

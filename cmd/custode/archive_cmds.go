@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/retention"
@@ -15,9 +17,10 @@ import (
 
 func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 	var data string
-	var noLedger bool
+	var noLedger, asJSON bool
 	fs := flags(e, "archive verify", &data)
 	fs.BoolVar(&noLedger, "no-ledger", false, "check the archive alone, without the ledger's records of what it sealed")
+	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON document")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -45,25 +48,70 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 	}
 	// The sealer's rule, at the legal minimum.
 	opts.MinRetainUntil = retention.SegmentMinimum(ctx, entries, retention.LegalMinimum())
+	p := progress.New(e.stderr, "archive verify: segments")
+	opts.Progress = p.Func()
 	r, err := seal.Verify(ctx, store, opts)
+	p.Done()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "segments: %d\nentries: %d\n", r.Segments, r.Entries)
-	if r.Checkpoint != nil {
-		fmt.Fprintf(e.stdout, "last checkpoint: size %d, root %x, time %s\n", r.Checkpoint.Size, r.Checkpoint.Root, r.Checkpoint.Time.Format(time.RFC3339))
-	}
-	if opts.Seals != nil {
-		fmt.Fprintf(e.stdout, "seals recorded in the ledger: %d\n", len(opts.Seals))
-	}
-	for _, p := range r.Problems {
-		fmt.Fprintf(e.stdout, "PROBLEM: %s\n", p)
+	if asJSON {
+		if err := writeJSON(e, archiveVerifyJSON(r, opts.Seals)); err != nil {
+			return err
+		}
+	} else {
+		printArchiveVerify(e, r, opts.Seals)
 	}
 	if !r.OK() {
 		return &failedError{fmt.Sprintf("archive verify: %d problems", len(r.Problems))}
 	}
-	fmt.Fprintln(e.stdout, "archive verify: OK")
 	return nil
+}
+
+func printArchiveVerify(e *env, r *seal.Report, seals []ledger.Seal) {
+	fmt.Fprintf(e.stdout, "segments: %d\nentries: %d\n", r.Segments, r.Entries)
+	if r.Checkpoint != nil {
+		fmt.Fprintf(e.stdout, "last checkpoint: size %d, root %x, time %s\n", r.Checkpoint.Size, r.Checkpoint.Root, r.Checkpoint.Time.Format(time.RFC3339))
+	}
+	if seals != nil {
+		fmt.Fprintf(e.stdout, "seals recorded in the ledger: %d\n", len(seals))
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(e.stdout, "PROBLEM: %s\n", p)
+	}
+	if r.OK() {
+		fmt.Fprintln(e.stdout, "archive verify: OK")
+	}
+}
+
+// archiveVerifyReport is archive verify -json's document: the facts of
+// the text report. SealsRecorded is absent with -no-ledger.
+type archiveVerifyReport struct {
+	OK             bool                  `json:"ok"`
+	Segments       int                   `json:"segments"`
+	Entries        uint64                `json:"entries"`
+	LastCheckpoint *archiveCheckpointRef `json:"last_checkpoint,omitempty"`
+	SealsRecorded  *int                  `json:"seals_recorded,omitempty"`
+	Problems       []string              `json:"problems"`
+}
+
+// archiveCheckpointRef names the last checkpoint of the archive.
+type archiveCheckpointRef struct {
+	Size uint64    `json:"size"`
+	Root string    `json:"root"` // hex
+	Time time.Time `json:"time"`
+}
+
+func archiveVerifyJSON(r *seal.Report, seals []ledger.Seal) archiveVerifyReport {
+	j := archiveVerifyReport{OK: r.OK(), Segments: r.Segments, Entries: r.Entries, Problems: append([]string{}, r.Problems...)}
+	if cp := r.Checkpoint; cp != nil {
+		j.LastCheckpoint = &archiveCheckpointRef{Size: cp.Size, Root: hex.EncodeToString(cp.Root[:]), Time: cp.Time}
+	}
+	if seals != nil {
+		n := len(seals)
+		j.SealsRecorded = &n
+	}
+	return j
 }
 
 func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
@@ -94,7 +142,9 @@ func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	last, err := seal.Rebuild(ctx, store, "", l, roots, tsaRoots)
+	p := progress.New(e.stderr, "ledger rebuild: segments")
+	last, err := seal.RebuildWith(ctx, store, l, seal.RebuildOptions{Roots: roots, TSARoots: tsaRoots, Progress: p.Func()})
+	p.Done()
 	if err != nil {
 		l.Close()
 		return err

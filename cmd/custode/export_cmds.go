@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/smime"
@@ -121,7 +122,10 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
-	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
+	p := progress.New(e.stderr, "export extract: entries")
+	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM,
+		Progress: p.Func()})
+	p.Done()
 	if errors.Is(err, export.ErrNoCheckpoint) {
 		return &failedError{"no timestamped checkpoint yet: try again after the next one"}
 	}
@@ -147,6 +151,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&outDir, "out", "", "directory to write report.json, report.txt, report.pdf, P01.csv and P02.csv into")
 	fs.StringVar(&code, "cod-gest-pec", "", "the gestore's code for the AgID statistics (default: custode.json's cod_gest_pec)")
 	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the report")
+	asJSON := fs.Bool("json", false, "print the report as one JSON document (report.json's)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -186,7 +191,13 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(e.stdout, rep.Text())
+	if *asJSON {
+		if err := writeJSON(e, rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprint(e.stdout, rep.Text())
+	}
 	if outDir != "" {
 		mailboxes, err := c.countMailboxes(ctx, e)
 		if err != nil {
@@ -195,7 +206,11 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		if err := rep.WriteFiles(outDir, code, len(c.domains()), mailboxes); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "\nwritten to %s\n", outDir)
+		if *asJSON {
+			fmt.Fprintf(e.stderr, "written to %s\n", outDir) // stdout holds only the JSON
+		} else {
+			fmt.Fprintf(e.stdout, "\nwritten to %s\n", outDir)
+		}
 	}
 	if !rep.OK() {
 		return &failedError{"the audit found problems"}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/retention"
@@ -198,14 +199,20 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	// Archive objects first: the archivio di sicurezza and the sealed
 	// segments past their retain-until; then the ledger's own copies of
 	// the entries past retention (only those sealed, and not held).
+	p := progress.New(e.stderr, "purge: archive objects")
+	m.Progress = p.Func()
 	plan, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix, seal.DefaultPrefix}, actor, dryRun)
+	p.Done()
 	if err != nil {
 		return err
 	}
 	if err := plan.WriteText(e.stdout); err != nil {
 		return err
 	}
+	p = progress.New(e.stderr, "purge: ledger entries")
+	m.Progress = p.Func()
 	lp, err := m.PurgeLog(ctx, keep, actor, dryRun)
+	p.Done()
 	if err != nil {
 		return err
 	}

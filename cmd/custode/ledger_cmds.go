@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
@@ -94,11 +95,12 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	var data string
 	var from, to uint64
-	var requireTS bool
+	var requireTS, asJSON bool
 	fs := flags(e, "ledger verify", &data)
 	fs.Uint64Var(&from, "from", 0, "first entry to check")
 	fs.Uint64Var(&to, "to", 0, "check entries before this one (0: to the end)")
 	fs.BoolVar(&requireTS, "require-timestamps", false, "fail on checkpoints still waiting for their RFC 3161 token")
+	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON document")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -114,10 +116,27 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := l.Verify(ctx, ledger.VerifyOptions{From: from, To: to, Roots: roots, TSARoots: tsaRoots, RequireTimestamps: requireTS})
+	p := progress.New(e.stderr, "ledger verify: entries")
+	r, err := l.Verify(ctx, ledger.VerifyOptions{From: from, To: to, Roots: roots, TSARoots: tsaRoots, RequireTimestamps: requireTS,
+		Progress: p.Func()})
+	p.Done()
 	if err != nil {
 		return err
 	}
+	if asJSON {
+		if err := writeJSON(e, ledgerVerifyJSON(r)); err != nil {
+			return err
+		}
+	} else {
+		printLedgerVerify(e, r)
+	}
+	if r.OK() {
+		return nil
+	}
+	return &failedError{fmt.Sprintf("%d problems, the first: %s", len(r.Problems), r.Problems[0])}
+}
+
+func printLedgerVerify(e *env, r *ledger.Report) {
 	if r.To > r.From {
 		fmt.Fprintf(e.stdout, "entries %d-%d: chain and tree recomputed in %v (%.0f entries/s)\n",
 			r.From, r.To-1, r.Elapsed.Round(time.Millisecond), float64(r.To-r.From)/max(r.Elapsed.Seconds(), 1e-9))
@@ -131,13 +150,62 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	}
 	if r.OK() {
 		fmt.Fprintln(e.stdout, "OK")
-		return nil
+		return
 	}
 	fmt.Fprintf(e.stdout, "FIRST INCONSISTENCY: %s\n", r.Problems[0])
 	for _, p := range r.Problems[1:] {
 		fmt.Fprintf(e.stdout, "also: %s\n", p)
 	}
-	return &failedError{fmt.Sprintf("%d problems, the first: %s", len(r.Problems), r.Problems[0])}
+}
+
+// ledgerVerifyReport is ledger verify -json's document: the facts of the
+// text report. Problems are in the order found; the first is the first
+// inconsistency.
+type ledgerVerifyReport struct {
+	OK                bool                `json:"ok"`
+	From              uint64              `json:"from"` // the entries checked, [from, to)
+	To                uint64              `json:"to"`
+	Checkpoints       int                 `json:"checkpoints"`
+	Signatures        int                 `json:"signatures"`
+	Timestamps        int                 `json:"timestamps"`
+	PendingTimestamps int                 `json:"pending_timestamps"`
+	Purged            int                 `json:"purged"`
+	ElapsedSeconds    float64             `json:"elapsed_seconds"`
+	Notes             []string            `json:"notes"`
+	Problems          []ledgerVerifyIssue `json:"problems"`
+}
+
+// ledgerVerifyIssue is one problem; seq or checkpoint is absent when the
+// problem is not one entry's or one checkpoint's.
+type ledgerVerifyIssue struct {
+	Seq        *int64 `json:"seq,omitempty"`
+	Checkpoint *int64 `json:"checkpoint,omitempty"`
+	Message    string `json:"message"`
+	Text       string `json:"text"` // as the text report prints it
+}
+
+func ledgerVerifyJSON(r *ledger.Report) ledgerVerifyReport {
+	j := ledgerVerifyReport{OK: r.OK(), From: r.From, To: r.To, Checkpoints: r.Checkpoints, Signatures: r.Signatures,
+		Timestamps: r.Timestamps, PendingTimestamps: r.PendingTimestamps, Purged: r.Purged,
+		ElapsedSeconds: r.Elapsed.Seconds(), Notes: append([]string{}, r.Notes...), Problems: []ledgerVerifyIssue{}}
+	for _, p := range r.Problems {
+		i := ledgerVerifyIssue{Message: p.Message, Text: p.String()}
+		if p.Seq >= 0 {
+			i.Seq = &p.Seq
+		}
+		if p.Checkpoint >= 0 {
+			i.Checkpoint = &p.Checkpoint
+		}
+		j.Problems = append(j.Problems, i)
+	}
+	return j
+}
+
+// writeJSON writes v to standard output as one indented JSON document.
+func writeJSON(e *env, v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func seqArg(fs interface{ Arg(int) string }) (uint64, error) {

@@ -7,6 +7,7 @@ package verifycmd
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,17 +47,20 @@ type FailedError struct{ Msg string }
 func (e *FailedError) Error() string { return e.Msg }
 
 // Verify runs the command named name (for its flag messages) with args:
-// the flags -anchor (required) and -gestore, then the bundle's parts (a
+// the flags -anchor (required), -gestore and -json, then the bundle's parts (a
 // file name, or "-" for stdin). It writes the report of every check to
-// stdout, then "the bundle verifies", and returns nil; or it returns
+// stdout, then "the bundle verifies" (with -json: one Report document
+// instead), and returns nil; or it returns
 // flag.ErrHelp (for -h), a *UsageError, a *FailedError after the report
 // when a check fails, or the error that stopped it.
 func Verify(ctx context.Context, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var anchor, gestoreCert string
+	var asJSON bool
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&anchor, "anchor", "", "PEM file of trusted roots: the gestore's CA and its TSA's (required; the bundle's own copies are not trusted)")
 	fs.StringVar(&gestoreCert, "gestore", "", "PEM file of the gestore's signing certificate, as it publishes it: the bundle must be signed by exactly this certificate (optional)")
+	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON document")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -94,6 +98,9 @@ func Verify(ctx context.Context, name string, args []string, stdin io.Reader, st
 		parts = append(parts, bundle.Part{R: p, Size: p.Size})
 	}
 	rep, err := bundle.VerifyParts(parts, bundle.Options{Anchors: anchors, Gestore: pin})
+	if asJSON {
+		return writeJSON(stdout, rep, err)
+	}
 	if err != nil {
 		return &FailedError{err.Error()}
 	}
@@ -123,6 +130,51 @@ func Run(ctx context.Context, name string, args []string, stdin io.Reader, stdou
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
+}
+
+// Report is the JSON document -json prints: the checks of the text
+// report, in order, and the verdict. Error is set, and Checks empty, when
+// the bundle could not be read at all.
+type Report struct {
+	OK           bool          `json:"ok"` // "the bundle verifies"
+	Error        string        `json:"error,omitempty"`
+	Checks       []ReportCheck `json:"checks"`
+	Reproduction bool          `json:"reproduction"` // a receipt rebuilt from the log
+	Imported     bool          `json:"imported"`     // an entry appended by hand
+}
+
+// ReportCheck is one check of a Report.
+type ReportCheck struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// writeJSON writes the Report of rep, or of the error that kept the
+// bundle from being read, and returns what Verify returns: nil when the
+// bundle verifies, a *FailedError otherwise.
+func writeJSON(w io.Writer, rep *bundle.Report, verr error) error {
+	j := Report{Checks: []ReportCheck{}}
+	if verr != nil {
+		j.Error = verr.Error()
+	} else {
+		j.OK, j.Reproduction, j.Imported = rep.OK(), rep.Reproduction, rep.Imported
+		for _, c := range rep.Checks {
+			j.Checks = append(j.Checks, ReportCheck{Name: c.Name, OK: c.OK, Detail: c.Detail})
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(j); err != nil {
+		return err
+	}
+	switch {
+	case verr != nil:
+		return &FailedError{verr.Error()}
+	case !j.OK:
+		return &FailedError{"the bundle does NOT verify"}
+	}
+	return nil
 }
 
 // readCertificates reads every certificate of a PEM file ("-" is stdin),
