@@ -100,9 +100,15 @@ start() {
 		;;
 	esac
 	if running; then
-		log "clamd already running in $DIR (pid $(cat "$DIR/clamd.pid"))"
-		print_env
-		return
+		# A clamd started by an older version of this script (another
+		# StreamMaxLength) is restarted with this one's configuration.
+		if grep -qx 'StreamMaxLength 32M' "$DIR/clamd.conf" 2>/dev/null; then
+			log "clamd already running in $DIR (pid $(cat "$DIR/clamd.pid"))"
+			print_env
+			return
+		fi
+		log "clamd in $DIR has an older configuration: restarting it"
+		stop
 	fi
 	rm -f "$DIR/clamd.pid" "$DIR/clamd.port" "$DIR/clamd.sock"
 	mkdir -p "$DIR/db"
@@ -127,7 +133,7 @@ PidFile $DIR/clamd.pid
 LogSyslog no
 LogFile $DIR/clamd.log
 LogTime yes
-StreamMaxLength 25M
+StreamMaxLength 32M
 MaxThreads 4
 SelfCheck 0
 EOF

@@ -130,7 +130,14 @@ func (s *serverConfig) scanner(e *env) (gestore.Scanner, error) {
 		if !ok || (network != "unix" && network != "tcp") || addr == "" {
 			return nil, fmt.Errorf(`server.clamd: want "unix:/path" or "tcp:host:port", got %q`, s.Clamd)
 		}
-		return &clamd.Client{Network: network, Address: addr}, nil
+		// Every message the formal checks let through is scanned whole:
+		// clamd's StreamMaxLength must be at least max_size (the README
+		// says so), or clamd refuses and the message is deferred.
+		maxSize := s.MaxSize
+		if maxSize <= 0 {
+			maxSize = gestore.DefaultMaxSize
+		}
+		return &clamd.Client{Network: network, Address: addr, MaxSize: maxSize}, nil
 	}
 	if s.Profile == profileProduction && !disabled {
 		return nil, errors.New(`production profile without a virus scanner: set server.clamd in custode.json ("unix:/path/clamd.sock" or "tcp:host:port"), ` +

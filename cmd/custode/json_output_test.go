@@ -161,27 +161,11 @@ func TestArchiveVerifyJSON(t *testing.T) {
 	}
 }
 
-// sealOnce runs the archive until the entries appended are sealed. It
-// turns the metrics listener off first: its fixed default port may be
-// taken on a shared machine.
+// sealOnce runs the archive until the entries appended are sealed, with
+// its fixed-port listeners off (quietListeners).
 func sealOnce(t *testing.T, data string) {
 	t.Helper()
-	cfg := filepath.Join(data, configFile)
-	raw, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	delete(m, "metrics")
-	if raw, err = json.Marshal(m); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfg, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	quietListeners(t, data)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
 	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, log: discardLogger()}
@@ -356,5 +340,31 @@ func TestVerifyJSON(t *testing.T) {
 				t.Errorf("%d checks, %d failed, with ok %v: %+v", len(r.Checks), failed, r.OK, r.Checks)
 			}
 		})
+	}
+}
+
+// quietListeners turns off the API and metrics listeners of the
+// configuration in data: init gives them fixed default ports, which
+// another test, or another program on a shared machine, may hold.
+func quietListeners(t *testing.T, data string) {
+	t.Helper()
+	cfg := filepath.Join(data, configFile)
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "metrics")
+	if api, ok := m["api"].(map[string]any); ok {
+		api["listen"] = ""
+	}
+	if raw, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, raw, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -122,6 +122,7 @@ func TestArchiveCommands(t *testing.T) {
 		t.Fatalf("append: %d %s", code, out)
 	}
 	// run seals the checkpoints the appends left, then stops.
+	quietListeners(t, data)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
 	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, log: discardLogger()}

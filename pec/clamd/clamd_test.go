@@ -55,7 +55,7 @@ func TestClamd(t *testing.T) {
 		random[i] = byte(rng.Uint32())
 	}
 	const virus = "Eicar-Test-Signature.UNOFFICIAL"
-	tooLong := make([]byte, 25<<20+1) // clamd's default StreamMaxLength is 25M
+	tooLong := make([]byte, 32<<20+1) // the StreamMaxLength of the tests' clamd (scripts/clamd.sh), above max_size
 
 	tests := []struct {
 		name    string

@@ -104,10 +104,16 @@ func (h *harness) setup(ctx context.Context) error {
 	}
 	for i, g := range []*gestore{h.a, h.b} {
 		other := []*gestore{h.b, h.a}[i]
+		// Each gestore's metrics on a port of its own: init's default
+		// (127.0.0.1:9464) is the same for both.
+		metricsAddr, err := freeAddr()
+		if err != nil {
+			return err
+		}
 		if err := os.WriteFile(filepath.Join(g.data, "igpec.ldif"), ldif.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("indice dei gestori: %w", err)
 		}
-		err := editConfig(g.data, func(c map[string]any) {
+		err = editConfig(g.data, func(c map[string]any) {
 			s := section(c, "server")
 			s["submission"], s["ricezione"], s["imap"] = g.submission, g.ricezione, g.imap
 			delete(s, "submissions")
@@ -117,6 +123,7 @@ func (h *harness) setup(ctx context.Context) error {
 			s["password_iterations"] = 1000
 			c["checkpoint_interval"] = "1s"
 			c["api"] = map[string]any{"tokens": "api-tokens", "listen": g.api}
+			c["metrics"] = map[string]any{"listen": metricsAddr}
 			if g == h.a {
 				c["tsa_url"] = "http://" + tsaAddr + "/"
 				if h.minio != nil {
