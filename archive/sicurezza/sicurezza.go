@@ -100,8 +100,10 @@ type Archive struct {
 	opts     Options
 	log      *slog.Logger
 	now      func() time.Time
-	policies map[string]Policy
 	spool    *queue.Queue
+
+	pmu      sync.RWMutex
+	policies map[string]Policy // by lower-cased mailbox or "@domain"
 
 	mu   sync.Mutex
 	used map[string]int64 // bytes archived per mailbox
@@ -134,17 +136,11 @@ func Open(ctx context.Context, opts Options) (*Archive, error) {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 5 * time.Minute
 	}
-	a := &Archive{opts: opts, log: opts.Logger, now: opts.Now, policies: map[string]Policy{}, used: map[string]int64{}}
-	for _, p := range opts.Policies {
-		key := strings.ToLower(p.Mailbox)
-		if key == "" || !strings.Contains(key, "@") {
-			return nil, fmt.Errorf("sicurezza: policy for %q: want a mailbox address or @domain", p.Mailbox)
-		}
-		if p.Quota < 0 || p.Retention < 0 {
-			return nil, fmt.Errorf("sicurezza: policy for %s: negative quota or retention", p.Mailbox)
-		}
-		a.policies[key] = p
+	policies, err := policyMap(opts.Policies)
+	if err != nil {
+		return nil, err
 	}
+	a := &Archive{opts: opts, log: opts.Logger, now: opts.Now, policies: policies, used: map[string]int64{}}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sicurezza: %w", err)
 	}
@@ -166,9 +162,43 @@ func Open(ctx context.Context, opts Options) (*Archive, error) {
 // Open.
 func (a *Archive) Close() error { return a.spool.Close() }
 
+// policyMap checks ps and indexes them by lower-cased mailbox or
+// "@domain".
+func policyMap(ps []Policy) (map[string]Policy, error) {
+	m := make(map[string]Policy, len(ps))
+	for _, p := range ps {
+		key := strings.ToLower(p.Mailbox)
+		if key == "" || !strings.Contains(key, "@") {
+			return nil, fmt.Errorf("sicurezza: policy for %q: want a mailbox address or @domain", p.Mailbox)
+		}
+		if p.Quota < 0 || p.Retention < 0 {
+			return nil, fmt.Errorf("sicurezza: policy for %s: negative quota or retention", p.Mailbox)
+		}
+		m[key] = p
+	}
+	return m, nil
+}
+
+// SetPolicies replaces the mailboxes and domains whose messages are
+// archived (a policy applied while the gestore serves): messages archived
+// from now on follow ps; objects already archived keep their retention.
+// Invalid policies are refused and the current ones kept.
+func (a *Archive) SetPolicies(ps []Policy) error {
+	m, err := policyMap(ps)
+	if err != nil {
+		return err
+	}
+	a.pmu.Lock()
+	a.policies = m
+	a.pmu.Unlock()
+	return nil
+}
+
 // policy returns the policy that covers mailbox.
 func (a *Archive) policy(mailbox string) (Policy, bool) {
 	mailbox = strings.ToLower(mailbox)
+	a.pmu.RLock()
+	defer a.pmu.RUnlock()
 	if p, ok := a.policies[mailbox]; ok {
 		return p, true
 	}

@@ -171,3 +171,48 @@ func BenchmarkArchiveMinIO(b *testing.B) {
 	<-done
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
 }
+
+// SetPolicies changes which mailboxes are archived from the next message
+// (a policy applied while the gestore serves); invalid policies are
+// refused and the ones before kept.
+func TestSetPolicies(t *testing.T) {
+	store, err := localstore.Open(t.TempDir(), localstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := Open(ctx, Options{Store: store, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	archived := func(n int) bool {
+		t.Helper()
+		k, err := a.Archive(ctx, Message{Mailbox: "mario@pec.alfa.test", Message: msg(n, 100)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k != ""
+	}
+	if archived(1) {
+		t.Fatal("archived with no policy")
+	}
+	if err := a.SetPolicies([]Policy{{Mailbox: "@pec.alfa.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !archived(2) {
+		t.Fatal("not archived after the domain's policy was set")
+	}
+	if err := a.SetPolicies([]Policy{{Mailbox: "no-at-sign"}}); err == nil {
+		t.Fatal("an invalid policy was taken")
+	}
+	if !archived(3) {
+		t.Fatal("an invalid policy replaced the ones before")
+	}
+	if err := a.SetPolicies(nil); err != nil {
+		t.Fatal(err)
+	}
+	if archived(4) {
+		t.Fatal("archived after the policies were removed")
+	}
+}

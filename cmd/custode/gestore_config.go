@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custode/custode/archive/quarantine"
@@ -376,9 +378,11 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 			return nil, err
 		}
 	}
+	// The archivio di sicurezza is open even when no mailbox has one, so
+	// that a policy applied while serving can turn it on (archivioHook).
 	var archivio *sicurezza.Archive
 	var hook gestore.Archiver
-	if len(archivioPolicies) > 0 {
+	{
 		store, err := c.archiveStore(ctx)
 		if err != nil {
 			q.Close()
@@ -398,7 +402,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 			mb.Close()
 			return nil, err
 		}
-		hook = archivio
+		hook = &archivioHook{archivio: archivio, active: active, now: now, log: e.log, seen: active()}
 	}
 	srv, err := gestore.New(gestore.Options{
 		Gestore:       g,
@@ -440,4 +444,33 @@ func (c *config) openQuarantine(ctx context.Context, retention policyFile.Period
 		return nil, fmt.Errorf("quarantine: %w", err)
 	}
 	return quarantine.New(quarantine.Options{Store: store, Retention: retention})
+}
+
+// archivioHook is the archivio di sicurezza as the gestore's archive
+// hook, following the applied policy: when custode policy apply (or
+// SIGHUP) makes another policy active, the mailboxes it archives take
+// effect with the next message.
+type archivioHook struct {
+	archivio *sicurezza.Archive
+	active   func() *policyFile.Policy
+	now      func() time.Time
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	seen *policyFile.Policy // the policy the archive's mailboxes come from
+}
+
+// Archive archives m under the active policy.
+func (h *archivioHook) Archive(ctx context.Context, m sicurezza.Message) (string, error) {
+	h.mu.Lock()
+	if pol := h.active(); pol != nil && pol != h.seen {
+		if err := h.archivio.SetPolicies(archivioFromPolicy(pol, h.now())); err != nil {
+			h.log.Error("archivio di sicurezza: the applied policy's mailboxes: keeping the ones before", "version", pol.Version, "err", err)
+		} else {
+			h.log.Info("archivio di sicurezza: mailboxes from the applied policy", "version", pol.Version)
+		}
+		h.seen = pol
+	}
+	h.mu.Unlock()
+	return h.archivio.Archive(ctx, m)
 }

@@ -99,7 +99,7 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "policy version %d applied by %s (sha256 %s), ledger entry %d; a running custode serve uses its roles and mailbox options at once, its archivio di sicurezza and retention from its next start\n",
+	fmt.Fprintf(e.stdout, "policy version %d applied by %s (sha256 %s), ledger entry %d; a running custode serve uses its roles, mailbox options and archivio di sicurezza at once, its retention periods from its next start\n",
 		p.Version, actor, a.SHA256, a.Seq)
 	return nil
 }
