@@ -97,10 +97,10 @@ type Message struct {
 // Archive is the archivio di sicurezza. It is the gestore's archive hook
 // (gestore.Archiver).
 type Archive struct {
-	opts     Options
-	log      *slog.Logger
-	now      func() time.Time
-	spool    *queue.Queue
+	opts  Options
+	log   *slog.Logger
+	now   func() time.Time
+	spool *queue.Queue
 
 	pmu      sync.RWMutex
 	policies map[string]Policy // by lower-cased mailbox or "@domain"
