@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/ledger"
-	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/retention"
 )
 
@@ -126,30 +126,16 @@ var remoteCommands = map[string]bool{
 	"archive verify": true, "archive find": true,
 }
 
-// liveStores are the stores a running server has open, lent to the
-// commands it runs for its admin socket: they never close them.
-type liveStores struct {
-	dir       string // the server's data directory, absolute
-	ledger    *ledger.Ledger
-	mailboxes *mailstore.Store
-	// holds is the one registry the server's commands change holds
-	// through, so that two of them at once never lose an update.
-	holds *retention.Registry
-	// changed, if set, is called after a command ran, so that the server
-	// takes up at once what it changed (tokens, policies, holds).
-	changed func()
-}
-
 // live returns the running server's stores if e runs inside one, after
 // checking that c is that server's data directory; nil outside a server.
-func (c *config) live(e *env) (*liveStores, error) {
-	if e == nil || e.live == nil {
+func (c *config) live(e *cli.Env) (*cli.Live, error) {
+	if e == nil || e.Live == nil {
 		return nil, nil
 	}
-	if !sameDir(c.dir, e.live.dir) {
-		return nil, fmt.Errorf("this admin socket serves the data directory %s, not %s", e.live.dir, c.dir)
+	if !sameDir(c.dir, e.Live.Dir) {
+		return nil, fmt.Errorf("this admin socket serves the data directory %s, not %s", e.Live.Dir, c.dir)
 	}
-	return e.live, nil
+	return e.Live, nil
 }
 
 // sameDir reports whether a and b name the same directory.
@@ -163,23 +149,6 @@ func sameDir(a, b string) bool {
 		return false
 	}
 	return os.SameFile(sa, sb)
-}
-
-// closeLedger closes l unless it is the running server's, lent to the
-// command.
-func closeLedger(e *env, l *ledger.Ledger) error {
-	if e != nil && e.live != nil && l == e.live.ledger {
-		return nil
-	}
-	return l.Close()
-}
-
-// closeMailboxes closes st unless it is the running server's.
-func closeMailboxes(e *env, st *mailstore.Store) error {
-	if e != nil && e.live != nil && st == e.live.mailboxes {
-		return nil
-	}
-	return st.Close()
 }
 
 // adminSocketPath is where the running server's admin socket is.
@@ -204,21 +173,21 @@ func absData(dir string) (string, error) {
 
 // openHolds returns the registry of legal holds: inside a running server,
 // the one its commands share.
-func (c *config) openHolds(e *env) (*retention.Registry, error) {
+func (c *config) openHolds(e *cli.Env) (*retention.Registry, error) {
 	live, err := c.live(e)
 	if err != nil {
 		return nil, err
 	}
-	if live != nil && live.holds != nil {
-		return live.holds, nil
+	if live != nil && live.Holds != nil {
+		return live.Holds, nil
 	}
 	return retention.OpenRegistry(c.holdsFile())
 }
 
 // liveLedger returns the running server's ledger, or err.
-func liveLedger(live *liveStores, err error) (*ledger.Ledger, error) {
+func liveLedger(live *cli.Live, err error) (*ledger.Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return live.ledger, nil
+	return live.Ledger, nil
 }

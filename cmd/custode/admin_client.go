@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/custode/custode/cmd/internal/cli"
 )
 
 // pathFlags are the flags of remote commands whose values are paths: the
@@ -37,7 +39,7 @@ var stdinLineCommands = map[string]bool{"mailbox add": true, "mailbox passwd": t
 // data directory given explicitly and every path made absolute, and the
 // data directory.
 func adminArgs(name string, args []string) (out []string, data string, err error) {
-	data = defaultDataDir
+	data = cli.DefaultDataDir
 	out = make([]string, 0, len(args)+2)
 	hasData := false
 	abs := func(p string) (string, error) {
@@ -102,9 +104,9 @@ func adminArgs(name string, args []string) (out []string, data string, err error
 // server of its data directory, if one answers: ok is false when the
 // command must run here (not an administrative command, no
 // configuration, no server).
-func runRemote(ctx context.Context, e *env, args []string) (code int, ok bool) {
+func runRemote(ctx context.Context, e *cli.Env, args []string) (code int, ok bool) {
 	c, used := lookup(args)
-	if c == nil || !remoteCommands[c.name] {
+	if c == nil || !remoteCommands[c.Name] {
 		return 0, false
 	}
 	for _, a := range args[used:] {
@@ -112,7 +114,7 @@ func runRemote(ctx context.Context, e *env, args []string) (code int, ok bool) {
 			return 0, false
 		}
 	}
-	rest, data, err := adminArgs(c.name, args[used:])
+	rest, data, err := adminArgs(c.Name, args[used:])
 	if err != nil {
 		return 0, false
 	}
@@ -123,20 +125,20 @@ func runRemote(ctx context.Context, e *env, args []string) (code int, ok bool) {
 	conn, err := dialAdmin(ctx, cfg.adminSocketPath())
 	if err != nil {
 		if !errors.Is(err, errNoServer) {
-			fmt.Fprintf(e.stderr, "custode %s: %v\n", c.name, err)
+			fmt.Fprintf(e.Stderr, "custode %s: %v\n", c.Name, err)
 			return 1, true
 		}
 		return 0, false
 	}
 	defer conn.Close()
-	req := adminRequest{Version: adminVersion, Args: append(strings.Fields(c.name), rest...)}
-	if req.Stdin, err = adminStdin(e.stdin, c.name, rest); err != nil {
-		fmt.Fprintf(e.stderr, "custode %s: %v\n", c.name, err)
+	req := adminRequest{Version: adminVersion, Args: append(strings.Fields(c.Name), rest...)}
+	if req.Stdin, err = adminStdin(e.Stdin, c.Name, rest); err != nil {
+		fmt.Fprintf(e.Stderr, "custode %s: %v\n", c.Name, err)
 		return 1, true
 	}
-	code, err = exchange(ctx, conn, req, e.stdout, e.stderr)
+	code, err = exchange(ctx, conn, req, e.Stdout, e.Stderr)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "custode %s: through the admin socket %s: %v\n", c.name, cfg.adminSocketPath(), err)
+		fmt.Fprintf(e.Stderr, "custode %s: through the admin socket %s: %v\n", c.Name, cfg.adminSocketPath(), err)
 		return 1, true
 	}
 	return code, true
@@ -165,7 +167,7 @@ func adminStdin(in io.Reader, name string, args []string) ([]byte, error) {
 		return nil, nil
 	}
 	if stdinLineCommands[name] {
-		line, err := bufio.NewReader(io.LimitReader(in, int64(inputPassword.Max)+1)).ReadBytes('\n')
+		line, err := bufio.NewReader(io.LimitReader(in, int64(cli.InputPassword.Max)+1)).ReadBytes('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("standard input: %w", err)
 		}
@@ -179,7 +181,7 @@ func adminStdin(in io.Reader, name string, args []string) ([]byte, error) {
 				return nil, fmt.Errorf("standard input: %w", err)
 			}
 			if len(b) > maxAdminStdin {
-				return nil, fmt.Errorf("standard input: more than %s, the most the admin socket forwards: give a file", byteCount(maxAdminStdin))
+				return nil, fmt.Errorf("standard input: more than %s, the most the admin socket forwards: give a file", cli.ByteCount(maxAdminStdin))
 			}
 			return b, nil
 		}

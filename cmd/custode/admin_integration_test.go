@@ -29,9 +29,9 @@ import (
 	"github.com/custode/custode/pec/pki"
 )
 
-// cli runs the custode binary with stdin and returns its exit status and
+// runBinary runs the custode binary with stdin and returns its exit status and
 // its output (stdout, then stderr).
-func cli(t *testing.T, bin, stdin string, args ...string) (int, string, string) {
+func runBinary(t *testing.T, bin, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -78,7 +78,7 @@ func TestIntegrationAdmin(t *testing.T) {
 	}
 	run := func(stdin string, args ...string) string {
 		t.Helper()
-		code, out, errOut := cli(t, bin, stdin, args...)
+		code, out, errOut := runBinary(t, bin, stdin, args...)
 		if code != 0 {
 			t.Fatalf("custode %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 		}
@@ -268,7 +268,7 @@ roles:
 		}
 	}()
 	waitFor(t, "a clean audit", func() bool {
-		code, out, errOut := cli(t, bin, "", "audit", "-data", a.data, "-from", day, "-actor", "revisore")
+		code, out, errOut := runBinary(t, bin, "", "audit", "-data", a.data, "-from", day, "-actor", "revisore")
 		auditOut = out + errOut
 		audits++
 		if code != 0 && code != 1 {

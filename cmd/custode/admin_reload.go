@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/mailstore"
@@ -163,7 +164,7 @@ func reloadOnSIGHUP(ctx context.Context, r *reloaders) {
 
 // serveAdmin opens the admin socket and serves it until ctx is done: the
 // administrative commands run over the server's own stores.
-func serveAdmin(ctx context.Context, e *env, c *config, l *ledger.Ledger, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
+func serveAdmin(ctx context.Context, e *cli.Env, c *config, l *ledger.Ledger, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
 	path := c.adminSocketPath()
 	ln, err := listenAdmin(path)
 	if err != nil {
@@ -174,22 +175,22 @@ func serveAdmin(ctx context.Context, e *env, c *config, l *ledger.Ledger, mailbo
 		return err
 	}
 	s := &adminServer{
-		live: &liveStores{dir: c.dir, ledger: l, mailboxes: mailboxes, holds: holds, changed: func() {
+		live: &cli.Live{Dir: c.dir, Ledger: l, Mailboxes: mailboxes, Holds: holds, Changed: func() {
 			if r.tokens != nil {
 				if err := r.tokens.reload(false); err != nil {
-					e.log.Error("api tokens", "err", err)
+					e.Log.Error("api tokens", "err", err)
 				}
 			}
 		}},
-		log: e.log,
+		log: e.Log,
 		uid: os.Getuid(),
 	}
-	e.log.Info("admin socket listening", "path", path, "mode", "0600")
+	e.Log.Info("admin socket listening", "path", path, "mode", "0600")
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := s.serve(ctx, ln); err != nil {
-			e.log.Error("admin: serve", "err", err)
+			e.Log.Error("admin: serve", "err", err)
 		}
 	}()
 	return nil

@@ -12,6 +12,8 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+
+	"github.com/custode/custode/cmd/internal/cli"
 )
 
 // lockedWriter serialises the reply frames of one connection.
@@ -55,7 +57,7 @@ func peerUser(uid int) string {
 
 // adminServer answers the admin socket of a running server.
 type adminServer struct {
-	live *liveStores
+	live *cli.Live
 	log  *slog.Logger
 	uid  int
 	// peer returns a connection's peer credentials; nil means
@@ -147,7 +149,7 @@ func (s *adminServer) handle(ctx context.Context, conn *net.UnixConn) {
 		return
 	}
 	c, _ := lookup(req.Args)
-	if c == nil || !remoteCommands[c.name] {
+	if c == nil || !remoteCommands[c.Name] {
 		fail(2, "admin: %q is not run through the admin socket", req.Args)
 		return
 	}
@@ -161,18 +163,18 @@ func (s *adminServer) handle(ctx context.Context, conn *net.UnixConn) {
 		cancel()
 	}()
 	stderr := frameWriter{w: out, stderr: true}
-	e := &env{
-		stdin:  bytes.NewReader(req.Stdin),
-		stdout: frameWriter{w: out},
-		stderr: stderr,
-		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		live:   s.live,
-		actor:  peerUser(peer.UID),
+	e := &cli.Env{
+		Stdin:  bytes.NewReader(req.Stdin),
+		Stdout: frameWriter{w: out},
+		Stderr: stderr,
+		Log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Live:   s.live,
+		Actor:  peerUser(peer.UID),
 	}
-	s.log.Info("admin: command", "args", c.name, "uid", peer.UID, "pid", peer.PID)
+	s.log.Info("admin: command", "args", c.Name, "uid", peer.UID, "pid", peer.PID)
 	code := dispatch(ctx, e, req.Args)
-	if s.live.changed != nil {
-		s.live.changed()
+	if s.live.Changed != nil {
+		s.live.Changed()
 	}
 	out.frame(adminReply{Done: true, Exit: code})
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/pec/pki"
 	"github.com/custode/custode/retention"
@@ -99,12 +100,12 @@ func TestAdminArgs(t *testing.T) {
 		want []string
 		data string
 	}{
-		{"ledger get", []string{"5"}, []string{"-data=" + abs(defaultDataDir), "5"}, defaultDataDir},
+		{"ledger get", []string{"5"}, []string{"-data=" + abs(cli.DefaultDataDir), "5"}, cli.DefaultDataDir},
 		{"export receipt", []string{"-data", "d", "-id", "x", "-out", "b.zip"}, []string{"-data=" + abs("d"), "-id", "x", "-out=" + abs("b.zip")}, "d"},
 		{"ledger checkpoints", []string{"--data=/abs/d", "-write=cps"}, []string{"-data=/abs/d", "-write=" + abs("cps")}, "/abs/d"},
 		{"policy apply", []string{"-data", "d", "-actor", "me", "p.yaml"}, []string{"-data=" + abs("d"), "-actor", "me", abs("p.yaml")}, "d"},
 		{"policy apply", []string{"-data", "d", "-"}, []string{"-data=" + abs("d"), "-"}, "d"},
-		{"hold place", []string{"-dry-run", "-case", "c", "-out", "o"}, []string{"-data=" + abs(defaultDataDir), "-dry-run", "-case", "c", "-out=" + abs("o")}, defaultDataDir},
+		{"hold place", []string{"-dry-run", "-case", "c", "-out", "o"}, []string{"-data=" + abs(cli.DefaultDataDir), "-dry-run", "-case", "c", "-out=" + abs("o")}, cli.DefaultDataDir},
 		{"mailbox add", []string{"-data=d", "a@b.test"}, []string{"-data=" + abs("d"), "a@b.test"}, "d"},
 	}
 	for _, tt := range tests {
@@ -122,8 +123,8 @@ func TestAdminBoolFlags(t *testing.T) {
 	for name := range remoteCommands {
 		c, _ := lookup(strings.Fields(name))
 		var out bytes.Buffer
-		e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, log: discardLogger()}
-		c.run(context.Background(), e, []string{"-h"})
+		e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Log: cli.DiscardLogger()}
+		c.Run(context.Background(), e, []string{"-h"})
 		for line := range strings.Lines(out.String()) {
 			f, ok := strings.CutPrefix(line, "  -")
 			if !ok {
@@ -178,7 +179,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, log: discardLogger()}
+	e := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Log: cli.DiscardLogger()}
 	l, err := c.openLedger(context.Background(), e)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +199,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &adminServer{live: &liveStores{dir: data, ledger: l, holds: holds}, log: discardLogger(), uid: os.Getuid()}
+	s := &adminServer{live: &cli.Live{Dir: data, Ledger: l, Holds: holds}, log: cli.DiscardLogger(), uid: os.Getuid()}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -225,7 +226,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 func remote(t *testing.T, stdin string, args ...string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
-	e := &env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &out, log: discardLogger()}
+	e := &cli.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &out, Log: cli.DiscardLogger()}
 	code, ok := runRemote(context.Background(), e, args)
 	if !ok {
 		t.Fatalf("custode %s did not go through the admin socket", strings.Join(args, " "))
@@ -258,7 +259,7 @@ func TestAdminSocketSameOutput(t *testing.T) {
 		t.Fatalf("a bad flag through the socket: exit %d %s, want 2", code, liveBad)
 	}
 	f.stop()
-	if _, ok := runRemote(context.Background(), &env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}, []string{"ledger", "get", "-data", f.data, "2"}); ok {
+	if _, ok := runRemote(context.Background(), &cli.Env{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}}, []string{"ledger", "get", "-data", f.data, "2"}); ok {
 		t.Fatal("with the server stopped, the command still went to a socket")
 	}
 	code, localGet := custode(t, "", "ledger", "get", "-data", f.data, "2")
@@ -284,7 +285,7 @@ func TestAdminConcurrentHolds(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var out bytes.Buffer
-			e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, log: discardLogger()}
+			e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Log: cli.DiscardLogger()}
 			codes[i], _ = runRemote(context.Background(), e, []string{"hold", "place", "-data", f.data, "-case", fmt.Sprintf("causa-%d", i),
 				"-mailbox", fmt.Sprintf("m%d@pec.prova.test", i), "-reason", "r", "-actor", "a"})
 			outs[i] = out.String()
@@ -355,7 +356,7 @@ func TestAdminSocketRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &adminServer{live: f.srv.live, log: discardLogger(), uid: os.Getuid(),
+	s := &adminServer{live: f.srv.live, log: cli.DiscardLogger(), uid: os.Getuid(),
 		peer: func(*net.UnixConn) (peerCred, error) { return peerCred{PID: 7, UID: os.Getuid() + 4242}, nil }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -408,7 +409,7 @@ func TestListenAdmin(t *testing.T) {
 
 func TestTokenFileReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "api-tokens")
-	tf, err := newTokenFile(path, discardLogger())
+	tf, err := newTokenFile(path, cli.DiscardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/archive/quarantine"
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/policies"
 )
 
@@ -26,7 +27,7 @@ func TestAntivirusProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	l, err := c.openLedger(ctx, &env{log: discardLogger()})
+	l, err := c.openLedger(ctx, &cli.Env{Log: cli.DiscardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestAntivirusProfile(t *testing.T) {
 			cc.Server = defaultServerConfig()
 			tc.set(cc.Server)
 			var logs bytes.Buffer
-			e := &env{stdout: &logs, stderr: &logs, log: slog.New(slog.NewTextHandler(&logs, nil))}
+			e := &cli.Env{Stdout: &logs, Stderr: &logs, Log: slog.New(slog.NewTextHandler(&logs, nil))}
 			g, err := cc.openGestore(ctx, e, l, time.Now)
 			if tc.err != nil {
 				if err == nil {

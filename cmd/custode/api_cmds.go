@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/custode/custode/archive"
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/durable"
@@ -48,12 +49,12 @@ func (c *config) api() apiConfig {
 // serveAPI serves the HTTP API over TLS until ctx is done.
 // The token file is read again when it changes, the TLS certificate on
 // SIGHUP (r).
-func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
+func serveAPI(ctx context.Context, e *cli.Env, c *config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
 	ac := c.api()
 	if ac.Listen == "" {
 		return nil
 	}
-	tokens, err := newTokenFile(c.path(ac.Tokens), e.log)
+	tokens, err := newTokenFile(c.path(ac.Tokens), e.Log)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
@@ -84,9 +85,9 @@ func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store ar
 	tlsConfig := httpapi.TLSConfig(*r.cert.cur.Load(), clientCAs)
 	r.cert.use(tlsConfig)
 	api, err := httpapi.New(httpapi.Options{
-		Ledger: l, Store: store, Mailboxes: mailboxes, TokenSource: tokens.get, Policy: c.policyDir().Watch(e.log.With("api", "policy")), Holds: holds,
+		Ledger: l, Store: store, Mailboxes: mailboxes, TokenSource: tokens.get, Policy: c.policyDir().Watch(e.Log.With("api", "policy")), Holds: holds,
 		Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM, Gestore: c.Gestore,
-		TLS: tlsConfig, Logger: e.log,
+		TLS: tlsConfig, Logger: e.Log,
 	})
 	if err != nil {
 		return err
@@ -95,13 +96,13 @@ func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store ar
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	e.log.Info("HTTP API listening", "url", "https://"+ln.Addr().String()+"/v1/", "openapi", "https://"+ln.Addr().String()+"/openapi.json",
+	e.Log.Info("HTTP API listening", "url", "https://"+ln.Addr().String()+"/v1/", "openapi", "https://"+ln.Addr().String()+"/openapi.json",
 		"tokens", tokens.get().Len(), "mtls", clientCAs != nil)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := api.Serve(ctx, ln); err != nil {
-			e.log.Error("api: serve", "err", err)
+			e.Log.Error("api: serve", "err", err)
 		}
 	}()
 	return nil
@@ -109,15 +110,15 @@ func serveAPI(ctx context.Context, e *env, c *config, l *ledger.Ledger, store ar
 
 // runAPIToken makes a bearer token for an operator, auditor or legal user,
 // records its SHA-256 in the token file and prints the token, once.
-func runAPIToken(ctx context.Context, e *env, args []string) error {
+func runAPIToken(ctx context.Context, e *cli.Env, args []string) error {
 	var data, user string
-	fs := flags(e, "api token", &data)
+	fs := cli.Flags(e, "api token", &data)
 	fs.StringVar(&user, "user", "", "the user the token authenticates, as the policy's roles name them (required)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if user == "" {
-		return &usageError{"-user is required"}
+		return &cli.UsageError{Msg: "-user is required"}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
@@ -130,10 +131,10 @@ func runAPIToken(ctx context.Context, e *env, args []string) error {
 	line := httpapi.TokenLine(user, token)
 	// Check the line as the server will read it (the user name's syntax).
 	if _, err := httpapi.ParseTokens(bytes.NewReader([]byte(line + "\n"))); err != nil {
-		return &usageError{err.Error()}
+		return &cli.UsageError{Msg: err.Error()}
 	}
 	path := c.path(c.api().Tokens)
-	old, err := readInput(ctx, e, path, inputTokens)
+	old, err := cli.ReadInput(ctx, e, path, cli.InputTokens)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -143,7 +144,7 @@ func runAPIToken(ctx context.Context, e *env, args []string) error {
 	if err := durable.WriteFile(path, append(old, line+"\n"...), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stdout, token)
-	fmt.Fprintf(e.stderr, "token for %s added to %s (only its SHA-256 is kept; a running custode serve uses it at once)\n", user, path)
+	fmt.Fprintln(e.Stdout, token)
+	fmt.Fprintf(e.Stderr, "token for %s added to %s (only its SHA-256 is kept; a running custode serve uses it at once)\n", user, path)
 	return nil
 }

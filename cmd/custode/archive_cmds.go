@@ -9,19 +9,20 @@ import (
 	"time"
 
 	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/retention"
 )
 
-func runArchiveVerify(ctx context.Context, e *env, args []string) error {
+func runArchiveVerify(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var noLedger, asJSON bool
-	fs := flags(e, "archive verify", &data)
+	fs := cli.Flags(e, "archive verify", &data)
 	fs.BoolVar(&noLedger, "no-ledger", false, "check the archive alone, without the ledger's records of what it sealed")
 	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON document")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -39,7 +40,7 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%w (use -no-ledger to check the archive alone)", err)
 		}
-		defer closeLedger(e, l)
+		defer cli.CloseLedger(e, l)
 		if opts.Seals, err = l.Seals(ctx); err != nil {
 			return err
 		}
@@ -48,7 +49,7 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 	}
 	// The sealer's rule, at the legal minimum.
 	opts.MinRetainUntil = retention.SegmentMinimum(ctx, entries, retention.LegalMinimum())
-	p := progress.New(e.stderr, "archive verify: segments")
+	p := progress.New(e.Stderr, "archive verify: segments")
 	opts.Progress = p.Func()
 	r, err := seal.Verify(ctx, store, opts)
 	p.Done()
@@ -56,31 +57,31 @@ func runArchiveVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if asJSON {
-		if err := writeJSON(e, archiveVerifyJSON(r, opts.Seals)); err != nil {
+		if err := cli.WriteJSON(e, archiveVerifyJSON(r, opts.Seals)); err != nil {
 			return err
 		}
 	} else {
 		printArchiveVerify(e, r, opts.Seals)
 	}
 	if !r.OK() {
-		return &failedError{fmt.Sprintf("archive verify: %d problems", len(r.Problems))}
+		return &cli.FailedError{Msg: fmt.Sprintf("archive verify: %d problems", len(r.Problems))}
 	}
 	return nil
 }
 
-func printArchiveVerify(e *env, r *seal.Report, seals []ledger.Seal) {
-	fmt.Fprintf(e.stdout, "segments: %d\nentries: %d\n", r.Segments, r.Entries)
+func printArchiveVerify(e *cli.Env, r *seal.Report, seals []ledger.Seal) {
+	fmt.Fprintf(e.Stdout, "segments: %d\nentries: %d\n", r.Segments, r.Entries)
 	if r.Checkpoint != nil {
-		fmt.Fprintf(e.stdout, "last checkpoint: size %d, root %x, time %s\n", r.Checkpoint.Size, r.Checkpoint.Root, r.Checkpoint.Time.Format(time.RFC3339))
+		fmt.Fprintf(e.Stdout, "last checkpoint: size %d, root %x, time %s\n", r.Checkpoint.Size, r.Checkpoint.Root, r.Checkpoint.Time.Format(time.RFC3339))
 	}
 	if seals != nil {
-		fmt.Fprintf(e.stdout, "seals recorded in the ledger: %d\n", len(seals))
+		fmt.Fprintf(e.Stdout, "seals recorded in the ledger: %d\n", len(seals))
 	}
 	for _, p := range r.Problems {
-		fmt.Fprintf(e.stdout, "PROBLEM: %s\n", p)
+		fmt.Fprintf(e.Stdout, "PROBLEM: %s\n", p)
 	}
 	if r.OK() {
-		fmt.Fprintln(e.stdout, "archive verify: OK")
+		fmt.Fprintln(e.Stdout, "archive verify: OK")
 	}
 }
 
@@ -114,16 +115,16 @@ func archiveVerifyJSON(r *seal.Report, seals []ledger.Seal) archiveVerifyReport 
 	return j
 }
 
-func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
+func runLedgerRebuild(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var fromArchive bool
-	fs := flags(e, "ledger rebuild", &data)
+	fs := cli.Flags(e, "ledger rebuild", &data)
 	fs.BoolVar(&fromArchive, "from-archive", false, "rebuild from the sealed segments in the archive (required)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if !fromArchive {
-		return &usageError{"ledger rebuild: --from-archive is required (the archive is the only source)"}
+		return &cli.UsageError{Msg: "ledger rebuild: --from-archive is required (the archive is the only source)"}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
@@ -138,11 +139,11 @@ func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	l, err := ledger.Open(ctx, ledger.Options{Dir: c.ledgerDir(), Logger: e.log})
+	l, err := ledger.Open(ctx, ledger.Options{Dir: c.ledgerDir(), Logger: e.Log})
 	if err != nil {
 		return err
 	}
-	p := progress.New(e.stderr, "ledger rebuild: segments")
+	p := progress.New(e.Stderr, "ledger rebuild: segments")
 	last, err := seal.RebuildWith(ctx, store, l, seal.RebuildOptions{Roots: roots, TSARoots: tsaRoots, Progress: p.Func()})
 	p.Done()
 	if err != nil {
@@ -153,7 +154,7 @@ func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
 	if err := l.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "rebuilt %d entries; root %x equals checkpoint %d's, timestamped\n", h.Size, h.Root, last.Size)
+	fmt.Fprintf(e.Stdout, "rebuilt %d entries; root %x equals checkpoint %d's, timestamped\n", h.Size, h.Root, last.Size)
 	return nil
 }
 
@@ -161,11 +162,11 @@ func runLedgerRebuild(ctx context.Context, e *env, args []string) error {
 // ranges the ledger no longer holds, or of a ledger that is lost. Every
 // segment read is checked against the trust anchors first. The query is
 // recorded in the ledger when there is one.
-func runArchiveFind(ctx context.Context, e *env, args []string) error {
+func runArchiveFind(ctx context.Context, e *cli.Env, args []string) error {
 	var data, actor, reason, from, to, kind, cursor string
 	var q ledger.Query
 	var noLedger bool
-	fs := flags(e, "archive find", &data)
+	fs := cli.Flags(e, "archive find", &data)
 	fs.StringVar(&q.Identificativo, "id", "", "an identificativo")
 	fs.StringVar(&q.ClientMessageID, "message-id", "", "the sender client's Message-ID")
 	fs.StringVar(&q.Mailbox, "mailbox", "", "a mittente or destinatario")
@@ -177,16 +178,16 @@ func runArchiveFind(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&actor, "actor", defaultActor(e), "who asks")
 	fs.StringVar(&reason, "reason", "", "why (recorded with the query)")
 	fs.BoolVar(&noLedger, "no-ledger", false, "the ledger is lost: query the archive without recording the query")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if q.Limit < 1 || q.Limit > 1000 {
-		return &usageError{"-limit: want 1 to 1000"}
+		return &cli.UsageError{Msg: "-limit: want 1 to 1000"}
 	}
 	if kind != "" {
 		q.Kind = ledger.Kind(kind)
 		if !q.Kind.IsPEC() && !q.Kind.IsSystem() {
-			return &usageError{fmt.Sprintf("-kind: unknown kind %q", kind)}
+			return &cli.UsageError{Msg: fmt.Sprintf("-kind: unknown kind %q", kind)}
 		}
 	}
 	var err error
@@ -214,26 +215,26 @@ func runArchiveFind(ctx context.Context, e *env, args []string) error {
 		_, err = c.recorder(l).Access(ctx, record.Access{Actor: actor, Identificativo: q.Identificativo, What: "archive find",
 			Details: map[string]string{"reason": reason,
 				"query": fmt.Sprintf("mailbox=%s message_id=%s kind=%s from=%s to=%s cursor=%s", q.Mailbox, q.ClientMessageID, q.Kind, from, to, cursor)}})
-		closeLedger(e, l)
+		cli.CloseLedger(e, l)
 		if err != nil {
 			return err
 		}
 	}
 	page, err := seal.Find(ctx, store, seal.FindOptions{Query: q, Roots: roots, TSARoots: tsaRoots})
 	if err != nil {
-		return &failedError{err.Error()}
+		return &cli.FailedError{Msg: err.Error()}
 	}
 	for _, en := range page.Entries {
 		raw, err := en.Encode()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "%s\n", raw)
+		fmt.Fprintf(e.Stdout, "%s\n", raw)
 	}
-	fmt.Fprintf(e.stderr, "%d entries from %d checked segments", len(page.Entries), page.Segments)
+	fmt.Fprintf(e.Stderr, "%d entries from %d checked segments", len(page.Entries), page.Segments)
 	if page.Next != "" {
-		fmt.Fprintf(e.stderr, "; next page: -cursor %s", page.Next)
+		fmt.Fprintf(e.Stderr, "; next page: -cursor %s", page.Next)
 	}
-	fmt.Fprintln(e.stderr)
+	fmt.Fprintln(e.Stderr)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
 )
@@ -54,7 +55,7 @@ func TestInputsAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := filepath.Join(t.TempDir(), "big.zip")
-	if err := os.Truncate(mustCreate(t, big), inputBundlePart.Max+1); err != nil {
+	if err := os.Truncate(mustCreate(t, big), cli.InputBundlePart.Max+1); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/archive/localstore"
 	"github.com/custode/custode/archive/s3store"
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec/pki"
@@ -24,8 +25,7 @@ import (
 )
 
 const (
-	defaultDataDir = "custode-data"
-	configFile     = "custode.json"
+	configFile = "custode.json"
 
 	// The listeners custode init writes: every one on 127.0.0.1, on ports
 	// above 1024 (the SMTP and IMAP points are in defaultServerConfig).
@@ -138,7 +138,7 @@ func (c *config) ledgerDir() string { return filepath.Join(c.dir, "ledger") }
 
 // loadConfig reads dir/custode.json.
 func loadConfig(dir string) (*config, error) {
-	b, err := readInput(context.Background(), nil, filepath.Join(dir, configFile), inputConfig)
+	b, err := cli.ReadInput(context.Background(), nil, filepath.Join(dir, configFile), cli.InputConfig)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is not a custode data directory (no %s): run custode init -data %s", dir, configFile, dir)
 	}
@@ -252,7 +252,7 @@ func (c *config) stamper() (tsa.Stamper, error) {
 
 // openLedger opens the ledger with checkpoints signed by the gestore and
 // timestamped by the configured TSA.
-func (c *config) openLedger(ctx context.Context, e *env) (*ledger.Ledger, error) {
+func (c *config) openLedger(ctx context.Context, e *cli.Env) (*ledger.Ledger, error) {
 	if live, err := c.live(e); err != nil || live != nil {
 		return liveLedger(live, err)
 	}
@@ -272,7 +272,7 @@ func (c *config) openLedger(ctx context.Context, e *env) (*ledger.Ledger, error)
 	}
 	return ledger.Open(ctx, ledger.Options{
 		Dir:    c.ledgerDir(),
-		Logger: e.log,
+		Logger: e.Log,
 		// Events dated well before the newest timestamp are refused
 		// unless imported: a verifier would find their first timestamp
 		// too late (BUNDLE.md's delay bound).
@@ -290,14 +290,14 @@ func (c *config) openLedger(ctx context.Context, e *env) (*ledger.Ledger, error)
 // openLedgerReadOnly opens the ledger for reading and verification.
 // Inside a running server it is the server's ledger, which the command
 // only reads.
-func (c *config) openLedgerReadOnly(ctx context.Context, e *env) (*ledger.Ledger, error) {
+func (c *config) openLedgerReadOnly(ctx context.Context, e *cli.Env) (*ledger.Ledger, error) {
 	if live, err := c.live(e); err != nil || live != nil {
 		return liveLedger(live, err)
 	}
 	if _, err := os.Stat(c.ledgerDir()); err != nil {
 		return nil, fmt.Errorf("no ledger in %s: %w", c.dir, err)
 	}
-	return ledger.Open(ctx, ledger.Options{Dir: c.ledgerDir(), ReadOnly: true, Logger: e.log})
+	return ledger.Open(ctx, ledger.Options{Dir: c.ledgerDir(), ReadOnly: true, Logger: e.Log})
 }
 
 // archiveConfig selects the WORM store of sealed segments: S3 when
@@ -347,12 +347,12 @@ func (c *config) archiveStore(ctx context.Context) (archive.Store, error) {
 
 // countMailboxes returns how many mailboxes the gestore keeps (P01's
 // NumCaselle), or why it cannot tell: never a silent 0.
-func (c *config) countMailboxes(ctx context.Context, e *env) (int, error) {
+func (c *config) countMailboxes(ctx context.Context, e *cli.Env) (int, error) {
 	st, err := c.openMailboxes(ctx, e, time.Now, nil)
 	if err != nil {
 		return 0, fmt.Errorf("the mailbox store: %w", err)
 	}
-	defer closeMailboxes(e, st)
+	defer cli.CloseMailboxes(e, st)
 	list, err := st.Mailboxes(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("the mailbox store: %w", err)

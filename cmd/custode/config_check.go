@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/pec/gestore"
 )
 
@@ -62,34 +63,34 @@ func (c *config) listeners() []listener {
 // runConfigCheck validates a custode.json without opening any store or
 // listener: it exits 1 with every problem found, one a line, or prints
 // the listeners and OK.
-func runConfigCheck(ctx context.Context, e *env, args []string) error {
+func runConfigCheck(ctx context.Context, e *cli.Env, args []string) error {
 	var data, file string
-	fs := flags(e, "config check", &data)
+	fs := cli.Flags(e, "config check", &data)
 	fs.StringVar(&file, "config", "", "the configuration file to check (default: custode.json in the data directory); relative paths in it are relative to its directory")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if file == "" {
 		file = filepath.Join(data, configFile)
 	}
-	b, err := readInput(ctx, e, file, inputConfig)
+	b, err := cli.ReadInput(ctx, e, file, cli.InputConfig)
 	if err != nil {
 		return err
 	}
 	c, problems, warnings := checkConfig(b, filepath.Dir(file))
 	for _, p := range problems {
-		fmt.Fprintf(e.stdout, "%s: %s\n", file, p)
+		fmt.Fprintf(e.Stdout, "%s: %s\n", file, p)
 	}
 	for _, w := range warnings {
-		fmt.Fprintf(e.stdout, "%s: warning: %s\n", file, w)
+		fmt.Fprintf(e.Stdout, "%s: warning: %s\n", file, w)
 	}
 	if len(problems) > 0 {
-		return &failedError{fmt.Sprintf("%s: %d problems", file, len(problems))}
+		return &cli.FailedError{Msg: fmt.Sprintf("%s: %d problems", file, len(problems))}
 	}
 	for _, l := range c.listeners() {
-		fmt.Fprintf(e.stdout, "listener %-12s %s\n", l.name, l.addr)
+		fmt.Fprintf(e.Stdout, "listener %-12s %s\n", l.name, l.addr)
 	}
-	fmt.Fprintf(e.stdout, "%s: OK\n", file)
+	fmt.Fprintf(e.Stdout, "%s: OK\n", file)
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/igpec"
@@ -35,13 +36,13 @@ type demoGestore struct {
 // directory, keys and ledger, sends a message from a titolare of the first
 // to one of the second, and prints the messages each titolare receives and
 // the ledger entries both gestori wrote.
-func runDemo(ctx context.Context, e *env, args []string) error {
+func runDemo(ctx context.Context, e *cli.Env, args []string) error {
 	var dir string
 	var keep bool
-	fs := flags(e, "demo", nil)
+	fs := cli.Flags(e, "demo", nil)
 	fs.StringVar(&dir, "dir", "", "where to put the two data directories (default: a temporary directory)")
 	fs.BoolVar(&keep, "keep", false, "keep the data directories afterwards")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if dir == "" {
@@ -54,7 +55,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 			defer os.RemoveAll(tmp)
 		}
 	}
-	quiet := &env{stdin: e.stdin, stdout: e.stdout, stderr: e.stderr, log: discardLogger()}
+	quiet := &cli.Env{Stdin: e.Stdin, Stdout: e.Stdout, Stderr: e.Stderr, Log: cli.DiscardLogger()}
 	gs := []*demoGestore{
 		{name: "Alfa PEC S.p.A.", domain: "pec.alfa.test", user: "mario.rossi@pec.alfa.test"},
 		{name: "Beta PEC S.p.A.", domain: "pec.beta.test", user: "lucia.bianchi@pec.beta.test"},
@@ -134,7 +135,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		if err := serveGestore(bg, quiet, g.c, rg, &wg); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "gestore %s (%s): submission %s, ricezione %s, imap %s, data %s\n",
+		fmt.Fprintf(e.Stdout, "gestore %s (%s): submission %s, ricezione %s, imap %s, data %s\n",
 			g.name, g.domain, g.c.Server.Submission, g.c.Server.Ricezione, g.c.Server.IMAP, g.c.dir)
 	}
 
@@ -155,7 +156,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if err := sc.SendMail(a.user, []string{b.user}, strings.NewReader(msg)); err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "\n%s sent a message to %s through %s: 250\n", a.user, b.user, a.name)
+	fmt.Fprintf(e.Stdout, "\n%s sent a message to %s through %s: 250\n", a.user, b.user, a.name)
 
 	deadline := time.Now().Add(30 * time.Second)
 	var identificativo string
@@ -176,12 +177,12 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		if len(msgs) < want.n {
 			return fmt.Errorf("%s received %d messages within 30 s, want %d", want.g.user, len(msgs), want.n)
 		}
-		fmt.Fprintf(e.stdout, "\nmailbox of %s:\n", want.g.user)
+		fmt.Fprintf(e.Stdout, "\nmailbox of %s:\n", want.g.user)
 		for _, m := range msgs {
-			fmt.Fprintf(e.stdout, "  %-28s %s\n", m.Kind.Name(), m.Header.Subject)
+			fmt.Fprintf(e.Stdout, "  %-28s %s\n", m.Kind.Name(), m.Header.Subject)
 			if m.Daticert != nil {
 				identificativo = m.Daticert.Identificativo
-				fmt.Fprintf(e.stdout, "  %-28s identificativo %s, gestore %s, %s\n", "", m.Daticert.Identificativo,
+				fmt.Fprintf(e.Stdout, "  %-28s identificativo %s, gestore %s, %s\n", "", m.Daticert.Identificativo,
 					m.Daticert.GestoreEmittente, m.Daticert.Time.Format(time.RFC3339))
 			}
 		}
@@ -192,17 +193,17 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "\nledger of %s, entries of %s:\n", g.name, identificativo)
+		fmt.Fprintf(e.Stdout, "\nledger of %s, entries of %s:\n", g.name, identificativo)
 		for _, en := range page.Entries {
 			raw, err := en.Encode()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "  #%d %s\n", en.Seq, raw)
+			fmt.Fprintf(e.Stdout, "  #%d %s\n", en.Seq, raw)
 		}
 	}
 	if keep {
-		fmt.Fprintf(e.stdout, "\ndata directories kept in %s\n", dir)
+		fmt.Fprintf(e.Stdout, "\ndata directories kept in %s\n", dir)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger/record"
@@ -18,20 +19,20 @@ import (
 // runExportReceipt writes the evidence bundle of a ricevuta: the entry of
 // identificativo of the kind asked (and, for a consegna, of the
 // recipient), and records the export in the ledger.
-func runExportReceipt(ctx context.Context, e *env, args []string) error {
+func runExportReceipt(ctx context.Context, e *cli.Env, args []string) error {
 	var data, id, kind, recipient, out, actor string
-	fs := flags(e, "export receipt", &data)
+	fs := cli.Flags(e, "export receipt", &data)
 	fs.StringVar(&id, "id", "", "the identificativo of the transaction (required)")
 	fs.StringVar(&kind, "kind", "accettazione", "accettazione, non-accettazione, presa-in-carico, avvenuta-consegna, errore-consegna or busta")
 	fs.StringVar(&recipient, "recipient", "", "for avvenuta-consegna and errore-consegna: the recipient")
 	fs.StringVar(&out, "out", "", "the bundle to write (a .zip file; required)")
 	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the export")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	k, ok := export.ReceiptKind(kind)
 	if id == "" || out == "" || !ok {
-		return &usageError{"-id and -out are required, and -kind one of " + export.ReceiptKindNames}
+		return &cli.UsageError{Msg: "-id and -out are required, and -kind one of " + export.ReceiptKindNames}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
@@ -41,13 +42,13 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	entry, err := export.FindReceipt(ctx, l, id, k, recipient)
 	switch {
 	case errors.Is(err, export.ErrNoReceipt):
-		return &failedError{fmt.Sprintf("no %s entry for %s in the ledger", kind, id)}
+		return &cli.FailedError{Msg: fmt.Sprintf("no %s entry for %s in the ledger", kind, id)}
 	case errors.Is(err, export.ErrRecipientNeeded):
-		return &usageError{"the transaction has several recipients: give -recipient"}
+		return &cli.UsageError{Msg: "the transaction has several recipients: give -recipient"}
 	case err != nil:
 		return err
 	}
@@ -68,7 +69,7 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	}
 	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
 	if errors.Is(err, export.ErrNoCheckpoint) {
-		return &failedError{fmt.Sprintf("entry %d is not yet covered by a timestamped checkpoint: try again after the next checkpoint (custode serve makes one every 10 s)", entry.Seq)}
+		return &cli.FailedError{Msg: fmt.Sprintf("entry %d is not yet covered by a timestamped checkpoint: try again after the next checkpoint (custode serve makes one every 10 s)", entry.Seq)}
 	}
 	if err != nil {
 		return err
@@ -77,25 +78,25 @@ func runExportReceipt(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, b.Origin(), b.Checkpoint.Size)
+	fmt.Fprintf(e.Stdout, "wrote %s: entry %d (%s), %s, proof to checkpoint %d\n", strings.Join(written, " "), entry.Seq, entry.Kind, b.Origin(), b.Checkpoint.Size)
 	return nil
 }
 
 // runExportExtract writes a titolare's log extract for a period and
 // records the export in the ledger.
-func runExportExtract(ctx context.Context, e *env, args []string) error {
+func runExportExtract(ctx context.Context, e *cli.Env, args []string) error {
 	var data, mailbox, from, to, out, actor string
-	fs := flags(e, "export extract", &data)
+	fs := cli.Flags(e, "export extract", &data)
 	fs.StringVar(&mailbox, "mailbox", "", "the titolare's mailbox (required)")
 	fs.StringVar(&from, "from", "", "start of the period, date or RFC 3339 (required)")
 	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
 	fs.StringVar(&out, "out", "", "the extract to write (a .zip file; required)")
 	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the extract")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if mailbox == "" || from == "" || out == "" {
-		return &usageError{"-mailbox, -from and -out are required"}
+		return &cli.UsageError{Msg: "-mailbox, -from and -out are required"}
 	}
 	mailbox, err := mailboxArg(mailbox)
 	if err != nil {
@@ -113,7 +114,7 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	ident, err := c.exportIdentity()
 	if err != nil {
 		return err
@@ -122,12 +123,12 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
-	p := progress.New(e.stderr, "export extract: entries")
+	p := progress.New(e.Stderr, "export extract: entries")
 	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM,
 		Progress: p.Func()})
 	p.Done()
 	if errors.Is(err, export.ErrNoCheckpoint) {
-		return &failedError{"no timestamped checkpoint yet: try again after the next one"}
+		return &cli.FailedError{Msg: "no timestamped checkpoint yet: try again after the next one"}
 	}
 	if err != nil {
 		return err
@@ -136,27 +137,27 @@ func runExportExtract(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", strings.Join(written, " "), mailbox, b.Checkpoint.Size)
+	fmt.Fprintf(e.Stdout, "wrote %s: log of %s up to checkpoint %d (JSON with proofs, CSV, log lines, HTML, PDF)\n", strings.Join(written, " "), mailbox, b.Checkpoint.Size)
 	return nil
 }
 
 // runAudit writes the audit report of a period: text on standard output,
 // and with -out the report as JSON, text and PDF, and the AgID datasets
 // P01 and P02 as CSV.
-func runAudit(ctx context.Context, e *env, args []string) error {
+func runAudit(ctx context.Context, e *cli.Env, args []string) error {
 	var data, from, to, outDir, code, actor string
-	fs := flags(e, "audit", &data)
+	fs := cli.Flags(e, "audit", &data)
 	fs.StringVar(&from, "from", "", "start of the period, date or RFC 3339 (required)")
 	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
 	fs.StringVar(&outDir, "out", "", "directory to write report.json, report.txt, report.pdf, P01.csv and P02.csv into")
 	fs.StringVar(&code, "cod-gest-pec", "", "the gestore's code for the AgID statistics (default: custode.json's cod_gest_pec)")
 	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the report")
 	asJSON := fs.Bool("json", false, "print the report as one JSON document (report.json's)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if from == "" {
-		return &usageError{"-from is required"}
+		return &cli.UsageError{Msg: "-from is required"}
 	}
 	f, t, err := parsePeriod(from, to)
 	if err != nil {
@@ -168,7 +169,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	}
 	code = cmp.Or(code, c.CodGestPEC)
 	if outDir != "" && code == "" {
-		return &usageError{"P01 needs the gestore's code in AgID's statistics: set cod_gest_pec in custode.json or give -cod-gest-pec"}
+		return &cli.UsageError{Msg: "P01 needs the gestore's code in AgID's statistics: set cod_gest_pec in custode.json or give -cod-gest-pec"}
 	}
 	store, roots, tsaRoots, err := c.trustedArchive(ctx)
 	if err != nil {
@@ -178,7 +179,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	keep, err := c.policyDir().Retention()
 	if err != nil {
 		return err
@@ -192,11 +193,11 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		if err := writeJSON(e, rep); err != nil {
+		if err := cli.WriteJSON(e, rep); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprint(e.stdout, rep.Text())
+		fmt.Fprint(e.Stdout, rep.Text())
 	}
 	if outDir != "" {
 		mailboxes, err := c.countMailboxes(ctx, e)
@@ -207,13 +208,13 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if *asJSON {
-			fmt.Fprintf(e.stderr, "written to %s\n", outDir) // stdout holds only the JSON
+			fmt.Fprintf(e.Stderr, "written to %s\n", outDir) // stdout holds only the JSON
 		} else {
-			fmt.Fprintf(e.stdout, "\nwritten to %s\n", outDir)
+			fmt.Fprintf(e.Stdout, "\nwritten to %s\n", outDir)
 		}
 	}
 	if !rep.OK() {
-		return &failedError{"the audit found problems"}
+		return &cli.FailedError{Msg: "the audit found problems"}
 	}
 	return nil
 }
@@ -232,13 +233,13 @@ func (c *config) exportIdentity() (*exportIdentity, error) {
 	if err != nil {
 		return nil, err
 	}
-	caPEM, err := readInput(context.Background(), nil, c.path(c.CACert), inputCertificates)
+	caPEM, err := cli.ReadInput(context.Background(), nil, c.path(c.CACert), cli.InputCertificates)
 	if err != nil {
 		return nil, err
 	}
 	tsaPEM := caPEM
 	if c.TSARoots != "" {
-		if tsaPEM, err = readInput(context.Background(), nil, c.path(c.TSARoots), inputRoots); err != nil {
+		if tsaPEM, err = cli.ReadInput(context.Background(), nil, c.path(c.TSARoots), cli.InputRoots); err != nil {
 			return nil, err
 		}
 	}
@@ -262,7 +263,7 @@ func parsePeriod(from, to string) (time.Time, time.Time, error) {
 		}
 	}
 	if !f.Before(t) {
-		return time.Time{}, time.Time{}, &usageError{"-from must be before -to"}
+		return time.Time{}, time.Time{}, &cli.UsageError{Msg: "-from must be before -to"}
 	}
 	return f, t, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/custode/custode/archive/quarantine"
 	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/clamd"
@@ -117,7 +118,7 @@ type antivirusConfig struct {
 // with none. Without one it logs a warning, and refuses, with an error
 // naming the settings, a production profile that does not disable scanning
 // explicitly.
-func (s *serverConfig) scanner(e *env) (gestore.Scanner, error) {
+func (s *serverConfig) scanner(e *cli.Env) (gestore.Scanner, error) {
 	switch s.Profile {
 	case "", profileDevelopment, profileProduction:
 	default:
@@ -145,7 +146,7 @@ func (s *serverConfig) scanner(e *env) (gestore.Scanner, error) {
 		return nil, errors.New(`production profile without a virus scanner: set server.clamd in custode.json ("unix:/path/clamd.sock" or "tcp:host:port"), ` +
 			`or run without scanning on purpose with "server": {"antivirus": {"disabled": true}}`)
 	}
-	e.log.Warn("antivirus: not configured: messages are not scanned for viruses, infected ones are accepted and delivered, and nothing is quarantined; set server.clamd in custode.json",
+	e.Log.Warn("antivirus: not configured: messages are not scanned for viruses, infected ones are accepted and delivered, and nothing is quarantined; set server.clamd in custode.json",
 		"profile", cmp.Or(s.Profile, profileDevelopment), "disabled", disabled)
 	return nil, nil
 }
@@ -246,18 +247,18 @@ func (c *config) queueDir() string   { return filepath.Join(c.dir, "queue") }
 
 // openMailboxes opens the mailbox store. With l, failed and throttled
 // logins are recorded in it.
-func (c *config) openMailboxes(ctx context.Context, e *env, now func() time.Time, l *ledger.Ledger) (*mailstore.Store, error) {
+func (c *config) openMailboxes(ctx context.Context, e *cli.Env, now func() time.Time, l *ledger.Ledger) (*mailstore.Store, error) {
 	if live, err := c.live(e); err != nil || live != nil {
 		if err != nil {
 			return nil, err
 		}
-		return live.mailboxes, nil
+		return live.Mailboxes, nil
 	}
 	iter := 0
 	if c.Server != nil {
 		iter = c.Server.PasswordIterations
 	}
-	opts := mailstore.Options{Dir: c.mailboxDir(), Logger: e.log, Now: now, PasswordIterations: iter}
+	opts := mailstore.Options{Dir: c.mailboxDir(), Logger: e.Log, Now: now, PasswordIterations: iter}
 	if l != nil {
 		opts.Ledger = l
 	}
@@ -283,7 +284,7 @@ func (g *runningGestore) Close() error {
 }
 
 // openGestore builds the gestore server of the configuration over l.
-func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now func() time.Time) (*runningGestore, error) {
+func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, now func() time.Time) (*runningGestore, error) {
 	if c.Server == nil {
 		return nil, errors.New(`custode.json has no "server" section: the gestore is not configured`)
 	}
@@ -340,7 +341,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 	if err != nil {
 		return nil, err
 	}
-	q, err := queue.Open(ctx, queue.Options{Dir: c.queueDir(), Logger: e.log, Now: now})
+	q, err := queue.Open(ctx, queue.Options{Dir: c.queueDir(), Logger: e.Log, Now: now})
 	if err != nil {
 		mb.Close()
 		return nil, err
@@ -351,7 +352,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 	// policy apply while serving), replaces the configuration's mailbox
 	// options; its archivio di sicurezza and retention are read here, at
 	// the start.
-	active := c.policyDir().Watch(e.log.With("gestore", "policy"))
+	active := c.policyDir().Watch(e.Log.With("gestore", "policy"))
 	policyFunc := func(mb string) gestore.MailboxPolicy {
 		if pol := active(); pol != nil {
 			o := pol.MailboxOptions(mb)
@@ -364,7 +365,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		// di sicurezza.
 		archivioPolicies = archivioFromPolicy(pol, now())
 		virusRetention = pol.Retention.VirusQuarantine
-		e.log.Info("policy applied", "version", pol.Version, "file", c.activePolicy())
+		e.Log.Info("policy applied", "version", pol.Version, "file", c.activePolicy())
 	} else if !errors.Is(err, os.ErrNotExist) {
 		q.Close()
 		mb.Close()
@@ -396,13 +397,13 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 			return nil, err
 		}
 		if archivio, err = sicurezza.Open(ctx, sicurezza.Options{
-			Store: store, Dir: filepath.Join(c.dir, "sicurezza"), Policies: archivioPolicies, Now: now, Logger: e.log, Holds: reg,
+			Store: store, Dir: filepath.Join(c.dir, "sicurezza"), Policies: archivioPolicies, Now: now, Logger: e.Log, Holds: reg,
 		}); err != nil {
 			q.Close()
 			mb.Close()
 			return nil, err
 		}
-		hook = &archivioHook{archivio: archivio, active: active, now: now, log: e.log, seen: active()}
+		hook = &archivioHook{archivio: archivio, active: active, now: now, log: e.Log, seen: active()}
 	}
 	srv, err := gestore.New(gestore.Options{
 		Gestore:       g,
@@ -423,7 +424,7 @@ func (c *config) openGestore(ctx context.Context, e *env, l *ledger.Ledger, now 
 		Policy:        policyFunc,
 		SpoolDir:      filepath.Join(c.dir, "spool"),
 		Now:           now,
-		Logger:        e.log,
+		Logger:        e.Log,
 	})
 	if err != nil {
 		q.Close()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
@@ -27,9 +28,9 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // defaultActor is who runs the command: the user of the process or, for a
 // command run through the admin socket, the user of the peer that asked.
-func defaultActor(e *env) string {
-	if e != nil && e.actor != "" {
-		return e.actor
+func defaultActor(e *cli.Env) string {
+	if e != nil && e.Actor != "" {
+		return e.Actor
 	}
 	if u, err := user.Current(); err == nil {
 		return u.Username
@@ -39,7 +40,7 @@ func defaultActor(e *env) string {
 
 // openRetention opens the ledger, the archive and the holds of a data
 // directory.
-func openRetention(ctx context.Context, e *env, data string) (*retention.Manager, *ledger.Ledger, error) {
+func openRetention(ctx context.Context, e *cli.Env, data string) (*retention.Manager, *ledger.Ledger, error) {
 	c, err := loadConfig(data)
 	if err != nil {
 		return nil, nil, err
@@ -65,16 +66,16 @@ func parseTimeFlag(name, v string) (time.Time, error) {
 	}
 	t, err := export.ParseTimeOrDay(v)
 	if err != nil {
-		return time.Time{}, &usageError{fmt.Sprintf("-%s: want a date (2026-11-23, that day in Europe/Rome) or an RFC 3339 time, got %q", name, v)}
+		return time.Time{}, &cli.UsageError{Msg: fmt.Sprintf("-%s: want a date (2026-11-23, that day in Europe/Rome) or an RFC 3339 time, got %q", name, v)}
 	}
 	return t, nil
 }
 
-func runHoldPlace(ctx context.Context, e *env, args []string) error {
+func runHoldPlace(ctx context.Context, e *cli.Env, args []string) error {
 	var data, caseID, mailbox, from, to, reason, actor string
 	var ids listFlag
 	var dryRun bool
-	fs := flags(e, "hold place", &data)
+	fs := cli.Flags(e, "hold place", &data)
 	fs.StringVar(&caseID, "case", "", "the case id (required)")
 	fs.StringVar(&mailbox, "mailbox", "", "hold the transactions of this mailbox")
 	fs.Var(&ids, "id", "hold this identificativo (repeatable)")
@@ -83,11 +84,11 @@ func runHoldPlace(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&reason, "reason", "", "why (required)")
 	fs.StringVar(&actor, "actor", defaultActor(e), "who places the hold")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be held, change nothing")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if caseID == "" || reason == "" {
-		return &usageError{"-case and -reason are required"}
+		return &cli.UsageError{Msg: "-case and -reason are required"}
 	}
 	f, err := parseTimeFlag("from", from)
 	if err != nil {
@@ -104,51 +105,51 @@ func runHoldPlace(ctx context.Context, e *env, args []string) error {
 	}
 	scope := retention.Scope{Mailbox: mailbox, Identificativi: ids, From: f, To: t}
 	if err := scope.Validate(); err != nil {
-		return &usageError{err.Error()}
+		return &cli.UsageError{Msg: err.Error()}
 	}
 	m, l, err := openRetention(ctx, e, data)
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	plan, err := m.Place(ctx, retention.Hold{Case: caseID, Scope: scope, Reason: reason, Actor: actor}, dryRun)
 	if err != nil {
 		return err
 	}
-	return plan.WriteText(e.stdout)
+	return plan.WriteText(e.Stdout)
 }
 
-func runHoldRelease(ctx context.Context, e *env, args []string) error {
+func runHoldRelease(ctx context.Context, e *cli.Env, args []string) error {
 	var data, caseID, actor string
 	var dryRun bool
-	fs := flags(e, "hold release", &data)
+	fs := cli.Flags(e, "hold release", &data)
 	fs.StringVar(&caseID, "case", "", "the case id (required)")
 	fs.StringVar(&actor, "actor", defaultActor(e), "who releases the hold")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be released, change nothing")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if caseID == "" {
-		return &usageError{"-case is required"}
+		return &cli.UsageError{Msg: "-case is required"}
 	}
 	m, l, err := openRetention(ctx, e, data)
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	plan, err := m.Release(ctx, caseID, actor, dryRun)
 	if err != nil {
 		return err
 	}
-	return plan.WriteText(e.stdout)
+	return plan.WriteText(e.Stdout)
 }
 
-func runHoldList(ctx context.Context, e *env, args []string) error {
+func runHoldList(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var all bool
-	fs := flags(e, "hold list", &data)
+	fs := cli.Flags(e, "hold list", &data)
 	fs.BoolVar(&all, "all", false, "list released holds too")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -167,18 +168,18 @@ func runHoldList(ctx context.Context, e *env, args []string) error {
 		if !h.Active() && !all {
 			continue
 		}
-		fmt.Fprintln(e.stdout, h.String())
+		fmt.Fprintln(e.Stdout, h.String())
 	}
 	return nil
 }
 
-func runPurge(ctx context.Context, e *env, args []string) error {
+func runPurge(ctx context.Context, e *cli.Env, args []string) error {
 	var data, actor string
 	var dryRun bool
-	fs := flags(e, "purge", &data)
+	fs := cli.Flags(e, "purge", &data)
 	fs.StringVar(&actor, "actor", defaultActor(e), "who runs the purge")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be purged, change nothing")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -195,28 +196,28 @@ func runPurge(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	// Archive objects first: the archivio di sicurezza and the sealed
 	// segments past their retain-until; then the ledger's own copies of
 	// the entries past retention (only those sealed, and not held).
-	p := progress.New(e.stderr, "purge: archive objects")
+	p := progress.New(e.Stderr, "purge: archive objects")
 	m.Progress = p.Func()
 	plan, err := m.Purge(ctx, []string{sicurezza.DefaultPrefix, seal.DefaultPrefix}, actor, dryRun)
 	p.Done()
 	if err != nil {
 		return err
 	}
-	if err := plan.WriteText(e.stdout); err != nil {
+	if err := plan.WriteText(e.Stdout); err != nil {
 		return err
 	}
-	p = progress.New(e.stderr, "purge: ledger entries")
+	p = progress.New(e.Stderr, "purge: ledger entries")
 	m.Progress = p.Func()
 	lp, err := m.PurgeLog(ctx, keep, actor, dryRun)
 	p.Done()
 	if err != nil {
 		return err
 	}
-	return lp.WriteText(e.stdout)
+	return lp.WriteText(e.Stdout)
 }
 
 var _ flag.Value = (*listFlag)(nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/verifycmd"
 )
 
@@ -23,7 +24,7 @@ import (
 func custodeJSON(t *testing.T, v any, args ...string) (int, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, log: discardLogger()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Log: cli.DiscardLogger()}
 	code := dispatch(context.Background(), e, args)
 	dec := json.NewDecoder(&out)
 	dec.DisallowUnknownFields()
@@ -168,7 +169,7 @@ func sealOnce(t *testing.T, data string) {
 	quietListeners(t, data)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
-	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out, log: discardLogger()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Log: cli.DiscardLogger()}
 	done := make(chan int)
 	go func() { done <- dispatch(ctx, e, []string{"run", "-data", data, "-tsa-listen", "", "-archive-only"}) }()
 	for !strings.Contains(sealedCount(t, data), "segments: 1") {
@@ -257,7 +258,7 @@ func TestAuditJSON(t *testing.T) {
 			var all map[string]any
 			args := append([]string{"audit", "-data", data, "-json", "-from", "2026-11-23", "-to", "2026-11-24"}, tt.args...)
 			var stdout, stderr bytes.Buffer
-			e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, log: discardLogger()}
+			e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Log: cli.DiscardLogger()}
 			code := dispatch(context.Background(), e, args)
 			if err := json.Unmarshal(stdout.Bytes(), &all); err != nil {
 				t.Fatalf("exit %d: stdout is not one JSON document: %v\n%s\n%s", code, err, stdout.String(), stderr.String())

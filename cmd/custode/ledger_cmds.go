@@ -11,27 +11,28 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
 )
 
-func runInit(ctx context.Context, e *env, args []string) error {
+func runInit(ctx context.Context, e *cli.Env, args []string) error {
 	var data, gestore, domain string
-	fs := flags(e, "init", &data)
+	fs := cli.Flags(e, "init", &data)
 	fs.StringVar(&gestore, "gestore", "Custode Dev PEC", "the gestore's name (providerName)")
 	fs.StringVar(&domain, "domain", "pec.custode.test", "the gestore's PEC domain")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := initDataDir(data, gestore, domain, time.Now())
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "created %s: development PKI in %s, configuration in %s\n",
+	fmt.Fprintf(e.Stdout, "created %s: development PKI in %s, configuration in %s\n",
 		data, c.path("pki"), c.path(configFile))
-	fmt.Fprintln(e.stdout, "the development CA is not for production: point custode.json at real keys and certificates")
+	fmt.Fprintln(e.Stdout, "the development CA is not for production: point custode.json at real keys and certificates")
 	return nil
 }
 
@@ -39,21 +40,21 @@ func runInit(ctx context.Context, e *env, args []string) error {
 // correction), each marked as imported: its time is only what was given.
 // The archive's own kinds (checkpoint, query, export, outage, …) are
 // refused: only custode writes them.
-func runLedgerAppend(ctx context.Context, e *env, args []string) error {
+func runLedgerAppend(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
-	fs := flags(e, "ledger append", &data)
+	fs := cli.Flags(e, "ledger append", &data)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one PEC event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v), at most %s in all.\nEvery entry appended is marked as imported (details.%s).\n", byteCount(inputEvents.Max), ledger.DetailImported)
+		fmt.Fprintf(e.Stderr, "usage: custode ledger append [-data DIR] [FILE|-]\n\nEach line of FILE (default: standard input) is one PEC event as JSON, with\nthe field names of ledger/FORMAT.md (no seq, prev or v), at most %s in all.\nEvery entry appended is marked as imported (details.%s).\n", cli.ByteCount(cli.InputEvents.Max), ledger.DetailImported)
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, args, 1); err != nil {
+	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
 	}
 	name := fs.Arg(0)
 	if name == "" {
 		name = "-"
 	}
-	in, err := openInput(ctx, e, name, inputEvents)
+	in, err := cli.OpenInput(ctx, e, name, cli.InputEvents)
 	if err != nil {
 		return err
 	}
@@ -63,9 +64,9 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 	var le *record.LineError
 	switch {
 	case errors.As(err, &le):
-		return &usageError{le.Error()}
+		return &cli.UsageError{Msg: le.Error()}
 	case errors.Is(err, bufio.ErrTooLong):
-		return &usageError{fmt.Sprintf("%s: a line longer than %s", name, byteCount(record.MaxImportLine))}
+		return &cli.UsageError{Msg: fmt.Sprintf("%s: a line longer than %s", name, cli.ByteCount(record.MaxImportLine))}
 	case err != nil:
 		return err
 	}
@@ -77,7 +78,7 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	for len(events) > 0 {
 		n := min(len(events), ledger.MaxAppendEvents)
 		seqs, err := l.Append(ctx, events[:n]...)
@@ -85,38 +86,38 @@ func runLedgerAppend(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		for _, s := range seqs {
-			fmt.Fprintln(e.stdout, s)
+			fmt.Fprintln(e.Stdout, s)
 		}
 		events = events[n:]
 	}
-	return closeLedger(e, l)
+	return cli.CloseLedger(e, l)
 }
 
-func runLedgerVerify(ctx context.Context, e *env, args []string) error {
+func runLedgerVerify(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var from, to uint64
 	var requireTS, asJSON bool
-	fs := flags(e, "ledger verify", &data)
+	fs := cli.Flags(e, "ledger verify", &data)
 	fs.Uint64Var(&from, "from", 0, "first entry to check")
 	fs.Uint64Var(&to, "to", 0, "check entries before this one (0: to the end)")
 	fs.BoolVar(&requireTS, "require-timestamps", false, "fail on checkpoints still waiting for their RFC 3161 token")
 	fs.BoolVar(&asJSON, "json", false, "print the report as one JSON document")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if to != 0 && to <= from {
-		return &usageError{fmt.Sprintf("-to %d must be after -from %d", to, from)}
+		return &cli.UsageError{Msg: fmt.Sprintf("-to %d must be after -from %d", to, from)}
 	}
 	c, l, err := openReadOnly(ctx, e, data)
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	roots, tsaRoots, err := c.trust()
 	if err != nil {
 		return err
 	}
-	p := progress.New(e.stderr, "ledger verify: entries")
+	p := progress.New(e.Stderr, "ledger verify: entries")
 	r, err := l.Verify(ctx, ledger.VerifyOptions{From: from, To: to, Roots: roots, TSARoots: tsaRoots, RequireTimestamps: requireTS,
 		Progress: p.Func()})
 	p.Done()
@@ -124,7 +125,7 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if asJSON {
-		if err := writeJSON(e, ledgerVerifyJSON(r)); err != nil {
+		if err := cli.WriteJSON(e, ledgerVerifyJSON(r)); err != nil {
 			return err
 		}
 	} else {
@@ -133,28 +134,28 @@ func runLedgerVerify(ctx context.Context, e *env, args []string) error {
 	if r.OK() {
 		return nil
 	}
-	return &failedError{fmt.Sprintf("%d problems, the first: %s", len(r.Problems), r.Problems[0])}
+	return &cli.FailedError{Msg: fmt.Sprintf("%d problems, the first: %s", len(r.Problems), r.Problems[0])}
 }
 
-func printLedgerVerify(e *env, r *ledger.Report) {
+func printLedgerVerify(e *cli.Env, r *ledger.Report) {
 	if r.To > r.From {
-		fmt.Fprintf(e.stdout, "entries %d-%d: chain and tree recomputed in %v (%.0f entries/s)\n",
+		fmt.Fprintf(e.Stdout, "entries %d-%d: chain and tree recomputed in %v (%.0f entries/s)\n",
 			r.From, r.To-1, r.Elapsed.Round(time.Millisecond), float64(r.To-r.From)/max(r.Elapsed.Seconds(), 1e-9))
 	} else {
-		fmt.Fprintln(e.stdout, "entries: none in range")
+		fmt.Fprintln(e.Stdout, "entries: none in range")
 	}
-	fmt.Fprintf(e.stdout, "checkpoints: %d checked, %d signatures verified, %d timestamps verified, %d pending\n",
+	fmt.Fprintf(e.Stdout, "checkpoints: %d checked, %d signatures verified, %d timestamps verified, %d pending\n",
 		r.Checkpoints, r.Signatures, r.Timestamps, r.PendingTimestamps)
 	for _, n := range r.Notes {
-		fmt.Fprintf(e.stdout, "note: %s\n", n)
+		fmt.Fprintf(e.Stdout, "note: %s\n", n)
 	}
 	if r.OK() {
-		fmt.Fprintln(e.stdout, "OK")
+		fmt.Fprintln(e.Stdout, "OK")
 		return
 	}
-	fmt.Fprintf(e.stdout, "FIRST INCONSISTENCY: %s\n", r.Problems[0])
+	fmt.Fprintf(e.Stdout, "FIRST INCONSISTENCY: %s\n", r.Problems[0])
 	for _, p := range r.Problems[1:] {
-		fmt.Fprintf(e.stdout, "also: %s\n", p)
+		fmt.Fprintf(e.Stdout, "also: %s\n", p)
 	}
 }
 
@@ -201,24 +202,17 @@ func ledgerVerifyJSON(r *ledger.Report) ledgerVerifyReport {
 	return j
 }
 
-// writeJSON writes v to standard output as one indented JSON document.
-func writeJSON(e *env, v any) error {
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func seqArg(fs interface{ Arg(int) string }) (uint64, error) {
 	s, err := strconv.ParseUint(fs.Arg(0), 10, 64)
 	if err != nil {
-		return 0, &usageError{fmt.Sprintf("want a sequence number, got %q", fs.Arg(0))}
+		return 0, &cli.UsageError{Msg: fmt.Sprintf("want a sequence number, got %q", fs.Arg(0))}
 	}
 	return s, nil
 }
 
 // openReadOnly loads the configuration of data and opens its ledger
 // read-only.
-func openReadOnly(ctx context.Context, e *env, data string) (*config, *ledger.Ledger, error) {
+func openReadOnly(ctx context.Context, e *cli.Env, data string) (*config, *ledger.Ledger, error) {
 	c, err := loadConfig(data)
 	if err != nil {
 		return nil, nil, err
@@ -228,10 +222,10 @@ func openReadOnly(ctx context.Context, e *env, data string) (*config, *ledger.Le
 }
 
 // openForEntry parses "[-data DIR] SEQ" and opens the ledger read-only.
-func openForEntry(ctx context.Context, e *env, name string, args []string) (*ledger.Ledger, uint64, error) {
+func openForEntry(ctx context.Context, e *cli.Env, name string, args []string) (*ledger.Ledger, uint64, error) {
 	var data string
-	fs := flags(e, name, &data)
-	if err := parse(fs, args, 1); err != nil {
+	fs := cli.Flags(e, name, &data)
+	if err := cli.Parse(fs, args, 1); err != nil {
 		return nil, 0, err
 	}
 	seq, err := seqArg(fs)
@@ -242,48 +236,48 @@ func openForEntry(ctx context.Context, e *env, name string, args []string) (*led
 	return l, seq, err
 }
 
-func runLedgerGet(ctx context.Context, e *env, args []string) error {
+func runLedgerGet(ctx context.Context, e *cli.Env, args []string) error {
 	l, seq, err := openForEntry(ctx, e, "ledger get", args)
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	_, raw, err := l.Entry(ctx, seq)
 	if raw == nil {
 		return err
 	}
-	_, err = e.stdout.Write(raw)
-	fmt.Fprintln(e.stdout)
+	_, err = e.Stdout.Write(raw)
+	fmt.Fprintln(e.Stdout)
 	return err
 }
 
-func runLedgerProof(ctx context.Context, e *env, args []string) error {
+func runLedgerProof(ctx context.Context, e *cli.Env, args []string) error {
 	l, seq, err := openForEntry(ctx, e, "ledger proof", args)
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	p, err := export.ProveEntry(ctx, l, seq)
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(e.stdout)
+	enc := json.NewEncoder(e.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
 }
 
-func runLedgerCheckpoints(ctx context.Context, e *env, args []string) error {
+func runLedgerCheckpoints(ctx context.Context, e *cli.Env, args []string) error {
 	var data, write string
-	fs := flags(e, "ledger checkpoints", &data)
+	fs := cli.Flags(e, "ledger checkpoints", &data)
 	fs.StringVar(&write, "write", "", "write every checkpoint as .txt, .p7s and .tsr files to this directory")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	_, l, err := openReadOnly(ctx, e, data)
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	cps, err := l.Checkpoints(ctx)
 	if err != nil {
 		return err
@@ -298,7 +292,7 @@ func runLedgerCheckpoints(ctx context.Context, e *env, args []string) error {
 		if cp.Pending() {
 			state = "timestamp pending"
 		}
-		fmt.Fprintf(e.stdout, "%10d  %s  %s  %s\n", cp.Size, cp.Time.Format(time.RFC3339), hex.EncodeToString(cp.Root[:]), state)
+		fmt.Fprintf(e.Stdout, "%10d  %s  %s  %s\n", cp.Size, cp.Time.Format(time.RFC3339), hex.EncodeToString(cp.Root[:]), state)
 		if write != "" {
 			if _, err := cp.WriteFiles(write); err != nil {
 				return err

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/input"
 	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec/igpec"
@@ -22,18 +23,18 @@ import (
 
 // readPassword reads the password from the first line of stdin, so that it
 // never appears in a process listing or a shell history.
-func readPassword(ctx context.Context, e *env) (string, error) {
-	line, err := bufio.NewReader(input.NewReader(ctx, e.stdin, "standard input", inputPassword)).ReadString('\n')
+func readPassword(ctx context.Context, e *cli.Env) (string, error) {
+	line, err := bufio.NewReader(input.NewReader(ctx, e.Stdin, "standard input", cli.InputPassword)).ReadString('\n')
 	var tl *input.TooLargeError
 	if errors.As(err, &tl) {
-		return "", &usageError{err.Error()}
+		return "", &cli.UsageError{Msg: err.Error()}
 	}
 	if err != nil && line == "" {
-		return "", &usageError{"give the password on the first line of standard input"}
+		return "", &cli.UsageError{Msg: "give the password on the first line of standard input"}
 	}
 	pw := strings.TrimRight(line, "\r\n")
 	if len(pw) < 8 {
-		return "", &usageError{"the password must have at least 8 characters"}
+		return "", &cli.UsageError{Msg: "the password must have at least 8 characters"}
 	}
 	return pw, nil
 }
@@ -43,22 +44,22 @@ func readPassword(ctx context.Context, e *env) (string, error) {
 func parseSize(s string) (int64, error) {
 	n, err := policies.ParseSize(s)
 	if err != nil {
-		return 0, &usageError{err.Error()}
+		return 0, &cli.UsageError{Msg: err.Error()}
 	}
 	return n, nil
 }
 
-func mailboxCommand(ctx context.Context, e *env, name string, args []string, positional int, extra func(*flag.FlagSet)) (*config, *mailstore.Store, []string, error) {
+func mailboxCommand(ctx context.Context, e *cli.Env, name string, args []string, positional int, extra func(*flag.FlagSet)) (*config, *mailstore.Store, []string, error) {
 	var data string
-	fs := flags(e, name, &data)
+	fs := cli.Flags(e, name, &data)
 	if extra != nil {
 		extra(fs)
 	}
-	if err := parse(fs, args, positional); err != nil {
+	if err := cli.Parse(fs, args, positional); err != nil {
 		return nil, nil, nil, err
 	}
 	if fs.NArg() != positional {
-		return nil, nil, nil, &usageError{fmt.Sprintf("want %d argument(s)", positional)}
+		return nil, nil, nil, &cli.UsageError{Msg: fmt.Sprintf("want %d argument(s)", positional)}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
@@ -77,12 +78,12 @@ func mailboxCommand(ctx context.Context, e *env, name string, args []string, pos
 func mailboxArg(a string) (string, error) {
 	c, err := mailaddr.Canonical(a)
 	if err != nil {
-		return "", &usageError{err.Error()}
+		return "", &cli.UsageError{Msg: err.Error()}
 	}
 	return c, nil
 }
 
-func runMailboxAdd(ctx context.Context, e *env, args []string) error {
+func runMailboxAdd(ctx context.Context, e *cli.Env, args []string) error {
 	var quota string
 	c, st, pos, err := mailboxCommand(ctx, e, "mailbox add", args, 1, func(f *flag.FlagSet) {
 		f.StringVar(&quota, "quota", "1G", "quota in bytes (K, M, G suffixes; 0 means none)")
@@ -90,13 +91,13 @@ func runMailboxAdd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeMailboxes(e, st)
+	defer cli.CloseMailboxes(e, st)
 	address, err := mailboxArg(pos[0])
 	if err != nil {
 		return err
 	}
 	if !slices.Contains(normalized(c.domains()), domainOfAddress(address)) {
-		return &usageError{fmt.Sprintf("%s is not in one of this gestore's domains %v (custode domain add)", address, c.domains())}
+		return &cli.UsageError{Msg: fmt.Sprintf("%s is not in one of this gestore's domains %v (custode domain add)", address, c.domains())}
 	}
 	q, err := parseSize(quota)
 	if err != nil {
@@ -109,38 +110,38 @@ func runMailboxAdd(ctx context.Context, e *env, args []string) error {
 	if err := st.AddMailbox(ctx, address, pw, q); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "mailbox %s created, quota %d bytes\n", address, q)
+	fmt.Fprintf(e.Stdout, "mailbox %s created, quota %d bytes\n", address, q)
 	return nil
 }
 
-func runMailboxList(ctx context.Context, e *env, args []string) error {
+func runMailboxList(ctx context.Context, e *cli.Env, args []string) error {
 	_, st, _, err := mailboxCommand(ctx, e, "mailbox list", args, 0, nil)
 	if err != nil {
 		return err
 	}
-	defer closeMailboxes(e, st)
+	defer cli.CloseMailboxes(e, st)
 	list, err := st.Mailboxes(ctx)
 	if err != nil {
 		return err
 	}
 	for _, m := range list {
-		fmt.Fprintf(e.stdout, "%s\tmessages=%d\tused=%d\tquota=%d", m.Address, m.Messages, m.Used, m.Quota)
+		fmt.Fprintf(e.Stdout, "%s\tmessages=%d\tused=%d\tquota=%d", m.Address, m.Messages, m.Used, m.Quota)
 		if !mailaddr.IsCanonical(m.Address) {
 			// Made before addresses had one canonical form: no login,
 			// lookup or delivery reaches it any more.
-			fmt.Fprintf(e.stdout, "\tunreachable: %+q is not a canonical address", m.Address)
+			fmt.Fprintf(e.Stdout, "\tunreachable: %+q is not a canonical address", m.Address)
 		}
-		fmt.Fprintln(e.stdout)
+		fmt.Fprintln(e.Stdout)
 	}
 	return nil
 }
 
-func runMailboxPasswd(ctx context.Context, e *env, args []string) error {
+func runMailboxPasswd(ctx context.Context, e *cli.Env, args []string) error {
 	_, st, pos, err := mailboxCommand(ctx, e, "mailbox passwd", args, 1, nil)
 	if err != nil {
 		return err
 	}
-	defer closeMailboxes(e, st)
+	defer cli.CloseMailboxes(e, st)
 	pw, err := readPassword(ctx, e)
 	if err != nil {
 		return err
@@ -152,16 +153,16 @@ func runMailboxPasswd(ctx context.Context, e *env, args []string) error {
 	if err := st.SetPassword(ctx, address, pw); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "password of %s changed\n", address)
+	fmt.Fprintf(e.Stdout, "password of %s changed\n", address)
 	return nil
 }
 
-func runMailboxQuota(ctx context.Context, e *env, args []string) error {
+func runMailboxQuota(ctx context.Context, e *cli.Env, args []string) error {
 	_, st, pos, err := mailboxCommand(ctx, e, "mailbox quota", args, 2, nil)
 	if err != nil {
 		return err
 	}
-	defer closeMailboxes(e, st)
+	defer cli.CloseMailboxes(e, st)
 	q, err := parseSize(pos[1])
 	if err != nil {
 		return err
@@ -173,18 +174,18 @@ func runMailboxQuota(ctx context.Context, e *env, args []string) error {
 	if err := st.SetQuota(ctx, address, q); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "quota of %s set to %d bytes\n", address, q)
+	fmt.Fprintf(e.Stdout, "quota of %s set to %d bytes\n", address, q)
 	return nil
 }
 
-func runDomainAdd(ctx context.Context, e *env, args []string) error {
+func runDomainAdd(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
-	fs := flags(e, "domain add", &data)
-	if err := parse(fs, args, 1); err != nil {
+	fs := cli.Flags(e, "domain add", &data)
+	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return &usageError{"want one domain"}
+		return &cli.UsageError{Msg: "want one domain"}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
@@ -192,27 +193,27 @@ func runDomainAdd(ctx context.Context, e *env, args []string) error {
 	}
 	d := igpec.NormalizeDomain(fs.Arg(0))
 	if d == "" || strings.ContainsAny(d, " @/") || !strings.Contains(d, ".") {
-		return &usageError{fmt.Sprintf("bad domain %q", fs.Arg(0))}
+		return &cli.UsageError{Msg: fmt.Sprintf("bad domain %q", fs.Arg(0))}
 	}
 	if c.Server == nil {
 		c.Server = defaultServerConfig()
 	}
 	domains := normalized(c.domains())
 	if slices.Contains(domains, d) {
-		return &usageError{fmt.Sprintf("%s is already a domain of this gestore", d)}
+		return &cli.UsageError{Msg: fmt.Sprintf("%s is already a domain of this gestore", d)}
 	}
 	c.Server.Domains = append(domains, d)
 	if err := c.save(); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "domain %s added; publish it in the indice dei gestori (custode igpec write) and restart custode serve\n", d)
+	fmt.Fprintf(e.Stdout, "domain %s added; publish it in the indice dei gestori (custode igpec write) and restart custode serve\n", d)
 	return nil
 }
 
-func runDomainList(ctx context.Context, e *env, args []string) error {
+func runDomainList(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
-	fs := flags(e, "domain list", &data)
-	if err := parse(fs, args, 0); err != nil {
+	fs := cli.Flags(e, "domain list", &data)
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -220,7 +221,7 @@ func runDomainList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	for _, d := range normalized(c.domains()) {
-		fmt.Fprintln(e.stdout, d)
+		fmt.Fprintln(e.Stdout, d)
 	}
 	return nil
 }

@@ -19,92 +19,48 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/custode/custode/cmd/internal/cli"
 )
 
-// command is one subcommand: its name (words separated by spaces), a line
-// of help, and what it runs.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, env *env, args []string) error
-	// server marks a command that runs until it is stopped and then stops
-	// cleanly (listeners closed, a last checkpoint made), which may take
-	// longer than stopGrace: a first signal starts that stop, a second one
-	// exits at once.
-	server bool
-}
-
-// env is what every command gets: where to write, and the logger.
-type env struct {
-	stdin          io.Reader
-	stdout, stderr io.Writer
-	log            *slog.Logger
-	// live, inside a running server, are its open stores, which the
-	// commands run for its admin socket use instead of opening them.
-	live *liveStores
-	// actor, if set, is who runs the command (the admin socket's peer),
-	// the default of -actor.
-	actor string
-}
-
-// usageError is a bad invocation: it exits with status 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-// failedError is a check that ran and found problems: it exits with
-// status 1 after the command has printed its report.
-type failedError struct{ msg string }
-
-func (e *failedError) Error() string { return e.msg }
-
-// statusError is a check that ran and exits with a status of its own
-// (custode pec inspect: 3 untrusted, 4 unsigned).
-type statusError struct {
-	code int
-	msg  string
-}
-
-func (e *statusError) Error() string { return e.msg }
-
-func commands() []command {
-	return []command{
-		{"init", "create a data directory with a development PKI and configuration", runInit, false},
-		{"config check", "validate a configuration (custode.json) and list its listeners, without opening anything", runConfigCheck, false},
-		{"serve", "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", runServe, true},
-		{"run", "the same as serve", runServe, true},
-		{"demo", "two gestori on loopback exchange messages; print the receipts and ledger entries", runDemo, false},
-		{"mailbox add", "create a mailbox (titolare) with a password read from stdin", runMailboxAdd, false},
-		{"mailbox list", "list mailboxes with their quota and use", runMailboxList, false},
-		{"mailbox passwd", "set a mailbox's password, read from stdin", runMailboxPasswd, false},
-		{"mailbox quota", "set a mailbox's quota", runMailboxQuota, false},
-		{"domain add", "add a PEC domain whose mailboxes this gestore keeps", runDomainAdd, false},
-		{"domain list", "list the gestore's PEC domains", runDomainList, false},
-		{"hold place", "put a legal hold on a mailbox, identificativi or a time range (-dry-run to list)", runHoldPlace, false},
-		{"hold release", "release a case's legal hold (-dry-run to list)", runHoldRelease, false},
-		{"hold list", "list legal holds", runHoldList, false},
-		{"quarantine list", "list the messages kept in the virus quarantine (WORM, 30 months)", runQuarantineList, false},
-		{"quarantine export", "write a quarantined message, its findings and its retention as a ZIP, for an audit", runQuarantineExport, false},
-		{"purge", "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", runPurge, false},
-		{"export receipt", "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", runExportReceipt, false},
-		{"export extract", "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", runExportExtract, false},
-		{"audit", "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", runAudit, false},
-		{"api token", "make a bearer token for an operator, auditor or legal user of the HTTP API (printed once)", runAPIToken, false},
-		{"verify", "check an evidence bundle or a log extract offline against a trust anchor", runVerify, false},
-		{"policy check", "validate a policy file (errors as file:line)", runPolicyCheck, false},
-		{"policy apply", "make a policy file the active one and record the change in the ledger", runPolicyApply, false},
-		{"ledger append", "append PEC events given as JSON lines (one event per line), marked as imported", runLedgerAppend, false},
-		{"ledger verify", "recompute chain and tree, check every checkpoint", runLedgerVerify, false},
-		{"ledger get", "print an entry in its canonical bytes", runLedgerGet, false},
-		{"ledger proof", "print an entry's inclusion proof to the newest checkpoint", runLedgerProof, false},
-		{"ledger checkpoints", "list checkpoints, and write them as files", runLedgerCheckpoints, false},
-		{"ledger rebuild", "rebuild a lost ledger store from the sealed segments in the archive (--from-archive)", runLedgerRebuild, false},
-		{"archive verify", "re-read the sealed segments from the archive and check them against the ledger", runArchiveVerify, false},
-		{"archive find", "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", runArchiveFind, false},
-		{"tsa serve", "serve the built-in RFC 3161 time-stamping authority over HTTP", runTSAServe, true},
-		{"pec inspect", "classify a PEC message, show its daticert and check its signature", runPECInspect, false},
-		{"igpec write", "write the indice dei gestori (LDIF) record of our own gestore", runIGPECWrite, false},
-		{"igpec show", "read an indice dei gestori LDIF file and list its gestori", runIGPECShow, false},
+func commands() []cli.Command {
+	return []cli.Command{
+		{Name: "init", Summary: "create a data directory with a development PKI and configuration", Run: runInit},
+		{Name: "config check", Summary: "validate a configuration (custode.json) and list its listeners, without opening anything", Run: runConfigCheck},
+		{Name: "serve", Summary: "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", Run: runServe, Server: true},
+		{Name: "run", Summary: "the same as serve", Run: runServe, Server: true},
+		{Name: "demo", Summary: "two gestori on loopback exchange messages; print the receipts and ledger entries", Run: runDemo},
+		{Name: "mailbox add", Summary: "create a mailbox (titolare) with a password read from stdin", Run: runMailboxAdd},
+		{Name: "mailbox list", Summary: "list mailboxes with their quota and use", Run: runMailboxList},
+		{Name: "mailbox passwd", Summary: "set a mailbox's password, read from stdin", Run: runMailboxPasswd},
+		{Name: "mailbox quota", Summary: "set a mailbox's quota", Run: runMailboxQuota},
+		{Name: "domain add", Summary: "add a PEC domain whose mailboxes this gestore keeps", Run: runDomainAdd},
+		{Name: "domain list", Summary: "list the gestore's PEC domains", Run: runDomainList},
+		{Name: "hold place", Summary: "put a legal hold on a mailbox, identificativi or a time range (-dry-run to list)", Run: runHoldPlace},
+		{Name: "hold release", Summary: "release a case's legal hold (-dry-run to list)", Run: runHoldRelease},
+		{Name: "hold list", Summary: "list legal holds", Run: runHoldList},
+		{Name: "quarantine list", Summary: "list the messages kept in the virus quarantine (WORM, 30 months)", Run: runQuarantineList},
+		{Name: "quarantine export", Summary: "write a quarantined message, its findings and its retention as a ZIP, for an audit", Run: runQuarantineExport},
+		{Name: "purge", Summary: "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", Run: runPurge},
+		{Name: "export receipt", Summary: "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", Run: runExportReceipt},
+		{Name: "export extract", Summary: "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", Run: runExportExtract},
+		{Name: "audit", Summary: "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", Run: runAudit},
+		{Name: "api token", Summary: "make a bearer token for an operator, auditor or legal user of the HTTP API (printed once)", Run: runAPIToken},
+		{Name: "verify", Summary: "check an evidence bundle or a log extract offline against a trust anchor", Run: runVerify},
+		{Name: "policy check", Summary: "validate a policy file (errors as file:line)", Run: runPolicyCheck},
+		{Name: "policy apply", Summary: "make a policy file the active one and record the change in the ledger", Run: runPolicyApply},
+		{Name: "ledger append", Summary: "append PEC events given as JSON lines (one event per line), marked as imported", Run: runLedgerAppend},
+		{Name: "ledger verify", Summary: "recompute chain and tree, check every checkpoint", Run: runLedgerVerify},
+		{Name: "ledger get", Summary: "print an entry in its canonical bytes", Run: runLedgerGet},
+		{Name: "ledger proof", Summary: "print an entry's inclusion proof to the newest checkpoint", Run: runLedgerProof},
+		{Name: "ledger checkpoints", Summary: "list checkpoints, and write them as files", Run: runLedgerCheckpoints},
+		{Name: "ledger rebuild", Summary: "rebuild a lost ledger store from the sealed segments in the archive (--from-archive)", Run: runLedgerRebuild},
+		{Name: "archive verify", Summary: "re-read the sealed segments from the archive and check them against the ledger", Run: runArchiveVerify},
+		{Name: "archive find", Summary: "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", Run: runArchiveFind},
+		{Name: "tsa serve", Summary: "serve the built-in RFC 3161 time-stamping authority over HTTP", Run: runTSAServe, Server: true},
+		{Name: "pec inspect", Summary: "classify a PEC message, show its daticert and check its signature", Run: runPECInspect},
+		{Name: "igpec write", Summary: "write the indice dei gestori (LDIF) record of our own gestore", Run: runIGPECWrite},
+		{Name: "igpec show", Summary: "read an indice dei gestori LDIF file and list its gestori", Run: runIGPECShow},
 	}
 }
 
@@ -118,13 +74,13 @@ func main() {
 	defer cancel(nil)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
-		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	e := &cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	grace := stopGrace
-	if c, _ := lookup(os.Args[1:]); c != nil && c.server {
+	if c, _ := lookup(os.Args[1:]); c != nil && c.Server {
 		grace = 0
 	}
-	go stopOnSignal(sigs, cancel, e.stderr, grace, os.Exit)
+	go stopOnSignal(sigs, cancel, e.Stderr, grace, os.Exit)
 	// An administrative command goes to the running server of its data
 	// directory, if one answers on the admin socket.
 	if code, ok := runRemote(ctx, e, os.Args[1:]); ok {
@@ -179,11 +135,11 @@ func stopOnSignal(sigs <-chan os.Signal, cancel context.CancelCauseFunc, stderr 
 
 // lookup returns the command named by the leading words of args and how
 // many words name it, or nil.
-func lookup(args []string) (*command, int) {
-	var best *command
+func lookup(args []string) (*cli.Command, int) {
+	var best *cli.Command
 	var used int
 	for _, c := range commands() {
-		words := strings.Fields(c.name)
+		words := strings.Fields(c.Name)
 		if len(words) <= len(args) && equalWords(words, args[:len(words)]) && len(words) > used {
 			c := c
 			best, used = &c, len(words)
@@ -194,9 +150,9 @@ func lookup(args []string) (*command, int) {
 
 // dispatch runs the command named by the leading words of args and returns
 // the exit status.
-func dispatch(ctx context.Context, e *env, args []string) int {
+func dispatch(ctx context.Context, e *cli.Env, args []string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(e.stdout)
+		usage(e.Stdout)
 		if len(args) == 0 {
 			return 2
 		}
@@ -204,30 +160,30 @@ func dispatch(ctx context.Context, e *env, args []string) int {
 	}
 	best, used := lookup(args)
 	if best == nil {
-		fmt.Fprintf(e.stderr, "custode: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
-		usage(e.stderr)
+		fmt.Fprintf(e.Stderr, "custode: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
+		usage(e.Stderr)
 		return 2
 	}
-	err := best.run(ctx, e, args[used:])
-	var ue *usageError
-	var fe *failedError
-	var se *statusError
+	err := best.Run(ctx, e, args[used:])
+	var ue *cli.UsageError
+	var fe *cli.FailedError
+	var se *cli.StatusError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(e.stderr, "custode %s: %v\n", best.name, err)
+		fmt.Fprintf(e.Stderr, "custode %s: %v\n", best.Name, err)
 		return 2
 	case errors.As(err, &fe):
-		fmt.Fprintf(e.stderr, "custode %s: %v\n", best.name, err)
+		fmt.Fprintf(e.Stderr, "custode %s: %v\n", best.Name, err)
 		return 1
 	case errors.As(err, &se):
-		fmt.Fprintf(e.stderr, "custode %s: %v\n", best.name, err)
-		return se.code
+		fmt.Fprintf(e.Stderr, "custode %s: %v\n", best.Name, err)
+		return se.Code
 	default:
-		fmt.Fprintf(e.stderr, "custode %s: %v\n", best.name, err)
+		fmt.Fprintf(e.Stderr, "custode %s: %v\n", best.Name, err)
 		return 1
 	}
 }
@@ -245,7 +201,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: custode <command> [flags]\n\ncommands:")
 	cs := commands()
 	for _, c := range cs {
-		fmt.Fprintf(w, "  %-20s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-20s %s\n", c.Name, c.Summary)
 	}
 	fmt.Fprintln(w, "\nThe commands that open the data directory's stores (mailbox, hold, purge, quarantine, export,\n"+
 		"audit, api token, policy apply, ledger but rebuild, archive verify|find) run inside a running serve\n"+
@@ -254,30 +210,3 @@ func usage(w io.Writer) {
 		"tokens and TLS certificate again; tokens, holds, policies and mailboxes need no signal.")
 	fmt.Fprintln(w, "\nRun \"custode <command> -h\" for its flags.")
 }
-
-// flags returns a flag set for command name that reports errors instead of
-// exiting, with the common -data flag.
-func flags(e *env, name string, data *string) *flag.FlagSet {
-	fs := flag.NewFlagSet("custode "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	if data != nil {
-		fs.StringVar(data, "data", defaultDataDir, "data directory")
-	}
-	return fs
-}
-
-// parse parses args into fs, turning errors into usage errors.
-func parse(fs *flag.FlagSet, args []string, maxPositional int) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	if fs.NArg() > maxPositional {
-		return &usageError{fmt.Sprintf("unexpected arguments: %s", strings.Join(fs.Args()[maxPositional:], " "))}
-	}
-	return nil
-}
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/policies"
 )
 
@@ -20,7 +21,7 @@ import (
 func custode(t *testing.T, stdin string, args ...string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
-	e := &env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &out, log: discardLogger()}
+	e := &cli.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &out, Log: cli.DiscardLogger()}
 	code := dispatch(context.Background(), e, args)
 	return code, out.String()
 }

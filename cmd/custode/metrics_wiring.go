@@ -15,6 +15,7 @@ import (
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/export/metrics"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/diskspace"
@@ -24,15 +25,15 @@ import (
 
 // logFormatFlag adds -log-format (text or json) to fs and returns the
 // function that, after parsing, sets e's logger accordingly.
-func logFormatFlag(fs *flag.FlagSet, e *env) func() error {
+func logFormatFlag(fs *flag.FlagSet, e *cli.Env) func() error {
 	format := fs.String("log-format", "text", "log format on standard error: text or json")
 	return func() error {
 		switch *format {
 		case "text":
 		case "json":
-			e.log = slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			e.Log = slog.New(slog.NewJSONHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		default:
-			return &usageError{fmt.Sprintf("-log-format: want text or json, got %q", *format)}
+			return &cli.UsageError{Msg: fmt.Sprintf("-log-format: want text or json, got %q", *format)}
 		}
 		return nil
 	}
@@ -52,7 +53,7 @@ type running struct {
 // metrics listener (if any) until ctx is done, and then tells systemd
 // (when it supervises us) that serve is ready: call it once every other
 // listener is open.
-func serveMetrics(ctx context.Context, e *env, c *config, r running, wg *sync.WaitGroup) error {
+func serveMetrics(ctx context.Context, e *cli.Env, c *config, r running, wg *sync.WaitGroup) error {
 	if addr := c.metricsListen(); addr != "" {
 		h := metrics.NewHealth(nil, c.probes(r)...)
 		src := metrics.Sources{
@@ -70,7 +71,7 @@ func serveMetrics(ctx context.Context, e *env, c *config, r running, wg *sync.Wa
 			src.LoginFailures = r.mailboxes.LoginFailures
 			src.LoginServices = []string{mailstore.ServiceSMTP, mailstore.ServiceIMAP, mailstore.ServiceAPI}
 		}
-		m, err := metrics.New(src, h, e.log)
+		m, err := metrics.New(src, h, e.Log)
 		if err != nil {
 			return err
 		}
@@ -79,7 +80,7 @@ func serveMetrics(ctx context.Context, e *env, c *config, r running, wg *sync.Wa
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		e.log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics",
+		e.Log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics",
 			"healthz", "http://"+ln.Addr().String()+"/healthz", "readyz", "http://"+ln.Addr().String()+"/readyz")
 		wg.Add(2)
 		go func() {
@@ -89,12 +90,12 @@ func serveMetrics(ctx context.Context, e *env, c *config, r running, wg *sync.Wa
 		go func() {
 			defer wg.Done()
 			if err := m.Serve(ctx, ln); err != nil {
-				e.log.Error("metrics: serve", "err", err)
+				e.Log.Error("metrics: serve", "err", err)
 			}
 		}()
 	}
 	if err := metrics.Notify(os.Getenv("NOTIFY_SOCKET"), "READY=1"); err != nil {
-		e.log.Warn("systemd notify", "err", err)
+		e.Log.Warn("systemd notify", "err", err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/pki"
@@ -21,11 +22,11 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-func runTSAServe(ctx context.Context, e *env, args []string) error {
+func runTSAServe(ctx context.Context, e *cli.Env, args []string) error {
 	var data, addr string
-	fs := flags(e, "tsa serve", &data)
+	fs := cli.Flags(e, "tsa serve", &data)
 	fs.StringVar(&addr, "listen", "127.0.0.1:8318", "address to listen on")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -40,7 +41,7 @@ func runTSAServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	e.log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/", "certificate", a.Certificate().Subject.String())
+	e.Log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/", "certificate", a.Certificate().Subject.String())
 	return a.Serve(ctx, ln)
 }
 
@@ -48,25 +49,25 @@ func runTSAServe(ctx context.Context, e *env, args []string) error {
 // roots of the gestori's certificates.
 const systemRootsFile = "/etc/ssl/certs/ca-certificates.crt"
 
-func runPECInspect(ctx context.Context, e *env, args []string) error {
+func runPECInspect(ctx context.Context, e *cli.Env, args []string) error {
 	var data, at, roots, index string
 	var asJSON bool
-	fs := flags(e, "pec inspect", &data)
+	fs := cli.Flags(e, "pec inspect", &data)
 	fs.StringVar(&at, "at", "now", `when to check the certificates: "now", "signing-time", or an RFC 3339 time`)
 	fs.StringVar(&roots, "roots", "", "PEM file of trusted roots (default: "+systemRootsFile+" plus the data directory's CA, if any)")
 	fs.StringVar(&index, "igpec", "", "LDIF of the indice dei gestori the signer must be listed in")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: custode pec inspect [flags] FILE.eml")
-		fmt.Fprintln(e.stderr, "exit status: 0 valid, 1 invalid (broken signature) or error, 2 bad invocation,")
-		fmt.Fprintln(e.stderr, "3 untrusted (intact signature, certificate not trusted: chain, validity, indice), 4 unsigned")
+		fmt.Fprintln(e.Stderr, "usage: custode pec inspect [flags] FILE.eml")
+		fmt.Fprintln(e.Stderr, "exit status: 0 valid, 1 invalid (broken signature) or error, 2 bad invocation,")
+		fmt.Fprintln(e.Stderr, "3 untrusted (intact signature, certificate not trusted: chain, validity, indice), 4 unsigned")
 		fs.PrintDefaults()
 	}
-	if err := parse(fs, args, 1); err != nil {
+	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return &usageError{"want one message file"}
+		return &cli.UsageError{Msg: "want one message file"}
 	}
 	opts := pec.InspectOptions{AllowSHA1Certificates: true}
 	switch at {
@@ -77,7 +78,7 @@ func runPECInspect(ctx context.Context, e *env, args []string) error {
 	default:
 		t, err := time.Parse(time.RFC3339, at)
 		if err != nil {
-			return &usageError{fmt.Sprintf(`-at: want "now", "signing-time" or an RFC 3339 time, got %q`, at)}
+			return &cli.UsageError{Msg: fmt.Sprintf(`-at: want "now", "signing-time" or an RFC 3339 time, got %q`, at)}
 		}
 		opts.At = t
 	}
@@ -90,7 +91,7 @@ func runPECInspect(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	msg, err := readInput(ctx, e, fs.Arg(0), inputMessage)
+	msg, err := cli.ReadInput(ctx, e, fs.Arg(0), cli.InputMessage)
 	if err != nil {
 		return err
 	}
@@ -99,24 +100,24 @@ func runPECInspect(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
+		enc := json.NewEncoder(e.Stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(r)
 	} else {
-		err = r.WriteText(e.stdout)
+		err = r.WriteText(e.Stdout)
 	}
 	if err != nil {
 		return err
 	}
 	if code := r.ExitCode(); code != 0 {
-		return &statusError{code, fmt.Sprintf("signature %s", r.Signature.Verdict)}
+		return &cli.StatusError{Code: code, Msg: fmt.Sprintf("signature %s", r.Signature.Verdict)}
 	}
 	return nil
 }
 
 // readIndex reads an indice dei gestori in LDIF, at most inputIndex.
-func readIndex(ctx context.Context, e *env, name string) (*igpec.Index, error) {
-	r, err := openInput(ctx, e, name, inputIndex)
+func readIndex(ctx context.Context, e *cli.Env, name string) (*igpec.Index, error) {
+	r, err := cli.OpenInput(ctx, e, name, cli.InputIndex)
 	if err != nil {
 		return nil, err
 	}
@@ -128,28 +129,28 @@ func readIndex(ctx context.Context, e *env, name string) (*igpec.Index, error) {
 	return ix, nil
 }
 
-func inspectRoots(ctx context.Context, e *env, file, data string) ([]*x509.Certificate, error) {
+func inspectRoots(ctx context.Context, e *cli.Env, file, data string) ([]*x509.Certificate, error) {
 	if file != "" {
-		return readCertificates(ctx, e, file, inputRoots)
+		return cli.ReadCertificates(ctx, e, file, cli.InputRoots)
 	}
-	certs, err := readCertificates(ctx, e, systemRootsFile, inputRoots)
+	certs, err := cli.ReadCertificates(ctx, e, systemRootsFile, cli.InputRoots)
 	if err != nil {
 		return nil, fmt.Errorf("no -roots given and the system roots are unreadable: %w", err)
 	}
 	if c, err := loadConfig(data); err == nil {
-		if dev, err := readCertificates(ctx, e, c.path(c.CACert), inputCertificates); err == nil {
+		if dev, err := cli.ReadCertificates(ctx, e, c.path(c.CACert), cli.InputCertificates); err == nil {
 			certs = append(certs, dev...)
 		}
 	}
 	return certs, nil
 }
 
-func runIGPECWrite(ctx context.Context, e *env, args []string) error {
+func runIGPECWrite(ctx context.Context, e *cli.Env, args []string) error {
 	var data, receipt, url string
-	fs := flags(e, "igpec write", &data)
+	fs := cli.Flags(e, "igpec write", &data)
 	fs.StringVar(&receipt, "mail-receipt", "", "the service mailbox for ricevute (default posta-certificata@<domain>)")
 	fs.StringVar(&url, "ldif-url", "", "where the gestore publishes its record")
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -165,23 +166,23 @@ func runIGPECWrite(ctx context.Context, e *env, args []string) error {
 	}
 	p := &igpec.Provider{Name: c.Gestore, MailReceipt: receipt, ManagedDomains: []string{c.Domain}, LDIFLocationURL: url}
 	p.AddCertificate(certs[0].Raw)
-	return igpec.WriteLDIF(e.stdout, p)
+	return igpec.WriteLDIF(e.Stdout, p)
 }
 
-func runIGPECShow(ctx context.Context, e *env, args []string) error {
-	fs := flags(e, "igpec show", nil)
-	if err := parse(fs, args, 1); err != nil {
+func runIGPECShow(ctx context.Context, e *cli.Env, args []string) error {
+	fs := cli.Flags(e, "igpec show", nil)
+	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return &usageError{"want one LDIF file"}
+		return &cli.UsageError{Msg: "want one LDIF file"}
 	}
 	ix, err := readIndex(ctx, e, fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	for _, p := range ix.Providers() {
-		fmt.Fprintf(e.stdout, "%s\n  mailReceipt: %s\n  managedDomains: %v\n  certificates (SHA-1): %v\n",
+		fmt.Fprintf(e.Stdout, "%s\n  mailReceipt: %s\n  managedDomains: %v\n  certificates (SHA-1): %v\n",
 			p.Name, p.MailReceipt, p.ManagedDomains, p.CertificateHashes)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/policies"
@@ -24,66 +25,66 @@ func (c *config) activePolicy() string { return c.policyDir().ActivePath() }
 // recorder records the archive's own events in l, for this gestore.
 func (c *config) recorder(l *ledger.Ledger) *record.Recorder { return record.New(l, c.Gestore, nil) }
 
-func runPolicyCheck(ctx context.Context, e *env, args []string) error {
-	fs := flags(e, "policy check", nil)
-	if err := parse(fs, args, 1); err != nil {
+func runPolicyCheck(ctx context.Context, e *cli.Env, args []string) error {
+	fs := cli.Flags(e, "policy check", nil)
+	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return &usageError{"want one policy file"}
+		return &cli.UsageError{Msg: "want one policy file"}
 	}
-	raw, err := readInput(ctx, e, fs.Arg(0), inputPolicy)
+	raw, err := cli.ReadInput(ctx, e, fs.Arg(0), cli.InputPolicy)
 	if err != nil {
 		return err
 	}
 	p, err := policies.Parse(fs.Arg(0), raw)
 	if err != nil {
-		fmt.Fprintln(e.stdout, err)
-		return &failedError{"the policy has errors"}
+		fmt.Fprintln(e.Stdout, err)
+		return &cli.FailedError{Msg: "the policy has errors"}
 	}
-	fmt.Fprintf(e.stdout, "%s: OK, version %d, sha256 %s\n", fs.Arg(0), p.Version, hex.EncodeToString(p.SHA256[:]))
-	fmt.Fprintf(e.stdout, "retention: log %s, archivio di sicurezza %s, virus quarantine %s, exports %s\n",
+	fmt.Fprintf(e.Stdout, "%s: OK, version %d, sha256 %s\n", fs.Arg(0), p.Version, hex.EncodeToString(p.SHA256[:]))
+	fmt.Fprintf(e.Stdout, "retention: log %s, archivio di sicurezza %s, virus quarantine %s, exports %s\n",
 		p.Retention.Log, p.Retention.Archivio, p.Retention.VirusQuarantine, p.Retention.Exports)
-	fmt.Fprintf(e.stdout, "%d domains, %d mailboxes, %d operators, %d auditors, %d legal users\n",
+	fmt.Fprintf(e.Stdout, "%d domains, %d mailboxes, %d operators, %d auditors, %d legal users\n",
 		len(p.Domains), len(p.Mailboxes), len(p.Roles.Operators), len(p.Roles.Auditors), len(p.Roles.Legal))
 	return nil
 }
 
 // runPolicyApply checks a policy file and makes it the data directory's
 // active policy (retention.PolicyDir.Apply: the change recorded first).
-func runPolicyApply(ctx context.Context, e *env, args []string) error {
+func runPolicyApply(ctx context.Context, e *cli.Env, args []string) error {
 	var data, actor string
-	fs := flags(e, "policy apply", &data)
+	fs := cli.Flags(e, "policy apply", &data)
 	fs.StringVar(&actor, "actor", "", "who applies the policy (default: the user running the command)")
-	if err := parse(fs, args, 1); err != nil {
+	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return &usageError{"want one policy file"}
+		return &cli.UsageError{Msg: "want one policy file"}
 	}
 	if actor == "" {
 		actor = defaultActor(e)
 	}
 	if actor == "" {
-		return &usageError{"give -actor: who applies the policy"}
+		return &cli.UsageError{Msg: "give -actor: who applies the policy"}
 	}
 	c, err := loadConfig(data)
 	if err != nil {
 		return err
 	}
 	// One read: the bytes kept and recorded are the bytes checked.
-	raw, err := readInput(ctx, e, fs.Arg(0), inputPolicy)
+	raw, err := cli.ReadInput(ctx, e, fs.Arg(0), cli.InputPolicy)
 	if err != nil {
 		return err
 	}
 	p, err := policies.Parse(fs.Arg(0), raw)
 	if err != nil {
-		fmt.Fprintln(e.stdout, err)
-		return &failedError{"the policy has errors: nothing applied"}
+		fmt.Fprintln(e.Stdout, err)
+		return &cli.FailedError{Msg: "the policy has errors: nothing applied"}
 	}
 	var ve *retention.VersionError
 	if err := c.policyDir().CheckVersion(p); errors.As(err, &ve) {
-		return &failedError{ve.Error() + ": nothing applied"}
+		return &cli.FailedError{Msg: ve.Error() + ": nothing applied"}
 	} else if err != nil {
 		return err
 	}
@@ -91,15 +92,15 @@ func runPolicyApply(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	a, err := c.policyDir().Apply(ctx, c.recorder(l), p, raw, actor)
 	if errors.As(err, &ve) {
-		return &failedError{ve.Error() + ": nothing applied"}
+		return &cli.FailedError{Msg: ve.Error() + ": nothing applied"}
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "policy version %d applied by %s (sha256 %s), ledger entry %d; a running custode serve uses its roles, mailbox options and archivio di sicurezza at once, its retention periods from its next start\n",
+	fmt.Fprintf(e.Stdout, "policy version %d applied by %s (sha256 %s), ledger entry %d; a running custode serve uses its roles, mailbox options and archivio di sicurezza at once, its retention periods from its next start\n",
 		p.Version, actor, a.SHA256, a.Seq)
 	return nil
 }

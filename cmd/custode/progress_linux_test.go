@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/progress"
 )
 
@@ -45,7 +46,7 @@ func TestLedgerVerifyProgressOnTerminal(t *testing.T) {
 		t.Fatal("a pseudo-terminal is not taken for a terminal")
 	}
 	var out bytes.Buffer
-	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: slave, log: discardLogger()}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: slave, Log: cli.DiscardLogger()}
 	if code := dispatch(context.Background(), e, []string{"ledger", "verify", "-data", data}); code != 0 {
 		t.Fatalf("exit %d: %s", code, out.String())
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/policies"
@@ -14,10 +15,10 @@ import (
 
 // runQuarantineList lists the quarantine of infected messages: one line
 // per finding, oldest first, with the ID that quarantine export takes.
-func runQuarantineList(ctx context.Context, e *env, args []string) error {
+func runQuarantineList(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
-	fs := flags(e, "quarantine list", &data)
-	if err := parse(fs, args, 0); err != nil {
+	fs := cli.Flags(e, "quarantine list", &data)
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := loadConfig(data)
@@ -33,11 +34,11 @@ func runQuarantineList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	for _, r := range recs {
-		fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\t%d bytes\tretain until %s\t%s\tfrom %s to %s\n",
+		fmt.Fprintf(e.Stdout, "%s\t%s\t%s\t%s\t%d bytes\tretain until %s\t%s\tfrom %s to %s\n",
 			r.ID, r.Time.UTC().Format(time.RFC3339), r.Point, quarantineLine(r.Virus), r.Size, r.RetainUntil.UTC().Format(time.RFC3339),
 			quarantineLine(r.Identificativo), quarantineLine(r.Mittente), quarantineLine(strings.Join(r.Destinatari, ",")))
 	}
-	fmt.Fprintf(e.stdout, "%d findings\n", len(recs))
+	fmt.Fprintf(e.Stdout, "%d findings\n", len(recs))
 	return nil
 }
 
@@ -45,16 +46,16 @@ func runQuarantineList(ctx context.Context, e *env, args []string) error {
 // ZIP: the message exactly as received (it holds a virus), its findings,
 // the WORM object's retention and SHA256SUMS. The export is recorded in
 // the ledger first.
-func runQuarantineExport(ctx context.Context, e *env, args []string) error {
+func runQuarantineExport(ctx context.Context, e *cli.Env, args []string) error {
 	var data, out, actor string
-	fs := flags(e, "quarantine export", &data)
+	fs := cli.Flags(e, "quarantine export", &data)
 	fs.StringVar(&out, "out", "", "the ZIP file to write (required)")
 	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the export")
-	if err := parse(fs, args, 1); err != nil {
+	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || out == "" {
-		return &usageError{"want -out FILE and the ID (SHA-256) of a quarantined message, as quarantine list prints it"}
+		return &cli.UsageError{Msg: "want -out FILE and the ID (SHA-256) of a quarantined message, as quarantine list prints it"}
 	}
 	id := fs.Arg(0)
 	c, err := loadConfig(data)
@@ -73,7 +74,7 @@ func runQuarantineExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer closeLedger(e, l)
+	defer cli.CloseLedger(e, l)
 	access := record.Access{Export: true, Actor: actor, What: "virus quarantine", Details: map[string]string{"id": id}}
 	if _, err := c.recorder(l).Access(ctx, access); err != nil {
 		return err
@@ -81,7 +82,7 @@ func runQuarantineExport(ctx context.Context, e *env, args []string) error {
 	if err := durable.WriteFile(out, z.Bytes(), 0o600); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%s written to %s (message.eml holds a virus)\n", id, out)
+	fmt.Fprintf(e.Stdout, "%s written to %s (message.eml holds a virus)\n", id, out)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/imapserver"
 	"github.com/custode/custode/pec/mailstore"
@@ -26,16 +27,16 @@ const heartbeatInterval = 5 * time.Second
 // runServe runs the main job: the ledger with its checkpoints, the built-in
 // TSA, the sealing of segments into the archive and, when the data
 // directory configures it, the gestore's SMTP and IMAP points.
-func runServe(ctx context.Context, e *env, args []string) error {
+func runServe(ctx context.Context, e *cli.Env, args []string) error {
 	var data, tsaListen string
 	var archiveOnly bool
 	var clockOffsetFile string
-	fs := flags(e, "serve", &data)
+	fs := cli.Flags(e, "serve", &data)
 	fs.StringVar(&tsaListen, "tsa-listen", defaultTSAListen, "address of the built-in TSA's HTTP endpoint (empty: none; default: custode.json's tsa_listen, else 127.0.0.1:8318)")
 	fs.BoolVar(&archiveOnly, "archive-only", false, "run the ledger, checkpoints and sealing only, without the gestore's SMTP and IMAP points")
 	fs.StringVar(&clockOffsetFile, "clock-offset-file", "", "tests only (custode-bench's clock-jump fault): a file holding a duration such as 2h or -30m, added to the gestore's clock")
 	setLogFormat := logFormatFlag(fs, e)
-	if err := parse(fs, args, 0); err != nil {
+	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := setLogFormat(); err != nil {
@@ -52,7 +53,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		if _, statErr := os.Stat(data); !errors.Is(statErr, os.ErrNotExist) {
 			return err
 		}
-		e.log.Info("no data directory: creating one with a development PKI", "dir", data)
+		e.Log.Info("no data directory: creating one with a development PKI", "dir", data)
 		if c, err = initDataDir(data, "Custode Dev PEC", "pec.custode.test", time.Now()); err != nil {
 			return err
 		}
@@ -64,7 +65,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer l.Close()
 	h := l.Head()
-	e.log.Info("ledger open", "dir", c.ledgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
+	e.Log.Info("ledger open", "dir", c.ledgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
 
 	var wg sync.WaitGroup
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -79,19 +80,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if from, err := marker.Start(ctx, c.recorder(l), now); err != nil {
 		return err
 	} else if !from.IsZero() {
-		e.log.Warn("the previous run did not stop cleanly: outage recorded", "from", from.UTC().Format(time.RFC3339), "to", now.UTC().Format(time.RFC3339))
+		e.Log.Warn("the previous run did not stop cleanly: outage recorded", "from", from.UTC().Format(time.RFC3339), "to", now.UTC().Format(time.RFC3339))
 	}
 	// Any return is a clean stop, an error included; a crash or a kill
 	// never gets here, and leaves the marker for the next start.
 	defer func() {
 		if err := marker.Stop(); err != nil {
-			e.log.Error("remove the running marker", "err", err)
+			e.Log.Error("remove the running marker", "err", err)
 		}
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		marker.Heartbeat(bg, heartbeatInterval, func(err error) { e.log.Warn("heartbeat", "err", err) })
+		marker.Heartbeat(bg, heartbeatInterval, func(err error) { e.Log.Warn("heartbeat", "err", err) })
 	}()
 	if tsaListen != "" && c.TSAURL == "" {
 		a, err := c.authority()
@@ -106,10 +107,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		go func() {
 			defer wg.Done()
 			if err := a.Serve(bg, ln); err != nil {
-				e.log.Error("tsa: serve", "err", err)
+				e.Log.Error("tsa: serve", "err", err)
 			}
 		}()
-		e.log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/")
+		e.Log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/")
 	}
 	store, err := c.archiveStore(ctx)
 	if err != nil {
@@ -125,7 +126,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	} else if pol != nil {
 		retainFor = retention.LockFor(retention.Of(pol).Log)
 	}
-	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.log, RetainFor: retainFor})
+	sealer, err := seal.New(seal.Options{Ledger: l, Store: store, Logger: e.Log, RetainFor: retainFor})
 	if err != nil {
 		return err
 	}
@@ -135,7 +136,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		sealer.Run(bg)
 	}()
 
-	reload := &reloaders{log: e.log}
+	reload := &reloaders{log: e.Log}
 	var mailboxes *mailstore.Store
 	if !archiveOnly {
 		if c.Server == nil {
@@ -190,7 +191,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	// stores they use close (deferred above).
 	stopBackground()
 	wg.Wait()
-	e.log.Info("stopping: a last checkpoint covers any entries not yet covered")
+	e.Log.Info("stopping: a last checkpoint covers any entries not yet covered")
 	return nil
 }
 
@@ -211,7 +212,7 @@ func clockWithOffset(file string) func() time.Time {
 		defer mu.Unlock()
 		if now.Sub(read) >= 100*time.Millisecond {
 			read, offset = now, 0
-			if b, err := readInput(context.Background(), nil, file, inputSmall); err == nil {
+			if b, err := cli.ReadInput(context.Background(), nil, file, cli.InputSmall); err == nil {
 				if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil {
 					offset = d
 				}
@@ -223,14 +224,14 @@ func clockWithOffset(file string) func() time.Time {
 
 // serveGestore opens the configured listeners and serves the gestore's
 // points on them, and runs its queue and tracker, until ctx is done.
-func serveGestore(ctx context.Context, e *env, c *config, g *runningGestore, wg *sync.WaitGroup) error {
+func serveGestore(ctx context.Context, e *cli.Env, c *config, g *runningGestore, wg *sync.WaitGroup) error {
 	s := c.Server
 	type point struct {
 		name, addr string
 		serve      func(net.Listener) error
 	}
 	imap, err := imapserver.New(imapserver.Options{
-		Store: g.mailboxes, TLSConfig: g.tls, Logger: e.log, InsecureAuth: s.InsecureIMAPAuth,
+		Store: g.mailboxes, TLSConfig: g.tls, Logger: e.Log, InsecureAuth: s.InsecureIMAPAuth,
 		Greeting: c.Gestore + " IMAP",
 	})
 	if err != nil {
@@ -255,12 +256,12 @@ func serveGestore(ctx context.Context, e *env, c *config, g *runningGestore, wg 
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		lns = append(lns, ln)
-		e.log.Info("gestore listening", "point", p.name, "addr", ln.Addr().String())
+		e.Log.Info("gestore listening", "point", p.name, "addr", ln.Addr().String())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := p.serve(ln); err != nil && ctx.Err() == nil {
-				e.log.Error("gestore: serve", "point", p.name, "err", err)
+				e.Log.Error("gestore: serve", "point", p.name, "err", err)
 			}
 		}()
 	}
@@ -269,7 +270,7 @@ func serveGestore(ctx context.Context, e *env, c *config, g *runningGestore, wg 
 		go func() {
 			defer wg.Done()
 			if err := g.archivio.Run(ctx); err != nil {
-				e.log.Error("archivio di sicurezza: run", "err", err)
+				e.Log.Error("archivio di sicurezza: run", "err", err)
 			}
 		}()
 	}
@@ -277,7 +278,7 @@ func serveGestore(ctx context.Context, e *env, c *config, g *runningGestore, wg 
 	go func() {
 		defer wg.Done()
 		if err := g.srv.Run(ctx); err != nil {
-			e.log.Error("gestore: run", "err", err)
+			e.Log.Error("gestore: run", "err", err)
 		}
 	}()
 	wg.Add(1)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/verifycmd"
 )
 
@@ -96,7 +97,7 @@ func TestCustodeVerifySameOutput(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut, log: discardLogger()}
+			e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Log: cli.DiscardLogger()}
 			code := dispatch(context.Background(), e, append([]string{"verify"}, tt.args...))
 			if code != tt.code || !strings.Contains(out.String()+errOut.String(), tt.want) {
 				t.Fatalf("custode verify: %d, want %d and %q\n%s%s", code, tt.code, tt.want, &out, &errOut)
