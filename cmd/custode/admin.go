@@ -6,12 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-
-	"github.com/custode/custode/cmd/internal/cli"
-	"github.com/custode/custode/ledger"
-	"github.com/custode/custode/retention"
 )
 
 // The administration socket: custode serve listens on a unix socket (mode
@@ -126,68 +120,5 @@ var remoteCommands = map[string]bool{
 	"archive verify": true, "archive find": true,
 }
 
-// live returns the running server's stores if e runs inside one, after
-// checking that c is that server's data directory; nil outside a server.
-func (c *config) live(e *cli.Env) (*cli.Live, error) {
-	if e == nil || e.Live == nil {
-		return nil, nil
-	}
-	if !sameDir(c.dir, e.Live.Dir) {
-		return nil, fmt.Errorf("this admin socket serves the data directory %s, not %s", e.Live.Dir, c.dir)
-	}
-	return e.Live, nil
-}
-
-// sameDir reports whether a and b name the same directory.
-func sameDir(a, b string) bool {
-	sa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	sb, err := os.Stat(b)
-	if err != nil {
-		return false
-	}
-	return os.SameFile(sa, sb)
-}
-
-// adminSocketPath is where the running server's admin socket is.
-func (c *config) adminSocketPath() string {
-	if c.AdminSocket == "" {
-		return c.path(defaultAdminSocket)
-	}
-	return c.path(c.AdminSocket)
-}
-
 // errNoServer means no server answered on the admin socket.
 var errNoServer = errors.New("admin: no server answers")
-
-// absData returns dir made absolute.
-func absData(dir string) (string, error) {
-	a, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("data directory %s: %w", dir, err)
-	}
-	return a, nil
-}
-
-// openHolds returns the registry of legal holds: inside a running server,
-// the one its commands share.
-func (c *config) openHolds(e *cli.Env) (*retention.Registry, error) {
-	live, err := c.live(e)
-	if err != nil {
-		return nil, err
-	}
-	if live != nil && live.Holds != nil {
-		return live.Holds, nil
-	}
-	return retention.OpenRegistry(c.holdsFile())
-}
-
-// liveLedger returns the running server's ledger, or err.
-func liveLedger(live *cli.Live, err error) (*ledger.Ledger, error) {
-	if err != nil {
-		return nil, err
-	}
-	return live.Ledger, nil
-}

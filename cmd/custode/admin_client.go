@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 )
 
 // pathFlags are the flags of remote commands whose values are paths: the
@@ -118,11 +119,11 @@ func runRemote(ctx context.Context, e *cli.Env, args []string) (code int, ok boo
 	if err != nil {
 		return 0, false
 	}
-	cfg, err := loadConfig(data)
+	cfg, err := config.Load(data)
 	if err != nil {
 		return 0, false
 	}
-	conn, err := dialAdmin(ctx, cfg.adminSocketPath())
+	conn, err := dialAdmin(ctx, cfg.AdminSocketPath())
 	if err != nil {
 		if !errors.Is(err, errNoServer) {
 			fmt.Fprintf(e.Stderr, "custode %s: %v\n", c.Name, err)
@@ -138,7 +139,7 @@ func runRemote(ctx context.Context, e *cli.Env, args []string) (code int, ok boo
 	}
 	code, err = exchange(ctx, conn, req, e.Stdout, e.Stderr)
 	if err != nil {
-		fmt.Fprintf(e.Stderr, "custode %s: through the admin socket %s: %v\n", c.Name, cfg.adminSocketPath(), err)
+		fmt.Fprintf(e.Stderr, "custode %s: through the admin socket %s: %v\n", c.Name, cfg.AdminSocketPath(), err)
 		return 1, true
 	}
 	return code, true

@@ -25,6 +25,7 @@ import (
 	"github.com/custode/custode/archive/localstore"
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/pki"
 )
@@ -316,14 +317,14 @@ roles:
 	}
 
 	// SIGHUP: a renewed TLS certificate is served without a restart.
-	cfg, err := loadConfig(a.data)
+	cfg, err := config.Load(a.data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.writeTLSCertificate(time.Now().Add(time.Minute)); err != nil {
+	if err := cfg.WriteTLSCertificate(time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	renewed, err := os.ReadFile(cfg.path(cfg.Server.TLSCert))
+	renewed, err := os.ReadFile(cfg.Path(cfg.Server.TLSCert))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec/mailstore"
@@ -164,18 +165,18 @@ func reloadOnSIGHUP(ctx context.Context, r *reloaders) {
 
 // serveAdmin opens the admin socket and serves it until ctx is done: the
 // administrative commands run over the server's own stores.
-func serveAdmin(ctx context.Context, e *cli.Env, c *config, l *ledger.Ledger, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
-	path := c.adminSocketPath()
+func serveAdmin(ctx context.Context, e *cli.Env, c *config.Config, l *ledger.Ledger, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
+	path := c.AdminSocketPath()
 	ln, err := listenAdmin(path)
 	if err != nil {
 		return err
 	}
-	holds, err := retention.OpenRegistry(c.holdsFile())
+	holds, err := retention.OpenRegistry(c.HoldsFile())
 	if err != nil {
 		return err
 	}
 	s := &adminServer{
-		live: &cli.Live{Dir: c.dir, Ledger: l, Mailboxes: mailboxes, Holds: holds, Changed: func() {
+		live: &cli.Live{Dir: c.Dir, Ledger: l, Mailboxes: mailboxes, Holds: holds, Changed: func() {
 			if r.tokens != nil {
 				if err := r.tokens.reload(false); err != nil {
 					e.Log.Error("api tokens", "err", err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/pec/pki"
 	"github.com/custode/custode/retention"
@@ -164,7 +165,7 @@ func TestAdminStdin(t *testing.T) {
 // server, with its admin socket served.
 type adminFixture struct {
 	data string
-	c    *config
+	c    *config.Config
 	srv  *adminServer
 	stop func()
 }
@@ -175,27 +176,27 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	if code, out := custode(t, "", "init", "-data", data, "-domain", "pec.prova.test"); code != 0 {
 		t.Fatalf("init: %s", out)
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Log: cli.DiscardLogger()}
-	l, err := c.openLedger(context.Background(), e)
+	l, err := c.OpenLedger(context.Background(), e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := listenAdmin(c.adminSocketPath())
+	ln, err := listenAdmin(c.AdminSocketPath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := os.Stat(c.adminSocketPath())
+	st, err := os.Stat(c.AdminSocketPath())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("admin socket mode %v, want a socket with 0600", st.Mode())
 	}
-	holds, err := retention.OpenRegistry(c.holdsFile())
+	holds, err := retention.OpenRegistry(c.HoldsFile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestAdminConcurrentHolds(t *testing.T) {
 		}
 	}
 	f.stop()
-	reg, err := retention.OpenRegistry(f.c.holdsFile())
+	reg, err := retention.OpenRegistry(f.c.HoldsFile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +320,7 @@ func TestAdminSocketRefusals(t *testing.T) {
 	}
 	ask := func(req adminRequest) (int, string) {
 		t.Helper()
-		conn, err := net.Dial("unix", f.c.adminSocketPath())
+		conn, err := net.Dial("unix", f.c.AdminSocketPath())
 		if err != nil {
 			t.Fatal(err)
 		}

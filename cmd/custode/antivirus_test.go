@@ -13,6 +13,7 @@ import (
 
 	"github.com/custode/custode/archive/quarantine"
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/policies"
 )
 
@@ -22,49 +23,49 @@ import (
 // naming the settings.
 func TestAntivirusProfile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	c, err := initDataDir(dir, "Custode Dev PEC", "pec.custode.test", time.Now())
+	c, err := config.Init(dir, "Custode Dev PEC", "pec.custode.test", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	l, err := c.openLedger(ctx, &cli.Env{Log: cli.DiscardLogger()})
+	l, err := c.OpenLedger(ctx, &cli.Env{Log: cli.DiscardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const warning = "antivirus: not configured"
 	cases := []struct {
 		name      string
-		set       func(s *serverConfig)
+		set       func(s *config.ServerConfig)
 		err       []string // substrings of the error; nil: it starts
 		warns     bool
 		scanning  bool
 		auditLine string
 	}{
-		{"development, no scanner", func(s *serverConfig) {}, nil, true, false, "antivirus: not configured\n"},
-		{"production, no scanner", func(s *serverConfig) { s.Profile = "production" }, []string{"server.clamd", `"antivirus": {"disabled": true}`}, false, false, ""},
-		{"production, scanning disabled", func(s *serverConfig) {
+		{"development, no scanner", func(s *config.ServerConfig) {}, nil, true, false, "antivirus: not configured\n"},
+		{"production, no scanner", func(s *config.ServerConfig) { s.Profile = "production" }, []string{"server.clamd", `"antivirus": {"disabled": true}`}, false, false, ""},
+		{"production, scanning disabled", func(s *config.ServerConfig) {
 			s.Profile = "production"
-			s.Antivirus = &antivirusConfig{Disabled: true}
+			s.Antivirus = &config.AntivirusConfig{Disabled: true}
 		}, nil, true, false, "antivirus: not configured (disabled in custode.json)\n"},
-		{"production, clamd", func(s *serverConfig) {
+		{"production, clamd", func(s *config.ServerConfig) {
 			s.Profile = "production"
 			s.Clamd = "tcp:127.0.0.1:3310"
 		}, nil, false, true, "antivirus: clamd tcp:127.0.0.1:3310\n"},
-		{"unknown profile", func(s *serverConfig) { s.Profile = "prod" }, []string{"server.profile", `"prod"`}, false, false, ""},
-		{"clamd and disabled", func(s *serverConfig) {
+		{"unknown profile", func(s *config.ServerConfig) { s.Profile = "prod" }, []string{"server.profile", `"prod"`}, false, false, ""},
+		{"clamd and disabled", func(s *config.ServerConfig) {
 			s.Clamd = "unix:/run/clamd.sock"
-			s.Antivirus = &antivirusConfig{Disabled: true}
+			s.Antivirus = &config.AntivirusConfig{Disabled: true}
 		}, []string{"server.clamd", "server.antivirus.disabled"}, false, false, ""},
-		{"bad clamd", func(s *serverConfig) { s.Clamd = "clamd.sock" }, []string{"server.clamd", "unix:/path"}, false, false, ""},
+		{"bad clamd", func(s *config.ServerConfig) { s.Clamd = "clamd.sock" }, []string{"server.clamd", "unix:/path"}, false, false, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := *c
-			cc.Server = defaultServerConfig()
+			cc.Server = config.DefaultServerConfig()
 			tc.set(cc.Server)
 			var logs bytes.Buffer
 			e := &cli.Env{Stdout: &logs, Stderr: &logs, Log: slog.New(slog.NewTextHandler(&logs, nil))}
-			g, err := cc.openGestore(ctx, e, l, time.Now)
+			g, err := cc.OpenGestore(ctx, e, l, time.Now)
 			if tc.err != nil {
 				if err == nil {
 					g.Close()
@@ -85,10 +86,10 @@ func TestAntivirusProfile(t *testing.T) {
 			if warned != tc.warns {
 				t.Errorf("warned %v, want %v; logs:\n%s", warned, tc.warns, logs.String())
 			}
-			if got := g.srv.ScannerConfigured(); got != tc.scanning {
+			if got := g.Server.ScannerConfigured(); got != tc.scanning {
 				t.Errorf("ScannerConfigured() = %v, want %v", got, tc.scanning)
 			}
-			if got := "antivirus: " + cc.antivirusStatus() + "\n"; got != tc.auditLine {
+			if got := "antivirus: " + cc.AntivirusStatus() + "\n"; got != tc.auditLine {
 				t.Errorf("audit line %q, want %q", got, tc.auditLine)
 			}
 		})
@@ -106,12 +107,12 @@ func TestAntivirusProfile(t *testing.T) {
 // quarantine export writes it as a ZIP and records the export.
 func TestQuarantineCommands(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	c, err := initDataDir(dir, "Custode Dev PEC", "pec.custode.test", time.Now())
+	c, err := config.Init(dir, "Custode Dev PEC", "pec.custode.test", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	q, err := c.openQuarantine(ctx, policies.Period{})
+	q, err := c.OpenQuarantine(ctx, policies.Period{})
 	if err != nil {
 		t.Fatal(err)
 	}

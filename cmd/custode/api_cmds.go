@@ -11,6 +11,7 @@ import (
 
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/export/httpapi"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/durable"
@@ -19,74 +20,47 @@ import (
 	"github.com/custode/custode/retention"
 )
 
-// apiConfig is the "api" section of custode.json: the HTTP API of queries
-// and exports.
-type apiConfig struct {
-	// Listen is host:port; empty means the API is not served.
-	Listen string `json:"listen,omitempty"`
-	// Tokens is the file of bearer tokens (lines "user sha256hex"), kept
-	// by custode api token.
-	Tokens string `json:"tokens,omitempty"`
-	// ClientCA, if set, is a PEM file of the CAs whose client certificates
-	// authenticate operators, auditors and legal users (mTLS). Use a CA
-	// that issues client certificates only.
-	ClientCA string `json:"client_ca,omitempty"`
-}
-
-// api returns the API section, with its defaults: 127.0.0.1:8443 and the
-// token file api-tokens in the data directory.
-func (c *config) api() apiConfig {
-	a := apiConfig{Listen: "127.0.0.1:8443", Tokens: "api-tokens"}
-	if c.API != nil {
-		a = *c.API
-		if a.Tokens == "" {
-			a.Tokens = "api-tokens"
-		}
-	}
-	return a
-}
-
 // serveAPI serves the HTTP API over TLS until ctx is done.
 // The token file is read again when it changes, the TLS certificate on
 // SIGHUP (r).
-func serveAPI(ctx context.Context, e *cli.Env, c *config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
-	ac := c.api()
+func serveAPI(ctx context.Context, e *cli.Env, c *config.Config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
+	ac := c.EffectiveAPI()
 	if ac.Listen == "" {
 		return nil
 	}
-	tokens, err := newTokenFile(c.path(ac.Tokens), e.Log)
+	tokens, err := newTokenFile(c.Path(ac.Tokens), e.Log)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
 	r.tokens = tokens
-	holds, err := retention.OpenRegistry(c.holdsFile())
+	holds, err := retention.OpenRegistry(c.HoldsFile())
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	ident, err := c.exportIdentity()
+	ident, err := c.ExportIdentity()
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
 	srv := c.Server
 	if srv == nil {
-		srv = defaultServerConfig()
+		srv = config.DefaultServerConfig()
 	}
 	if r.cert == nil {
-		if r.cert, err = newCertificate(c.path(srv.TLSCert), c.path(srv.TLSKey)); err != nil {
+		if r.cert, err = newCertificate(c.Path(srv.TLSCert), c.Path(srv.TLSKey)); err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
 	}
 	var clientCAs *x509.CertPool
 	if ac.ClientCA != "" {
-		if clientCAs, err = pki.LoadPool(c.path(ac.ClientCA)); err != nil {
+		if clientCAs, err = pki.LoadPool(c.Path(ac.ClientCA)); err != nil {
 			return fmt.Errorf("api: client_ca: %w", err)
 		}
 	}
 	tlsConfig := httpapi.TLSConfig(*r.cert.cur.Load(), clientCAs)
 	r.cert.use(tlsConfig)
 	api, err := httpapi.New(httpapi.Options{
-		Ledger: l, Store: store, Mailboxes: mailboxes, TokenSource: tokens.get, Policy: c.policyDir().Watch(e.Log.With("api", "policy")), Holds: holds,
-		Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM, Gestore: c.Gestore,
+		Ledger: l, Store: store, Mailboxes: mailboxes, TokenSource: tokens.get, Policy: c.PolicyDir().Watch(e.Log.With("api", "policy")), Holds: holds,
+		Signer: ident.Signer, Stamper: ident.Stamper, GestoreCA: ident.CAPEM, TSACA: ident.TSAPEM, Gestore: c.Gestore,
 		TLS: tlsConfig, Logger: e.Log,
 	})
 	if err != nil {
@@ -120,7 +94,7 @@ func runAPIToken(ctx context.Context, e *cli.Env, args []string) error {
 	if user == "" {
 		return &cli.UsageError{Msg: "-user is required"}
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
@@ -133,7 +107,7 @@ func runAPIToken(ctx context.Context, e *cli.Env, args []string) error {
 	if _, err := httpapi.ParseTokens(bytes.NewReader([]byte(line + "\n"))); err != nil {
 		return &cli.UsageError{Msg: err.Error()}
 	}
-	path := c.path(c.api().Tokens)
+	path := c.Path(c.EffectiveAPI().Tokens)
 	old, err := cli.ReadInput(ctx, e, path, cli.InputTokens)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
@@ -25,18 +26,18 @@ func runArchiveVerify(ctx context.Context, e *cli.Env, args []string) error {
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	store, roots, tsaRoots, err := c.trustedArchive(ctx)
+	store, roots, tsaRoots, err := c.TrustedArchive(ctx)
 	if err != nil {
 		return err
 	}
 	opts := seal.VerifyOptions{Roots: roots, TSARoots: tsaRoots}
 	var entries retention.EntryReader // the segments' last entries, if the ledger is there
 	if !noLedger {
-		l, err := c.openLedgerReadOnly(ctx, e)
+		l, err := c.OpenLedgerReadOnly(ctx, e)
 		if err != nil {
 			return fmt.Errorf("%w (use -no-ledger to check the archive alone)", err)
 		}
@@ -126,20 +127,20 @@ func runLedgerRebuild(ctx context.Context, e *cli.Env, args []string) error {
 	if !fromArchive {
 		return &cli.UsageError{Msg: "ledger rebuild: --from-archive is required (the archive is the only source)"}
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(c.ledgerDir()); err == nil {
-		return fmt.Errorf("ledger rebuild: %s exists: move it away first; a rebuild never writes over a ledger", c.ledgerDir())
+	if _, err := os.Stat(c.LedgerDir()); err == nil {
+		return fmt.Errorf("ledger rebuild: %s exists: move it away first; a rebuild never writes over a ledger", c.LedgerDir())
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	store, roots, tsaRoots, err := c.trustedArchive(ctx)
+	store, roots, tsaRoots, err := c.TrustedArchive(ctx)
 	if err != nil {
 		return err
 	}
-	l, err := ledger.Open(ctx, ledger.Options{Dir: c.ledgerDir(), Logger: e.Log})
+	l, err := ledger.Open(ctx, ledger.Options{Dir: c.LedgerDir(), Logger: e.Log})
 	if err != nil {
 		return err
 	}
@@ -198,21 +199,21 @@ func runArchiveFind(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	q.Cursor = cursor
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	store, roots, tsaRoots, err := c.trustedArchive(ctx)
+	store, roots, tsaRoots, err := c.TrustedArchive(ctx)
 	if err != nil {
 		return err
 	}
 	if !noLedger {
 		// Recorded before the answer, as every query is.
-		l, err := c.openLedger(ctx, e)
+		l, err := c.OpenLedger(ctx, e)
 		if err != nil {
 			return fmt.Errorf("%w (use -no-ledger if the ledger is lost)", err)
 		}
-		_, err = c.recorder(l).Access(ctx, record.Access{Actor: actor, Identificativo: q.Identificativo, What: "archive find",
+		_, err = c.Recorder(l).Access(ctx, record.Access{Actor: actor, Identificativo: q.Identificativo, What: "archive find",
 			Details: map[string]string{"reason": reason,
 				"query": fmt.Sprintf("mailbox=%s message_id=%s kind=%s from=%s to=%s cursor=%s", q.Mailbox, q.ClientMessageID, q.Kind, from, to, cursor)}})
 		cli.CloseLedger(e, l)

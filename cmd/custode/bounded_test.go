@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
 )
@@ -35,11 +36,11 @@ func initData(t *testing.T) (data, ca string) {
 	if code, out := custode(t, "", "init", "-data", data); code != 0 {
 		t.Fatalf("init: %d %s", code, out)
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data, c.path(c.CACert)
+	return data, c.Path(c.CACert)
 }
 
 // Every input the command line reads has a limit: /dev/zero as any of them

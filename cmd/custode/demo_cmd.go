@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/igpec"
@@ -27,9 +28,9 @@ import (
 // demoGestore is one of the two gestori of custode demo.
 type demoGestore struct {
 	name, domain, user string
-	c                  *config
+	c                  *config.Config
 	l                  *ledger.Ledger
-	g                  *runningGestore
+	g                  *config.Gestore
 }
 
 // runDemo starts two gestori on loopback, each with its own data
@@ -63,11 +64,11 @@ func runDemo(ctx context.Context, e *cli.Env, args []string) error {
 	const password = "demo-password"
 	var providers []*igpec.Provider
 	for _, g := range gs {
-		c, err := initDataDir(filepath.Join(dir, g.domain), g.name, g.domain, time.Now())
+		c, err := config.Init(filepath.Join(dir, g.domain), g.name, g.domain, time.Now())
 		if err != nil {
 			return err
 		}
-		p, err := c.ownProvider()
+		p, err := c.OwnProvider()
 		if err != nil {
 			return err
 		}
@@ -80,7 +81,7 @@ func runDemo(ctx context.Context, e *cli.Env, args []string) error {
 	}
 	addrs := map[string]string{}
 	for _, g := range gs {
-		if err := os.WriteFile(g.c.path("igpec.ldif"), ldif.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(g.c.Path("igpec.ldif"), ldif.Bytes(), 0o644); err != nil {
 			return err
 		}
 		for _, point := range []string{"submission", "ricezione", "imap"} {
@@ -109,34 +110,34 @@ func runDemo(ctx context.Context, e *cli.Env, args []string) error {
 	for i, g := range gs {
 		other := gs[1-i]
 		g.c.Server.Index = "igpec.ldif"
-		g.c.Server.PeerCAs = []string{other.c.path(other.c.CACert)}
+		g.c.Server.PeerCAs = []string{other.c.Path(other.c.CACert)}
 		g.c.Server.PasswordIterations = 10000
 		// The custode.json kept keeps init's listeners: the demo's ports
 		// are its own, for this run only.
-		if err := g.c.save(); err != nil {
+		if err := g.c.Save(); err != nil {
 			return err
 		}
 		g.c.Server.Submission, g.c.Server.Submissions = addrs[g.domain+"/submission"], ""
 		g.c.Server.Ricezione, g.c.Server.IMAP = addrs[g.domain+"/ricezione"], addrs[g.domain+"/imap"]
 		g.c.Server.Routes = map[string]string{other.domain: addrs[other.domain+"/ricezione"]}
-		l, err := g.c.openLedger(ctx, quiet)
+		l, err := g.c.OpenLedger(ctx, quiet)
 		if err != nil {
 			return err
 		}
 		g.l = l
-		rg, err := g.c.openGestore(ctx, quiet, l, time.Now)
+		rg, err := g.c.OpenGestore(ctx, quiet, l, time.Now)
 		if err != nil {
 			return err
 		}
 		g.g = rg
-		if err := rg.mailboxes.AddMailbox(ctx, g.user, password, 0); err != nil {
+		if err := rg.Mailboxes.AddMailbox(ctx, g.user, password, 0); err != nil {
 			return err
 		}
 		if err := serveGestore(bg, quiet, g.c, rg, &wg); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.Stdout, "gestore %s (%s): submission %s, ricezione %s, imap %s, data %s\n",
-			g.name, g.domain, g.c.Server.Submission, g.c.Server.Ricezione, g.c.Server.IMAP, g.c.dir)
+			g.name, g.domain, g.c.Server.Submission, g.c.Server.Ricezione, g.c.Server.IMAP, g.c.Dir)
 	}
 
 	a, b := gs[0], gs[1]
@@ -144,7 +145,7 @@ func runDemo(ctx context.Context, e *cli.Env, args []string) error {
 		"Message-ID: <demo." + fmt.Sprint(time.Now().UnixNano()) + "@client.example>\r\n" +
 		"Date: " + time.Now().Format(time.RFC1123Z) + "\r\n\r\nGentile Lucia,\r\nle invio il contratto firmato.\r\n"
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(mustRead(a.c.path(a.c.CACert)))
+	roots.AppendCertsFromPEM(mustRead(a.c.Path(a.c.CACert)))
 	sc, err := smtp.DialStartTLS(a.c.Server.Submission, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
 	if err != nil {
 		return err
@@ -166,7 +167,7 @@ func runDemo(ctx context.Context, e *cli.Env, args []string) error {
 	}{{a, 2}, {b, 1}} {
 		var msgs []*pec.Message
 		for {
-			if msgs, err = inbox(ctx, want.g.g.mailboxes, want.g.user); err != nil {
+			if msgs, err = inbox(ctx, want.g.g.Mailboxes, want.g.user); err != nil {
 				return err
 			}
 			if len(msgs) >= want.n || time.Now().After(deadline) {

@@ -9,11 +9,10 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger/record"
-	"github.com/custode/custode/pec/smime"
-	"github.com/custode/custode/tsa"
 )
 
 // runExportReceipt writes the evidence bundle of a ricevuta: the entry of
@@ -34,11 +33,11 @@ func runExportReceipt(ctx context.Context, e *cli.Env, args []string) error {
 	if id == "" || out == "" || !ok {
 		return &cli.UsageError{Msg: "-id and -out are required, and -kind one of " + export.ReceiptKindNames}
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	l, err := c.openLedger(ctx, e)
+	l, err := c.OpenLedger(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -52,11 +51,11 @@ func runExportReceipt(ctx context.Context, e *cli.Env, args []string) error {
 	case err != nil:
 		return err
 	}
-	ident, err := c.exportIdentity()
+	ident, err := c.ExportIdentity()
 	if err != nil {
 		return err
 	}
-	store, err := c.archiveStore(ctx)
+	store, err := c.ArchiveStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -64,10 +63,10 @@ func runExportReceipt(ctx context.Context, e *cli.Env, args []string) error {
 	// so that a checkpoint after it covers it.
 	access := record.Access{Export: true, Actor: actor, Identificativo: id, What: "evidence bundle",
 		Details: map[string]string{"kind": kind, "seq": fmt.Sprint(entry.Seq)}}
-	if _, err := c.recorder(l).Access(ctx, access); err != nil {
+	if _, err := c.Recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
-	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM})
+	b, err := export.Build(ctx, export.BundleOptions{Ledger: l, Store: store, Seq: entry.Seq, Signer: ident.Signer, Stamper: ident.Stamper, GestoreCA: ident.CAPEM, TSACA: ident.TSAPEM})
 	if errors.Is(err, export.ErrNoCheckpoint) {
 		return &cli.FailedError{Msg: fmt.Sprintf("entry %d is not yet covered by a timestamped checkpoint: try again after the next checkpoint (custode serve makes one every 10 s)", entry.Seq)}
 	}
@@ -106,25 +105,25 @@ func runExportExtract(ctx context.Context, e *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	l, err := c.openLedger(ctx, e)
+	l, err := c.OpenLedger(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer cli.CloseLedger(e, l)
-	ident, err := c.exportIdentity()
+	ident, err := c.ExportIdentity()
 	if err != nil {
 		return err
 	}
 	access := record.Access{Export: true, Actor: actor, What: "log extract", From: f, To: t, Details: map[string]string{"mailbox": mailbox}}
-	if _, err := c.recorder(l).Access(ctx, access); err != nil {
+	if _, err := c.Recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
 	p := progress.New(e.Stderr, "export extract: entries")
-	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.signer, Stamper: ident.stamper, GestoreCA: ident.caPEM, TSACA: ident.tsaPEM,
+	b, err := export.Extract(ctx, export.ExtractOptions{Ledger: l, Mailbox: mailbox, From: f, To: t, Signer: ident.Signer, Stamper: ident.Stamper, GestoreCA: ident.CAPEM, TSACA: ident.TSAPEM,
 		Progress: p.Func()})
 	p.Done()
 	if errors.Is(err, export.ErrNoCheckpoint) {
@@ -163,7 +162,7 @@ func runAudit(ctx context.Context, e *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
@@ -171,24 +170,24 @@ func runAudit(ctx context.Context, e *cli.Env, args []string) error {
 	if outDir != "" && code == "" {
 		return &cli.UsageError{Msg: "P01 needs the gestore's code in AgID's statistics: set cod_gest_pec in custode.json or give -cod-gest-pec"}
 	}
-	store, roots, tsaRoots, err := c.trustedArchive(ctx)
+	store, roots, tsaRoots, err := c.TrustedArchive(ctx)
 	if err != nil {
 		return err
 	}
-	l, err := c.openLedger(ctx, e)
+	l, err := c.OpenLedger(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer cli.CloseLedger(e, l)
-	keep, err := c.policyDir().Retention()
+	keep, err := c.PolicyDir().Retention()
 	if err != nil {
 		return err
 	}
-	if _, err := c.recorder(l).Access(ctx, record.Access{Export: true, Actor: actor, What: "audit report", From: f, To: t}); err != nil {
+	if _, err := c.Recorder(l).Access(ctx, record.Access{Export: true, Actor: actor, What: "audit report", From: f, To: t}); err != nil {
 		return err
 	}
 	rep, err := export.Audit(ctx, export.AuditOptions{Ledger: l, Store: store, Roots: roots, TSARoots: tsaRoots, From: f, To: t,
-		Gestore: c.Gestore, MinRetainUntil: keep.Log.AddTo, Antivirus: c.antivirusStatus()})
+		Gestore: c.Gestore, MinRetainUntil: keep.Log.AddTo, Antivirus: c.AntivirusStatus()})
 	if err != nil {
 		return err
 	}
@@ -200,11 +199,11 @@ func runAudit(ctx context.Context, e *cli.Env, args []string) error {
 		fmt.Fprint(e.Stdout, rep.Text())
 	}
 	if outDir != "" {
-		mailboxes, err := c.countMailboxes(ctx, e)
+		mailboxes, err := c.CountMailboxes(ctx, e)
 		if err != nil {
 			return fmt.Errorf("P01's NumCaselle: %w", err)
 		}
-		if err := rep.WriteFiles(outDir, code, len(c.domains()), mailboxes); err != nil {
+		if err := rep.WriteFiles(outDir, code, len(c.Domains()), mailboxes); err != nil {
 			return err
 		}
 		if *asJSON {
@@ -217,37 +216,6 @@ func runAudit(ctx context.Context, e *cli.Env, args []string) error {
 		return &cli.FailedError{Msg: "the audit found problems"}
 	}
 	return nil
-}
-
-// exportIdentity is what signs an export and the anchors it carries.
-type exportIdentity struct {
-	signer        *smime.Signer
-	stamper       tsa.Stamper // time-stamps the export's signatures (CAdES-T)
-	caPEM, tsaPEM []byte
-}
-
-// exportIdentity loads the gestore's signing key and the trust anchors of
-// its signatures and of its TSA's tokens.
-func (c *config) exportIdentity() (*exportIdentity, error) {
-	signer, err := smime.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
-	if err != nil {
-		return nil, err
-	}
-	caPEM, err := cli.ReadInput(context.Background(), nil, c.path(c.CACert), cli.InputCertificates)
-	if err != nil {
-		return nil, err
-	}
-	tsaPEM := caPEM
-	if c.TSARoots != "" {
-		if tsaPEM, err = cli.ReadInput(context.Background(), nil, c.path(c.TSARoots), cli.InputRoots); err != nil {
-			return nil, err
-		}
-	}
-	st, err := c.stamper()
-	if err != nil {
-		return nil, err
-	}
-	return &exportIdentity{signer: signer, stamper: st, caPEM: caPEM, tsaPEM: tsaPEM}, nil
 }
 
 // parsePeriod reads -from and -to (default now), dates or RFC 3339 times.

@@ -26,6 +26,7 @@ import (
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/archive/localstore"
 	"github.com/custode/custode/archive/sicurezza"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/igpec"
@@ -86,11 +87,11 @@ func twoGestori(t *testing.T) (a, b *testGestore) {
 		}
 		g.submission, g.ricezione, g.imap, g.api = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 		g.metrics = freeAddr(t)
-		c, err := loadConfig(g.data)
+		c, err := config.Load(g.data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := c.ownProvider()
+		p, err := c.OwnProvider()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +106,7 @@ func twoGestori(t *testing.T) (a, b *testGestore) {
 		if err := os.WriteFile(filepath.Join(g.data, "igpec.ldif"), ldif.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c, err := loadConfig(g.data)
+		c, err := config.Load(g.data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,12 +116,12 @@ func twoGestori(t *testing.T) (a, b *testGestore) {
 		c.Server.PeerCAs = []string{filepath.Join(other.data, "pki", "ca.pem")}
 		c.Server.PasswordIterations = 1000
 		c.CheckpointInterval = "1s"
-		c.API = &apiConfig{Listen: g.api}
-		c.Metrics = &metricsConfig{Listen: g.metrics}
+		c.API = &config.APIConfig{Listen: g.api}
+		c.Metrics = &config.MetricsConfig{Listen: g.metrics}
 		if g == a {
 			c.Server.Archivio = []sicurezza.Policy{{Mailbox: "mario.rossi@pec.alfa.test", Quota: 100 << 20}}
 		}
-		if err := c.save(); err != nil {
+		if err := c.Save(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,20 +5,18 @@ import (
 	"flag"
 	"fmt"
 	"os/user"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/retention"
 )
-
-func (c *config) holdsFile() string { return filepath.Join(c.dir, "holds.json") }
 
 // listFlag collects a repeated flag.
 type listFlag []string
@@ -41,19 +39,19 @@ func defaultActor(e *cli.Env) string {
 // openRetention opens the ledger, the archive and the holds of a data
 // directory.
 func openRetention(ctx context.Context, e *cli.Env, data string) (*retention.Manager, *ledger.Ledger, error) {
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := c.archiveStore(ctx)
+	store, err := c.ArchiveStore(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	reg, err := c.openHolds(e)
+	reg, err := c.OpenHolds(e)
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := c.openLedger(ctx, e)
+	l, err := c.OpenLedger(ctx, e)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -152,11 +150,11 @@ func runHoldList(ctx context.Context, e *cli.Env, args []string) error {
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	reg, err := retention.OpenRegistry(c.holdsFile())
+	reg, err := retention.OpenRegistry(c.HoldsFile())
 	if err != nil {
 		return err
 	}
@@ -182,13 +180,13 @@ func runPurge(ctx context.Context, e *cli.Env, args []string) error {
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
 	// The retention classes of the applied policy; without one, the legal
 	// minimum for both the log and the records of exports.
-	keep, err := c.policyDir().Retention()
+	keep, err := c.PolicyDir().Retention()
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/cmd/internal/verifycmd"
 )
 
@@ -349,7 +350,7 @@ func TestVerifyJSON(t *testing.T) {
 // another test, or another program on a shared machine, may hold.
 func quietListeners(t *testing.T, data string) {
 	t.Helper()
-	cfg := filepath.Join(data, configFile)
+	cfg := filepath.Join(data, config.File)
 	raw, err := os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)

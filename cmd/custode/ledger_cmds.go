@@ -12,29 +12,12 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/cmd/internal/progress"
 	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/record"
 )
-
-func runInit(ctx context.Context, e *cli.Env, args []string) error {
-	var data, gestore, domain string
-	fs := cli.Flags(e, "init", &data)
-	fs.StringVar(&gestore, "gestore", "Custode Dev PEC", "the gestore's name (providerName)")
-	fs.StringVar(&domain, "domain", "pec.custode.test", "the gestore's PEC domain")
-	if err := cli.Parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := initDataDir(data, gestore, domain, time.Now())
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.Stdout, "created %s: development PKI in %s, configuration in %s\n",
-		data, c.path("pki"), c.path(configFile))
-	fmt.Fprintln(e.Stdout, "the development CA is not for production: point custode.json at real keys and certificates")
-	return nil
-}
 
 // runLedgerAppend appends PEC events given by hand (a migration, a
 // correction), each marked as imported: its time is only what was given.
@@ -70,11 +53,11 @@ func runLedgerAppend(ctx context.Context, e *cli.Env, args []string) error {
 	case err != nil:
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	l, err := c.openLedger(ctx, e)
+	l, err := c.OpenLedger(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -113,7 +96,7 @@ func runLedgerVerify(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	defer cli.CloseLedger(e, l)
-	roots, tsaRoots, err := c.trust()
+	roots, tsaRoots, err := c.Trust()
 	if err != nil {
 		return err
 	}
@@ -212,12 +195,12 @@ func seqArg(fs interface{ Arg(int) string }) (uint64, error) {
 
 // openReadOnly loads the configuration of data and opens its ledger
 // read-only.
-func openReadOnly(ctx context.Context, e *cli.Env, data string) (*config, *ledger.Ledger, error) {
-	c, err := loadConfig(data)
+func openReadOnly(ctx context.Context, e *cli.Env, data string) (*config.Config, *ledger.Ledger, error) {
+	c, err := config.Load(data)
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := c.openLedgerReadOnly(ctx, e)
+	l, err := c.OpenLedgerReadOnly(ctx, e)
 	return c, l, err
 }
 

@@ -3,18 +3,16 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/cmd/internal/input"
-	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
@@ -49,7 +47,7 @@ func parseSize(s string) (int64, error) {
 	return n, nil
 }
 
-func mailboxCommand(ctx context.Context, e *cli.Env, name string, args []string, positional int, extra func(*flag.FlagSet)) (*config, *mailstore.Store, []string, error) {
+func mailboxCommand(ctx context.Context, e *cli.Env, name string, args []string, positional int, extra func(*flag.FlagSet)) (*config.Config, *mailstore.Store, []string, error) {
 	var data string
 	fs := cli.Flags(e, name, &data)
 	if extra != nil {
@@ -61,11 +59,11 @@ func mailboxCommand(ctx context.Context, e *cli.Env, name string, args []string,
 	if fs.NArg() != positional {
 		return nil, nil, nil, &cli.UsageError{Msg: fmt.Sprintf("want %d argument(s)", positional)}
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st, err := c.openMailboxes(ctx, e, time.Now, nil)
+	st, err := c.OpenMailboxes(ctx, e, time.Now, nil)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w (is custode serve running on this data directory?)", err)
 	}
@@ -96,8 +94,8 @@ func runMailboxAdd(ctx context.Context, e *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(normalized(c.domains()), domainOfAddress(address)) {
-		return &cli.UsageError{Msg: fmt.Sprintf("%s is not in one of this gestore's domains %v (custode domain add)", address, c.domains())}
+	if !slices.Contains(normalized(c.Domains()), domainOfAddress(address)) {
+		return &cli.UsageError{Msg: fmt.Sprintf("%s is not in one of this gestore's domains %v (custode domain add)", address, c.Domains())}
 	}
 	q, err := parseSize(quota)
 	if err != nil {
@@ -187,7 +185,7 @@ func runDomainAdd(ctx context.Context, e *cli.Env, args []string) error {
 	if fs.NArg() != 1 {
 		return &cli.UsageError{Msg: "want one domain"}
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
@@ -196,14 +194,14 @@ func runDomainAdd(ctx context.Context, e *cli.Env, args []string) error {
 		return &cli.UsageError{Msg: fmt.Sprintf("bad domain %q", fs.Arg(0))}
 	}
 	if c.Server == nil {
-		c.Server = defaultServerConfig()
+		c.Server = config.DefaultServerConfig()
 	}
-	domains := normalized(c.domains())
+	domains := normalized(c.Domains())
 	if slices.Contains(domains, d) {
 		return &cli.UsageError{Msg: fmt.Sprintf("%s is already a domain of this gestore", d)}
 	}
 	c.Server.Domains = append(domains, d)
-	if err := c.save(); err != nil {
+	if err := c.Save(); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "domain %s added; publish it in the indice dei gestori (custode igpec write) and restart custode serve\n", d)
@@ -216,11 +214,11 @@ func runDomainList(ctx context.Context, e *cli.Env, args []string) error {
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	for _, d := range normalized(c.domains()) {
+	for _, d := range normalized(c.Domains()) {
 		fmt.Fprintln(e.Stdout, d)
 	}
 	return nil
@@ -240,13 +238,4 @@ func domainOfAddress(a string) string {
 		return ""
 	}
 	return igpec.NormalizeDomain(a[i+1:])
-}
-
-// save writes the configuration back to custode.json, atomically.
-func (c *config) save() error {
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
-	return durable.WriteFile(filepath.Join(c.dir, configFile), append(b, '\n'), 0o644)
 }

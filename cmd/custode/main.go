@@ -21,12 +21,13 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 )
 
 func commands() []cli.Command {
 	return []cli.Command{
-		{Name: "init", Summary: "create a data directory with a development PKI and configuration", Run: runInit},
-		{Name: "config check", Summary: "validate a configuration (custode.json) and list its listeners, without opening anything", Run: runConfigCheck},
+		{Name: "init", Summary: "create a data directory with a development PKI and configuration", Run: config.RunInit},
+		{Name: "config check", Summary: "validate a configuration (custode.json) and list its listeners, without opening anything", Run: config.RunCheck},
 		{Name: "serve", Summary: "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", Run: runServe, Server: true},
 		{Name: "run", Summary: "the same as serve", Run: runServe, Server: true},
 		{Name: "demo", Summary: "two gestori on loopback exchange messages; print the receipts and ledger entries", Run: runDemo},

@@ -16,6 +16,7 @@ import (
 	"github.com/custode/custode/archive"
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/export/metrics"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/ledger/diskspace"
@@ -45,7 +46,7 @@ type running struct {
 	ledger    *ledger.Ledger
 	sealer    *seal.Sealer
 	store     archive.Store
-	gestore   *runningGestore
+	gestore   *config.Gestore
 	mailboxes *mailstore.Store
 }
 
@@ -53,9 +54,9 @@ type running struct {
 // metrics listener (if any) until ctx is done, and then tells systemd
 // (when it supervises us) that serve is ready: call it once every other
 // listener is open.
-func serveMetrics(ctx context.Context, e *cli.Env, c *config, r running, wg *sync.WaitGroup) error {
-	if addr := c.metricsListen(); addr != "" {
-		h := metrics.NewHealth(nil, c.probes(r)...)
+func serveMetrics(ctx context.Context, e *cli.Env, c *config.Config, r running, wg *sync.WaitGroup) error {
+	if addr := c.MetricsListen(); addr != "" {
+		h := metrics.NewHealth(nil, probes(c, r)...)
 		src := metrics.Sources{
 			LedgerSize:          func() uint64 { return r.ledger.Head().Size },
 			LedgerScan:          r.ledger.Scan,
@@ -65,7 +66,7 @@ func serveMetrics(ctx context.Context, e *cli.Env, c *config, r running, wg *syn
 			AntivirusConfigured: c.Server != nil && c.Server.Clamd != "",
 		}
 		if r.gestore != nil {
-			src.QueueLen, src.QueueOldest = r.gestore.queue.Len, r.gestore.queue.Oldest
+			src.QueueLen, src.QueueOldest = r.gestore.Queue.Len, r.gestore.Queue.Oldest
 		}
 		if r.mailboxes != nil {
 			src.LoginFailures = r.mailboxes.LoginFailures
@@ -103,9 +104,9 @@ func serveMetrics(ctx context.Context, e *cli.Env, c *config, r running, wg *syn
 // probes are the health checks of what serve depends on: the ledger's
 // directory writable with room, the WORM archive and the TSA reachable
 // (these three decide readiness), and clamd when configured.
-func (c *config) probes(r running) []metrics.Probe {
+func probes(c *config.Config, r running) []metrics.Probe {
 	ps := []metrics.Probe{
-		{Name: "ledger", Ready: true, Check: func(context.Context) error { return writableDir(c.ledgerDir()) }},
+		{Name: "ledger", Ready: true, Check: func(context.Context) error { return writableDir(c.LedgerDir()) }},
 		{Name: "archive", Ready: true, Check: func(ctx context.Context) error { return probeArchive(ctx, r.store) }},
 		{Name: "tsa", Ready: true, Check: func(ctx context.Context) error { return probeTSA(ctx, c.TSAURL) }},
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/custode/custode/archive/localstore"
+	"github.com/custode/custode/cmd/internal/config"
 )
 
 // checkMetrics scrapes a running serve's metrics listener: /metrics
@@ -77,20 +78,20 @@ func TestTSAListenAddr(t *testing.T) {
 		args   []string
 		want   string
 	}{
-		{"neither", nil, nil, defaultTSAListen},
-		{"config", addrOf("127.0.0.1:9000"), nil, "127.0.0.1:9000"},
-		{"config off", addrOf(""), nil, ""},
-		{"flag wins", addrOf("127.0.0.1:9000"), []string{"-tsa-listen", "127.0.0.1:9001"}, "127.0.0.1:9001"},
-		{"flag off wins", addrOf("127.0.0.1:9000"), []string{"-tsa-listen", ""}, ""},
+		{"neither", nil, nil, config.DefaultTSAListen},
+		{"config", new("127.0.0.1:9000"), nil, "127.0.0.1:9000"},
+		{"config off", new(""), nil, ""},
+		{"flag wins", new("127.0.0.1:9000"), []string{"-tsa-listen", "127.0.0.1:9001"}, "127.0.0.1:9001"},
+		{"flag off wins", new("127.0.0.1:9000"), []string{"-tsa-listen", ""}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-			v := fs.String("tsa-listen", defaultTSAListen, "")
+			v := fs.String("tsa-listen", config.DefaultTSAListen, "")
 			if err := fs.Parse(tc.args); err != nil {
 				t.Fatal(err)
 			}
-			c := &config{TSAListen: tc.config}
-			if got := c.tsaListenAddr(fs, *v); got != tc.want {
+			c := &config.Config{TSAListen: tc.config}
+			if got := c.TSAListenAddr(fs, *v); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/pec"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/pki"
@@ -29,11 +30,11 @@ func runTSAServe(ctx context.Context, e *cli.Env, args []string) error {
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	a, err := c.authority()
+	a, err := c.Authority()
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func runPECInspect(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	if index != "" {
-		if opts.Index, err = readIndex(ctx, e, index); err != nil {
+		if opts.Index, err = cli.ReadIndex(ctx, e, index); err != nil {
 			return err
 		}
 	}
@@ -115,20 +116,6 @@ func runPECInspect(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// readIndex reads an indice dei gestori in LDIF, at most inputIndex.
-func readIndex(ctx context.Context, e *cli.Env, name string) (*igpec.Index, error) {
-	r, err := cli.OpenInput(ctx, e, name, cli.InputIndex)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	ix, err := igpec.ParseLDIF(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return ix, nil
-}
-
 func inspectRoots(ctx context.Context, e *cli.Env, file, data string) ([]*x509.Certificate, error) {
 	if file != "" {
 		return cli.ReadCertificates(ctx, e, file, cli.InputRoots)
@@ -137,8 +124,8 @@ func inspectRoots(ctx context.Context, e *cli.Env, file, data string) ([]*x509.C
 	if err != nil {
 		return nil, fmt.Errorf("no -roots given and the system roots are unreadable: %w", err)
 	}
-	if c, err := loadConfig(data); err == nil {
-		if dev, err := cli.ReadCertificates(ctx, e, c.path(c.CACert), cli.InputCertificates); err == nil {
+	if c, err := config.Load(data); err == nil {
+		if dev, err := cli.ReadCertificates(ctx, e, c.Path(c.CACert), cli.InputCertificates); err == nil {
 			certs = append(certs, dev...)
 		}
 	}
@@ -153,11 +140,11 @@ func runIGPECWrite(ctx context.Context, e *cli.Env, args []string) error {
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	certs, err := pki.LoadCertificates(c.path(c.GestoreCert))
+	certs, err := pki.LoadCertificates(c.Path(c.GestoreCert))
 	if err != nil {
 		return err
 	}
@@ -177,7 +164,7 @@ func runIGPECShow(ctx context.Context, e *cli.Env, args []string) error {
 	if fs.NArg() != 1 {
 		return &cli.UsageError{Msg: "want one LDIF file"}
 	}
-	ix, err := readIndex(ctx, e, fs.Arg(0))
+	ix, err := cli.ReadIndex(ctx, e, fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -5,25 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/custode/custode/cmd/internal/cli"
-	"github.com/custode/custode/ledger"
-	"github.com/custode/custode/ledger/record"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/policies"
 	"github.com/custode/custode/retention"
 )
-
-// policyDir is the data directory's directory of applied policies.
-func (c *config) policyDir() retention.PolicyDir {
-	return retention.PolicyDir(filepath.Join(c.dir, "policies"))
-}
-
-// activePolicy is where the applied policy is kept.
-func (c *config) activePolicy() string { return c.policyDir().ActivePath() }
-
-// recorder records the archive's own events in l, for this gestore.
-func (c *config) recorder(l *ledger.Ledger) *record.Recorder { return record.New(l, c.Gestore, nil) }
 
 func runPolicyCheck(ctx context.Context, e *cli.Env, args []string) error {
 	fs := cli.Flags(e, "policy check", nil)
@@ -68,7 +55,7 @@ func runPolicyApply(ctx context.Context, e *cli.Env, args []string) error {
 	if actor == "" {
 		return &cli.UsageError{Msg: "give -actor: who applies the policy"}
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
@@ -83,17 +70,17 @@ func runPolicyApply(ctx context.Context, e *cli.Env, args []string) error {
 		return &cli.FailedError{Msg: "the policy has errors: nothing applied"}
 	}
 	var ve *retention.VersionError
-	if err := c.policyDir().CheckVersion(p); errors.As(err, &ve) {
+	if err := c.PolicyDir().CheckVersion(p); errors.As(err, &ve) {
 		return &cli.FailedError{Msg: ve.Error() + ": nothing applied"}
 	} else if err != nil {
 		return err
 	}
-	l, err := c.openLedger(ctx, e)
+	l, err := c.OpenLedger(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer cli.CloseLedger(e, l)
-	a, err := c.policyDir().Apply(ctx, c.recorder(l), p, raw, actor)
+	a, err := c.PolicyDir().Apply(ctx, c.Recorder(l), p, raw, actor)
 	if errors.As(err, &ve) {
 		return &cli.FailedError{Msg: ve.Error() + ": nothing applied"}
 	}

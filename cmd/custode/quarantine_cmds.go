@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/policies"
@@ -21,11 +22,11 @@ func runQuarantineList(ctx context.Context, e *cli.Env, args []string) error {
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	q, err := c.openQuarantine(ctx, policies.Period{})
+	q, err := c.OpenQuarantine(ctx, policies.Period{})
 	if err != nil {
 		return err
 	}
@@ -58,11 +59,11 @@ func runQuarantineExport(ctx context.Context, e *cli.Env, args []string) error {
 		return &cli.UsageError{Msg: "want -out FILE and the ID (SHA-256) of a quarantined message, as quarantine list prints it"}
 	}
 	id := fs.Arg(0)
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		return err
 	}
-	q, err := c.openQuarantine(ctx, policies.Period{})
+	q, err := c.OpenQuarantine(ctx, policies.Period{})
 	if err != nil {
 		return err
 	}
@@ -70,13 +71,13 @@ func runQuarantineExport(ctx context.Context, e *cli.Env, args []string) error {
 	if err := q.Export(ctx, id, &z); err != nil {
 		return err
 	}
-	l, err := c.openLedger(ctx, e)
+	l, err := c.OpenLedger(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer cli.CloseLedger(e, l)
 	access := record.Access{Export: true, Actor: actor, What: "virus quarantine", Details: map[string]string{"id": id}}
-	if _, err := c.recorder(l).Access(ctx, access); err != nil {
+	if _, err := c.Recorder(l).Access(ctx, access); err != nil {
 		return err
 	}
 	if err := durable.WriteFile(out, z.Bytes(), 0o600); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/ledger/record"
 	"github.com/custode/custode/pec/imapserver"
 	"github.com/custode/custode/pec/mailstore"
@@ -32,7 +33,7 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 	var archiveOnly bool
 	var clockOffsetFile string
 	fs := cli.Flags(e, "serve", &data)
-	fs.StringVar(&tsaListen, "tsa-listen", defaultTSAListen, "address of the built-in TSA's HTTP endpoint (empty: none; default: custode.json's tsa_listen, else 127.0.0.1:8318)")
+	fs.StringVar(&tsaListen, "tsa-listen", config.DefaultTSAListen, "address of the built-in TSA's HTTP endpoint (empty: none; default: custode.json's tsa_listen, else 127.0.0.1:8318)")
 	fs.BoolVar(&archiveOnly, "archive-only", false, "run the ledger, checkpoints and sealing only, without the gestore's SMTP and IMAP points")
 	fs.StringVar(&clockOffsetFile, "clock-offset-file", "", "tests only (custode-bench's clock-jump fault): a file holding a duration such as 2h or -30m, added to the gestore's clock")
 	setLogFormat := logFormatFlag(fs, e)
@@ -44,28 +45,28 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 	}
 	// Absolute, so that the admin socket's commands, given absolute
 	// paths, find the same data directory.
-	data, err := absData(data)
+	data, err := config.AbsData(data)
 	if err != nil {
 		return err
 	}
-	c, err := loadConfig(data)
+	c, err := config.Load(data)
 	if err != nil {
 		if _, statErr := os.Stat(data); !errors.Is(statErr, os.ErrNotExist) {
 			return err
 		}
 		e.Log.Info("no data directory: creating one with a development PKI", "dir", data)
-		if c, err = initDataDir(data, "Custode Dev PEC", "pec.custode.test", time.Now()); err != nil {
+		if c, err = config.Init(data, "Custode Dev PEC", "pec.custode.test", time.Now()); err != nil {
 			return err
 		}
 	}
-	tsaListen = c.tsaListenAddr(fs, tsaListen)
-	l, err := c.openLedger(ctx, e)
+	tsaListen = c.TSAListenAddr(fs, tsaListen)
+	l, err := c.OpenLedger(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 	h := l.Head()
-	e.Log.Info("ledger open", "dir", c.ledgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
+	e.Log.Info("ledger open", "dir", c.LedgerDir(), "entries", h.Size, "root", hex.EncodeToString(h.Root[:]))
 
 	var wg sync.WaitGroup
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -75,9 +76,9 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 	}()
 	// The running marker: found at start, the previous run never stopped
 	// cleanly, and its outage is recorded.
-	marker := record.Running{Path: filepath.Join(c.dir, "serve.running"), Service: "gestore"}
+	marker := record.Running{Path: filepath.Join(c.Dir, "serve.running"), Service: "gestore"}
 	now := time.Now()
-	if from, err := marker.Start(ctx, c.recorder(l), now); err != nil {
+	if from, err := marker.Start(ctx, c.Recorder(l), now); err != nil {
 		return err
 	} else if !from.IsZero() {
 		e.Log.Warn("the previous run did not stop cleanly: outage recorded", "from", from.UTC().Format(time.RFC3339), "to", now.UTC().Format(time.RFC3339))
@@ -95,7 +96,7 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 		marker.Heartbeat(bg, heartbeatInterval, func(err error) { e.Log.Warn("heartbeat", "err", err) })
 	}()
 	if tsaListen != "" && c.TSAURL == "" {
-		a, err := c.authority()
+		a, err := c.Authority()
 		if err != nil {
 			return err
 		}
@@ -112,7 +113,7 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 		}()
 		e.Log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/")
 	}
-	store, err := c.archiveStore(ctx)
+	store, err := c.ArchiveStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 	// check refuses less), as a duration never shorter than it from any
 	// day; without one the sealer keeps the legal minimum.
 	var retainFor time.Duration
-	if pol, err := c.policyDir().Active(); err != nil {
+	if pol, err := c.PolicyDir().Active(); err != nil {
 		return err
 	} else if pol != nil {
 		retainFor = retention.LockFor(retention.Of(pol).Log)
@@ -140,34 +141,34 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 	var mailboxes *mailstore.Store
 	if !archiveOnly {
 		if c.Server == nil {
-			c.Server = defaultServerConfig()
+			c.Server = config.DefaultServerConfig()
 		}
-		if err := c.writeTLSCertificate(time.Now()); err != nil {
+		if err := c.WriteTLSCertificate(time.Now()); err != nil {
 			return err
 		}
-		g, err := c.openGestore(ctx, e, l, clockWithOffset(clockOffsetFile))
+		g, err := c.OpenGestore(ctx, e, l, clockWithOffset(clockOffsetFile))
 		if err != nil {
 			return err
 		}
 		defer g.Close()
-		mailboxes = g.mailboxes
+		mailboxes = g.Mailboxes
 		// The points serve the newest certificate: renewed, it is read
 		// again on SIGHUP.
-		if reload.cert, err = newCertificate(c.path(c.Server.TLSCert), c.path(c.Server.TLSKey)); err != nil {
+		if reload.cert, err = newCertificate(c.Path(c.Server.TLSCert), c.Path(c.Server.TLSKey)); err != nil {
 			return err
 		}
-		reload.cert.use(g.tls)
+		reload.cert.use(g.TLS)
 		if err := serveGestore(bg, e, c, g, &wg); err != nil {
 			return err
 		}
-		if err := serveAPI(bg, e, c, l, store, g.mailboxes, reload, &wg); err != nil {
+		if err := serveAPI(bg, e, c, l, store, g.Mailboxes, reload, &wg); err != nil {
 			return err
 		}
-		if err := serveMetrics(bg, e, c, running{l, sealer, store, g, g.mailboxes}, &wg); err != nil {
+		if err := serveMetrics(bg, e, c, running{l, sealer, store, g, g.Mailboxes}, &wg); err != nil {
 			return err
 		}
 	} else {
-		if mailboxes, err = c.openMailboxes(ctx, e, time.Now, l); err != nil {
+		if mailboxes, err = c.OpenMailboxes(ctx, e, time.Now, l); err != nil {
 			return err
 		}
 		defer mailboxes.Close()
@@ -224,23 +225,23 @@ func clockWithOffset(file string) func() time.Time {
 
 // serveGestore opens the configured listeners and serves the gestore's
 // points on them, and runs its queue and tracker, until ctx is done.
-func serveGestore(ctx context.Context, e *cli.Env, c *config, g *runningGestore, wg *sync.WaitGroup) error {
+func serveGestore(ctx context.Context, e *cli.Env, c *config.Config, g *config.Gestore, wg *sync.WaitGroup) error {
 	s := c.Server
 	type point struct {
 		name, addr string
 		serve      func(net.Listener) error
 	}
 	imap, err := imapserver.New(imapserver.Options{
-		Store: g.mailboxes, TLSConfig: g.tls, Logger: e.Log, InsecureAuth: s.InsecureIMAPAuth,
+		Store: g.Mailboxes, TLSConfig: g.TLS, Logger: e.Log, InsecureAuth: s.InsecureIMAPAuth,
 		Greeting: c.Gestore + " IMAP",
 	})
 	if err != nil {
 		return err
 	}
 	points := []point{
-		{"submission (STARTTLS)", s.Submission, func(ln net.Listener) error { return g.srv.ServeSubmission(ln, false) }},
-		{"submission (TLS)", s.Submissions, func(ln net.Listener) error { return g.srv.ServeSubmission(ln, true) }},
-		{"ricezione", s.Ricezione, g.srv.ServeRicezione},
+		{"submission (STARTTLS)", s.Submission, func(ln net.Listener) error { return g.Server.ServeSubmission(ln, false) }},
+		{"submission (TLS)", s.Submissions, func(ln net.Listener) error { return g.Server.ServeSubmission(ln, true) }},
+		{"ricezione", s.Ricezione, g.Server.ServeRicezione},
 		{"imap", s.IMAP, imap.Serve},
 	}
 	var lns []net.Listener
@@ -265,11 +266,11 @@ func serveGestore(ctx context.Context, e *cli.Env, c *config, g *runningGestore,
 			}
 		}()
 	}
-	if g.archivio != nil {
+	if g.Archivio != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := g.archivio.Run(ctx); err != nil {
+			if err := g.Archivio.Run(ctx); err != nil {
 				e.Log.Error("archivio di sicurezza: run", "err", err)
 			}
 		}()
@@ -277,7 +278,7 @@ func serveGestore(ctx context.Context, e *cli.Env, c *config, g *runningGestore,
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := g.srv.Run(ctx); err != nil {
+		if err := g.Server.Run(ctx); err != nil {
 			e.Log.Error("gestore: run", "err", err)
 		}
 	}()
@@ -286,7 +287,7 @@ func serveGestore(ctx context.Context, e *cli.Env, c *config, g *runningGestore,
 		defer wg.Done()
 		<-ctx.Done()
 		imap.Close()
-		g.srv.Close()
+		g.Server.Close()
 	}()
 	return nil
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"io"
 
 	"github.com/custode/custode/cmd/internal/input"
@@ -76,4 +77,18 @@ func ReadCertificates(ctx context.Context, e *Env, name string, kind InputKind) 
 		return nil, err
 	}
 	return pki.ParseCertificates(data, name)
+}
+
+// ReadIndex reads an indice dei gestori in LDIF, at most inputIndex.
+func ReadIndex(ctx context.Context, e *Env, name string) (*igpec.Index, error) {
+	r, err := OpenInput(ctx, e, name, InputIndex)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	ix, err := igpec.ParseLDIF(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return ix, nil
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -18,52 +18,52 @@ import (
 	"github.com/custode/custode/pec/gestore"
 )
 
-// listener is one address serve opens.
-type listener struct {
-	name, addr string // addr is host:port, or a path for a unix socket
-	unix       bool
+// Listener is one address serve opens.
+type Listener struct {
+	Name, Addr string // addr is host:port, or a path for a unix socket
+	Unix       bool
 }
 
-// listeners returns every listener the configuration names, in the order
+// Listeners returns every listener the configuration names, in the order
 // serve opens them, with the defaults filled in; those configured empty
 // (not served) are left out.
-func (c *config) listeners() []listener {
-	var ls []listener
+func (c *Config) Listeners() []Listener {
+	var ls []Listener
 	if c.TSAURL == "" {
-		addr := defaultTSAListen
+		addr := DefaultTSAListen
 		if c.TSAListen != nil {
 			addr = *c.TSAListen
 		}
-		ls = append(ls, listener{name: "tsa", addr: addr})
+		ls = append(ls, Listener{Name: "tsa", Addr: addr})
 	}
 	s := c.Server
 	if s == nil {
-		s = defaultServerConfig()
+		s = DefaultServerConfig()
 	}
 	ls = append(ls,
-		listener{name: "submission", addr: s.Submission},
-		listener{name: "submissions", addr: s.Submissions},
-		listener{name: "ricezione", addr: s.Ricezione},
-		listener{name: "imap", addr: s.IMAP},
-		listener{name: "api", addr: c.api().Listen},
-		listener{name: "metrics", addr: c.metricsListen()},
+		Listener{Name: "submission", Addr: s.Submission},
+		Listener{Name: "submissions", Addr: s.Submissions},
+		Listener{Name: "ricezione", Addr: s.Ricezione},
+		Listener{Name: "imap", Addr: s.IMAP},
+		Listener{Name: "api", Addr: c.EffectiveAPI().Listen},
+		Listener{Name: "metrics", Addr: c.MetricsListen()},
 	)
 	if c.AdminSocket != "" {
-		ls = append(ls, listener{name: "admin", addr: c.path(c.AdminSocket), unix: true})
+		ls = append(ls, Listener{Name: "admin", Addr: c.Path(c.AdminSocket), Unix: true})
 	}
 	out := ls[:0]
 	for _, l := range ls {
-		if l.addr != "" {
+		if l.Addr != "" {
 			out = append(out, l)
 		}
 	}
 	return out
 }
 
-// runConfigCheck validates a custode.json without opening any store or
+// RunCheck, the command config check, validates a custode.json without opening any store or
 // listener: it exits 1 with every problem found, one a line, or prints
 // the listeners and OK.
-func runConfigCheck(ctx context.Context, e *cli.Env, args []string) error {
+func RunCheck(ctx context.Context, e *cli.Env, args []string) error {
 	var data, file string
 	fs := cli.Flags(e, "config check", &data)
 	fs.StringVar(&file, "config", "", "the configuration file to check (default: custode.json in the data directory); relative paths in it are relative to its directory")
@@ -71,13 +71,13 @@ func runConfigCheck(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	if file == "" {
-		file = filepath.Join(data, configFile)
+		file = filepath.Join(data, File)
 	}
 	b, err := cli.ReadInput(ctx, e, file, cli.InputConfig)
 	if err != nil {
 		return err
 	}
-	c, problems, warnings := checkConfig(b, filepath.Dir(file))
+	c, problems, warnings := Check(b, filepath.Dir(file))
 	for _, p := range problems {
 		fmt.Fprintf(e.Stdout, "%s: %s\n", file, p)
 	}
@@ -87,20 +87,20 @@ func runConfigCheck(ctx context.Context, e *cli.Env, args []string) error {
 	if len(problems) > 0 {
 		return &cli.FailedError{Msg: fmt.Sprintf("%s: %d problems", file, len(problems))}
 	}
-	for _, l := range c.listeners() {
-		fmt.Fprintf(e.Stdout, "listener %-12s %s\n", l.name, l.addr)
+	for _, l := range c.Listeners() {
+		fmt.Fprintf(e.Stdout, "listener %-12s %s\n", l.Name, l.Addr)
 	}
 	fmt.Fprintf(e.Stdout, "%s: OK\n", file)
 	return nil
 }
 
-// checkConfig parses and validates the bytes of a custode.json whose
+// Check parses and validates the bytes of a custode.json whose
 // relative paths are relative to dir. It returns the configuration (nil
 // if it does not parse), every problem found, and warnings: what serve
 // accepts but an operator should see to.
-func checkConfig(b []byte, dir string) (_ *config, problems, warnings []string) {
+func Check(b []byte, dir string) (_ *Config, problems, warnings []string) {
 	add := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
-	var c config
+	var c Config
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
@@ -123,7 +123,7 @@ func checkConfig(b []byte, dir string) (_ *config, problems, warnings []string) 
 	if dec.More() {
 		add("data after the configuration object")
 	}
-	c.dir = dir
+	c.Dir = dir
 	for _, f := range []struct{ name, v string }{
 		{"gestore", c.Gestore}, {"domain", c.Domain}, {"origin", c.Origin},
 		{"ca_cert", c.CACert}, {"gestore_cert", c.GestoreCert}, {"gestore_key", c.GestoreKey},
@@ -156,10 +156,10 @@ func checkConfig(b []byte, dir string) (_ *config, problems, warnings []string) 
 		if f.v == "" {
 			continue
 		}
-		if st, err := os.Stat(c.path(f.v)); err != nil {
+		if st, err := os.Stat(c.Path(f.v)); err != nil {
 			add("%s: %v", f.name, err)
 		} else if st.IsDir() {
-			add("%s: %s is a directory", f.name, c.path(f.v))
+			add("%s: %s is a directory", f.name, c.Path(f.v))
 		}
 	}
 	if c.TSAURL != "" && !strings.HasPrefix(c.TSAURL, "http://") && !strings.HasPrefix(c.TSAURL, "https://") {
@@ -205,24 +205,24 @@ func checkConfig(b []byte, dir string) (_ *config, problems, warnings []string) 
 		}
 	}
 	seen := map[string]string{}
-	for _, l := range c.listeners() {
-		if l.unix {
-			if st, err := os.Stat(filepath.Dir(l.addr)); err != nil || !st.IsDir() {
-				add("%s: the directory of %s does not exist", l.name, l.addr)
+	for _, l := range c.Listeners() {
+		if l.Unix {
+			if st, err := os.Stat(filepath.Dir(l.Addr)); err != nil || !st.IsDir() {
+				add("%s: the directory of %s does not exist", l.Name, l.Addr)
 			}
 			continue
 		}
-		if err := checkHostPort(l.addr); err != nil {
-			add("%s listener: %v", l.name, err)
+		if err := checkHostPort(l.Addr); err != nil {
+			add("%s listener: %v", l.Name, err)
 			continue
 		}
-		if _, port, _ := net.SplitHostPort(l.addr); port == "0" {
+		if _, port, _ := net.SplitHostPort(l.Addr); port == "0" {
 			continue // a port of the kernel's choosing never clashes
 		}
-		if other, ok := seen[l.addr]; ok {
-			add("%s listener: %s is %s's too", l.name, l.addr, other)
+		if other, ok := seen[l.Addr]; ok {
+			add("%s listener: %s is %s's too", l.Name, l.Addr, other)
 		}
-		seen[l.addr] = l.name
+		seen[l.Addr] = l.Name
 	}
 	return &c, problems, warnings
 }
@@ -263,4 +263,24 @@ func jsonType(kind string) string {
 		return "value"
 	}
 	return "number"
+}
+
+// RunInit is the command init: it creates a data directory (Init) and
+// prints what it made.
+func RunInit(ctx context.Context, e *cli.Env, args []string) error {
+	var data, gestore, domain string
+	fs := cli.Flags(e, "init", &data)
+	fs.StringVar(&gestore, "gestore", "Custode Dev PEC", "the gestore's name (providerName)")
+	fs.StringVar(&domain, "domain", "pec.custode.test", "the gestore's PEC domain")
+	if err := cli.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := Init(data, gestore, domain, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "created %s: development PKI in %s, configuration in %s\n",
+		data, c.Path("pki"), c.Path(File))
+	fmt.Fprintln(e.Stdout, "the development CA is not for production: point custode.json at real keys and certificates")
+	return nil
 }

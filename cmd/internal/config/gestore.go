@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"cmp"
@@ -30,9 +30,9 @@ import (
 	"github.com/custode/custode/retention"
 )
 
-// archivioFromPolicy lists the mailboxes and domains whose archivio di
+// ArchivioFromPolicy lists the mailboxes and domains whose archivio di
 // sicurezza the policy turns on.
-func archivioFromPolicy(p *policyFile.Policy, now time.Time) []sicurezza.Policy {
+func ArchivioFromPolicy(p *policyFile.Policy, now time.Time) []sicurezza.Policy {
 	retention := p.Retention.Archivio.AddTo(now).Sub(now)
 	var out []sicurezza.Policy
 	for d, o := range p.Domains {
@@ -48,10 +48,10 @@ func archivioFromPolicy(p *policyFile.Policy, now time.Time) []sicurezza.Policy 
 	return out
 }
 
-// serverConfig is the "server" section of custode.json: the gestore's
+// ServerConfig is the "server" section of custode.json: the gestore's
 // SMTP and IMAP points. Every address is host:port; an empty one is not
 // served.
-type serverConfig struct {
+type ServerConfig struct {
 	Submission  string `json:"submission,omitempty"`  // punto di accesso, STARTTLS
 	Submissions string `json:"submissions,omitempty"` // punto di accesso, implicit TLS
 	Ricezione   string `json:"ricezione,omitempty"`   // punto di ricezione
@@ -84,14 +84,14 @@ type serverConfig struct {
 	// Antivirus, with "disabled": true, says that the gestore runs without
 	// a virus scanner on purpose: the only way a production profile starts
 	// without Clamd.
-	Antivirus *antivirusConfig `json:"antivirus,omitempty"`
+	Antivirus *AntivirusConfig `json:"antivirus,omitempty"`
 
 	MaxSize       int64  `json:"max_size,omitempty"`       // bytes × recipients; default 30 MB
 	MaxRecipients int    `json:"max_recipients,omitempty"` // default 50
 	NonPEC        string `json:"non_pec,omitempty"`        // anomalia (default), reject or folder
 	// Mailboxes holds each titolare's choices: handling of ordinary mail
 	// and a notice of arrival to an ordinary address.
-	Mailboxes map[string]mailboxPolicy `json:"mailboxes,omitempty"`
+	Mailboxes map[string]MailboxPolicy `json:"mailboxes,omitempty"`
 	// Archivio lists the mailboxes (or "@domain") whose messages go to the
 	// archivio di sicurezza, with quota and contract end.
 	Archivio []sicurezza.Policy `json:"archivio_di_sicurezza,omitempty"`
@@ -108,17 +108,17 @@ const (
 	profileProduction  = "production"
 )
 
-// antivirusConfig is the server section's "antivirus".
-type antivirusConfig struct {
+// AntivirusConfig is the server section's "antivirus".
+type AntivirusConfig struct {
 	// Disabled runs the gestore without a virus scanner, on purpose.
 	Disabled bool `json:"disabled"`
 }
 
-// scanner returns the virus scanner the server section configures, or nil
+// Scanner returns the virus scanner the server section configures, or nil
 // with none. Without one it logs a warning, and refuses, with an error
 // naming the settings, a production profile that does not disable scanning
 // explicitly.
-func (s *serverConfig) scanner(e *cli.Env) (gestore.Scanner, error) {
+func (s *ServerConfig) Scanner(e *cli.Env) (gestore.Scanner, error) {
 	switch s.Profile {
 	case "", profileDevelopment, profileProduction:
 	default:
@@ -151,9 +151,9 @@ func (s *serverConfig) scanner(e *cli.Env) (gestore.Scanner, error) {
 	return nil, nil
 }
 
-// antivirusStatus is what the audit report says of the virus scanner the
+// AntivirusStatus is what the audit report says of the virus scanner the
 // configuration gives the gestore: "clamd <address>", or "not configured".
-func (c *config) antivirusStatus() string {
+func (c *Config) AntivirusStatus() string {
 	if c.Server == nil || c.Server.Clamd == "" {
 		if c.Server != nil && c.Server.Antivirus != nil && c.Server.Antivirus.Disabled {
 			return "not configured (disabled in custode.json)"
@@ -163,17 +163,17 @@ func (c *config) antivirusStatus() string {
 	return "clamd " + c.Server.Clamd
 }
 
-// mailboxPolicy is one entry of the server section's "mailboxes".
-type mailboxPolicy struct {
+// MailboxPolicy is one entry of the server section's "mailboxes".
+type MailboxPolicy struct {
 	NonPEC    string `json:"non_pec,omitempty"`    // anomalia, reject, folder or forward
 	ForwardTo string `json:"forward_to,omitempty"` // for forward
 	NotifyTo  string `json:"notify_to,omitempty"`  // notice of arrival
 }
 
-// defaultServerConfig is what custode init writes: every point on
+// DefaultServerConfig is what custode init writes: every point on
 // 127.0.0.1, on ports above 1024.
-func defaultServerConfig() *serverConfig {
-	return &serverConfig{
+func DefaultServerConfig() *ServerConfig {
+	return &ServerConfig{
 		Submission:  "127.0.0.1:5587",
 		Submissions: "127.0.0.1:5465",
 		Ricezione:   "127.0.0.1:2525",
@@ -183,17 +183,17 @@ func defaultServerConfig() *serverConfig {
 	}
 }
 
-// writeTLSCertificate issues the development TLS certificate of the
+// WriteTLSCertificate issues the development TLS certificate of the
 // servers, from the development CA, if it is missing.
-func (c *config) writeTLSCertificate(now time.Time) error {
+func (c *Config) WriteTLSCertificate(now time.Time) error {
 	s := c.Server
 	if s == nil || s.TLSCert == "" || s.TLSKey == "" {
 		return nil
 	}
-	if _, err := os.Stat(c.path(s.TLSCert)); err == nil {
+	if _, err := os.Stat(c.Path(s.TLSCert)); err == nil {
 		return nil
 	}
-	ca, err := pki.LoadKeyPair(c.path(c.CACert), c.path(filepath.Join(filepath.Dir(c.CACert), pki.CAKeyFile)))
+	ca, err := pki.LoadKeyPair(c.Path(c.CACert), c.Path(filepath.Join(filepath.Dir(c.CACert), pki.CAKeyFile)))
 	if err != nil {
 		return fmt.Errorf("development TLS certificate: %w", err)
 	}
@@ -201,54 +201,60 @@ func (c *config) writeTLSCertificate(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	return kp.WriteFiles(c.path(s.TLSCert), c.path(s.TLSKey))
+	return kp.WriteFiles(c.Path(s.TLSCert), c.Path(s.TLSKey))
 }
 
-func (c *config) domains() []string {
+// Domains are the PEC domains whose mailboxes the gestore keeps.
+func (c *Config) Domains() []string {
 	if c.Server != nil && len(c.Server.Domains) > 0 {
 		return c.Server.Domains
 	}
 	return []string{c.Domain}
 }
 
-// serviceMailbox is our mailReceipt: where other gestori send ricevute di
+// ServiceMailbox is our mailReceipt: where other gestori send ricevute di
 // presa in carico and avvisi di rilevazione virus.
-func (c *config) serviceMailbox() string { return "posta-certificata@" + c.Domain }
+func (c *Config) ServiceMailbox() string { return "posta-certificata@" + c.Domain }
 
-// ownProvider is this gestore's record in the indice dei gestori.
-func (c *config) ownProvider() (*igpec.Provider, error) {
-	certs, err := pki.LoadCertificates(c.path(c.GestoreCert))
+// OwnProvider is this gestore's record in the indice dei gestori.
+func (c *Config) OwnProvider() (*igpec.Provider, error) {
+	certs, err := pki.LoadCertificates(c.Path(c.GestoreCert))
 	if err != nil {
 		return nil, err
 	}
-	p := &igpec.Provider{Name: c.Gestore, MailReceipt: c.serviceMailbox(), ManagedDomains: c.domains()}
+	p := &igpec.Provider{Name: c.Gestore, MailReceipt: c.ServiceMailbox(), ManagedDomains: c.Domains()}
 	p.AddCertificate(certs[0].Raw)
 	return p, nil
 }
 
-// index returns the indice dei gestori of the configuration.
-func (c *config) index() (*igpec.Index, error) {
+// Index returns the indice dei gestori of the configuration.
+func (c *Config) Index() (*igpec.Index, error) {
 	if c.Server == nil || c.Server.Index == "" {
-		p, err := c.ownProvider()
+		p, err := c.OwnProvider()
 		if err != nil {
 			return nil, err
 		}
 		return igpec.NewIndex(p)
 	}
-	ix, err := readIndex(context.Background(), nil, c.path(c.Server.Index))
+	ix, err := cli.ReadIndex(context.Background(), nil, c.Path(c.Server.Index))
 	if err != nil {
 		return nil, fmt.Errorf("indice dei gestori: %w", err)
 	}
 	return ix, nil
 }
 
-func (c *config) mailboxDir() string { return filepath.Join(c.dir, "mailboxes") }
-func (c *config) queueDir() string   { return filepath.Join(c.dir, "queue") }
+// MailboxDir is the mailbox store's directory in the data directory.
+// MailboxDir is the mailbox store's directory in the data directory.
+func (c *Config) MailboxDir() string { return filepath.Join(c.Dir, "mailboxes") }
 
-// openMailboxes opens the mailbox store. With l, failed and throttled
+// QueueDir is the outbound queue's directory in the data directory.
+// QueueDir is the outbound queue's directory in the data directory.
+func (c *Config) QueueDir() string { return filepath.Join(c.Dir, "queue") }
+
+// OpenMailboxes opens the mailbox store. With l, failed and throttled
 // logins are recorded in it.
-func (c *config) openMailboxes(ctx context.Context, e *cli.Env, now func() time.Time, l *ledger.Ledger) (*mailstore.Store, error) {
-	if live, err := c.live(e); err != nil || live != nil {
+func (c *Config) OpenMailboxes(ctx context.Context, e *cli.Env, now func() time.Time, l *ledger.Ledger) (*mailstore.Store, error) {
+	if live, err := c.Live(e); err != nil || live != nil {
 		if err != nil {
 			return nil, err
 		}
@@ -258,38 +264,40 @@ func (c *config) openMailboxes(ctx context.Context, e *cli.Env, now func() time.
 	if c.Server != nil {
 		iter = c.Server.PasswordIterations
 	}
-	opts := mailstore.Options{Dir: c.mailboxDir(), Logger: e.Log, Now: now, PasswordIterations: iter}
+	opts := mailstore.Options{Dir: c.MailboxDir(), Logger: e.Log, Now: now, PasswordIterations: iter}
 	if l != nil {
 		opts.Ledger = l
 	}
 	return mailstore.Open(ctx, opts)
 }
 
-// gestore is the running gestore of a data directory: its server and the
+// Gestore is the running gestore of a data directory: its server and the
 // stores it owns besides the ledger.
-type runningGestore struct {
-	srv       *gestore.Server
-	mailboxes *mailstore.Store
-	queue     *queue.Queue
-	archivio  *sicurezza.Archive // nil without the archivio di sicurezza
-	tls       *tls.Config
+type Gestore struct {
+	Server    *gestore.Server
+	Mailboxes *mailstore.Store
+	Queue     *queue.Queue
+	Archivio  *sicurezza.Archive // nil without the archivio di sicurezza
+	TLS       *tls.Config
 }
 
-func (g *runningGestore) Close() error {
-	err := errors.Join(g.srv.Close(), g.queue.Close(), g.mailboxes.Close())
-	if g.archivio != nil {
-		err = errors.Join(err, g.archivio.Close())
+// Close closes the stores the gestore owns (not the ledger).
+// Close closes the stores the gestore owns (not the ledger).
+func (g *Gestore) Close() error {
+	err := errors.Join(g.Server.Close(), g.Queue.Close(), g.Mailboxes.Close())
+	if g.Archivio != nil {
+		err = errors.Join(err, g.Archivio.Close())
 	}
 	return err
 }
 
-// openGestore builds the gestore server of the configuration over l.
-func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, now func() time.Time) (*runningGestore, error) {
+// OpenGestore builds the gestore server of the configuration over l.
+func (c *Config) OpenGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, now func() time.Time) (*Gestore, error) {
 	if c.Server == nil {
 		return nil, errors.New(`custode.json has no "server" section: the gestore is not configured`)
 	}
 	s := c.Server
-	signer, err := smime.LoadKeyPair(c.path(c.GestoreCert), c.path(c.GestoreKey))
+	signer, err := smime.LoadKeyPair(c.Path(c.GestoreCert), c.Path(c.GestoreKey))
 	if err != nil {
 		return nil, err
 	}
@@ -297,11 +305,11 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 	if err != nil {
 		return nil, err
 	}
-	ix, err := c.index()
+	ix, err := c.Index()
 	if err != nil {
 		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(c.path(s.TLSCert), c.path(s.TLSKey))
+	cert, err := tls.LoadX509KeyPair(c.Path(s.TLSCert), c.Path(s.TLSKey))
 	if err != nil {
 		return nil, fmt.Errorf("TLS certificate: %w", err)
 	}
@@ -311,7 +319,7 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 		roots = x509.NewCertPool()
 	}
 	for _, f := range append([]string{c.CACert}, s.PeerCAs...) {
-		certs, err := pki.LoadCertificates(c.path(f))
+		certs, err := pki.LoadCertificates(c.Path(f))
 		if err != nil {
 			return nil, fmt.Errorf("peer CA: %w", err)
 		}
@@ -320,7 +328,7 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 		}
 	}
 	clientTLS := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	scanner, err := s.scanner(e)
+	scanner, err := s.Scanner(e)
 	if err != nil {
 		return nil, err
 	}
@@ -337,11 +345,11 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 		}
 		policies[strings.ToLower(mb)] = gestore.MailboxPolicy{NonPEC: gestore.NonPECPolicy(p.NonPEC), ForwardTo: p.ForwardTo, NotifyTo: p.NotifyTo}
 	}
-	mb, err := c.openMailboxes(ctx, e, now, l)
+	mb, err := c.OpenMailboxes(ctx, e, now, l)
 	if err != nil {
 		return nil, err
 	}
-	q, err := queue.Open(ctx, queue.Options{Dir: c.queueDir(), Logger: e.Log, Now: now})
+	q, err := queue.Open(ctx, queue.Options{Dir: c.QueueDir(), Logger: e.Log, Now: now})
 	if err != nil {
 		mb.Close()
 		return nil, err
@@ -352,7 +360,7 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 	// policy apply while serving), replaces the configuration's mailbox
 	// options; its archivio di sicurezza and retention are read here, at
 	// the start.
-	active := c.policyDir().Watch(e.Log.With("gestore", "policy"))
+	active := c.PolicyDir().Watch(e.Log.With("gestore", "policy"))
 	policyFunc := func(mb string) gestore.MailboxPolicy {
 		if pol := active(); pol != nil {
 			o := pol.MailboxOptions(mb)
@@ -360,12 +368,12 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 		}
 		return policies[mb]
 	}
-	if pol, err := policyFile.Load(c.activePolicy()); err == nil {
+	if pol, err := policyFile.Load(c.ActivePolicy()); err == nil {
 		// The applied policy file replaces the configuration's archivio
 		// di sicurezza.
-		archivioPolicies = archivioFromPolicy(pol, now())
+		archivioPolicies = ArchivioFromPolicy(pol, now())
 		virusRetention = pol.Retention.VirusQuarantine
-		e.Log.Info("policy applied", "version", pol.Version, "file", c.activePolicy())
+		e.Log.Info("policy applied", "version", pol.Version, "file", c.ActivePolicy())
 	} else if !errors.Is(err, os.ErrNotExist) {
 		q.Close()
 		mb.Close()
@@ -373,7 +381,7 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 	}
 	var quarantena gestore.Quarantine
 	if scanner != nil {
-		if quarantena, err = c.openQuarantine(ctx, virusRetention); err != nil {
+		if quarantena, err = c.OpenQuarantine(ctx, virusRetention); err != nil {
 			q.Close()
 			mb.Close()
 			return nil, err
@@ -384,20 +392,20 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 	var archivio *sicurezza.Archive
 	var hook gestore.Archiver
 	{
-		store, err := c.archiveStore(ctx)
+		store, err := c.ArchiveStore(ctx)
 		if err != nil {
 			q.Close()
 			mb.Close()
 			return nil, err
 		}
-		reg, err := retention.OpenRegistry(c.holdsFile())
+		reg, err := retention.OpenRegistry(c.HoldsFile())
 		if err != nil {
 			q.Close()
 			mb.Close()
 			return nil, err
 		}
 		if archivio, err = sicurezza.Open(ctx, sicurezza.Options{
-			Store: store, Dir: filepath.Join(c.dir, "sicurezza"), Policies: archivioPolicies, Now: now, Logger: e.Log, Holds: reg,
+			Store: store, Dir: filepath.Join(c.Dir, "sicurezza"), Policies: archivioPolicies, Now: now, Logger: e.Log, Holds: reg,
 		}); err != nil {
 			q.Close()
 			mb.Close()
@@ -407,7 +415,7 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 	}
 	srv, err := gestore.New(gestore.Options{
 		Gestore:       g,
-		Domains:       c.domains(),
+		Domains:       c.Domains(),
 		Index:         ix,
 		Ledger:        l,
 		Mailboxes:     mb,
@@ -422,7 +430,7 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 		MaxRecipients: s.MaxRecipients,
 		NonPEC:        gestore.NonPECPolicy(s.NonPEC),
 		Policy:        policyFunc,
-		SpoolDir:      filepath.Join(c.dir, "spool"),
+		SpoolDir:      filepath.Join(c.Dir, "spool"),
 		Now:           now,
 		Logger:        e.Log,
 	})
@@ -434,13 +442,13 @@ func (c *config) openGestore(ctx context.Context, e *cli.Env, l *ledger.Ledger, 
 		}
 		return nil, err
 	}
-	return &runningGestore{srv: srv, mailboxes: mb, queue: q, archivio: archivio, tls: serverTLS}, nil
+	return &Gestore{Server: srv, Mailboxes: mb, Queue: q, Archivio: archivio, TLS: serverTLS}, nil
 }
 
-// openQuarantine opens the quarantine of infected messages in the
+// OpenQuarantine opens the quarantine of infected messages in the
 // archive store, locked for retention (zero: the legal 30 months).
-func (c *config) openQuarantine(ctx context.Context, retention policyFile.Period) (*quarantine.Store, error) {
-	store, err := c.archiveStore(ctx)
+func (c *Config) OpenQuarantine(ctx context.Context, retention policyFile.Period) (*quarantine.Store, error) {
+	store, err := c.ArchiveStore(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("quarantine: %w", err)
 	}
@@ -465,7 +473,7 @@ type archivioHook struct {
 func (h *archivioHook) Archive(ctx context.Context, m sicurezza.Message) (string, error) {
 	h.mu.Lock()
 	if pol := h.active(); pol != nil && pol != h.seen {
-		if err := h.archivio.SetPolicies(archivioFromPolicy(pol, h.now())); err != nil {
+		if err := h.archivio.SetPolicies(ArchivioFromPolicy(pol, h.now())); err != nil {
 			h.log.Error("archivio di sicurezza: the applied policy's mailboxes: keeping the ones before", "version", pol.Version, "err", err)
 		} else {
 			h.log.Info("archivio di sicurezza: mailboxes from the applied policy", "version", pol.Version)
