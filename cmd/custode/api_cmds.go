@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/custode/custode/archive"
+	"github.com/custode/custode/cmd/internal/admin"
 	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/export/httpapi"
@@ -23,16 +24,16 @@ import (
 // serveAPI serves the HTTP API over TLS until ctx is done.
 // The token file is read again when it changes, the TLS certificate on
 // SIGHUP (r).
-func serveAPI(ctx context.Context, e *cli.Env, c *config.Config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, r *reloaders, wg *sync.WaitGroup) error {
+func serveAPI(ctx context.Context, e *cli.Env, c *config.Config, l *ledger.Ledger, store archive.Store, mailboxes *mailstore.Store, r *admin.Reloaders, wg *sync.WaitGroup) error {
 	ac := c.EffectiveAPI()
 	if ac.Listen == "" {
 		return nil
 	}
-	tokens, err := newTokenFile(c.Path(ac.Tokens), e.Log)
+	tokens, err := admin.NewTokenFile(c.Path(ac.Tokens), e.Log)
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
 	}
-	r.tokens = tokens
+	r.Tokens = tokens
 	holds, err := retention.OpenRegistry(c.HoldsFile())
 	if err != nil {
 		return fmt.Errorf("api: %w", err)
@@ -45,8 +46,8 @@ func serveAPI(ctx context.Context, e *cli.Env, c *config.Config, l *ledger.Ledge
 	if srv == nil {
 		srv = config.DefaultServerConfig()
 	}
-	if r.cert == nil {
-		if r.cert, err = newCertificate(c.Path(srv.TLSCert), c.Path(srv.TLSKey)); err != nil {
+	if r.Cert == nil {
+		if r.Cert, err = admin.NewCertificate(c.Path(srv.TLSCert), c.Path(srv.TLSKey)); err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
 	}
@@ -56,10 +57,10 @@ func serveAPI(ctx context.Context, e *cli.Env, c *config.Config, l *ledger.Ledge
 			return fmt.Errorf("api: client_ca: %w", err)
 		}
 	}
-	tlsConfig := httpapi.TLSConfig(*r.cert.cur.Load(), clientCAs)
-	r.cert.use(tlsConfig)
+	tlsConfig := httpapi.TLSConfig(*r.Cert.Current(), clientCAs)
+	r.Cert.Use(tlsConfig)
 	api, err := httpapi.New(httpapi.Options{
-		Ledger: l, Store: store, Mailboxes: mailboxes, TokenSource: tokens.get, Policy: c.PolicyDir().Watch(e.Log.With("api", "policy")), Holds: holds,
+		Ledger: l, Store: store, Mailboxes: mailboxes, TokenSource: tokens.Get, Policy: c.PolicyDir().Watch(e.Log.With("api", "policy")), Holds: holds,
 		Signer: ident.Signer, Stamper: ident.Stamper, GestoreCA: ident.CAPEM, TSACA: ident.TSAPEM, Gestore: c.Gestore,
 		TLS: tlsConfig, Logger: e.Log,
 	})
@@ -71,7 +72,7 @@ func serveAPI(ctx context.Context, e *cli.Env, c *config.Config, l *ledger.Ledge
 		return fmt.Errorf("api: %w", err)
 	}
 	e.Log.Info("HTTP API listening", "url", "https://"+ln.Addr().String()+"/v1/", "openapi", "https://"+ln.Addr().String()+"/openapi.json",
-		"tokens", tokens.get().Len(), "mtls", clientCAs != nil)
+		"tokens", tokens.Get().Len(), "mtls", clientCAs != nil)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/custode/custode/cmd/internal/admin"
 	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/config"
 )
@@ -84,7 +85,7 @@ func main() {
 	go stopOnSignal(sigs, cancel, e.Stderr, grace, os.Exit)
 	// An administrative command goes to the running server of its data
 	// directory, if one answers on the admin socket.
-	if code, ok := runRemote(ctx, e, os.Args[1:]); ok {
+	if code, ok := admin.RunRemote(ctx, e, adminCommands(), os.Args[1:]); ok {
 		os.Exit(code)
 	}
 	os.Exit(dispatch(ctx, e, os.Args[1:]))
@@ -132,6 +133,19 @@ func stopOnSignal(sigs <-chan os.Signal, cancel context.CancelCauseFunc, stderr 
 		fmt.Fprintf(stderr, "custode: %v: the command did not stop within %v: exiting now\n", sig, grace)
 		exit(signalStatus(sig))
 	}
+}
+
+// adminCommands is the command table as the admin socket sees it.
+func adminCommands() admin.Commands { return admin.Commands{Lookup: lookupName, Dispatch: dispatch} }
+
+// lookupName returns the name of the command named by the leading words of
+// args and how many words name it, or "".
+func lookupName(args []string) (string, int) {
+	c, used := lookup(args)
+	if c == nil {
+		return "", 0
+	}
+	return c.Name, used
 }
 
 // lookup returns the command named by the leading words of args and how

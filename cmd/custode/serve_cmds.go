@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custode/custode/archive/seal"
+	"github.com/custode/custode/cmd/internal/admin"
 	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/ledger/record"
@@ -137,7 +138,7 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 		sealer.Run(bg)
 	}()
 
-	reload := &reloaders{log: e.Log}
+	reload := &admin.Reloaders{Log: e.Log}
 	var mailboxes *mailstore.Store
 	if !archiveOnly {
 		if c.Server == nil {
@@ -154,10 +155,10 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 		mailboxes = g.Mailboxes
 		// The points serve the newest certificate: renewed, it is read
 		// again on SIGHUP.
-		if reload.cert, err = newCertificate(c.Path(c.Server.TLSCert), c.Path(c.Server.TLSKey)); err != nil {
+		if reload.Cert, err = admin.NewCertificate(c.Path(c.Server.TLSCert), c.Path(c.Server.TLSKey)); err != nil {
 			return err
 		}
-		reload.cert.use(g.TLS)
+		reload.Cert.Use(g.TLS)
 		if err := serveGestore(bg, e, c, g, &wg); err != nil {
 			return err
 		}
@@ -179,13 +180,13 @@ func runServe(ctx context.Context, e *cli.Env, args []string) error {
 			return err
 		}
 	}
-	if err := serveAdmin(bg, e, c, l, mailboxes, reload, &wg); err != nil {
+	if err := admin.Serve(bg, e, c, l, mailboxes, reload, adminCommands(), &wg); err != nil {
 		return err
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		reloadOnSIGHUP(bg, reload)
+		admin.ReloadOnSIGHUP(bg, reload)
 	}()
 	<-ctx.Done()
 	// Stop the listeners, the queue's deliveries and the sealer before the

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"bytes"
@@ -23,24 +23,24 @@ type lockedWriter struct {
 	err error
 }
 
-func (l *lockedWriter) frame(r adminReply) error {
+func (l *lockedWriter) frame(r Reply) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return l.err
 	}
-	l.err = writeFrame(l.w, r)
+	l.err = WriteFrame(l.w, r)
 	return l.err
 }
 
-// peerCred is the identity the kernel gives of a unix socket's peer.
-type peerCred struct {
+// PeerCred is the identity the kernel gives of a unix socket's peer.
+type PeerCred struct {
 	PID, UID int
 }
 
 // checkPeer admits a peer running as the server's own user or as root, and
 // refuses any other with an error naming both.
-func checkPeer(peer peerCred, serverUID int) error {
+func checkPeer(peer PeerCred, serverUID int) error {
 	if peer.UID == serverUID || peer.UID == 0 {
 		return nil
 	}
@@ -55,20 +55,34 @@ func peerUser(uid int) string {
 	return "uid " + strconv.Itoa(uid)
 }
 
-// adminServer answers the admin socket of a running server.
-type adminServer struct {
-	live *cli.Live
-	log  *slog.Logger
-	uid  int
-	// peer returns a connection's peer credentials; nil means
-	// peerCredOf (SO_PEERCRED).
-	peer func(*net.UnixConn) (peerCred, error)
+// Commands is the command table whose commands the admin socket runs.
+type Commands struct {
+	// Lookup returns the name of the command that the leading words of
+	// args name, and how many words name it; "" if none does.
+	Lookup func(args []string) (name string, used int)
+	// Dispatch runs the command line args and returns its exit status.
+	Dispatch func(ctx context.Context, e *cli.Env, args []string) int
 }
 
-// listenAdmin creates the admin socket at path, mode 0600, replacing a
+// Server answers the admin socket of a running server.
+type Server struct {
+	// Live are the server's open stores, lent to every command it runs.
+	Live *cli.Live
+	// Commands is the command table the socket runs commands of.
+	Commands Commands
+	// Log receives who ran what, and refused connections.
+	Log *slog.Logger
+	// UID is the server's user: only it and root may connect.
+	UID int
+	// peer returns a connection's peer credentials; nil means
+	// peerCredOf (SO_PEERCRED).
+	Peer func(*net.UnixConn) (PeerCred, error)
+}
+
+// Listen creates the admin socket at path, mode 0600, replacing a
 // stale one (the server holds the data directory's lock: no other server
 // of it runs).
-func listenAdmin(path string) (*net.UnixListener, error) {
+func Listen(path string) (*net.UnixListener, error) {
 	if st, err := os.Lstat(path); err == nil {
 		if st.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("admin socket %s: a file that is not a socket is there: move it, or set admin_socket", path)
@@ -94,8 +108,8 @@ func listenAdmin(path string) (*net.UnixListener, error) {
 	return ln, nil
 }
 
-// serve accepts connections until ctx is done, each in its own goroutine.
-func (s *adminServer) serve(ctx context.Context, ln *net.UnixListener) error {
+// Serve accepts connections until ctx is done, each in its own goroutine.
+func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -120,36 +134,36 @@ func (s *adminServer) serve(ctx context.Context, ln *net.UnixListener) error {
 }
 
 // handle runs the one command a connection asks for.
-func (s *adminServer) handle(ctx context.Context, conn *net.UnixConn) {
+func (s *Server) handle(ctx context.Context, conn *net.UnixConn) {
 	out := &lockedWriter{w: conn}
 	fail := func(code int, format string, a ...any) {
-		out.frame(adminReply{Stderr: fmt.Appendf(nil, "custode: "+format+"\n", a...)})
-		out.frame(adminReply{Done: true, Exit: code})
+		out.frame(Reply{Stderr: fmt.Appendf(nil, "custode: "+format+"\n", a...)})
+		out.frame(Reply{Done: true, Exit: code})
 	}
-	credOf := s.peer
+	credOf := s.Peer
 	if credOf == nil {
 		credOf = peerCredOf
 	}
 	peer, err := credOf(conn)
 	if err == nil {
-		err = checkPeer(peer, s.uid)
+		err = checkPeer(peer, s.UID)
 	}
 	if err != nil {
-		s.log.Warn("admin: connection refused", "err", err)
+		s.Log.Warn("admin: connection refused", "err", err)
 		fail(1, "%v", err)
 		return
 	}
-	var req adminRequest
-	if err := readFrame(conn, maxAdminRequest, &req); err != nil {
+	var req Request
+	if err := ReadFrame(conn, MaxRequest, &req); err != nil {
 		fail(2, "%v", err)
 		return
 	}
-	if req.Version != adminVersion {
-		fail(2, "admin: protocol version %d, this server speaks %d: use the custode of the server", req.Version, adminVersion)
+	if req.Version != Version {
+		fail(2, "admin: protocol version %d, this server speaks %d: use the custode of the server", req.Version, Version)
 		return
 	}
-	c, _ := lookup(req.Args)
-	if c == nil || !remoteCommands[c.Name] {
+	name, _ := s.Commands.Lookup(req.Args)
+	if name == "" || !RemoteCommands[name] {
 		fail(2, "admin: %q is not run through the admin socket", req.Args)
 		return
 	}
@@ -168,13 +182,13 @@ func (s *adminServer) handle(ctx context.Context, conn *net.UnixConn) {
 		Stdout: frameWriter{w: out},
 		Stderr: stderr,
 		Log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Live:   s.live,
+		Live:   s.Live,
 		Actor:  peerUser(peer.UID),
 	}
-	s.log.Info("admin: command", "args", c.Name, "uid", peer.UID, "pid", peer.PID)
-	code := dispatch(ctx, e, req.Args)
-	if s.live.Changed != nil {
-		s.live.Changed()
+	s.Log.Info("admin: command", "args", name, "uid", peer.UID, "pid", peer.PID)
+	code := s.Commands.Dispatch(ctx, e, req.Args)
+	if s.Live.Changed != nil {
+		s.Live.Changed()
 	}
-	out.frame(adminReply{Done: true, Exit: code})
+	out.frame(Reply{Done: true, Exit: code})
 }

@@ -1,4 +1,8 @@
-package main
+// Package admin is custode's administration socket: the protocol, the
+// client that sends a command to a running server, the server that runs it
+// over the server's open stores, and what a server reloads (API tokens, TLS
+// certificate) after a command or on SIGHUP.
+package admin
 
 import (
 	"encoding/binary"
@@ -16,43 +20,43 @@ import (
 // is the same.
 //
 // The protocol is a sequence of frames, each a 4-byte big-endian length
-// followed by that many bytes of JSON: one adminRequest from the client,
-// then adminReply frames from the server, the last one with Done set.
+// followed by that many bytes of JSON: one Request from the client,
+// then Reply frames from the server, the last one with Done set.
 
-// adminVersion is the protocol's version; a server refuses any other.
-const adminVersion = 1
+// Version is the protocol's version; a server refuses any other.
+const Version = 1
 
 // Bounds of the protocol: nothing larger is read.
 const (
 	// maxAdminStdin is the most of its standard input a client forwards
 	// (the events of a ledger append above it must be run with the server
 	// stopped, or split).
-	maxAdminStdin = 64 << 20
+	MaxStdin = 64 << 20
 	// maxAdminRequest bounds the request frame: stdin (base64) and args.
-	maxAdminRequest = maxAdminStdin/3*4 + 1<<20
+	MaxRequest = MaxStdin/3*4 + 1<<20
 	// maxAdminReply bounds a reply frame; output is sent in chunks.
-	maxAdminReply = 1 << 20
+	MaxReply = 1 << 20
 	// adminChunk is the most output bytes one reply frame carries.
 	adminChunk = 256 << 10
 )
 
-// adminRequest is what a client asks: a command line, its standard input.
-type adminRequest struct {
+// Request is what a client asks: a command line, its standard input.
+type Request struct {
 	Version int      `json:"version"`
 	Args    []string `json:"args"`
 	Stdin   []byte   `json:"stdin,omitempty"`
 }
 
-// adminReply is one frame of the answer: output, or the exit status.
-type adminReply struct {
+// Reply is one frame of the answer: output, or the exit status.
+type Reply struct {
 	Stdout []byte `json:"stdout,omitempty"`
 	Stderr []byte `json:"stderr,omitempty"`
 	Done   bool   `json:"done,omitempty"`
 	Exit   int    `json:"exit"`
 }
 
-// writeFrame writes v as one frame.
-func writeFrame(w io.Writer, v any) error {
+// WriteFrame writes v as one frame.
+func WriteFrame(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -65,8 +69,8 @@ func writeFrame(w io.Writer, v any) error {
 	return nil
 }
 
-// readFrame reads one frame of at most max bytes into v.
-func readFrame(r io.Reader, max int, v any) error {
+// ReadFrame reads one frame of at most max bytes into v.
+func ReadFrame(r io.Reader, max int, v any) error {
 	var h [4]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return fmt.Errorf("admin: read: %w", err)
@@ -91,12 +95,13 @@ type frameWriter struct {
 	stderr bool
 }
 
+// Write sends p in reply frames of at most adminChunk bytes.
 func (f frameWriter) Write(p []byte) (int, error) {
 	for off := 0; off < len(p); off += adminChunk {
 		chunk := p[off:min(len(p), off+adminChunk)]
-		r := adminReply{Stdout: chunk}
+		r := Reply{Stdout: chunk}
 		if f.stderr {
-			r = adminReply{Stderr: chunk}
+			r = Reply{Stderr: chunk}
 		}
 		if err := f.w.frame(r); err != nil {
 			return off, err
@@ -105,12 +110,12 @@ func (f frameWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// remoteCommands are the commands that open the data directory's stores,
+// RemoteCommands are the commands that open the data directory's stores,
 // and so go through the running server's admin socket when one answers.
 // Every other command opens no store (policy check, verify, pec inspect),
 // or makes no sense inside a running server (serve, init, demo, ledger
 // rebuild), and runs in the calling process.
-var remoteCommands = map[string]bool{
+var RemoteCommands = map[string]bool{
 	"mailbox add": true, "mailbox list": true, "mailbox passwd": true, "mailbox quota": true,
 	"hold place": true, "hold release": true, "hold list": true,
 	"quarantine list": true, "quarantine export": true, "purge": true,
@@ -120,5 +125,5 @@ var remoteCommands = map[string]bool{
 	"archive verify": true, "archive find": true,
 }
 
-// errNoServer means no server answered on the admin socket.
-var errNoServer = errors.New("admin: no server answers")
+// ErrNoServer means no server answered on the admin socket.
+var ErrNoServer = errors.New("admin: no server answers")

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"bufio"
@@ -17,14 +17,14 @@ import (
 	"github.com/custode/custode/cmd/internal/config"
 )
 
-// pathFlags are the flags of remote commands whose values are paths: the
+// PathFlags are the flags of remote commands whose values are paths: the
 // client makes them absolute, since the server's working directory is not
 // the caller's.
-var pathFlags = map[string]bool{"data": true, "out": true, "write": true}
+var PathFlags = map[string]bool{"data": true, "out": true, "write": true}
 
-// boolFlags are the boolean flags of the remote commands: they take no
+// BoolFlags are the boolean flags of the remote commands: they take no
 // separate value (TestAdminBoolFlags checks the list against the commands).
-var boolFlags = map[string]bool{
+var BoolFlags = map[string]bool{
 	"all": true, "dry-run": true, "json": true, "keep": true, "no-ledger": true, "require-timestamps": true,
 	"h": true, "help": true,
 }
@@ -36,10 +36,10 @@ var fileArgCommands = map[string]bool{"policy apply": true, "ledger append": tru
 // password): the client forwards that line, not what follows.
 var stdinLineCommands = map[string]bool{"mailbox add": true, "mailbox passwd": true}
 
-// adminArgs returns args (the words after the command's name) with the
+// Args returns args (the words after the command's name) with the
 // data directory given explicitly and every path made absolute, and the
 // data directory.
-func adminArgs(name string, args []string) (out []string, data string, err error) {
+func Args(name string, args []string) (out []string, data string, err error) {
 	data = cli.DefaultDataDir
 	out = make([]string, 0, len(args)+2)
 	hasData := false
@@ -56,9 +56,9 @@ func adminArgs(name string, args []string) (out []string, data string, err error
 			break
 		}
 		flagName, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !pathFlags[flagName] {
+		if !PathFlags[flagName] {
 			out = append(out, a)
-			if !hasValue && !boolFlags[flagName] && i+1 < len(args) {
+			if !hasValue && !BoolFlags[flagName] && i+1 < len(args) {
 				i++
 				out = append(out, args[i]) // the flag's value
 			}
@@ -101,13 +101,13 @@ func adminArgs(name string, args []string) (out []string, data string, err error
 	return out, data, nil
 }
 
-// runRemote runs the command of args through the admin socket of the
+// RunRemote runs the command of args through the admin socket of the
 // server of its data directory, if one answers: ok is false when the
 // command must run here (not an administrative command, no
 // configuration, no server).
-func runRemote(ctx context.Context, e *cli.Env, args []string) (code int, ok bool) {
-	c, used := lookup(args)
-	if c == nil || !remoteCommands[c.Name] {
+func RunRemote(ctx context.Context, e *cli.Env, cmds Commands, args []string) (code int, ok bool) {
+	name, used := cmds.Lookup(args)
+	if name == "" || !RemoteCommands[name] {
 		return 0, false
 	}
 	for _, a := range args[used:] {
@@ -115,7 +115,7 @@ func runRemote(ctx context.Context, e *cli.Env, args []string) (code int, ok boo
 			return 0, false
 		}
 	}
-	rest, data, err := adminArgs(c.Name, args[used:])
+	rest, data, err := Args(name, args[used:])
 	if err != nil {
 		return 0, false
 	}
@@ -123,35 +123,35 @@ func runRemote(ctx context.Context, e *cli.Env, args []string) (code int, ok boo
 	if err != nil {
 		return 0, false
 	}
-	conn, err := dialAdmin(ctx, cfg.AdminSocketPath())
+	conn, err := Dial(ctx, cfg.AdminSocketPath())
 	if err != nil {
-		if !errors.Is(err, errNoServer) {
-			fmt.Fprintf(e.Stderr, "custode %s: %v\n", c.Name, err)
+		if !errors.Is(err, ErrNoServer) {
+			fmt.Fprintf(e.Stderr, "custode %s: %v\n", name, err)
 			return 1, true
 		}
 		return 0, false
 	}
 	defer conn.Close()
-	req := adminRequest{Version: adminVersion, Args: append(strings.Fields(c.Name), rest...)}
-	if req.Stdin, err = adminStdin(e.Stdin, c.Name, rest); err != nil {
-		fmt.Fprintf(e.Stderr, "custode %s: %v\n", c.Name, err)
+	req := Request{Version: Version, Args: append(strings.Fields(name), rest...)}
+	if req.Stdin, err = ReadStdin(e.Stdin, name, rest); err != nil {
+		fmt.Fprintf(e.Stderr, "custode %s: %v\n", name, err)
 		return 1, true
 	}
-	code, err = exchange(ctx, conn, req, e.Stdout, e.Stderr)
+	code, err = Exchange(ctx, conn, req, e.Stdout, e.Stderr)
 	if err != nil {
-		fmt.Fprintf(e.Stderr, "custode %s: through the admin socket %s: %v\n", c.Name, cfg.AdminSocketPath(), err)
+		fmt.Fprintf(e.Stderr, "custode %s: through the admin socket %s: %v\n", name, cfg.AdminSocketPath(), err)
 		return 1, true
 	}
 	return code, true
 }
 
-// dialAdmin connects to the admin socket at path; errNoServer if none
+// Dial connects to the admin socket at path; ErrNoServer if none
 // listens there.
-func dialAdmin(ctx context.Context, path string) (net.Conn, error) {
+func Dial(ctx context.Context, path string) (net.Conn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	conn, err := d.DialContext(ctx, "unix", path)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-		return nil, errNoServer
+		return nil, ErrNoServer
 	}
 	if err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
@@ -159,11 +159,11 @@ func dialAdmin(ctx context.Context, path string) (net.Conn, error) {
 	return conn, nil
 }
 
-// adminStdin is the standard input forwarded with a command: the first
+// ReadStdin returns the standard input forwarded with a command: the first
 // line for a password; all of it (bounded) for a "-" file argument or a
 // ledger append without a file; nothing otherwise, so that a command never
 // waits on a terminal it does not read.
-func adminStdin(in io.Reader, name string, args []string) ([]byte, error) {
+func ReadStdin(in io.Reader, name string, args []string) ([]byte, error) {
 	if in == nil {
 		return nil, nil
 	}
@@ -177,12 +177,12 @@ func adminStdin(in io.Reader, name string, args []string) ([]byte, error) {
 	readsAll := name == "ledger append" && (len(args) == 0 || strings.HasPrefix(args[len(args)-1], "-"))
 	for _, a := range args {
 		if a == "-" || readsAll {
-			b, err := io.ReadAll(io.LimitReader(in, maxAdminStdin+1))
+			b, err := io.ReadAll(io.LimitReader(in, MaxStdin+1))
 			if err != nil {
 				return nil, fmt.Errorf("standard input: %w", err)
 			}
-			if len(b) > maxAdminStdin {
-				return nil, fmt.Errorf("standard input: more than %s, the most the admin socket forwards: give a file", cli.ByteCount(maxAdminStdin))
+			if len(b) > MaxStdin {
+				return nil, fmt.Errorf("standard input: more than %s, the most the admin socket forwards: give a file", cli.ByteCount(MaxStdin))
 			}
 			return b, nil
 		}
@@ -190,17 +190,17 @@ func adminStdin(in io.Reader, name string, args []string) ([]byte, error) {
 	return nil, nil
 }
 
-// exchange sends req on conn and copies the replies to stdout and stderr
+// Exchange sends req on conn and copies the replies to stdout and stderr
 // until the last, whose exit status it returns.
-func exchange(ctx context.Context, conn net.Conn, req adminRequest, stdout, stderr io.Writer) (int, error) {
+func Exchange(ctx context.Context, conn net.Conn, req Request, stdout, stderr io.Writer) (int, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := writeFrame(conn, req); err != nil {
+	if err := WriteFrame(conn, req); err != nil {
 		return 0, err
 	}
 	for {
-		var r adminReply
-		if err := readFrame(conn, maxAdminReply, &r); err != nil {
+		var r Reply
+		if err := ReadFrame(conn, MaxReply, &r); err != nil {
 			if ctx.Err() != nil {
 				return 0, context.Cause(ctx)
 			}

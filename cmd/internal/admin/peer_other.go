@@ -1,6 +1,6 @@
 //go:build !linux
 
-package main
+package admin
 
 import (
 	"errors"
@@ -9,6 +9,6 @@ import (
 
 // peerCredOf cannot read a peer's credentials on this system: every
 // connection is refused, and commands run with the server stopped.
-func peerCredOf(*net.UnixConn) (peerCred, error) {
-	return peerCred{}, errors.New("admin: peer credentials are checked on Linux only: stop the server to run this command")
+func peerCredOf(*net.UnixConn) (PeerCred, error) {
+	return PeerCred{}, errors.New("admin: peer credentials are checked on Linux only: stop the server to run this command")
 }
