@@ -3,6 +3,9 @@ package main
 import (
 	"testing"
 	"time"
+
+	"github.com/custode/custode/cmd/internal/cli"
+	"github.com/custode/custode/cmd/internal/exportcmd"
 )
 
 // TestPeriodDaysInRome: -from and -to given as days mean those days in
@@ -14,7 +17,7 @@ func TestPeriodDaysInRome(t *testing.T) {
 		{"2026-10-25", "2026-10-26", "2026-10-24T22:00:00Z", "2026-10-25T23:00:00Z"},
 		{"2026-12-03T00:00:00Z", "2026-12-04", "2026-12-03T00:00:00Z", "2026-12-03T23:00:00Z"},
 	} {
-		f, to, err := parsePeriod(tc.from, tc.to)
+		f, to, err := exportcmd.ParsePeriod(tc.from, tc.to)
 		if err != nil {
 			t.Fatalf("%s..%s: %v", tc.from, tc.to, err)
 		}
@@ -25,7 +28,7 @@ func TestPeriodDaysInRome(t *testing.T) {
 			t.Errorf("-to %s: %s, want %s", tc.to, got, tc.wantTo)
 		}
 	}
-	if _, err := parseTimeFlag("from", "03/12/2026"); err == nil {
+	if _, err := cli.ParseTimeFlag("from", "03/12/2026"); err == nil {
 		t.Error("03/12/2026 accepted")
 	}
 }

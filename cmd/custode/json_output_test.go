@@ -14,8 +14,10 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/custode/custode/cmd/internal/archivecmd"
 	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/config"
+	"github.com/custode/custode/cmd/internal/ledgercmd"
 	"github.com/custode/custode/cmd/internal/verifycmd"
 )
 
@@ -63,19 +65,19 @@ func TestLedgerVerifyJSON(t *testing.T) {
 		args     []string
 		flip     bool // alter entry 23 first
 		wantCode int
-		check    func(t *testing.T, r ledgerVerifyReport)
+		check    func(t *testing.T, r ledgercmd.VerifyReport)
 	}{
-		{"whole ledger", []string{"-require-timestamps"}, false, 0, func(t *testing.T, r ledgerVerifyReport) {
+		{"whole ledger", []string{"-require-timestamps"}, false, 0, func(t *testing.T, r ledgercmd.VerifyReport) {
 			if !r.OK || r.From != 0 || r.To < 50 || len(r.Problems) != 0 || r.Checkpoints == 0 || r.Signatures != r.Checkpoints {
 				t.Errorf("report %+v", r)
 			}
 		}},
-		{"a range", []string{"-from", "10", "-to", "20"}, false, 0, func(t *testing.T, r ledgerVerifyReport) {
+		{"a range", []string{"-from", "10", "-to", "20"}, false, 0, func(t *testing.T, r ledgercmd.VerifyReport) {
 			if !r.OK || r.From != 10 || r.To != 20 {
 				t.Errorf("report %+v", r)
 			}
 		}},
-		{"an altered entry", nil, true, 1, func(t *testing.T, r ledgerVerifyReport) {
+		{"an altered entry", nil, true, 1, func(t *testing.T, r ledgercmd.VerifyReport) {
 			if r.OK || len(r.Problems) == 0 {
 				t.Fatalf("report %+v", r)
 			}
@@ -90,7 +92,7 @@ func TestLedgerVerifyJSON(t *testing.T) {
 			if tt.flip {
 				flipEntry(t, data, 23)
 			}
-			var r ledgerVerifyReport
+			var r ledgercmd.VerifyReport
 			code, stderr := custodeJSON(t, &r, append([]string{"ledger", "verify", "-data", data, "-json"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d; stderr %s", code, tt.wantCode, stderr)
@@ -113,7 +115,7 @@ func TestArchiveVerifyJSON(t *testing.T) {
 		t.Fatalf("append: %d %s", code, out)
 	}
 	// Nothing sealed yet: an empty archive verifies.
-	var empty archiveVerifyReport
+	var empty archivecmd.VerifyReport
 	if code, stderr := custodeJSON(t, &empty, "archive", "verify", "-data", data, "-json"); code != 0 || !empty.OK ||
 		empty.Segments != 0 || empty.SealsRecorded == nil || *empty.SealsRecorded != 0 || empty.LastCheckpoint != nil {
 		t.Fatalf("empty archive: exit %d %+v %s", code, empty, stderr)
@@ -124,20 +126,20 @@ func TestArchiveVerifyJSON(t *testing.T) {
 		args     []string
 		remove   bool
 		wantCode int
-		check    func(t *testing.T, r archiveVerifyReport)
+		check    func(t *testing.T, r archivecmd.VerifyReport)
 	}{
-		{"with the ledger", nil, false, 0, func(t *testing.T, r archiveVerifyReport) {
+		{"with the ledger", nil, false, 0, func(t *testing.T, r archivecmd.VerifyReport) {
 			if !r.OK || r.Segments != 1 || r.Entries != 4 || r.SealsRecorded == nil || *r.SealsRecorded != 1 ||
 				r.LastCheckpoint == nil || r.LastCheckpoint.Size != 4 || len(r.LastCheckpoint.Root) != 64 || len(r.Problems) != 0 {
 				t.Errorf("report %+v", r)
 			}
 		}},
-		{"without the ledger", []string{"-no-ledger"}, false, 0, func(t *testing.T, r archiveVerifyReport) {
+		{"without the ledger", []string{"-no-ledger"}, false, 0, func(t *testing.T, r archivecmd.VerifyReport) {
 			if !r.OK || r.Segments != 1 || r.SealsRecorded != nil {
 				t.Errorf("report %+v", r)
 			}
 		}},
-		{"a segment lost", nil, true, 1, func(t *testing.T, r archiveVerifyReport) {
+		{"a segment lost", nil, true, 1, func(t *testing.T, r archivecmd.VerifyReport) {
 			if r.OK || r.Segments != 0 || len(r.Problems) == 0 || !strings.Contains(r.Problems[0], "00000000000000000000-00000000000000000004.seg") {
 				t.Errorf("report %+v", r)
 			}
@@ -150,7 +152,7 @@ func TestArchiveVerifyJSON(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var r archiveVerifyReport
+			var r archivecmd.VerifyReport
 			code, stderr := custodeJSON(t, &r, append([]string{"archive", "verify", "-data", data, "-json"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d; stderr %s", code, tt.wantCode, stderr)

@@ -21,8 +21,15 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/admin"
+	"github.com/custode/custode/cmd/internal/archivecmd"
 	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/config"
+	"github.com/custode/custode/cmd/internal/exportcmd"
+	"github.com/custode/custode/cmd/internal/holdcmd"
+	"github.com/custode/custode/cmd/internal/ledgercmd"
+	"github.com/custode/custode/cmd/internal/mailboxcmd"
+	"github.com/custode/custode/cmd/internal/policycmd"
+	"github.com/custode/custode/cmd/internal/quarantinecmd"
 )
 
 func commands() []cli.Command {
@@ -32,33 +39,33 @@ func commands() []cli.Command {
 		{Name: "serve", Summary: "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", Run: runServe, Server: true},
 		{Name: "run", Summary: "the same as serve", Run: runServe, Server: true},
 		{Name: "demo", Summary: "two gestori on loopback exchange messages; print the receipts and ledger entries", Run: runDemo},
-		{Name: "mailbox add", Summary: "create a mailbox (titolare) with a password read from stdin", Run: runMailboxAdd},
-		{Name: "mailbox list", Summary: "list mailboxes with their quota and use", Run: runMailboxList},
-		{Name: "mailbox passwd", Summary: "set a mailbox's password, read from stdin", Run: runMailboxPasswd},
-		{Name: "mailbox quota", Summary: "set a mailbox's quota", Run: runMailboxQuota},
-		{Name: "domain add", Summary: "add a PEC domain whose mailboxes this gestore keeps", Run: runDomainAdd},
-		{Name: "domain list", Summary: "list the gestore's PEC domains", Run: runDomainList},
-		{Name: "hold place", Summary: "put a legal hold on a mailbox, identificativi or a time range (-dry-run to list)", Run: runHoldPlace},
-		{Name: "hold release", Summary: "release a case's legal hold (-dry-run to list)", Run: runHoldRelease},
-		{Name: "hold list", Summary: "list legal holds", Run: runHoldList},
-		{Name: "quarantine list", Summary: "list the messages kept in the virus quarantine (WORM, 30 months)", Run: runQuarantineList},
-		{Name: "quarantine export", Summary: "write a quarantined message, its findings and its retention as a ZIP, for an audit", Run: runQuarantineExport},
-		{Name: "purge", Summary: "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", Run: runPurge},
-		{Name: "export receipt", Summary: "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", Run: runExportReceipt},
-		{Name: "export extract", Summary: "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", Run: runExportExtract},
-		{Name: "audit", Summary: "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", Run: runAudit},
+		{Name: "mailbox add", Summary: "create a mailbox (titolare) with a password read from stdin", Run: mailboxcmd.RunAdd},
+		{Name: "mailbox list", Summary: "list mailboxes with their quota and use", Run: mailboxcmd.RunList},
+		{Name: "mailbox passwd", Summary: "set a mailbox's password, read from stdin", Run: mailboxcmd.RunPasswd},
+		{Name: "mailbox quota", Summary: "set a mailbox's quota", Run: mailboxcmd.RunQuota},
+		{Name: "domain add", Summary: "add a PEC domain whose mailboxes this gestore keeps", Run: mailboxcmd.RunDomainAdd},
+		{Name: "domain list", Summary: "list the gestore's PEC domains", Run: mailboxcmd.RunDomainList},
+		{Name: "hold place", Summary: "put a legal hold on a mailbox, identificativi or a time range (-dry-run to list)", Run: holdcmd.RunPlace},
+		{Name: "hold release", Summary: "release a case's legal hold (-dry-run to list)", Run: holdcmd.RunRelease},
+		{Name: "hold list", Summary: "list legal holds", Run: holdcmd.RunList},
+		{Name: "quarantine list", Summary: "list the messages kept in the virus quarantine (WORM, 30 months)", Run: quarantinecmd.RunList},
+		{Name: "quarantine export", Summary: "write a quarantined message, its findings and its retention as a ZIP, for an audit", Run: quarantinecmd.RunExport},
+		{Name: "purge", Summary: "delete archivio di sicurezza objects past retention and not held (-dry-run to list)", Run: holdcmd.RunPurge},
+		{Name: "export receipt", Summary: "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", Run: exportcmd.RunReceipt},
+		{Name: "export extract", Summary: "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", Run: exportcmd.RunExtract},
+		{Name: "audit", Summary: "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", Run: exportcmd.RunAudit},
 		{Name: "api token", Summary: "make a bearer token for an operator, auditor or legal user of the HTTP API (printed once)", Run: runAPIToken},
 		{Name: "verify", Summary: "check an evidence bundle or a log extract offline against a trust anchor", Run: runVerify},
-		{Name: "policy check", Summary: "validate a policy file (errors as file:line)", Run: runPolicyCheck},
-		{Name: "policy apply", Summary: "make a policy file the active one and record the change in the ledger", Run: runPolicyApply},
-		{Name: "ledger append", Summary: "append PEC events given as JSON lines (one event per line), marked as imported", Run: runLedgerAppend},
-		{Name: "ledger verify", Summary: "recompute chain and tree, check every checkpoint", Run: runLedgerVerify},
-		{Name: "ledger get", Summary: "print an entry in its canonical bytes", Run: runLedgerGet},
-		{Name: "ledger proof", Summary: "print an entry's inclusion proof to the newest checkpoint", Run: runLedgerProof},
-		{Name: "ledger checkpoints", Summary: "list checkpoints, and write them as files", Run: runLedgerCheckpoints},
-		{Name: "ledger rebuild", Summary: "rebuild a lost ledger store from the sealed segments in the archive (--from-archive)", Run: runLedgerRebuild},
-		{Name: "archive verify", Summary: "re-read the sealed segments from the archive and check them against the ledger", Run: runArchiveVerify},
-		{Name: "archive find", Summary: "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", Run: runArchiveFind},
+		{Name: "policy check", Summary: "validate a policy file (errors as file:line)", Run: policycmd.RunCheck},
+		{Name: "policy apply", Summary: "make a policy file the active one and record the change in the ledger", Run: policycmd.RunApply},
+		{Name: "ledger append", Summary: "append PEC events given as JSON lines (one event per line), marked as imported", Run: ledgercmd.RunAppend},
+		{Name: "ledger verify", Summary: "recompute chain and tree, check every checkpoint", Run: ledgercmd.RunVerify},
+		{Name: "ledger get", Summary: "print an entry in its canonical bytes", Run: ledgercmd.RunGet},
+		{Name: "ledger proof", Summary: "print an entry's inclusion proof to the newest checkpoint", Run: ledgercmd.RunProof},
+		{Name: "ledger checkpoints", Summary: "list checkpoints, and write them as files", Run: ledgercmd.RunCheckpoints},
+		{Name: "ledger rebuild", Summary: "rebuild a lost ledger store from the sealed segments in the archive (--from-archive)", Run: archivecmd.RunLedgerRebuild},
+		{Name: "archive verify", Summary: "re-read the sealed segments from the archive and check them against the ledger", Run: archivecmd.RunVerify},
+		{Name: "archive find", Summary: "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", Run: archivecmd.RunFind},
 		{Name: "tsa serve", Summary: "serve the built-in RFC 3161 time-stamping authority over HTTP", Run: runTSAServe, Server: true},
 		{Name: "pec inspect", Summary: "classify a PEC message, show its daticert and check its signature", Run: runPECInspect},
 		{Name: "igpec write", Summary: "write the indice dei gestori (LDIF) record of our own gestore", Run: runIGPECWrite},

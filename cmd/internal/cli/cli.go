@@ -11,9 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os/user"
 	"strings"
+	"time"
 
+	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
+	"github.com/custode/custode/pec/mailaddr"
 	"github.com/custode/custode/pec/mailstore"
 	"github.com/custode/custode/retention"
 )
@@ -136,3 +140,39 @@ func WriteJSON(e *Env, v any) error {
 // DefaultDataDir is the data directory of every command's -data flag when
 // none is given.
 const DefaultDataDir = "custode-data"
+
+// MailboxArg reads a mailbox address argument in its canonical form
+// (package mailaddr: ASCII, lower case, no trailing dot, no quoted local
+// part), or gives a usage error saying why it has none.
+func MailboxArg(a string) (string, error) {
+	c, err := mailaddr.Canonical(a)
+	if err != nil {
+		return "", &UsageError{Msg: err.Error()}
+	}
+	return c, nil
+}
+
+// DefaultActor is who runs the command: the user of the process or, for a
+// command run through the admin socket, the user of the peer that asked.
+func DefaultActor(e *Env) string {
+	if e != nil && e.Actor != "" {
+		return e.Actor
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// ParseTimeFlag reads the value v of the time flag -name: a day (that day
+// in Europe/Rome) or an RFC 3339 time; "" is the zero time.
+func ParseTimeFlag(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := export.ParseTimeOrDay(v)
+	if err != nil {
+		return time.Time{}, &UsageError{Msg: fmt.Sprintf("-%s: want a date (2026-11-23, that day in Europe/Rome) or an RFC 3339 time, got %q", name, v)}
+	}
+	return t, nil
+}

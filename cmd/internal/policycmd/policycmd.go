@@ -1,4 +1,6 @@
-package main
+// Package policycmd holds the policy commands of custode: policy check and
+// policy apply.
+package policycmd
 
 import (
 	"context"
@@ -12,7 +14,8 @@ import (
 	"github.com/custode/custode/retention"
 )
 
-func runPolicyCheck(ctx context.Context, e *cli.Env, args []string) error {
+// RunCheck runs custode policy check: validate a policy file (errors as file:line).
+func RunCheck(ctx context.Context, e *cli.Env, args []string) error {
 	fs := cli.Flags(e, "policy check", nil)
 	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
@@ -37,9 +40,9 @@ func runPolicyCheck(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// runPolicyApply checks a policy file and makes it the data directory's
+// RunApply checks a policy file and makes it the data directory's
 // active policy (retention.PolicyDir.Apply: the change recorded first).
-func runPolicyApply(ctx context.Context, e *cli.Env, args []string) error {
+func RunApply(ctx context.Context, e *cli.Env, args []string) error {
 	var data, actor string
 	fs := cli.Flags(e, "policy apply", &data)
 	fs.StringVar(&actor, "actor", "", "who applies the policy (default: the user running the command)")
@@ -50,7 +53,7 @@ func runPolicyApply(ctx context.Context, e *cli.Env, args []string) error {
 		return &cli.UsageError{Msg: "want one policy file"}
 	}
 	if actor == "" {
-		actor = defaultActor(e)
+		actor = cli.DefaultActor(e)
 	}
 	if actor == "" {
 		return &cli.UsageError{Msg: "give -actor: who applies the policy"}

@@ -1,19 +1,18 @@
-package main
+// Package holdcmd holds the legal hold commands of custode (hold place,
+// release and list) and purge.
+package holdcmd
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"os/user"
 	"strings"
-	"time"
 
 	"github.com/custode/custode/archive/seal"
 	"github.com/custode/custode/archive/sicurezza"
 	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/config"
 	"github.com/custode/custode/cmd/internal/progress"
-	"github.com/custode/custode/export"
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/retention"
 )
@@ -21,20 +20,11 @@ import (
 // listFlag collects a repeated flag.
 type listFlag []string
 
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+// String returns the values given, separated by commas.
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
 
-// defaultActor is who runs the command: the user of the process or, for a
-// command run through the admin socket, the user of the peer that asked.
-func defaultActor(e *cli.Env) string {
-	if e != nil && e.Actor != "" {
-		return e.Actor
-	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return ""
-}
+// Set adds a value.
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // openRetention opens the ledger, the archive and the holds of a data
 // directory.
@@ -58,18 +48,8 @@ func openRetention(ctx context.Context, e *cli.Env, data string) (*retention.Man
 	return &retention.Manager{Ledger: l, Store: store, Registry: reg, SegmentPrefix: seal.DefaultPrefix, Gestore: c.Gestore}, l, nil
 }
 
-func parseTimeFlag(name, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	t, err := export.ParseTimeOrDay(v)
-	if err != nil {
-		return time.Time{}, &cli.UsageError{Msg: fmt.Sprintf("-%s: want a date (2026-11-23, that day in Europe/Rome) or an RFC 3339 time, got %q", name, v)}
-	}
-	return t, nil
-}
-
-func runHoldPlace(ctx context.Context, e *cli.Env, args []string) error {
+// RunPlace runs custode hold place: put a legal hold on a mailbox, identificativi or a time range (-dry-run to list).
+func RunPlace(ctx context.Context, e *cli.Env, args []string) error {
 	var data, caseID, mailbox, from, to, reason, actor string
 	var ids listFlag
 	var dryRun bool
@@ -80,7 +60,7 @@ func runHoldPlace(ctx context.Context, e *cli.Env, args []string) error {
 	fs.StringVar(&from, "from", "", "only from this time (date or RFC 3339)")
 	fs.StringVar(&to, "to", "", "only before this time (date or RFC 3339)")
 	fs.StringVar(&reason, "reason", "", "why (required)")
-	fs.StringVar(&actor, "actor", defaultActor(e), "who places the hold")
+	fs.StringVar(&actor, "actor", cli.DefaultActor(e), "who places the hold")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be held, change nothing")
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
@@ -88,16 +68,16 @@ func runHoldPlace(ctx context.Context, e *cli.Env, args []string) error {
 	if caseID == "" || reason == "" {
 		return &cli.UsageError{Msg: "-case and -reason are required"}
 	}
-	f, err := parseTimeFlag("from", from)
+	f, err := cli.ParseTimeFlag("from", from)
 	if err != nil {
 		return err
 	}
-	t, err := parseTimeFlag("to", to)
+	t, err := cli.ParseTimeFlag("to", to)
 	if err != nil {
 		return err
 	}
 	if mailbox != "" {
-		if mailbox, err = mailboxArg(mailbox); err != nil {
+		if mailbox, err = cli.MailboxArg(mailbox); err != nil {
 			return err
 		}
 	}
@@ -117,12 +97,13 @@ func runHoldPlace(ctx context.Context, e *cli.Env, args []string) error {
 	return plan.WriteText(e.Stdout)
 }
 
-func runHoldRelease(ctx context.Context, e *cli.Env, args []string) error {
+// RunRelease runs custode hold release: release a case's legal hold (-dry-run to list).
+func RunRelease(ctx context.Context, e *cli.Env, args []string) error {
 	var data, caseID, actor string
 	var dryRun bool
 	fs := cli.Flags(e, "hold release", &data)
 	fs.StringVar(&caseID, "case", "", "the case id (required)")
-	fs.StringVar(&actor, "actor", defaultActor(e), "who releases the hold")
+	fs.StringVar(&actor, "actor", cli.DefaultActor(e), "who releases the hold")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be released, change nothing")
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
@@ -142,7 +123,8 @@ func runHoldRelease(ctx context.Context, e *cli.Env, args []string) error {
 	return plan.WriteText(e.Stdout)
 }
 
-func runHoldList(ctx context.Context, e *cli.Env, args []string) error {
+// RunList runs custode hold list: list legal holds.
+func RunList(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var all bool
 	fs := cli.Flags(e, "hold list", &data)
@@ -171,11 +153,12 @@ func runHoldList(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-func runPurge(ctx context.Context, e *cli.Env, args []string) error {
+// RunPurge runs custode purge: delete archivio di sicurezza objects past retention and not held (-dry-run to list).
+func RunPurge(ctx context.Context, e *cli.Env, args []string) error {
 	var data, actor string
 	var dryRun bool
 	fs := cli.Flags(e, "purge", &data)
-	fs.StringVar(&actor, "actor", defaultActor(e), "who runs the purge")
+	fs.StringVar(&actor, "actor", cli.DefaultActor(e), "who runs the purge")
 	fs.BoolVar(&dryRun, "dry-run", false, "list what would be purged, change nothing")
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err

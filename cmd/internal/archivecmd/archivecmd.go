@@ -1,4 +1,6 @@
-package main
+// Package archivecmd holds the commands of custode that read the sealed
+// segments in the archive: archive verify, archive find and ledger rebuild.
+package archivecmd
 
 import (
 	"context"
@@ -17,7 +19,8 @@ import (
 	"github.com/custode/custode/retention"
 )
 
-func runArchiveVerify(ctx context.Context, e *cli.Env, args []string) error {
+// RunVerify runs custode archive verify: re-read the sealed segments from the archive and check them against the ledger.
+func RunVerify(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var noLedger, asJSON bool
 	fs := cli.Flags(e, "archive verify", &data)
@@ -86,9 +89,9 @@ func printArchiveVerify(e *cli.Env, r *seal.Report, seals []ledger.Seal) {
 	}
 }
 
-// archiveVerifyReport is archive verify -json's document: the facts of
+// VerifyReport is archive verify -json's document: the facts of
 // the text report. SealsRecorded is absent with -no-ledger.
-type archiveVerifyReport struct {
+type VerifyReport struct {
 	OK             bool                  `json:"ok"`
 	Segments       int                   `json:"segments"`
 	Entries        uint64                `json:"entries"`
@@ -104,8 +107,8 @@ type archiveCheckpointRef struct {
 	Time time.Time `json:"time"`
 }
 
-func archiveVerifyJSON(r *seal.Report, seals []ledger.Seal) archiveVerifyReport {
-	j := archiveVerifyReport{OK: r.OK(), Segments: r.Segments, Entries: r.Entries, Problems: append([]string{}, r.Problems...)}
+func archiveVerifyJSON(r *seal.Report, seals []ledger.Seal) VerifyReport {
+	j := VerifyReport{OK: r.OK(), Segments: r.Segments, Entries: r.Entries, Problems: append([]string{}, r.Problems...)}
 	if cp := r.Checkpoint; cp != nil {
 		j.LastCheckpoint = &archiveCheckpointRef{Size: cp.Size, Root: hex.EncodeToString(cp.Root[:]), Time: cp.Time}
 	}
@@ -116,7 +119,8 @@ func archiveVerifyJSON(r *seal.Report, seals []ledger.Seal) archiveVerifyReport 
 	return j
 }
 
-func runLedgerRebuild(ctx context.Context, e *cli.Env, args []string) error {
+// RunLedgerRebuild runs custode ledger rebuild: rebuild a lost ledger store from the sealed segments in the archive (--from-archive).
+func RunLedgerRebuild(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var fromArchive bool
 	fs := cli.Flags(e, "ledger rebuild", &data)
@@ -159,11 +163,11 @@ func runLedgerRebuild(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// runArchiveFind queries the sealed segments in the archive: the log of
+// RunFind queries the sealed segments in the archive: the log of
 // ranges the ledger no longer holds, or of a ledger that is lost. Every
 // segment read is checked against the trust anchors first. The query is
 // recorded in the ledger when there is one.
-func runArchiveFind(ctx context.Context, e *cli.Env, args []string) error {
+func RunFind(ctx context.Context, e *cli.Env, args []string) error {
 	var data, actor, reason, from, to, kind, cursor string
 	var q ledger.Query
 	var noLedger bool
@@ -176,7 +180,7 @@ func runArchiveFind(ctx context.Context, e *cli.Env, args []string) error {
 	fs.StringVar(&to, "to", "", "riferimento temporale before (date or RFC 3339)")
 	fs.IntVar(&q.Limit, "limit", 100, "entries per page (1-1000)")
 	fs.StringVar(&cursor, "cursor", "", "the next cursor a previous page printed")
-	fs.StringVar(&actor, "actor", defaultActor(e), "who asks")
+	fs.StringVar(&actor, "actor", cli.DefaultActor(e), "who asks")
 	fs.StringVar(&reason, "reason", "", "why (recorded with the query)")
 	fs.BoolVar(&noLedger, "no-ledger", false, "the ledger is lost: query the archive without recording the query")
 	if err := cli.Parse(fs, args, 0); err != nil {
@@ -192,10 +196,10 @@ func runArchiveFind(ctx context.Context, e *cli.Env, args []string) error {
 		}
 	}
 	var err error
-	if q.From, err = parseTimeFlag("from", from); err != nil {
+	if q.From, err = cli.ParseTimeFlag("from", from); err != nil {
 		return err
 	}
-	if q.To, err = parseTimeFlag("to", to); err != nil {
+	if q.To, err = cli.ParseTimeFlag("to", to); err != nil {
 		return err
 	}
 	q.Cursor = cursor

@@ -1,4 +1,6 @@
-package main
+// Package quarantinecmd holds the commands of custode that read the virus
+// quarantine: quarantine list and quarantine export.
+package quarantinecmd
 
 import (
 	"bytes"
@@ -14,9 +16,9 @@ import (
 	"github.com/custode/custode/policies"
 )
 
-// runQuarantineList lists the quarantine of infected messages: one line
+// RunList lists the quarantine of infected messages: one line
 // per finding, oldest first, with the ID that quarantine export takes.
-func runQuarantineList(ctx context.Context, e *cli.Env, args []string) error {
+func RunList(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	fs := cli.Flags(e, "quarantine list", &data)
 	if err := cli.Parse(fs, args, 0); err != nil {
@@ -43,15 +45,15 @@ func runQuarantineList(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// runQuarantineExport writes one quarantined message, for an audit, as a
+// RunExport writes one quarantined message, for an audit, as a
 // ZIP: the message exactly as received (it holds a virus), its findings,
 // the WORM object's retention and SHA256SUMS. The export is recorded in
 // the ledger first.
-func runQuarantineExport(ctx context.Context, e *cli.Env, args []string) error {
+func RunExport(ctx context.Context, e *cli.Env, args []string) error {
 	var data, out, actor string
 	fs := cli.Flags(e, "quarantine export", &data)
 	fs.StringVar(&out, "out", "", "the ZIP file to write (required)")
-	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the export")
+	fs.StringVar(&actor, "actor", cli.DefaultActor(e), "who asks for the export")
 	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
 	}

@@ -1,4 +1,6 @@
-package main
+// Package exportcmd holds the export commands of custode: export receipt,
+// export extract and audit.
+package exportcmd
 
 import (
 	"cmp"
@@ -15,17 +17,17 @@ import (
 	"github.com/custode/custode/ledger/record"
 )
 
-// runExportReceipt writes the evidence bundle of a ricevuta: the entry of
+// RunReceipt writes the evidence bundle of a ricevuta: the entry of
 // identificativo of the kind asked (and, for a consegna, of the
 // recipient), and records the export in the ledger.
-func runExportReceipt(ctx context.Context, e *cli.Env, args []string) error {
+func RunReceipt(ctx context.Context, e *cli.Env, args []string) error {
 	var data, id, kind, recipient, out, actor string
 	fs := cli.Flags(e, "export receipt", &data)
 	fs.StringVar(&id, "id", "", "the identificativo of the transaction (required)")
 	fs.StringVar(&kind, "kind", "accettazione", "accettazione, non-accettazione, presa-in-carico, avvenuta-consegna, errore-consegna or busta")
 	fs.StringVar(&recipient, "recipient", "", "for avvenuta-consegna and errore-consegna: the recipient")
 	fs.StringVar(&out, "out", "", "the bundle to write (a .zip file; required)")
-	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the export")
+	fs.StringVar(&actor, "actor", cli.DefaultActor(e), "who asks for the export")
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -81,27 +83,27 @@ func runExportReceipt(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// runExportExtract writes a titolare's log extract for a period and
+// RunExtract writes a titolare's log extract for a period and
 // records the export in the ledger.
-func runExportExtract(ctx context.Context, e *cli.Env, args []string) error {
+func RunExtract(ctx context.Context, e *cli.Env, args []string) error {
 	var data, mailbox, from, to, out, actor string
 	fs := cli.Flags(e, "export extract", &data)
 	fs.StringVar(&mailbox, "mailbox", "", "the titolare's mailbox (required)")
 	fs.StringVar(&from, "from", "", "start of the period, date or RFC 3339 (required)")
 	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
 	fs.StringVar(&out, "out", "", "the extract to write (a .zip file; required)")
-	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the extract")
+	fs.StringVar(&actor, "actor", cli.DefaultActor(e), "who asks for the extract")
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
 	}
 	if mailbox == "" || from == "" || out == "" {
 		return &cli.UsageError{Msg: "-mailbox, -from and -out are required"}
 	}
-	mailbox, err := mailboxArg(mailbox)
+	mailbox, err := cli.MailboxArg(mailbox)
 	if err != nil {
 		return err
 	}
-	f, t, err := parsePeriod(from, to)
+	f, t, err := ParsePeriod(from, to)
 	if err != nil {
 		return err
 	}
@@ -140,17 +142,17 @@ func runExportExtract(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// runAudit writes the audit report of a period: text on standard output,
+// RunAudit writes the audit report of a period: text on standard output,
 // and with -out the report as JSON, text and PDF, and the AgID datasets
 // P01 and P02 as CSV.
-func runAudit(ctx context.Context, e *cli.Env, args []string) error {
+func RunAudit(ctx context.Context, e *cli.Env, args []string) error {
 	var data, from, to, outDir, code, actor string
 	fs := cli.Flags(e, "audit", &data)
 	fs.StringVar(&from, "from", "", "start of the period, date or RFC 3339 (required)")
 	fs.StringVar(&to, "to", "", "end of the period, excluded (default: now)")
 	fs.StringVar(&outDir, "out", "", "directory to write report.json, report.txt, report.pdf, P01.csv and P02.csv into")
 	fs.StringVar(&code, "cod-gest-pec", "", "the gestore's code for the AgID statistics (default: custode.json's cod_gest_pec)")
-	fs.StringVar(&actor, "actor", defaultActor(e), "who asks for the report")
+	fs.StringVar(&actor, "actor", cli.DefaultActor(e), "who asks for the report")
 	asJSON := fs.Bool("json", false, "print the report as one JSON document (report.json's)")
 	if err := cli.Parse(fs, args, 0); err != nil {
 		return err
@@ -158,7 +160,7 @@ func runAudit(ctx context.Context, e *cli.Env, args []string) error {
 	if from == "" {
 		return &cli.UsageError{Msg: "-from is required"}
 	}
-	f, t, err := parsePeriod(from, to)
+	f, t, err := ParsePeriod(from, to)
 	if err != nil {
 		return err
 	}
@@ -218,15 +220,15 @@ func runAudit(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// parsePeriod reads -from and -to (default now), dates or RFC 3339 times.
-func parsePeriod(from, to string) (time.Time, time.Time, error) {
-	f, err := parseTimeFlag("from", from)
+// ParsePeriod reads -from and -to (default now), dates or RFC 3339 times.
+func ParsePeriod(from, to string) (time.Time, time.Time, error) {
+	f, err := cli.ParseTimeFlag("from", from)
 	if err != nil {
 		return time.Time{}, time.Time{}, err
 	}
 	t := time.Now()
 	if to != "" {
-		if t, err = parseTimeFlag("to", to); err != nil {
+		if t, err = cli.ParseTimeFlag("to", to); err != nil {
 			return time.Time{}, time.Time{}, err
 		}
 	}

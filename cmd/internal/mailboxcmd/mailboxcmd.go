@@ -1,4 +1,6 @@
-package main
+// Package mailboxcmd holds the commands of custode that keep mailboxes and
+// domains: mailbox add, list, passwd and quota, domain add and list.
+package mailboxcmd
 
 import (
 	"bufio"
@@ -70,18 +72,8 @@ func mailboxCommand(ctx context.Context, e *cli.Env, name string, args []string,
 	return c, st, fs.Args(), nil
 }
 
-// mailboxArg reads a mailbox address argument in its canonical form
-// (package mailaddr: ASCII, lower case, no trailing dot, no quoted local
-// part), or gives a usage error saying why it has none.
-func mailboxArg(a string) (string, error) {
-	c, err := mailaddr.Canonical(a)
-	if err != nil {
-		return "", &cli.UsageError{Msg: err.Error()}
-	}
-	return c, nil
-}
-
-func runMailboxAdd(ctx context.Context, e *cli.Env, args []string) error {
+// RunAdd runs custode mailbox add: create a mailbox (titolare) with a password read from stdin.
+func RunAdd(ctx context.Context, e *cli.Env, args []string) error {
 	var quota string
 	c, st, pos, err := mailboxCommand(ctx, e, "mailbox add", args, 1, func(f *flag.FlagSet) {
 		f.StringVar(&quota, "quota", "1G", "quota in bytes (K, M, G suffixes; 0 means none)")
@@ -90,7 +82,7 @@ func runMailboxAdd(ctx context.Context, e *cli.Env, args []string) error {
 		return err
 	}
 	defer cli.CloseMailboxes(e, st)
-	address, err := mailboxArg(pos[0])
+	address, err := cli.MailboxArg(pos[0])
 	if err != nil {
 		return err
 	}
@@ -112,7 +104,8 @@ func runMailboxAdd(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-func runMailboxList(ctx context.Context, e *cli.Env, args []string) error {
+// RunList runs custode mailbox list: list mailboxes with their quota and use.
+func RunList(ctx context.Context, e *cli.Env, args []string) error {
 	_, st, _, err := mailboxCommand(ctx, e, "mailbox list", args, 0, nil)
 	if err != nil {
 		return err
@@ -134,7 +127,8 @@ func runMailboxList(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-func runMailboxPasswd(ctx context.Context, e *cli.Env, args []string) error {
+// RunPasswd runs custode mailbox passwd: set a mailbox's password, read from stdin.
+func RunPasswd(ctx context.Context, e *cli.Env, args []string) error {
 	_, st, pos, err := mailboxCommand(ctx, e, "mailbox passwd", args, 1, nil)
 	if err != nil {
 		return err
@@ -144,7 +138,7 @@ func runMailboxPasswd(ctx context.Context, e *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	address, err := mailboxArg(pos[0])
+	address, err := cli.MailboxArg(pos[0])
 	if err != nil {
 		return err
 	}
@@ -155,7 +149,8 @@ func runMailboxPasswd(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-func runMailboxQuota(ctx context.Context, e *cli.Env, args []string) error {
+// RunQuota runs custode mailbox quota: set a mailbox's quota.
+func RunQuota(ctx context.Context, e *cli.Env, args []string) error {
 	_, st, pos, err := mailboxCommand(ctx, e, "mailbox quota", args, 2, nil)
 	if err != nil {
 		return err
@@ -165,7 +160,7 @@ func runMailboxQuota(ctx context.Context, e *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	address, err := mailboxArg(pos[0])
+	address, err := cli.MailboxArg(pos[0])
 	if err != nil {
 		return err
 	}
@@ -176,7 +171,8 @@ func runMailboxQuota(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-func runDomainAdd(ctx context.Context, e *cli.Env, args []string) error {
+// RunDomainAdd runs custode domain add: add a PEC domain whose mailboxes this gestore keeps.
+func RunDomainAdd(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	fs := cli.Flags(e, "domain add", &data)
 	if err := cli.Parse(fs, args, 1); err != nil {
@@ -208,7 +204,8 @@ func runDomainAdd(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-func runDomainList(ctx context.Context, e *cli.Env, args []string) error {
+// RunDomainList runs custode domain list: list the gestore's PEC domains.
+func RunDomainList(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	fs := cli.Flags(e, "domain list", &data)
 	if err := cli.Parse(fs, args, 0); err != nil {

@@ -1,4 +1,6 @@
-package main
+// Package ledgercmd holds the ledger commands of custode: ledger append,
+// verify, get, proof and checkpoints.
+package ledgercmd
 
 import (
 	"bufio"
@@ -19,11 +21,11 @@ import (
 	"github.com/custode/custode/ledger/record"
 )
 
-// runLedgerAppend appends PEC events given by hand (a migration, a
+// RunAppend appends PEC events given by hand (a migration, a
 // correction), each marked as imported: its time is only what was given.
 // The archive's own kinds (checkpoint, query, export, outage, …) are
 // refused: only custode writes them.
-func runLedgerAppend(ctx context.Context, e *cli.Env, args []string) error {
+func RunAppend(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	fs := cli.Flags(e, "ledger append", &data)
 	fs.Usage = func() {
@@ -76,7 +78,8 @@ func runLedgerAppend(ctx context.Context, e *cli.Env, args []string) error {
 	return cli.CloseLedger(e, l)
 }
 
-func runLedgerVerify(ctx context.Context, e *cli.Env, args []string) error {
+// RunVerify runs custode ledger verify: recompute chain and tree, check every checkpoint.
+func RunVerify(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var from, to uint64
 	var requireTS, asJSON bool
@@ -142,10 +145,10 @@ func printLedgerVerify(e *cli.Env, r *ledger.Report) {
 	}
 }
 
-// ledgerVerifyReport is ledger verify -json's document: the facts of the
+// VerifyReport is ledger verify -json's document: the facts of the
 // text report. Problems are in the order found; the first is the first
 // inconsistency.
-type ledgerVerifyReport struct {
+type VerifyReport struct {
 	OK                bool                `json:"ok"`
 	From              uint64              `json:"from"` // the entries checked, [from, to)
 	To                uint64              `json:"to"`
@@ -168,8 +171,8 @@ type ledgerVerifyIssue struct {
 	Text       string `json:"text"` // as the text report prints it
 }
 
-func ledgerVerifyJSON(r *ledger.Report) ledgerVerifyReport {
-	j := ledgerVerifyReport{OK: r.OK(), From: r.From, To: r.To, Checkpoints: r.Checkpoints, Signatures: r.Signatures,
+func ledgerVerifyJSON(r *ledger.Report) VerifyReport {
+	j := VerifyReport{OK: r.OK(), From: r.From, To: r.To, Checkpoints: r.Checkpoints, Signatures: r.Signatures,
 		Timestamps: r.Timestamps, PendingTimestamps: r.PendingTimestamps, Purged: r.Purged,
 		ElapsedSeconds: r.Elapsed.Seconds(), Notes: append([]string{}, r.Notes...), Problems: []ledgerVerifyIssue{}}
 	for _, p := range r.Problems {
@@ -219,7 +222,8 @@ func openForEntry(ctx context.Context, e *cli.Env, name string, args []string) (
 	return l, seq, err
 }
 
-func runLedgerGet(ctx context.Context, e *cli.Env, args []string) error {
+// RunGet runs custode ledger get: print an entry in its canonical bytes.
+func RunGet(ctx context.Context, e *cli.Env, args []string) error {
 	l, seq, err := openForEntry(ctx, e, "ledger get", args)
 	if err != nil {
 		return err
@@ -234,7 +238,8 @@ func runLedgerGet(ctx context.Context, e *cli.Env, args []string) error {
 	return err
 }
 
-func runLedgerProof(ctx context.Context, e *cli.Env, args []string) error {
+// RunProof runs custode ledger proof: print an entry's inclusion proof to the newest checkpoint.
+func RunProof(ctx context.Context, e *cli.Env, args []string) error {
 	l, seq, err := openForEntry(ctx, e, "ledger proof", args)
 	if err != nil {
 		return err
@@ -249,7 +254,8 @@ func runLedgerProof(ctx context.Context, e *cli.Env, args []string) error {
 	return enc.Encode(p)
 }
 
-func runLedgerCheckpoints(ctx context.Context, e *cli.Env, args []string) error {
+// RunCheckpoints runs custode ledger checkpoints: list checkpoints, and write them as files.
+func RunCheckpoints(ctx context.Context, e *cli.Env, args []string) error {
 	var data, write string
 	fs := cli.Flags(e, "ledger checkpoints", &data)
 	fs.StringVar(&write, "write", "", "write every checkpoint as .txt, .p7s and .tsr files to this directory")
