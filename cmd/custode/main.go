@@ -21,13 +21,16 @@ import (
 	"time"
 
 	"github.com/custode/custode/cmd/internal/admin"
+	"github.com/custode/custode/cmd/internal/apicmd"
 	"github.com/custode/custode/cmd/internal/archivecmd"
 	"github.com/custode/custode/cmd/internal/cli"
 	"github.com/custode/custode/cmd/internal/config"
+	"github.com/custode/custode/cmd/internal/democmd"
 	"github.com/custode/custode/cmd/internal/exportcmd"
 	"github.com/custode/custode/cmd/internal/holdcmd"
 	"github.com/custode/custode/cmd/internal/ledgercmd"
 	"github.com/custode/custode/cmd/internal/mailboxcmd"
+	"github.com/custode/custode/cmd/internal/peccmd"
 	"github.com/custode/custode/cmd/internal/policycmd"
 	"github.com/custode/custode/cmd/internal/quarantinecmd"
 )
@@ -38,7 +41,7 @@ func commands() []cli.Command {
 		{Name: "config check", Summary: "validate a configuration (custode.json) and list its listeners, without opening anything", Run: config.RunCheck},
 		{Name: "serve", Summary: "run the gestore on embedded defaults: SMTP and IMAP points, ledger, checkpoints, built-in TSA, sealing", Run: runServe, Server: true},
 		{Name: "run", Summary: "the same as serve", Run: runServe, Server: true},
-		{Name: "demo", Summary: "two gestori on loopback exchange messages; print the receipts and ledger entries", Run: runDemo},
+		{Name: "demo", Summary: "two gestori on loopback exchange messages; print the receipts and ledger entries", Run: democmd.Run(serveGestore)},
 		{Name: "mailbox add", Summary: "create a mailbox (titolare) with a password read from stdin", Run: mailboxcmd.RunAdd},
 		{Name: "mailbox list", Summary: "list mailboxes with their quota and use", Run: mailboxcmd.RunList},
 		{Name: "mailbox passwd", Summary: "set a mailbox's password, read from stdin", Run: mailboxcmd.RunPasswd},
@@ -54,7 +57,7 @@ func commands() []cli.Command {
 		{Name: "export receipt", Summary: "write the evidence bundle of a ricevuta (ZIP: receipt, entry, proof, checkpoint, token, manifest)", Run: exportcmd.RunReceipt},
 		{Name: "export extract", Summary: "write a titolare's log extract for a period (JSON with proofs, CSV, log lines, HTML, PDF; signed)", Run: exportcmd.RunExtract},
 		{Name: "audit", Summary: "audit report of a period: integrity, timestamps, completeness, retention, SLA, AgID P01/P02", Run: exportcmd.RunAudit},
-		{Name: "api token", Summary: "make a bearer token for an operator, auditor or legal user of the HTTP API (printed once)", Run: runAPIToken},
+		{Name: "api token", Summary: "make a bearer token for an operator, auditor or legal user of the HTTP API (printed once)", Run: apicmd.RunToken},
 		{Name: "verify", Summary: "check an evidence bundle or a log extract offline against a trust anchor", Run: runVerify},
 		{Name: "policy check", Summary: "validate a policy file (errors as file:line)", Run: policycmd.RunCheck},
 		{Name: "policy apply", Summary: "make a policy file the active one and record the change in the ledger", Run: policycmd.RunApply},
@@ -67,9 +70,9 @@ func commands() []cli.Command {
 		{Name: "archive verify", Summary: "re-read the sealed segments from the archive and check them against the ledger", Run: archivecmd.RunVerify},
 		{Name: "archive find", Summary: "query the sealed segments in the archive (ranges the ledger no longer holds, or a lost ledger), each segment checked first", Run: archivecmd.RunFind},
 		{Name: "tsa serve", Summary: "serve the built-in RFC 3161 time-stamping authority over HTTP", Run: runTSAServe, Server: true},
-		{Name: "pec inspect", Summary: "classify a PEC message, show its daticert and check its signature", Run: runPECInspect},
-		{Name: "igpec write", Summary: "write the indice dei gestori (LDIF) record of our own gestore", Run: runIGPECWrite},
-		{Name: "igpec show", Summary: "read an indice dei gestori LDIF file and list its gestori", Run: runIGPECShow},
+		{Name: "pec inspect", Summary: "classify a PEC message, show its daticert and check its signature", Run: peccmd.RunInspect},
+		{Name: "igpec write", Summary: "write the indice dei gestori (LDIF) record of our own gestore", Run: peccmd.RunIGPECWrite},
+		{Name: "igpec show", Summary: "read an indice dei gestori LDIF file and list its gestori", Run: peccmd.RunIGPECShow},
 	}
 }
 

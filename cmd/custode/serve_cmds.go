@@ -292,3 +292,33 @@ func serveGestore(ctx context.Context, e *cli.Env, c *config.Config, g *config.G
 	}()
 	return nil
 }
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func runTSAServe(ctx context.Context, e *cli.Env, args []string) error {
+	var data, addr string
+	fs := cli.Flags(e, "tsa serve", &data)
+	fs.StringVar(&addr, "listen", "127.0.0.1:8318", "address to listen on")
+	if err := cli.Parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := config.Load(data)
+	if err != nil {
+		return err
+	}
+	a, err := c.Authority()
+	if err != nil {
+		return err
+	}
+	ln, err := listen(addr)
+	if err != nil {
+		return err
+	}
+	e.Log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/", "certificate", a.Certificate().Subject.String())
+	return a.Serve(ctx, ln)
+}

@@ -1,4 +1,6 @@
-package main
+// Package democmd holds custode demo: two gestori on loopback exchange
+// messages, and it prints the receipts and the ledger entries.
+package democmd
 
 import (
 	"bytes"
@@ -33,11 +35,22 @@ type demoGestore struct {
 	g                  *config.Gestore
 }
 
-// runDemo starts two gestori on loopback, each with its own data
-// directory, keys and ledger, sends a message from a titolare of the first
-// to one of the second, and prints the messages each titolare receives and
-// the ledger entries both gestori wrote.
-func runDemo(ctx context.Context, e *cli.Env, args []string) error {
+// ServeFunc starts the SMTP and IMAP points of a gestore opened from c,
+// serving until ctx is done; wg counts what it started.
+type ServeFunc func(ctx context.Context, e *cli.Env, c *config.Config, g *config.Gestore, wg *sync.WaitGroup) error
+
+// Run returns custode demo, which serves each gestore with serve: it
+// starts two gestori on loopback, each with its own data directory, keys
+// and ledger, sends a message from a titolare of the first to one of the
+// second, and prints the messages each titolare receives and the ledger
+// entries both gestori wrote.
+func Run(serve ServeFunc) func(ctx context.Context, e *cli.Env, args []string) error {
+	return func(ctx context.Context, e *cli.Env, args []string) error {
+		return run(ctx, e, args, serve)
+	}
+}
+
+func run(ctx context.Context, e *cli.Env, args []string, serveGestore ServeFunc) error {
 	var dir string
 	var keep bool
 	fs := cli.Flags(e, "demo", nil)

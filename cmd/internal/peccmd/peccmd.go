@@ -1,11 +1,12 @@
-package main
+// Package peccmd holds the commands of custode that read PEC messages and
+// the indice dei gestori: pec inspect, igpec write and igpec show.
+package peccmd
 
 import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
@@ -15,42 +16,12 @@ import (
 	"github.com/custode/custode/pec/pki"
 )
 
-func listen(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	return ln, nil
-}
-
-func runTSAServe(ctx context.Context, e *cli.Env, args []string) error {
-	var data, addr string
-	fs := cli.Flags(e, "tsa serve", &data)
-	fs.StringVar(&addr, "listen", "127.0.0.1:8318", "address to listen on")
-	if err := cli.Parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := config.Load(data)
-	if err != nil {
-		return err
-	}
-	a, err := c.Authority()
-	if err != nil {
-		return err
-	}
-	ln, err := listen(addr)
-	if err != nil {
-		return err
-	}
-	e.Log.Info("built-in TSA listening", "url", "http://"+ln.Addr().String()+"/", "certificate", a.Certificate().Subject.String())
-	return a.Serve(ctx, ln)
-}
-
 // systemRootsFile is Debian's bundle of trusted roots, which holds the
 // roots of the gestori's certificates.
 const systemRootsFile = "/etc/ssl/certs/ca-certificates.crt"
 
-func runPECInspect(ctx context.Context, e *cli.Env, args []string) error {
+// RunInspect runs custode pec inspect: classify a PEC message, show its daticert and check its signature.
+func RunInspect(ctx context.Context, e *cli.Env, args []string) error {
 	var data, at, roots, index string
 	var asJSON bool
 	fs := cli.Flags(e, "pec inspect", &data)
@@ -132,7 +103,8 @@ func inspectRoots(ctx context.Context, e *cli.Env, file, data string) ([]*x509.C
 	return certs, nil
 }
 
-func runIGPECWrite(ctx context.Context, e *cli.Env, args []string) error {
+// RunIGPECWrite runs custode igpec write: write the indice dei gestori (LDIF) record of our own gestore.
+func RunIGPECWrite(ctx context.Context, e *cli.Env, args []string) error {
 	var data, receipt, url string
 	fs := cli.Flags(e, "igpec write", &data)
 	fs.StringVar(&receipt, "mail-receipt", "", "the service mailbox for ricevute (default posta-certificata@<domain>)")
@@ -156,7 +128,8 @@ func runIGPECWrite(ctx context.Context, e *cli.Env, args []string) error {
 	return igpec.WriteLDIF(e.Stdout, p)
 }
 
-func runIGPECShow(ctx context.Context, e *cli.Env, args []string) error {
+// RunIGPECShow runs custode igpec show: read an indice dei gestori LDIF file and list its gestori.
+func RunIGPECShow(ctx context.Context, e *cli.Env, args []string) error {
 	fs := cli.Flags(e, "igpec show", nil)
 	if err := cli.Parse(fs, args, 1); err != nil {
 		return err
