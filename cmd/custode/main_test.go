@@ -8,13 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/custode/custode/cmd/internal/cli"
-	"github.com/custode/custode/cmd/internal/config"
-	"github.com/custode/custode/policies"
 )
 
 // custode runs the command line in process and returns its exit status and
@@ -267,18 +264,6 @@ func TestPolicyCommands(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestArchivioFromPolicy(t *testing.T) {
-	p, err := policies.Load(filepath.Join("..", "..", "policies", "default.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := config.ArchivioFromPolicy(p, time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
-	if len(got) != 1 || got[0].Mailbox != "ufficio@pec.custode.test" || got[0].Quota != 1<<30 ||
-		!got[0].ContractEnd.Equal(time.Date(2031, 12, 31, 0, 0, 0, 0, time.UTC)) || got[0].Retention < 3650*24*time.Hour {
-		t.Errorf("archivio di sicurezza from the default policy: %+v", got)
 	}
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/custode/custode/archive/localstore"
-	"github.com/custode/custode/cmd/internal/config"
 )
 
 // checkMetrics scrapes a running serve's metrics listener: /metrics
@@ -68,33 +66,6 @@ func checkMetrics(t *testing.T, addr string) {
 	cmd.Stdin = bytes.NewReader([]byte(body))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
-}
-
-func TestTSAListenAddr(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		config *string
-		args   []string
-		want   string
-	}{
-		{"neither", nil, nil, config.DefaultTSAListen},
-		{"config", new("127.0.0.1:9000"), nil, "127.0.0.1:9000"},
-		{"config off", new(""), nil, ""},
-		{"flag wins", new("127.0.0.1:9000"), []string{"-tsa-listen", "127.0.0.1:9001"}, "127.0.0.1:9001"},
-		{"flag off wins", new("127.0.0.1:9000"), []string{"-tsa-listen", ""}, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-			v := fs.String("tsa-listen", config.DefaultTSAListen, "")
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			c := &config.Config{TSAListen: tc.config}
-			if got := c.TSAListenAddr(fs, *v); got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
-			}
-		})
 	}
 }
 

@@ -1,11 +1,10 @@
-package main
+package exportcmd
 
 import (
 	"testing"
 	"time"
 
 	"github.com/custode/custode/cmd/internal/cli"
-	"github.com/custode/custode/cmd/internal/exportcmd"
 )
 
 // TestPeriodDaysInRome: -from and -to given as days mean those days in
@@ -17,7 +16,7 @@ func TestPeriodDaysInRome(t *testing.T) {
 		{"2026-10-25", "2026-10-26", "2026-10-24T22:00:00Z", "2026-10-25T23:00:00Z"},
 		{"2026-12-03T00:00:00Z", "2026-12-04", "2026-12-03T00:00:00Z", "2026-12-03T23:00:00Z"},
 	} {
-		f, to, err := exportcmd.ParsePeriod(tc.from, tc.to)
+		f, to, err := ParsePeriod(tc.from, tc.to)
 		if err != nil {
 			t.Fatalf("%s..%s: %v", tc.from, tc.to, err)
 		}
