@@ -17,7 +17,7 @@ import (
 	"github.com/custode/custode/retention"
 )
 
-// TestAdminBoolFlags checks boolFlags against every remote command's flags,
+// TestAdminBoolFlags checks admin.BoolFlags against every remote command's flags,
 // as its -h lists them: a boolean flag not listed would make the client
 // take the next argument for its value.
 func TestAdminBoolFlags(t *testing.T) {
@@ -34,7 +34,7 @@ func TestAdminBoolFlags(t *testing.T) {
 			fields := strings.Fields(f)
 			isBool := len(fields) == 1 // "-name" alone: boolean; "-name type": a value
 			if isBool != admin.BoolFlags[fields[0]] && !admin.PathFlags[fields[0]] {
-				t.Errorf("%s: flag -%s boolean=%v, boolFlags says %v", name, fields[0], isBool, admin.BoolFlags[fields[0]])
+				t.Errorf("%s: flag -%s boolean=%v, admin.BoolFlags says %v", name, fields[0], isBool, admin.BoolFlags[fields[0]])
 			}
 		}
 	}

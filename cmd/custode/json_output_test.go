@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,15 +174,16 @@ func sealOnce(t *testing.T, data string) {
 	quietListeners(t, data)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
-	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Log: cli.DiscardLogger()}
+	sealed := sealedSignal{once: new(sync.Once), sealed: make(chan struct{})}
+	e := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Log: slog.New(sealed)}
 	done := make(chan int)
 	go func() { done <- dispatch(ctx, e, []string{"run", "-data", data, "-tsa-listen", "", "-archive-only"}) }()
-	for !strings.Contains(sealedCount(t, data), "segments: 1") {
-		select {
-		case code := <-done:
-			t.Fatalf("run ended before sealing: %d %s", code, out.String())
-		case <-time.After(100 * time.Millisecond):
-		}
+	// Not until the seal is recorded: the segment is in the archive a
+	// moment before, and a stop in between leaves it unrecorded.
+	select {
+	case <-sealed.sealed:
+	case code := <-done:
+		t.Fatalf("run ended before sealing: %d %s", code, out.String())
 	}
 	cancel()
 	if code := <-done; code != 0 {
@@ -372,3 +375,23 @@ func quietListeners(t *testing.T, data string) {
 		t.Fatal(err)
 	}
 }
+
+// sealedSignal is a log handler that closes sealed when the sealer logs
+// that it archived a segment, which it does once the seal is recorded in
+// the ledger. It drops every record.
+type sealedSignal struct {
+	once   *sync.Once
+	sealed chan struct{}
+}
+
+func (h sealedSignal) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h sealedSignal) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "seal: segment archived" {
+		h.once.Do(func() { close(h.sealed) })
+	}
+	return nil
+}
+
+func (h sealedSignal) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h sealedSignal) WithGroup(string) slog.Handler      { return h }

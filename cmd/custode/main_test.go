@@ -150,12 +150,6 @@ func TestArchiveCommands(t *testing.T) {
 	}
 }
 
-// sealedCount runs archive verify without the ledger (which run holds open).
-func sealedCount(t *testing.T, data string) string {
-	_, out := custode(t, "", "archive", "verify", "-data", data, "-no-ledger")
-	return out
-}
-
 func TestMailboxAndDomainCommands(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	if code, out := custode(t, "", "init", "-data", data, "-domain", "pec.prova.test"); code != 0 {

@@ -108,7 +108,7 @@ func TestAdminArgs(t *testing.T) {
 	for _, tt := range tests {
 		got, data, err := Args(tt.name, tt.args)
 		if err != nil || strings.Join(got, " ") != strings.Join(tt.want, " ") || data != tt.data {
-			t.Errorf("adminArgs(%s, %q) = %q, %q, %v; want %q, %q", tt.name, tt.args, got, data, err, tt.want, tt.data)
+			t.Errorf("Args(%s, %q) = %q, %q, %v; want %q, %q", tt.name, tt.args, got, data, err, tt.want, tt.data)
 		}
 	}
 }
@@ -129,7 +129,7 @@ func TestAdminStdin(t *testing.T) {
 	for _, tt := range tests {
 		got, err := ReadStdin(strings.NewReader(tt.stdin), tt.name, tt.args)
 		if err != nil || string(got) != tt.want {
-			t.Errorf("adminStdin(%s, %q) = %q, %v; want %q", tt.name, tt.args, got, err, tt.want)
+			t.Errorf("ReadStdin(%s, %q) = %q, %v; want %q", tt.name, tt.args, got, err, tt.want)
 		}
 	}
 }

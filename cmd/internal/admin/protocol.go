@@ -28,13 +28,13 @@ const Version = 1
 
 // Bounds of the protocol: nothing larger is read.
 const (
-	// maxAdminStdin is the most of its standard input a client forwards
+	// MaxStdin is the most of its standard input a client forwards
 	// (the events of a ledger append above it must be run with the server
 	// stopped, or split).
 	MaxStdin = 64 << 20
-	// maxAdminRequest bounds the request frame: stdin (base64) and args.
+	// MaxRequest bounds the request frame: stdin (base64) and args.
 	MaxRequest = MaxStdin/3*4 + 1<<20
-	// maxAdminReply bounds a reply frame; output is sent in chunks.
+	// MaxReply bounds a reply frame; output is sent in chunks.
 	MaxReply = 1 << 20
 	// adminChunk is the most output bytes one reply frame carries.
 	adminChunk = 256 << 10

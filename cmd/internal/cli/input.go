@@ -79,7 +79,7 @@ func ReadCertificates(ctx context.Context, e *Env, name string, kind InputKind) 
 	return pki.ParseCertificates(data, name)
 }
 
-// ReadIndex reads an indice dei gestori in LDIF, at most inputIndex.
+// ReadIndex reads an indice dei gestori in LDIF, at most InputIndex.
 func ReadIndex(ctx context.Context, e *Env, name string) (*igpec.Index, error) {
 	r, err := OpenInput(ctx, e, name, InputIndex)
 	if err != nil {

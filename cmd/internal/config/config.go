@@ -34,7 +34,7 @@ const (
 	File = "custode.json"
 
 	// The listeners custode init writes: every one on 127.0.0.1, on ports
-	// above 1024 (the SMTP and IMAP points are in defaultServerConfig).
+	// above 1024 (the SMTP and IMAP points are in DefaultServerConfig).
 	defaultAPIListen     = "127.0.0.1:8443"
 	DefaultTSAListen     = "127.0.0.1:8318" // also -tsa-listen's default
 	defaultMetricsListen = "127.0.0.1:9464"
