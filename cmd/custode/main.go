@@ -35,6 +35,8 @@ import (
 	"github.com/custode/custode/cmd/internal/quarantinecmd"
 )
 
+// commands is the command table: the name, help line and function of
+// every command.
 func commands() []cli.Command {
 	return []cli.Command{
 		{Name: "init", Summary: "create a data directory with a development PKI and configuration", Run: config.RunInit},

@@ -19,7 +19,8 @@ import (
 	"github.com/custode/custode/retention"
 )
 
-// RunVerify runs custode archive verify: re-read the sealed segments from the archive and check them against the ledger.
+// RunVerify runs custode archive verify: re-read the sealed segments from
+// the archive and check them against the ledger.
 func RunVerify(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var noLedger, asJSON bool
@@ -119,7 +120,8 @@ func archiveVerifyJSON(r *seal.Report, seals []ledger.Seal) VerifyReport {
 	return j
 }
 
-// RunLedgerRebuild runs custode ledger rebuild: rebuild a lost ledger store from the sealed segments in the archive (--from-archive).
+// RunLedgerRebuild runs custode ledger rebuild: rebuild a lost ledger store
+// from the sealed segments in the archive (--from-archive).
 func RunLedgerRebuild(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var fromArchive bool

@@ -48,7 +48,8 @@ func openRetention(ctx context.Context, e *cli.Env, data string) (*retention.Man
 	return &retention.Manager{Ledger: l, Store: store, Registry: reg, SegmentPrefix: seal.DefaultPrefix, Gestore: c.Gestore}, l, nil
 }
 
-// RunPlace runs custode hold place: put a legal hold on a mailbox, identificativi or a time range (-dry-run to list).
+// RunPlace runs custode hold place: put a legal hold on a mailbox,
+// identificativi or a time range (-dry-run to list).
 func RunPlace(ctx context.Context, e *cli.Env, args []string) error {
 	var data, caseID, mailbox, from, to, reason, actor string
 	var ids listFlag
@@ -97,7 +98,8 @@ func RunPlace(ctx context.Context, e *cli.Env, args []string) error {
 	return plan.WriteText(e.Stdout)
 }
 
-// RunRelease runs custode hold release: release a case's legal hold (-dry-run to list).
+// RunRelease runs custode hold release: release a case's legal hold
+// (-dry-run to list).
 func RunRelease(ctx context.Context, e *cli.Env, args []string) error {
 	var data, caseID, actor string
 	var dryRun bool
@@ -153,7 +155,8 @@ func RunList(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// RunPurge runs custode purge: delete archivio di sicurezza objects past retention and not held (-dry-run to list).
+// RunPurge runs custode purge: delete archivio di sicurezza objects past
+// retention and not held (-dry-run to list).
 func RunPurge(ctx context.Context, e *cli.Env, args []string) error {
 	var data, actor string
 	var dryRun bool

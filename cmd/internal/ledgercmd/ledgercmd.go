@@ -78,7 +78,8 @@ func RunAppend(ctx context.Context, e *cli.Env, args []string) error {
 	return cli.CloseLedger(e, l)
 }
 
-// RunVerify runs custode ledger verify: recompute chain and tree, check every checkpoint.
+// RunVerify runs custode ledger verify: recompute chain and tree, check
+// every checkpoint.
 func RunVerify(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	var from, to uint64
@@ -238,7 +239,8 @@ func RunGet(ctx context.Context, e *cli.Env, args []string) error {
 	return err
 }
 
-// RunProof runs custode ledger proof: print an entry's inclusion proof to the newest checkpoint.
+// RunProof runs custode ledger proof: print an entry's inclusion proof to
+// the newest checkpoint.
 func RunProof(ctx context.Context, e *cli.Env, args []string) error {
 	l, seq, err := openForEntry(ctx, e, "ledger proof", args)
 	if err != nil {
@@ -254,7 +256,8 @@ func RunProof(ctx context.Context, e *cli.Env, args []string) error {
 	return enc.Encode(p)
 }
 
-// RunCheckpoints runs custode ledger checkpoints: list checkpoints, and write them as files.
+// RunCheckpoints runs custode ledger checkpoints: list checkpoints, and
+// write them as files.
 func RunCheckpoints(ctx context.Context, e *cli.Env, args []string) error {
 	var data, write string
 	fs := cli.Flags(e, "ledger checkpoints", &data)

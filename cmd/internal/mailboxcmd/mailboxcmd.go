@@ -72,7 +72,8 @@ func mailboxCommand(ctx context.Context, e *cli.Env, name string, args []string,
 	return c, st, fs.Args(), nil
 }
 
-// RunAdd runs custode mailbox add: create a mailbox (titolare) with a password read from stdin.
+// RunAdd runs custode mailbox add: create a mailbox (titolare) with a
+// password read from stdin.
 func RunAdd(ctx context.Context, e *cli.Env, args []string) error {
 	var quota string
 	c, st, pos, err := mailboxCommand(ctx, e, "mailbox add", args, 1, func(f *flag.FlagSet) {
@@ -127,7 +128,8 @@ func RunList(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// RunPasswd runs custode mailbox passwd: set a mailbox's password, read from stdin.
+// RunPasswd runs custode mailbox passwd: set a mailbox's password, read
+// from stdin.
 func RunPasswd(ctx context.Context, e *cli.Env, args []string) error {
 	_, st, pos, err := mailboxCommand(ctx, e, "mailbox passwd", args, 1, nil)
 	if err != nil {
@@ -171,7 +173,8 @@ func RunQuota(ctx context.Context, e *cli.Env, args []string) error {
 	return nil
 }
 
-// RunDomainAdd runs custode domain add: add a PEC domain whose mailboxes this gestore keeps.
+// RunDomainAdd runs custode domain add: add a PEC domain whose mailboxes
+// this gestore keeps.
 func RunDomainAdd(ctx context.Context, e *cli.Env, args []string) error {
 	var data string
 	fs := cli.Flags(e, "domain add", &data)

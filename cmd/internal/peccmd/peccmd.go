@@ -20,7 +20,8 @@ import (
 // roots of the gestori's certificates.
 const systemRootsFile = "/etc/ssl/certs/ca-certificates.crt"
 
-// RunInspect runs custode pec inspect: classify a PEC message, show its daticert and check its signature.
+// RunInspect runs custode pec inspect: classify a PEC message, show its
+// daticert and check its signature.
 func RunInspect(ctx context.Context, e *cli.Env, args []string) error {
 	var data, at, roots, index string
 	var asJSON bool
@@ -103,7 +104,8 @@ func inspectRoots(ctx context.Context, e *cli.Env, file, data string) ([]*x509.C
 	return certs, nil
 }
 
-// RunIGPECWrite runs custode igpec write: write the indice dei gestori (LDIF) record of our own gestore.
+// RunIGPECWrite runs custode igpec write: write the indice dei gestori
+// (LDIF) record of our own gestore.
 func RunIGPECWrite(ctx context.Context, e *cli.Env, args []string) error {
 	var data, receipt, url string
 	fs := cli.Flags(e, "igpec write", &data)
@@ -128,7 +130,8 @@ func RunIGPECWrite(ctx context.Context, e *cli.Env, args []string) error {
 	return igpec.WriteLDIF(e.Stdout, p)
 }
 
-// RunIGPECShow runs custode igpec show: read an indice dei gestori LDIF file and list its gestori.
+// RunIGPECShow runs custode igpec show: read an indice dei gestori LDIF
+// file and list its gestori.
 func RunIGPECShow(ctx context.Context, e *cli.Env, args []string) error {
 	fs := cli.Flags(e, "igpec show", nil)
 	if err := cli.Parse(fs, args, 1); err != nil {

@@ -14,7 +14,8 @@ import (
 	"github.com/custode/custode/retention"
 )
 
-// RunCheck runs custode policy check: validate a policy file (errors as file:line).
+// RunCheck runs custode policy check: validate a policy file (errors as
+// file:line).
 func RunCheck(ctx context.Context, e *cli.Env, args []string) error {
 	fs := cli.Flags(e, "policy check", nil)
 	if err := cli.Parse(fs, args, 1); err != nil {
