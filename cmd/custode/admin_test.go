@@ -249,14 +249,20 @@ func TestAdminSocketRefusals(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	conn, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var out bytes.Buffer
-	code, err := admin.Exchange(context.Background(), conn, admin.Request{Version: admin.Version, Args: []string{"ledger", "verify", "-data", f.data}}, &out, &out)
-	if err != nil || code != 1 || !strings.Contains(out.String(), "may not administer") {
-		t.Fatalf("another uid: exit %d %v %q, want a refusal", code, err, out.String())
+	// The refusal reaches the client even when the server closed the
+	// connection while the client was still writing its request (a large
+	// standard input: the write fails with a broken pipe).
+	for _, stdin := range []int{0, 8 << 20} {
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var out bytes.Buffer
+		req := admin.Request{Version: admin.Version, Args: []string{"ledger", "append", "-data", f.data}, Stdin: make([]byte, stdin)}
+		code, err := admin.Exchange(context.Background(), conn, req, &out, &out)
+		if err != nil || code != 1 || !strings.Contains(out.String(), "may not administer") {
+			t.Fatalf("another uid, %d bytes of stdin: exit %d %v %q, want a refusal", stdin, code, err, out.String())
+		}
 	}
 }

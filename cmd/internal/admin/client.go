@@ -195,14 +195,18 @@ func ReadStdin(in io.Reader, name string, args []string) ([]byte, error) {
 func Exchange(ctx context.Context, conn net.Conn, req Request, stdout, stderr io.Writer) (int, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := WriteFrame(conn, req); err != nil {
-		return 0, err
-	}
+	// A server that refuses the connection answers and hangs up without
+	// reading the request: a write that fails still leaves its answer to
+	// read, which says why.
+	werr := WriteFrame(conn, req)
 	for {
 		var r Reply
 		if err := ReadFrame(conn, MaxReply, &r); err != nil {
 			if ctx.Err() != nil {
 				return 0, context.Cause(ctx)
+			}
+			if werr != nil {
+				return 0, werr
 			}
 			return 0, err
 		}
