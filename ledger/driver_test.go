@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/custode/custode/ledger/driver"
@@ -150,5 +151,98 @@ func TestFormatAcrossDrivers(t *testing.T) {
 	}
 	if !r.OK() || r.To != head.Size || r.Checkpoints == 0 {
 		t.Fatalf("verify through the mem driver: %+v", r)
+	}
+}
+
+// memStores holds, in -short mode, the in-memory store of each ledger
+// directory that a logic test opens through storeFor.
+var memStores sync.Map // dir -> *memdriver.DB
+
+// kept is a driver whose Close keeps the store, so that a ledger closed
+// and opened again on the same directory finds it.
+type kept struct{ driver.Driver }
+
+func (kept) Close() error { return nil }
+
+// storeFor returns the driver a test of the ledger's logic (not of its
+// durability) opens dir with: nil, badger in dir/entries, normally; in
+// -short mode an in-memory store that outlives the ledger's Close, so that
+// the test reopens and copies dir without badger's files.
+func storeFor(t testing.TB, dir string) driver.Driver {
+	if !testing.Short() {
+		return nil
+	}
+	v, loaded := memStores.LoadOrStore(dir, memdriver.New())
+	if !loaded {
+		t.Cleanup(func() { memStores.Delete(dir) })
+	}
+	return kept{v.(*memdriver.DB)}
+}
+
+// copyLedger copies the ledger directory src into dst, with its store
+// (badger's files, or storeFor's in-memory store).
+func copyLedger(t testing.TB, src, dst string) {
+	t.Helper()
+	copyTree(t, src, dst)
+	if v, ok := memStores.Load(src); ok {
+		c, err := v.(*memdriver.DB).Clone()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, loaded := memStores.LoadOrStore(dst, c); loaded {
+			t.Fatalf("copy %s: %s already has a store", src, dst)
+		}
+		t.Cleanup(func() { memStores.Delete(dst) })
+	}
+}
+
+// openLogicTest is openTest on storeFor's driver.
+func openLogicTest(t testing.TB, dir string, cp *CheckpointOptions) *Ledger {
+	t.Helper()
+	l, err := Open(context.Background(), Options{Dir: dir, Checkpoints: cp, Driver: storeFor(t, dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// alterEntry changes stored entry seq of the closed ledger in dir by f,
+// behind the ledger's back, in the store storeFor gives: with badger
+// itself on badger's files, or in the in-memory store.
+func alterEntry(t testing.TB, dir string, seq uint64, f func(raw []byte) []byte) {
+	t.Helper()
+	ctx := context.Background()
+	if v, ok := memStores.Load(dir); ok {
+		d := v.(*memdriver.DB)
+		var raw []byte
+		err := d.View(ctx, func(r driver.Reader) error {
+			var err error
+			raw, err = r.Get(entryKey(seq))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b driver.Batch
+		b.Set(entryKey(seq), f(raw))
+		if err := d.Write(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "entries")).WithLogger(nil).WithSyncWrites(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(txn *badger.Txn) error {
+		raw, err := getValue(txn, entryKey(seq))
+		if err != nil {
+			return err
+		}
+		return txn.Set(entryKey(seq), f(raw))
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -266,3 +266,23 @@ func (r *reader) Scan(prefix, start []byte, reverse bool) iter.Seq2[driver.KV, e
 		}
 	}
 }
+
+// Clone returns a new store holding the pairs d holds now, as a View
+// begun now would see them, or an error wrapping driver.ErrClosed.
+func (d *DB) Clone() (*DB, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return nil, errClosed("clone")
+	}
+	c := New()
+	c.seq = 1
+	r := &reader{d: d, snap: d.seq}
+	for _, k := range d.keys {
+		if v, ok := r.visible(k); ok {
+			c.keys = append(c.keys, k)
+			c.vers[string(k)] = []version{{seq: 1, val: bytes.Clone(v)}}
+		}
+	}
+	return c, nil
+}
