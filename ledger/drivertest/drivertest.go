@@ -362,17 +362,17 @@ func testSnapshot(t *testing.T, d driver.Driver) {
 			werr <- d.Write(ctx, &b)
 		}()
 		if err := <-werr; err != nil {
-			return fmt.Errorf("Write during View: %w", err)
+			return fmt.Errorf("a Write during View: %w", err)
 		}
 		v, err := r.Get([]byte("s/a"))
 		if err != nil || string(v) != "old" {
-			return fmt.Errorf("Get in the View after a Write = %q, %v; want the snapshot's %q", v, err, "old")
+			return fmt.Errorf("a Get in the View after a Write = %q, %v; want the snapshot's %q", v, err, "old")
 		}
 		if v, err := r.Get([]byte("s/c")); !errors.Is(err, driver.ErrNotFound) {
-			return fmt.Errorf("Get of a key written during the View = %q, %v; want ErrNotFound", v, err)
+			return fmt.Errorf("a Get of a key written during the View = %q, %v; want ErrNotFound", v, err)
 		}
 		if v, err := r.Get([]byte("s/d")); err != nil || string(v) != "old" {
-			return fmt.Errorf("Get of a key deleted during the View = %q, %v; want %q", v, err, "old")
+			return fmt.Errorf("a Get of a key deleted during the View = %q, %v; want %q", v, err, "old")
 		}
 		if after := scanAll(r, "s/"); !slices.Equal(after, before) {
 			return fmt.Errorf("scan in the View after a Write = %q, before %q", after, before)
@@ -476,12 +476,12 @@ func testLargeValues(t *testing.T, d driver.Driver) {
 				return err
 			}
 			if !bytes.Equal(kv.Value, vals[string(kv.Key)]) {
-				return fmt.Errorf("Scan: %s: value differs", kv.Key)
+				return fmt.Errorf("scan: %s: value differs", kv.Key)
 			}
 			n++
 		}
 		if n != len(sizes) {
-			return fmt.Errorf("Scan saw %d large values, want %d", n, len(sizes))
+			return fmt.Errorf("a Scan saw %d large values, want %d", n, len(sizes))
 		}
 		return nil
 	})
