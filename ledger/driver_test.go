@@ -199,7 +199,7 @@ func copyLedger(t testing.TB, src, dst string) {
 // openLogicTest is openTest on storeFor's driver.
 func openLogicTest(t testing.TB, dir string, cp *CheckpointOptions) *Ledger {
 	t.Helper()
-	l, err := Open(context.Background(), Options{Dir: dir, Checkpoints: cp, Driver: storeFor(t, dir)})
+	l, err := Open(context.Background(), Options{Dir: dir, Checkpoints: cp, Driver: storeFor(t, dir), journalSegmentBytes: testSegmentBytes()})
 	if err != nil {
 		t.Fatal(err)
 	}

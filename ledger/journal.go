@@ -54,7 +54,8 @@ import (
 const (
 	journalSuffix = ".journal"
 	spareName     = "spare.tmp"
-	// journalSegmentBytes is the size of a segment file.
+	// journalSegmentBytes is the size of a segment file, unless
+	// Options.journalSegmentBytes says otherwise (tests).
 	journalSegmentBytes = 64 << 20
 	// maxJournalRecord bounds one record; a group is at most maxBatchBytes.
 	maxJournalRecord = 2 * maxBatchBytes
@@ -70,6 +71,7 @@ type journal struct {
 	f     *os.File // current segment, nil before the first record
 	off   int64    // end of the records in f
 	next  uint64   // sequence number after the last journaled entry
+	seg   int64    // size of a new segment file
 	spare chan spareResult
 }
 
@@ -182,7 +184,10 @@ func segmentPath(dir string, first uint64) string {
 // openJournal opens the journal in dir, creating it if needed, and zeroes a
 // torn record at its end. It returns the journal positioned for appending
 // and the records from the segment holding entry from onwards, for replay.
-func openJournal(dir string, from uint64, readOnly bool) (*journal, []journalRecord, error) {
+func openJournal(dir string, from uint64, readOnly bool, segBytes int64) (*journal, []journalRecord, error) {
+	if segBytes <= 0 {
+		segBytes = journalSegmentBytes
+	}
 	if !readOnly {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, nil, err
@@ -193,12 +198,12 @@ func openJournal(dir string, from uint64, readOnly bool) (*journal, []journalRec
 	}
 	firsts, err := journalSegments(dir)
 	if errors.Is(err, fs.ErrNotExist) && readOnly {
-		return &journal{dir: dir, next: from}, nil, nil
+		return &journal{dir: dir, next: from, seg: segBytes}, nil, nil
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	j := &journal{dir: dir, next: from}
+	j := &journal{dir: dir, next: from, seg: segBytes}
 	if len(firsts) == 0 {
 		return j, nil, nil
 	}
@@ -295,7 +300,7 @@ func (j *journal) append(rec []byte, count int) error {
 	if len(rec) > maxJournalRecord+journalHeader {
 		return fmt.Errorf("journal: record of %d bytes, more than %d", len(rec), maxJournalRecord)
 	}
-	if j.f == nil || j.off+int64(len(rec)) > journalSegmentBytes {
+	if j.f == nil || j.off+int64(len(rec)) > j.seg {
 		if err := j.rotate(); err != nil {
 			return err
 		}
@@ -308,7 +313,7 @@ func (j *journal) append(rec []byte, count int) error {
 	}
 	j.off += int64(len(rec))
 	j.next += uint64(count)
-	if j.spare == nil && j.off > journalSegmentBytes/2 {
+	if j.spare == nil && j.off > j.seg/2 {
 		j.prepareSpare()
 	}
 	return nil
@@ -330,9 +335,9 @@ func (j *journal) fail(err error, n int) error {
 func (j *journal) prepareSpare() {
 	ch := make(chan spareResult, 1)
 	j.spare = ch
-	dir := j.dir
+	dir, size := j.dir, int(j.seg)
 	go func() {
-		f, err := newZeroedFile(filepath.Join(dir, spareName), journalSegmentBytes)
+		f, err := newZeroedFile(filepath.Join(dir, spareName), size)
 		ch <- spareResult{f, err}
 	}()
 }

@@ -71,6 +71,11 @@ type Options struct {
 	// DefaultMaxEventDelay gives the bound for a checkpoint interval.
 	// 0 checks nothing.
 	MaxEventDelay time.Duration
+
+	// journalSegmentBytes is the size of a new journal segment; 0 means
+	// journalSegmentBytes (64 MiB). Tests make it small: each segment is
+	// written full of zeros and synced before use.
+	journalSegmentBytes int64
 }
 
 // EventDelaySlack is what DefaultMaxEventDelay adds to the checkpoint
@@ -296,7 +301,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		return nil, err
 	}
 	l.applied, l.appliedCh = l.size, make(chan struct{})
-	if err := l.recoverJournal(ctx, filepath.Join(opts.Dir, "journal")); err != nil {
+	if err := l.recoverJournal(ctx, filepath.Join(opts.Dir, "journal"), opts.journalSegmentBytes); err != nil {
 		db.Close()
 		idx.close()
 		return nil, err
@@ -612,8 +617,8 @@ func headValue(size uint64, last [32]byte) []byte {
 // journal (a group whose journal write a crash cut short, never answered)
 // are written to the journal. On a read-only ledger it only reports entries
 // the store lacks.
-func (l *Ledger) recoverJournal(ctx context.Context, dir string) error {
-	j, recs, err := openJournal(dir, l.size, l.readOnly)
+func (l *Ledger) recoverJournal(ctx context.Context, dir string, segBytes int64) error {
+	j, recs, err := openJournal(dir, l.size, l.readOnly, segBytes)
 	if err != nil {
 		return fmt.Errorf("ledger: open: journal: %w", err)
 	}
