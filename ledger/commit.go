@@ -21,7 +21,7 @@ import (
 // durable, so that nothing scheduled between the two delays the next fsync:
 // every append that arrives during an fsync joins the next one.
 //
-// The store writer commits groups to badger in order, without a sync, while
+// The store writer commits groups to the store (the driver) in order, without a sync, while
 // their journal records are written; the finisher answers each group once
 // both are done, so the committer never waits for the store.
 
