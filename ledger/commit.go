@@ -21,9 +21,10 @@ import (
 // durable, so that nothing scheduled between the two delays the next fsync:
 // every append that arrives during an fsync joins the next one.
 //
-// The store writer commits groups to the store (the driver) in order, without a sync, while
-// their journal records are written; the finisher answers each group once
-// both are done, so the committer never waits for the store.
+// The store writer commits groups to the store (the driver) in order,
+// without a sync, while their journal records are written; the finisher
+// answers each group once both are done, so the committer never waits for
+// the store.
 
 // group is one group commit: the appends in it and what it writes.
 type group struct {
