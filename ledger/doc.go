@@ -20,6 +20,6 @@
 // the one given as [Options.Driver] (package ledger/driver/mem for tests).
 // The keys and values are FORMAT.md's whatever the driver. Appends are made
 // durable by the ledger's own write-ahead journal, not by the driver's Sync:
-// the driver benchmark shows it faster than synced driver batches (see
-// journal.go for the numbers).
+// the driver benchmark puts it at parity with synced driver batches (see
+// journal.go for the numbers and what would decide dropping it).
 package ledger
