@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 
 	"github.com/custode/custode/ledger/verify"
 	"github.com/custode/custode/tsa"
@@ -101,11 +101,12 @@ func (l *Ledger) putCheckpoint(c *Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := l.db.Update(func(txn *badger.Txn) error { return txn.Set(checkpointKey(c.Size), v) }); err != nil {
+	ctx := context.Background()
+	if err := l.put(ctx, checkpointKey(c.Size), v); err != nil {
 		return err
 	}
 	// Checkpoints are not journaled: the store itself makes them durable.
-	return l.db.Sync()
+	return l.db.Sync(ctx)
 }
 
 // Checkpoints returns every checkpoint the ledger holds, oldest first. It
@@ -123,20 +124,17 @@ func (l *Ledger) Checkpoints(ctx context.Context) ([]*Checkpoint, error) {
 
 // lastValue returns the value of the last key with the one-byte prefix, or
 // ErrNotFound.
-func lastValue(txn *badger.Txn, prefix byte) ([]byte, error) {
-	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefix}})
-	defer it.Close()
-	it.Seek([]byte{prefix, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	if !it.Valid() {
-		return nil, ErrNotFound
+func lastValue(txn driver.Reader, prefix byte) ([]byte, error) {
+	for kv, err := range txn.Scan([]byte{prefix}, nil, true) {
+		return kv.Value, err
 	}
-	return it.Item().ValueCopy(nil)
+	return nil, ErrNotFound
 }
 
 // LatestCheckpoint returns the newest checkpoint, or ErrNotFound.
 func (l *Ledger) LatestCheckpoint(ctx context.Context) (*Checkpoint, error) {
 	var c *Checkpoint
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(ctx, func(txn driver.Reader) error {
 		v, err := lastValue(txn, prefixCheckpoint)
 		if err != nil {
 			return err

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 	"github.com/transparency-dev/merkle/compact"
 )
 
@@ -21,9 +21,10 @@ import (
 // durable, so that nothing scheduled between the two delays the next fsync:
 // every append that arrives during an fsync joins the next one.
 //
-// The store writer commits groups to badger in order, without a sync, while
-// their journal records are written; the finisher answers each group once
-// both are done, so the committer never waits for the store.
+// The store writer commits groups to the store (the driver) in order,
+// without a sync, while their journal records are written; the finisher
+// answers each group once both are done, so the committer never waits for
+// the store.
 
 // group is one group commit: the appends in it and what it writes.
 type group struct {
@@ -302,19 +303,17 @@ func (l *Ledger) answer(g *group, err error) {
 // store never holds a group after one it lacks.
 func (l *Ledger) runStore() {
 	var failed error
+	var b driver.Batch
 	for g := range l.storeq {
 		if failed != nil {
 			g.stored <- fmt.Errorf("an earlier store write failed: %w", failed)
 			continue
 		}
-		failed = l.db.Update(func(txn *badger.Txn) error {
-			for _, e := range g.kvs {
-				if err := txn.Set(e.k, e.v); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		b.Reset()
+		for _, e := range g.kvs {
+			b.Set(e.k, e.v)
+		}
+		failed = l.db.Write(context.Background(), &b)
 		g.stored <- failed
 	}
 }
@@ -344,17 +343,16 @@ func (l *Ledger) settle(g *group, jerr, serr error) error {
 // unwrite removes a group's entries from the store and restores the head
 // before it.
 func (l *Ledger) unwrite(g *group) error {
-	return l.db.Update(func(txn *badger.Txn) error {
-		for seq := g.before.size; seq < g.head.Size; seq++ {
-			if err := txn.Delete(entryKey(seq)); err != nil {
-				return err
-			}
-		}
-		if g.before.size == 0 {
-			return txn.Delete(keyHead)
-		}
-		return txn.Set(keyHead, headValue(g.before.size, g.before.last))
-	})
+	var b driver.Batch
+	for seq := g.before.size; seq < g.head.Size; seq++ {
+		b.Delete(entryKey(seq))
+	}
+	if g.before.size == 0 {
+		b.Delete(keyHead)
+	} else {
+		b.Set(keyHead, headValue(g.before.size, g.before.last))
+	}
+	return l.db.Write(context.Background(), &b)
 }
 
 // publish makes the head of a durable group the ledger's, and answers the

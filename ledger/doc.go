@@ -14,4 +14,12 @@
 // [github.com/custode/custode/ledger/verify]. This package is the engine that
 // stores entries and checkpoints and calls those checks; its names for their
 // types ([Entry], [Event], [Checkpoint], [Segment], …) are aliases.
+//
+// The bytes go to a [github.com/custode/custode/ledger/driver.Driver]: by
+// default a badger store in Dir/entries (package ledger/driver/badger), or
+// the one given as [Options.Driver] (package ledger/driver/mem for tests).
+// The keys and values are FORMAT.md's whatever the driver. Appends are made
+// durable by the ledger's own write-ahead journal, not by the driver's Sync:
+// the driver benchmark puts it at parity with synced driver batches (see
+// journal.go for the numbers and what would decide dropping it).
 package ledger

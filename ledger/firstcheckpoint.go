@@ -7,7 +7,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 )
 
 // FirstTimestampedCheckpoint returns the earliest checkpoint that covers
@@ -42,29 +42,27 @@ func (l *Ledger) NewestTimestampedCheckpoint(ctx context.Context) (*Checkpoint, 
 // forwards or backwards.
 func (l *Ledger) seekStamped(ctx context.Context, key []byte, reverse bool) (*Checkpoint, error) {
 	var c *Checkpoint
-	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: reverse, Prefix: []byte{prefixCheckpoint}})
-		defer it.Close()
-		for it.Seek(key); it.Valid(); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			v, err := it.Item().ValueCopy(nil)
+	err := l.db.View(ctx, func(txn driver.Reader) error {
+		for kv, err := range txn.Scan([]byte{prefixCheckpoint}, key, reverse) {
 			if err != nil {
 				return err
 			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			v := kv.Value
 			// Only the token member is decoded to skip a pending one.
 			var tok struct {
 				Token []byte `json:"token"`
 			}
 			if err := json.Unmarshal(v, &tok); err != nil {
-				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
+				return fmt.Errorf("at key %x: %w", kv.Key, err)
 			}
 			if len(tok.Token) == 0 {
 				continue
 			}
 			if c, err = decodeCheckpointRecord(v); err != nil {
-				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
+				return fmt.Errorf("at key %x: %w", kv.Key, err)
 			}
 			return nil
 		}

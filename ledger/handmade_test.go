@@ -17,7 +17,7 @@ func stampedLedger(t *testing.T) string {
 	t.Helper()
 	srv := startTSA(t)
 	dir := t.TempDir()
-	l := openTest(t, dir, testCheckpoints(t, srv.client()))
+	l := openLogicTest(t, dir, testCheckpoints(t, srv.client()))
 	appendN(t, l, 0, 300)
 	ctx := context.Background()
 	waitFor(t, "stamped checkpoints", func() bool {
@@ -40,7 +40,7 @@ func TestVerifyChecksCheckpointEntries(t *testing.T) {
 	d := testPKI(t)
 	opts := VerifyOptions{Roots: d.Roots(), TSARoots: d.Roots(), RequireTimestamps: true}
 
-	l, err := Open(ctx, Options{Dir: dir, ReadOnly: true})
+	l, err := Open(ctx, Options{Dir: dir, ReadOnly: true, Driver: storeFor(t, dir)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +103,8 @@ func TestVerifyChecksCheckpointEntries(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cp := t.TempDir()
-			copyTree(t, dir, cp)
-			l := openTest(t, cp, nil)
+			copyLedger(t, dir, cp)
+			l := openLogicTest(t, cp, nil)
 			c.ev.Time = time.Now()
 			seqs, err := l.Append(ctx, c.ev)
 			if err != nil {

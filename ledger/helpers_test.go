@@ -68,11 +68,22 @@ func testCheckpoints(t testing.TB, stamper tsa.Stamper) *CheckpointOptions {
 
 func openTest(t testing.TB, dir string, cp *CheckpointOptions) *Ledger {
 	t.Helper()
-	l, err := Open(context.Background(), Options{Dir: dir, Checkpoints: cp})
+	l, err := Open(context.Background(), Options{Dir: dir, Checkpoints: cp, journalSegmentBytes: testSegmentBytes()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// testSegmentBytes is the journal segment size of test ledgers: 1 MiB in
+// -short mode, where writing and syncing 64 MiB of zeros for each ledger a
+// test opens was most of the package's time; the production size
+// otherwise.
+func testSegmentBytes() int64 {
+	if testing.Short() {
+		return 1 << 20
+	}
+	return 0
 }
 
 var baseTime = time.Date(2026, 11, 23, 9, 30, 0, 0, time.UTC)

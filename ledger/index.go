@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 )
 
 // Index types, mixed into the term hash.
@@ -190,7 +190,7 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 	}
 	page := &Page{}
 	var last posting
-	err = l.db.View(func(txn *badger.Txn) error {
+	err = l.db.View(ctx, func(txn driver.Reader) error {
 		for {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -212,7 +212,7 @@ func (l *Ledger) Find(ctx context.Context, q Query) (*Page, error) {
 				page.Next = base64.RawURLEncoding.EncodeToString(last.append(nil))
 				return nil
 			}
-			raw, err := getValue(txn, entryKey(p.seq))
+			raw, err := txn.Get(entryKey(p.seq))
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", p.seq, err)
 			}

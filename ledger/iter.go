@@ -8,7 +8,7 @@ import (
 	"iter"
 	"slices"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 )
 
 // iterPage is how many items an iterator reads from the store in one read
@@ -55,19 +55,18 @@ func paged[T any](ctx context.Context, pos uint64, page func(pos uint64) ([]T, u
 func (l *Ledger) CheckpointsFrom(ctx context.Context, size uint64) iter.Seq2[*Checkpoint, error] {
 	return paged(ctx, size, func(pos uint64) ([]*Checkpoint, uint64, bool, error) {
 		var out []*Checkpoint
-		err := l.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: iterPage, Prefix: []byte{prefixCheckpoint}})
-			defer it.Close()
-			for it.Seek(checkpointKey(pos)); it.Valid() && len(out) < iterPage; it.Next() {
-				v, err := it.Item().ValueCopy(nil)
+		err := l.db.View(ctx, func(txn driver.Reader) error {
+			for kv, err := range txn.Scan([]byte{prefixCheckpoint}, checkpointKey(pos), false) {
 				if err != nil {
 					return err
 				}
-				c, err := decodeCheckpointRecord(v)
+				c, err := decodeCheckpointRecord(kv.Value)
 				if err != nil {
-					return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
+					return fmt.Errorf("at key %x: %w", kv.Key, err)
 				}
-				out = append(out, c)
+				if out = append(out, c); len(out) == iterPage {
+					break
+				}
 			}
 			return nil
 		})
@@ -87,22 +86,21 @@ func (l *Ledger) CheckpointsFrom(ctx context.Context, size uint64) iter.Seq2[*Ch
 func (l *Ledger) SealsFrom(ctx context.Context, from uint64) iter.Seq2[Seal, error] {
 	return paged(ctx, from+1, func(pos uint64) ([]Seal, uint64, bool, error) {
 		var out []Seal
-		err := l.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: iterPage, Prefix: []byte{prefixSeal}})
-			defer it.Close()
-			for it.Seek(sealKey(pos)); it.Valid() && len(out) < iterPage; it.Next() {
-				v, err := it.Item().ValueCopy(nil)
+		err := l.db.View(ctx, func(txn driver.Reader) error {
+			for kv, err := range txn.Scan([]byte{prefixSeal}, sealKey(pos), false) {
 				if err != nil {
 					return err
 				}
 				var s Seal
-				if err := json.Unmarshal(v, &s); err != nil {
-					return fmt.Errorf("seal record %x: %w", it.Item().Key(), err)
+				if err := json.Unmarshal(kv.Value, &s); err != nil {
+					return fmt.Errorf("seal record %x: %w", kv.Key, err)
 				}
-				if k := it.Item().Key(); len(k) != 9 || binary.BigEndian.Uint64(k[1:]) != s.To {
+				if k := kv.Key; len(k) != 9 || binary.BigEndian.Uint64(k[1:]) != s.To {
 					return fmt.Errorf("seal record %x says it ends at %d", k, s.To)
 				}
-				out = append(out, s)
+				if out = append(out, s); len(out) == iterPage {
+					break
+				}
 			}
 			return nil
 		})
@@ -179,20 +177,17 @@ func FindAll(ctx context.Context, find func(context.Context, Query) (*Page, erro
 // checkpointsBack calls fn with the checkpoints from the newest back, until
 // fn returns false.
 func (l *Ledger) checkpointsBack(ctx context.Context, fn func(c *Checkpoint) bool) error {
-	return l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefixCheckpoint}})
-		defer it.Close()
-		for it.Seek([]byte{prefixCheckpoint, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); it.Valid(); it.Next() {
+	return l.db.View(ctx, func(txn driver.Reader) error {
+		for kv, err := range txn.Scan([]byte{prefixCheckpoint}, nil, true) {
+			if err != nil {
+				return err
+			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			v, err := it.Item().ValueCopy(nil)
+			c, err := decodeCheckpointRecord(kv.Value)
 			if err != nil {
-				return err
-			}
-			c, err := decodeCheckpointRecord(v)
-			if err != nil {
-				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
+				return fmt.Errorf("at key %x: %w", kv.Key, err)
 			}
 			if !fn(c) {
 				return nil

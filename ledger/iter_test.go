@@ -8,15 +8,13 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // putTestCheckpoints stores unsigned checkpoint records at the given sizes,
 // in one transaction: the iterators read records, not signatures.
 func putTestCheckpoints(t *testing.T, l *Ledger, sizes []uint64) {
 	t.Helper()
-	err := l.db.Update(func(txn *badger.Txn) error {
+	err := testUpdate(l, func(txn *testTxn) error {
 		for _, n := range sizes {
 			body := checkpointBody("test/iter", n, [32]byte{byte(n)}, [32]byte{}, baseTime.Add(time.Duration(n)*time.Second))
 			v, err := json.Marshal(checkpointRecord{Body: body, Signature: []byte{1}, Token: []byte{byte(n % 2)}})
@@ -107,7 +105,7 @@ func TestCheckpointsFromBadRecord(t *testing.T) {
 	l := openTest(t, t.TempDir(), nil)
 	defer l.Close()
 	putTestCheckpoints(t, l, []uint64{1, 2})
-	if err := l.db.Update(func(txn *badger.Txn) error { return txn.Set(checkpointKey(3), []byte("{")) }); err != nil {
+	if err := testUpdate(l, func(txn *testTxn) error { return txn.Set(checkpointKey(3), []byte("{")) }); err != nil {
 		t.Fatal(err)
 	}
 	var got []uint64
@@ -187,7 +185,7 @@ func TestSealsFrom(t *testing.T) {
 	ctx := context.Background()
 	// Seals are written as RecordSeal writes them, without one sync each.
 	var seals []Seal
-	err := l.db.Update(func(txn *badger.Txn) error {
+	err := testUpdate(l, func(txn *testTxn) error {
 		for i := uint64(0); i < 70; i++ {
 			s := Seal{From: 10 * i, To: 10 * (i + 1), Key: fmt.Sprint(i)}
 			seals = append(seals, s)
@@ -280,7 +278,7 @@ func TestFindAll(t *testing.T) {
 func BenchmarkCheckpointsFrom(b *testing.B) {
 	for _, n := range []uint64{1_000, 100_000} {
 		l := openTest(b, b.TempDir(), nil)
-		wb := l.db.NewWriteBatch()
+		wb := &testWriteBatch{l: l}
 		for k := uint64(1); k <= n; k++ {
 			body := checkpointBody("test/iter", 10*k, [32]byte{byte(k)}, [32]byte{}, baseTime.Add(time.Duration(k)*10*time.Second))
 			v, err := json.Marshal(checkpointRecord{Body: body, Signature: make([]byte, 1500), Token: make([]byte, 3000)})
@@ -341,7 +339,7 @@ func TestPendingTail(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := openTest(t, t.TempDir(), nil)
 			defer l.Close()
-			err := l.db.Update(func(txn *badger.Txn) error {
+			err := testUpdate(l, func(txn *testTxn) error {
 				for k := uint64(1); k <= tt.n; k++ {
 					r := checkpointRecord{Body: checkpointBody("test/iter", k, [32]byte{}, [32]byte{}, baseTime), Signature: []byte{1}}
 					if k <= tt.stampedTo {

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -13,8 +12,9 @@ import (
 	"time"
 
 	"github.com/custode/custode/ledger/diskspace"
+	"github.com/custode/custode/ledger/driver"
+	badgerdriver "github.com/custode/custode/ledger/driver/badger"
 	"github.com/custode/custode/ledger/verify"
-	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -24,19 +24,27 @@ import (
 const (
 	// DefaultMaxBatchEntries bounds the entries one group commit writes:
 	// large enough that one fsync serves hundreds of appenders, small enough
-	// that a commit stays well under badger's transaction limits.
+	// that a commit stays well under the store's transaction limits.
 	DefaultMaxBatchEntries = 4096
 	// MaxAppendEvents bounds the events of one Append call, which are
 	// committed atomically together.
 	MaxAppendEvents = 4096
-	// maxBatchBytes bounds the estimated bytes of one badger transaction.
+	// maxBatchBytes bounds the estimated bytes of one driver write batch.
 	maxBatchBytes = 6 << 20
 )
 
 // Options configure a Ledger.
 type Options struct {
-	// Dir is the directory of the badger store. Required.
+	// Dir is the directory of the ledger: its journal, its index and,
+	// unless Driver is set, its store (a badger store in Dir/entries).
+	// Required.
 	Dir string
+	// Driver, if set, is the store of entries, tree nodes, checkpoints and
+	// the head, instead of the badger store in Dir/entries; the ledger
+	// takes it over and closes it on Close (and when Open fails). It must
+	// be opened read-only if ReadOnly is set. Tests of the ledger's logic
+	// use ledger/driver/mem.
+	Driver driver.Driver
 	// ReadOnly opens the store for reading and verification only: Append
 	// fails and no checkpoints are made. Any consistency problem is left for
 	// Verify to report rather than refused at open.
@@ -63,6 +71,11 @@ type Options struct {
 	// DefaultMaxEventDelay gives the bound for a checkpoint interval.
 	// 0 checks nothing.
 	MaxEventDelay time.Duration
+
+	// journalSegmentBytes is the size of a new journal segment; 0 means
+	// journalSegmentBytes (64 MiB). Tests make it small: each segment is
+	// written full of zeros and synced before use.
+	journalSegmentBytes int64
 }
 
 // EventDelaySlack is what DefaultMaxEventDelay adds to the checkpoint
@@ -99,12 +112,12 @@ func (e *LateEventError) Error() string {
 // well inside any reserve.
 const spaceCheckEvery = 10 * time.Millisecond
 
-// Ledger is an append-only evidence log backed by badger. Its methods are
-// safe for concurrent use.
+// Ledger is an append-only evidence log over a driver.Driver (badger by
+// default). Its methods are safe for concurrent use.
 type Ledger struct {
-	db       *badger.DB  // entries, tree nodes, checkpoints, head: made durable by jnl
-	index    *indexStore // the indexes: derived from the entries
-	jnl      *journal    // the write-ahead journal, owned by the sequencer
+	db       driver.Driver // entries, tree nodes, checkpoints, head: made durable by jnl
+	index    *indexStore   // the indexes: derived from the entries
+	jnl      *journal      // the write-ahead journal, owned by the sequencer
 	log      *slog.Logger
 	readOnly bool
 	maxBatch int
@@ -204,7 +217,7 @@ type Head struct {
 
 var hasher = rfc6962.DefaultHasher
 
-// badger keys
+// store keys
 const (
 	prefixEntry      = 'e' // e seq(8) -> canonical entry bytes
 	prefixNode       = 'n' // n level(1) index(8) -> node hash, levels 4, 8, 12, …
@@ -245,37 +258,14 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// The store does not sync: the journal makes entries durable.
-	open := func(dir string) (*badger.DB, error) {
-		o := badger.DefaultOptions(dir).
-			WithSyncWrites(false).
-			WithDetectConflicts(false).
-			WithNumVersionsToKeep(1).
-			WithLogger(badgerLogger{log}).
-			WithLoggingLevel(badger.WARNING).
-			// Entries go to the value log, written once, rather than
-			// into the LSM tree, which compactions rewrite.
-			WithValueThreshold(256).
-			// Badger writes its value log and memtable log through memory
-			// maps of sparse files twice these sizes; the Preallocator
-			// gives them their blocks (see package diskspace), which must
-			// fit on small disks too.
-			WithValueLogFileSize(64 << 20).
-			WithMemTableSize(32 << 20)
-		if opts.ReadOnly {
-			db, err := badger.Open(o.WithReadOnly(true))
-			if err == nil {
-				return db, nil
-			}
-			// A store left by a crash has a log to replay, which badger
-			// does only when it may write. The ledger still writes nothing.
-			log.Info("ledger: opening writable to replay the log", "dir", dir, "read_only_err", err)
+	db := opts.Driver
+	if db == nil {
+		// The store does not sync: the journal makes entries durable.
+		bdb, err := badgerdriver.Open(filepath.Join(opts.Dir, "entries"), badgerdriver.Options{ReadOnly: opts.ReadOnly, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
 		}
-		return badger.Open(o)
-	}
-	db, err := open(filepath.Join(opts.Dir, "entries"))
-	if err != nil {
-		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
+		db = bdb
 	}
 	if !opts.ReadOnly {
 		if err := removeOldIndex(opts.Dir, log); err != nil {
@@ -311,7 +301,7 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 		return nil, err
 	}
 	l.applied, l.appliedCh = l.size, make(chan struct{})
-	if err := l.recoverJournal(ctx, filepath.Join(opts.Dir, "journal")); err != nil {
+	if err := l.recoverJournal(ctx, filepath.Join(opts.Dir, "journal"), opts.journalSegmentBytes); err != nil {
 		db.Close()
 		idx.close()
 		return nil, err
@@ -319,14 +309,19 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 	if opts.ReadOnly {
 		return l, nil
 	}
-	if l.prealloc, err = diskspace.Preallocate(filepath.Join(opts.Dir, "entries"), log); err != nil {
-		l.jnl.close()
-		db.Close()
-		idx.close()
-		return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
+	if opts.Driver == nil {
+		// Badger's sparse files get their blocks (see package diskspace).
+		if l.prealloc, err = diskspace.Preallocate(filepath.Join(opts.Dir, "entries"), log); err != nil {
+			l.jnl.close()
+			db.Close()
+			idx.close()
+			return nil, fmt.Errorf("ledger: open %s: %w", opts.Dir, err)
+		}
 	}
 	fail := func(err error) (*Ledger, error) {
-		l.prealloc.Close()
+		if l.prealloc != nil {
+			l.prealloc.Close()
+		}
 		l.jnl.close()
 		db.Close()
 		idx.close()
@@ -371,17 +366,13 @@ func Open(ctx context.Context, opts Options) (*Ledger, error) {
 
 // load reads the head and rebuilds the right edge of the tree.
 func (l *Ledger) load(ctx context.Context) error {
-	return l.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyHead)
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	return l.db.View(ctx, func(txn driver.Reader) error {
+		v, err := txn.Get(keyHead)
+		if errors.Is(err, driver.ErrNotFound) {
 			l.rng = l.rangf.NewEmptyRange(0)
 			l.head = Head{Root: emptyRoot()}
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("ledger: open: read head: %w", err)
-		}
-		v, err := item.ValueCopy(nil)
 		if err != nil {
 			return fmt.Errorf("ledger: open: read head: %w", err)
 		}
@@ -403,7 +394,7 @@ func (l *Ledger) load(ctx context.Context) error {
 		// A read-only open serves verify, which must reach a store whose
 		// entries were altered to name them: it checks no entry here.
 		if l.size > 0 && !l.readOnly {
-			raw, err := getValue(txn, entryKey(l.size-1))
+			raw, err := txn.Get(entryKey(l.size - 1))
 			if err != nil {
 				return fmt.Errorf("ledger: open: last entry %d: %w", l.size-1, err)
 			}
@@ -428,14 +419,6 @@ func emptyRoot() [32]byte {
 	var r [32]byte
 	copy(r[:], hasher.EmptyRoot())
 	return r
-}
-
-func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
-	item, err := txn.Get(key)
-	if err != nil {
-		return nil, err
-	}
-	return item.ValueCopy(nil)
 }
 
 // Head returns the size and root of the ledger as of its last durable commit.
@@ -543,17 +526,14 @@ func (l *Ledger) noteStamped(t time.Time) {
 // loadStamped finds the newest checkpoint with a timestamp token, newest
 // first (only the last few wait for one).
 func (l *Ledger) loadStamped() error {
-	err := l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{prefixCheckpoint}})
-		defer it.Close()
-		for it.Seek([]byte{prefixCheckpoint, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
+	err := l.db.View(context.Background(), func(txn driver.Reader) error {
+		for kv, err := range txn.Scan([]byte{prefixCheckpoint}, nil, true) {
 			if err != nil {
 				return err
 			}
-			c, err := decodeCheckpointRecord(v)
+			c, err := decodeCheckpointRecord(kv.Value)
 			if err != nil {
-				return fmt.Errorf("at key %x: %w", it.Item().Key(), err)
+				return fmt.Errorf("at key %x: %w", kv.Key, err)
 			}
 			if !c.Pending() {
 				l.noteStamped(c.Time)
@@ -637,8 +617,8 @@ func headValue(size uint64, last [32]byte) []byte {
 // journal (a group whose journal write a crash cut short, never answered)
 // are written to the journal. On a read-only ledger it only reports entries
 // the store lacks.
-func (l *Ledger) recoverJournal(ctx context.Context, dir string) error {
-	j, recs, err := openJournal(dir, l.size, l.readOnly)
+func (l *Ledger) recoverJournal(ctx context.Context, dir string, segBytes int64) error {
+	j, recs, err := openJournal(dir, l.size, l.readOnly, segBytes)
 	if err != nil {
 		return fmt.Errorf("ledger: open: journal: %w", err)
 	}
@@ -707,15 +687,12 @@ func (l *Ledger) replay(ctx context.Context, recs []journalRecord) error {
 		if len(kvs) == 0 {
 			return nil
 		}
-		txn := l.db.NewTransaction(true)
-		defer txn.Discard()
+		var b driver.Batch
 		for _, e := range append(kvs, kv{keyHead, headValue(l.size, l.last)}) {
-			if err := txn.Set(e.k, e.v); err != nil {
-				return err
-			}
+			b.Set(e.k, e.v)
 		}
 		kvs = kvs[:0]
-		return txn.Commit()
+		return l.db.Write(ctx, &b)
 	}
 	for _, rec := range recs {
 		for i, raw := range rec.entries {
@@ -759,7 +736,7 @@ func (l *Ledger) replay(ctx context.Context, recs []journalRecord) error {
 	copy(l.head.Root[:], root)
 	l.mu.Unlock()
 	l.setApplied(l.size)
-	return l.db.Sync()
+	return l.db.Sync(ctx)
 }
 
 // Close stops the checkpointer and the sequencer, fails appends still
@@ -812,12 +789,12 @@ func (l *Ledger) Entry(ctx context.Context, seq uint64) (*Entry, []byte, error) 
 		return nil, nil, fmt.Errorf("ledger: entry %d: %w", seq, err)
 	}
 	var raw []byte
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(ctx, func(txn driver.Reader) error {
 		var err error
-		raw, err = getValue(txn, entryKey(seq))
+		raw, err = txn.Get(entryKey(seq))
 		return err
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, driver.ErrNotFound) {
 		return nil, nil, fmt.Errorf("ledger: entry %d: %w", seq, ErrNotFound)
 	}
 	if err != nil {
@@ -846,15 +823,19 @@ func (l *Ledger) scanEntries(ctx context.Context, from, to uint64, fn func(seq u
 	if err := l.waitApplied(ctx, to); err != nil {
 		return err
 	}
-	return l.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{prefixEntry}})
-		defer it.Close()
+	return l.db.View(ctx, func(txn driver.Reader) error {
 		want := from
-		for it.Seek(entryKey(from)); it.Valid() && want < to; it.Next() {
+		for e, err := range txn.Scan([]byte{prefixEntry}, entryKey(from), false) {
+			if err != nil {
+				return fmt.Errorf("ledger: read entry %d: %w", want, err)
+			}
+			if want >= to {
+				break
+			}
 			if want%4096 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
-			k := it.Item().Key()
+			k := e.Key
 			if len(k) != 9 {
 				return fmt.Errorf("ledger: malformed entry key %x", k)
 			}
@@ -862,11 +843,7 @@ func (l *Ledger) scanEntries(ctx context.Context, from, to uint64, fn func(seq u
 			if seq != want {
 				return &GapError{Seq: want}
 			}
-			raw, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("ledger: read entry %d: %w", seq, err)
-			}
-			if err := fn(seq, raw); err != nil {
+			if err := fn(seq, e.Value); err != nil {
 				return err
 			}
 			want++
@@ -883,18 +860,9 @@ type GapError struct{ Seq uint64 }
 
 func (e *GapError) Error() string { return fmt.Sprintf("ledger: entry %d is missing", e.Seq) }
 
-// badgerLogger routes badger's logs to slog.
-type badgerLogger struct{ l *slog.Logger }
-
-func (b badgerLogger) Errorf(f string, a ...any) {
-	b.l.Error("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
-}
-func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
-}
-func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Info("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
-}
-func (b badgerLogger) Debugf(f string, a ...any) {
-	b.l.Debug("badger: " + string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
+// put writes one key in its own batch.
+func (l *Ledger) put(ctx context.Context, key, value []byte) error {
+	var b driver.Batch
+	b.Set(key, value)
+	return l.db.Write(ctx, &b)
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/transparency-dev/merkle/proof"
 )
 
@@ -336,24 +335,12 @@ func equalProofs(a, b [][]byte) bool {
 // as an operator with access to the store could, and returns the offset.
 func flipEntryByte(t testing.TB, dir string, seq uint64, rng *rand.Rand) int {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "entries")).WithLogger(nil).WithSyncWrites(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	pos := -1
-	err = db.Update(func(txn *badger.Txn) error {
-		raw, err := getValue(txn, entryKey(seq))
-		if err != nil {
-			return err
-		}
+	alterEntry(t, dir, seq, func(raw []byte) []byte {
 		pos = rng.IntN(len(raw))
 		raw[pos] ^= byte(1 + rng.IntN(255))
-		return txn.Set(entryKey(seq), raw)
+		return raw
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return pos
 }
 
@@ -416,7 +403,7 @@ func allZero(b []byte) bool {
 
 func TestVerifyNamesTheAlteredEntry(t *testing.T) {
 	dir := t.TempDir()
-	l := openTest(t, dir, nil)
+	l := openLogicTest(t, dir, nil)
 	const n = 300
 	appendN(t, l, 0, n)
 	l.Close()
@@ -434,9 +421,9 @@ func TestVerifyNamesTheAlteredEntry(t *testing.T) {
 		t.Run(fmt.Sprintf("entry %d", seq), func(t *testing.T) {
 			t.Parallel()
 			copyDir := t.TempDir()
-			copyTree(t, dir, copyDir)
+			copyLedger(t, dir, copyDir)
 			pos := flipEntryByte(t, copyDir, seq, rng)
-			l, err := Open(context.Background(), Options{Dir: copyDir, ReadOnly: true})
+			l, err := Open(context.Background(), Options{Dir: copyDir, ReadOnly: true, Driver: storeFor(t, copyDir)})
 			if err != nil {
 				t.Fatal(err)
 			}

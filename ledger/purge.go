@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 )
 
 // Purging.
@@ -145,9 +145,10 @@ func (l *Ledger) purgeNow(ctx context.Context, by uint64, seqs []uint64) error {
 	for len(seqs) > 0 {
 		chunk := seqs[:min(perTxn, len(seqs))]
 		seqs = seqs[len(chunk):]
-		err := l.db.Update(func(txn *badger.Txn) error {
+		var b driver.Batch
+		err := l.db.View(ctx, func(txn driver.Reader) error {
 			for _, s := range chunk {
-				raw, err := getValue(txn, entryKey(s))
+				raw, err := txn.Get(entryKey(s))
 				if err != nil {
 					return fmt.Errorf("entry %d: %w", s, err)
 				}
@@ -161,12 +162,13 @@ func (l *Ledger) purgeNow(ctx context.Context, by uint64, seqs []uint64) error {
 				if e.Kind == KindCheckpoint || e.Kind == KindPurge {
 					return fmt.Errorf("entry %d: a %s event is never purged", s, e.Kind)
 				}
-				if err := txn.Set(entryKey(s), purgedValue(LeafHash(raw), by)); err != nil {
-					return err
-				}
+				b.Set(entryKey(s), purgedValue(LeafHash(raw), by))
 			}
 			return nil
 		})
+		if err == nil {
+			err = l.db.Write(ctx, &b)
+		}
 		if err != nil {
 			return fmt.Errorf("ledger: purge: %w", err)
 		}
@@ -174,7 +176,7 @@ func (l *Ledger) purgeNow(ctx context.Context, by uint64, seqs []uint64) error {
 			break
 		}
 	}
-	if err := l.db.Sync(); err != nil {
+	if err := l.db.Sync(ctx); err != nil {
 		return fmt.Errorf("ledger: purge: sync: %w", err)
 	}
 	if err := l.jnl.retire(); err != nil {
@@ -188,16 +190,8 @@ func (l *Ledger) purgeNow(ctx context.Context, by uint64, seqs []uint64) error {
 // a value-log collection drops them from its logs. Both are best effort; a
 // file still being written keeps its bytes until it is full.
 func (l *Ledger) compact() {
-	if err := l.db.Flatten(1); err != nil {
+	if err := l.db.Compact(context.Background()); err != nil {
 		l.log.Warn("ledger: purge: compaction", "err", err)
-	}
-	for range 16 {
-		if err := l.db.RunValueLogGC(0.01); err != nil {
-			if !errors.Is(err, badger.ErrNoRewrite) {
-				l.log.Warn("ledger: purge: value log collection", "err", err)
-			}
-			return
-		}
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 	"github.com/transparency-dev/merkle/compact"
 )
 
@@ -22,9 +22,9 @@ func (l *Ledger) Segment(ctx context.Context, from, to uint64) (*Segment, error)
 	if err := l.waitApplied(ctx, to); err != nil {
 		return nil, fmt.Errorf("ledger: segment %d-%d: %w", from, to, err)
 	}
-	err := l.db.View(func(txn *badger.Txn) error {
-		v, err := getValue(txn, checkpointKey(to))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := l.db.View(ctx, func(txn driver.Reader) error {
+		v, err := txn.Get(checkpointKey(to))
+		if errors.Is(err, driver.ErrNotFound) {
 			return fmt.Errorf("no checkpoint of size %d", to)
 		}
 		if err != nil {
@@ -91,10 +91,10 @@ func (l *Ledger) RecordSeal(ctx context.Context, s Seal) error {
 	if err != nil {
 		return err
 	}
-	if err := l.db.Update(func(txn *badger.Txn) error { return txn.Set(sealKey(s.To), v) }); err != nil {
+	if err := l.put(ctx, sealKey(s.To), v); err != nil {
 		return fmt.Errorf("ledger: record seal %d-%d: %w", s.From, s.To, err)
 	}
-	if err := l.db.Sync(); err != nil {
+	if err := l.db.Sync(ctx); err != nil {
 		return fmt.Errorf("ledger: record seal %d-%d: %w", s.From, s.To, err)
 	}
 	return nil
@@ -123,7 +123,7 @@ func (l *Ledger) Seals(ctx context.Context) ([]Seal, error) {
 // LastSeal returns the last recorded seal, or nil if there is none.
 func (l *Ledger) LastSeal(ctx context.Context) (*Seal, error) {
 	var last *Seal
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(ctx, func(txn driver.Reader) error {
 		v, err := lastValue(txn, prefixSeal)
 		if errors.Is(err, ErrNotFound) {
 			return nil

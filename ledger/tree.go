@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 )
@@ -13,9 +13,9 @@ import (
 // subtreeHash returns the hash of the perfect subtree id. Node hashes are
 // stored at levels 4, 8, 12, …; any other node is recomputed from the stored
 // level below it, or from the entries themselves below level 4.
-func (l *Ledger) subtreeHash(txn *badger.Txn, id compact.NodeID) ([]byte, error) {
+func (l *Ledger) subtreeHash(txn driver.Reader, id compact.NodeID) ([]byte, error) {
 	if id.Level > 0 && id.Level%storedLevelStep == 0 {
-		h, err := getValue(txn, nodeKey(id.Level, id.Index))
+		h, err := txn.Get(nodeKey(id.Level, id.Index))
 		if err != nil {
 			return nil, fmt.Errorf("node %d/%d: %w", id.Level, id.Index, err)
 		}
@@ -31,7 +31,7 @@ func (l *Ledger) subtreeHash(txn *badger.Txn, id compact.NodeID) ([]byte, error)
 	hashes := make([][]byte, count)
 	for i := uint64(0); i < count; i++ {
 		if base == 0 {
-			raw, err := getValue(txn, entryKey(first+i))
+			raw, err := txn.Get(entryKey(first + i))
 			if err != nil {
 				return nil, fmt.Errorf("entry %d: %w", first+i, err)
 			}
@@ -39,7 +39,7 @@ func (l *Ledger) subtreeHash(txn *badger.Txn, id compact.NodeID) ([]byte, error)
 			hashes[i] = leaf[:]
 			continue
 		}
-		h, err := getValue(txn, nodeKey(base, first+i))
+		h, err := txn.Get(nodeKey(base, first+i))
 		if err != nil {
 			return nil, fmt.Errorf("node %d/%d: %w", base, first+i, err)
 		}
@@ -54,7 +54,7 @@ func (l *Ledger) subtreeHash(txn *badger.Txn, id compact.NodeID) ([]byte, error)
 	return hashes[0], nil
 }
 
-func (l *Ledger) nodeHashes(txn *badger.Txn, ids []compact.NodeID) ([][]byte, error) {
+func (l *Ledger) nodeHashes(txn driver.Reader, ids []compact.NodeID) ([][]byte, error) {
 	hashes := make([][]byte, len(ids))
 	for i, id := range ids {
 		h, err := l.subtreeHash(txn, id)
@@ -98,7 +98,7 @@ func (l *Ledger) InclusionProofs(ctx context.Context, indexes []uint64, size uin
 	}
 	out := make([][][]byte, len(indexes))
 	cache := map[compact.NodeID][]byte{}
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(ctx, func(txn driver.Reader) error {
 		for i, index := range indexes {
 			if i%1024 == 0 && ctx.Err() != nil {
 				return ctx.Err()
@@ -148,7 +148,7 @@ func (l *Ledger) rehash(ctx context.Context, nodes proof.Nodes, what string) ([]
 		return nil, fmt.Errorf("ledger: %s: %w", what, err)
 	}
 	var hashes [][]byte
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(ctx, func(txn driver.Reader) error {
 		var err error
 		hashes, err = l.nodeHashes(txn, nodes.IDs)
 		return err
@@ -174,12 +174,12 @@ func (l *Ledger) RootAt(ctx context.Context, size uint64) ([32]byte, error) {
 	}
 	ids := compact.RangeNodes(0, size, nil)
 	var hashes [][]byte
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.db.View(ctx, func(txn driver.Reader) error {
 		var err error
 		hashes, err = l.nodeHashes(txn, ids)
 		return err
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, driver.ErrNotFound) {
 		err = ErrNotFound
 	}
 	if err != nil {

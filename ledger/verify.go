@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/custode/custode/ledger/driver"
 	"github.com/transparency-dev/merkle/compact"
 
 	"github.com/custode/custode/ledger/verify"
@@ -94,9 +94,9 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	if err := l.waitApplied(ctx, l.Head().Size); err != nil {
 		return nil, fmt.Errorf("ledger: verify: %w", err)
 	}
-	err := l.db.View(func(txn *badger.Txn) error {
-		v, err := getValue(txn, keyHead)
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := l.db.View(ctx, func(txn driver.Reader) error {
+		v, err := txn.Get(keyHead)
+		if errors.Is(err, driver.ErrNotFound) {
 			_, err := txn.Get(entryKey(0))
 			beyondHead = err == nil
 			return nil
@@ -141,7 +141,7 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	rng := l.rangf.NewEmptyRange(0)
 	var prevLeaf [32]byte
 	if from > 0 {
-		err := l.db.View(func(txn *badger.Txn) error {
+		err := l.db.View(ctx, func(txn driver.Reader) error {
 			ids := compact.RangeNodes(0, from, nil)
 			hashes, err := l.nodeHashes(txn, ids)
 			if err != nil {
@@ -150,7 +150,7 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 			if rng, err = l.rangf.NewRange(0, from, hashes); err != nil {
 				return err
 			}
-			raw, err := getValue(txn, entryKey(from-1))
+			raw, err := txn.Get(entryKey(from - 1))
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", from-1, err)
 			}
@@ -193,12 +193,12 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 			nodeProblems = append(nodeProblems, Problem{Seq: -1, Checkpoint: -1, Message: fmt.Sprintf(format, a...)})
 		}
 	}
-	nodeCheck := func(txn *badger.Txn) compact.VisitFn {
+	nodeCheck := func(txn driver.Reader) compact.VisitFn {
 		return func(id compact.NodeID, h []byte) {
 			if id.Level == 0 || id.Level%storedLevelStep != 0 {
 				return
 			}
-			stored, err := getValue(txn, nodeKey(id.Level, id.Index))
+			stored, err := txn.Get(nodeKey(id.Level, id.Index))
 			if err != nil {
 				nodeProblem("tree node %d/%d (entries %d-%d): %v", id.Level, id.Index,
 					id.Index<<id.Level, (id.Index+1)<<id.Level-1, err)
@@ -216,7 +216,7 @@ func (l *Ledger) Verify(ctx context.Context, opts VerifyOptions) (*Report, error
 	for _, c := range cps {
 		cpSizes[c.Size] = true
 	}
-	err = l.db.View(func(txn *badger.Txn) error {
+	err = l.db.View(ctx, func(txn driver.Reader) error {
 		visit := nodeCheck(txn)
 		return l.decodeEntries(ctx, from, to, func(seq uint64, raw []byte, leaf [32]byte, e *Entry, derr error) error {
 			if done := seq + 1 - from; opts.Progress != nil && (done%1024 == 0 || seq+1 == to) {
