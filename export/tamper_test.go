@@ -9,8 +9,10 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"mime/quotedprintable"
+	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,11 +62,52 @@ func tamperPKI(t *testing.T) *pki.DevSet {
 	return &pki.DevSet{CA: ca, Gestore: g, TSA: ts}
 }
 
+// sharedKit is the tamper kit of the package run: its four tests only
+// read it, and building it (eight RSA keys, a ledger, five bundles and two
+// timestamped checkpoints) once instead of once per test is most of their
+// time under -race. Its directory and ledger go when TestMain ends.
+var sharedKit struct {
+	once     sync.Once
+	kit      *tamperKit
+	dir      string
+	cleanups []func()
+}
+
+// newTamperKit returns the shared tamper kit, built by the first test
+// that asks for it.
 func newTamperKit(t *testing.T) *tamperKit {
+	t.Helper()
+	sharedKit.once.Do(func() {
+		dir, err := os.MkdirTemp("", "custode-export-tamperkit-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedKit.dir = dir
+		sharedKit.kit = buildTamperKit(t, dir, func(f func()) { sharedKit.cleanups = append(sharedKit.cleanups, f) })
+	})
+	if sharedKit.kit == nil {
+		t.Fatal("the shared tamper kit could not be built (see the first test that asked for it)")
+	}
+	return sharedKit.kit
+}
+
+// removeSharedKit closes the shared kit's ledger and removes its directory.
+func removeSharedKit() {
+	for i := len(sharedKit.cleanups) - 1; i >= 0; i-- {
+		sharedKit.cleanups[i]()
+	}
+	if sharedKit.dir != "" {
+		os.RemoveAll(sharedKit.dir)
+	}
+}
+
+// buildTamperKit builds a tamper kit in dir, the ledger closed by a
+// function given to cleanup.
+func buildTamperKit(t *testing.T, dir string, cleanup func(func())) *tamperKit {
 	t.Helper()
 	ctx := context.Background()
 	dev := tamperPKI(t)
-	f := newFixtureWith(t, dev)
+	f := newFixtureIn(t, dev, dir, cleanup)
 	now := time.Now()
 	chain := []*x509.Certificate{dev.CA.Certificate}
 	k := &tamperKit{f: f, anchors: chain,
@@ -549,6 +592,7 @@ func (k *tamperKit) cases() []tamperCase {
 // TestTamperTable: every attack of the table fails, and the failure names
 // the problem. The table is logged for the record.
 func TestTamperTable(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Log("the table runs in -short mode too: it is the acceptance test of issue 17")
 	}
@@ -668,6 +712,7 @@ func firstLine(msg, want string) string {
 // expired; without one, the same bundle is validated at the current time
 // and fails; the report gives each signature's time and its source.
 func TestSignatureTimestamps(t *testing.T) {
+	t.Parallel()
 	k := newTamperKit(t)
 	stamp := stamper(t, k.auth)
 	later := k.gestore.cert.NotAfter.AddDate(1, 0, 0)
@@ -716,6 +761,7 @@ func TestSignatureTimestamps(t *testing.T) {
 // TestProofJSONMembers: proof.json has exactly its members, spelled
 // exactly, each once.
 func TestProofJSONMembers(t *testing.T) {
+	t.Parallel()
 	k := newTamperKit(t)
 	for name, change := range map[string]func([]byte) []byte{
 		"upper-case member": func(b []byte) []byte { return bytes.Replace(b, []byte(`"leaf_index"`), []byte(`"LEAF_INDEX"`), 1) },
