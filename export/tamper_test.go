@@ -612,11 +612,22 @@ func TestTamperTable(t *testing.T) {
 	if len(cases) < 50 {
 		t.Errorf("%d cases, the acceptance wants at least 50", len(cases))
 	}
-	var table strings.Builder
-	table.WriteString("| # | case | result |\n|---|---|---|\n")
+	// The cases run in parallel, each on its own copy of a bundle; the
+	// table is logged, in the cases' order, once they are all done.
+	results := make([]string, len(cases))
+	t.Cleanup(func() {
+		var table strings.Builder
+		table.WriteString("| # | case | result |\n|---|---|---|\n")
+		for i, c := range cases {
+			fmt.Fprintf(&table, "| %d | %s | %s |\n", i+1, c.name, strings.ReplaceAll(results[i], "|", "/"))
+		}
+		t.Logf("tamper table (%d cases):\n%s", len(cases), table.String())
+	})
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			msg, ok := runCase(t, k, c)
+			t.Parallel()
+			results[i] = "not run"
+			msg, details, ok := runCase(t, k, c)
 			result := "fails: " + msg
 			switch {
 			case ok:
@@ -626,16 +637,17 @@ func TestTamperTable(t *testing.T) {
 				t.Errorf("the failure does not name the problem (want %q):\n%s", c.want, msg)
 			}
 			if !ok {
-				result = "fails: " + firstLine(failedDetails(msg, c, k, t), c.want)
+				result = "fails: " + firstLine(details, c.want)
 			}
-			fmt.Fprintf(&table, "| %d | %s | %s |\n", i+1, c.name, strings.ReplaceAll(result, "|", "/"))
+			results[i] = result
 		})
 	}
-	t.Logf("tamper table (%d cases):\n%s", len(cases), table.String())
 }
 
-// runCase verifies the case's parts and returns its failures in words.
-func runCase(t *testing.T, k *tamperKit, c tamperCase) (string, bool) {
+// runCase verifies the case's parts once and returns its failures in
+// words ("name: detail", one a line), the details of the failed checks
+// alone (what the table shows), and whether the parts verified.
+func runCase(t *testing.T, k *tamperKit, c tamperCase) (msg, details string, ok bool) {
 	t.Helper()
 	parts := c.parts(t)
 	var ps []export.Part
@@ -646,24 +658,7 @@ func runCase(t *testing.T, k *tamperKit, c tamperCase) (string, bool) {
 	opts.Anchors = k.anchors
 	rep, err := export.VerifyBundleParts(ps, opts)
 	if err != nil {
-		return err.Error(), false
-	}
-	return failures(rep), rep.OK()
-}
-
-// failedDetails is the details of the failed checks, one a line: what
-// the table shows.
-func failedDetails(msg string, c tamperCase, k *tamperKit, t *testing.T) string {
-	parts := c.parts(t)
-	var ps []export.Part
-	for _, p := range parts {
-		ps = append(ps, export.Part{R: bytes.NewReader(p), Size: int64(len(p))})
-	}
-	opts := c.opts
-	opts.Anchors = k.anchors
-	rep, err := export.VerifyBundleParts(ps, opts)
-	if err != nil {
-		return err.Error()
+		return err.Error(), err.Error(), false
 	}
 	var out []string
 	for _, ch := range rep.Checks {
@@ -671,7 +666,7 @@ func failedDetails(msg string, c tamperCase, k *tamperKit, t *testing.T) string 
 			out = append(out, ch.Detail)
 		}
 	}
-	return strings.Join(out, "\n")
+	return failures(rep), strings.Join(out, "\n"), rep.OK()
 }
 
 func verifyParts(t *testing.T, k *tamperKit, parts [][]byte, opts export.VerifyOptions) *export.VerifyReport {
