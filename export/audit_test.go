@@ -112,6 +112,7 @@ func auditLedger(t *testing.T) *ledger.Ledger {
 // Europe/Rome) counts every outcome, splits P01 by quadrimestre, writes
 // P02 with its types and SLA, and durations in seconds in its JSON.
 func TestAuditGolden(t *testing.T) {
+	t.Parallel()
 	l := auditLedger(t)
 	from, err := export.ParseDay("2026-04-01")
 	if err != nil {
@@ -170,6 +171,7 @@ func TestAuditGolden(t *testing.T) {
 }
 
 func TestAuditP01Refuses(t *testing.T) {
+	t.Parallel()
 	l := auditLedger(t)
 	from, _ := export.ParseDay("2026-04-01")
 	to, _ := export.ParseDay("2026-05-01")

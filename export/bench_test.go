@@ -53,9 +53,11 @@ func benchLedgerEntries() (int, error) {
 	return n, nil
 }
 
-// TestMain removes the benchmarks' large ledger, if one was built.
+// TestMain removes the benchmarks' large ledger, if one was built, and the
+// tests' shared tamper kit.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	removeSharedKit()
 	if large != nil {
 		large.ledger.Close()
 		os.RemoveAll(large.dir)

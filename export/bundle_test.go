@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,9 +37,16 @@ type fixture struct {
 	seqs   map[string]uint64 // "original", "reproduction"
 }
 
+// fixtureDev is the development PKI of the fixtures: three 2048-bit RSA
+// keys, made once per package run instead of once per test (they were a
+// large part of the package's time under -race). The tests only read it.
+var fixtureDev = sync.OnceValues(func() (*pki.DevSet, error) {
+	return pki.NewDevSet("Alfa PEC S.p.A.", "pec.alfa.test", time.Now().Add(-time.Hour))
+})
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	dev, err := pki.NewDevSet("Alfa PEC S.p.A.", "pec.alfa.test", time.Now().Add(-time.Hour))
+	dev, err := fixtureDev()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +56,14 @@ func newFixture(t *testing.T) *fixture {
 // newFixtureWith is newFixture with the given PKI.
 func newFixtureWith(t *testing.T, dev *pki.DevSet) *fixture {
 	t.Helper()
+	return newFixtureIn(t, dev, t.TempDir(), t.Cleanup)
+}
+
+// newFixtureIn is newFixtureWith in directory dir, the ledger closed by
+// a function given to cleanup.
+func newFixtureIn(t *testing.T, dev *pki.DevSet, dir string, cleanup func(func())) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
 	if err := dev.WriteDir(filepath.Join(dir, "pki")); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +80,7 @@ func newFixtureWith(t *testing.T, dev *pki.DevSet) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	cleanup(func() { l.Close() })
 	store, err := localstore.Open(filepath.Join(dir, "worm"), localstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +175,7 @@ func failures(rep *export.VerifyReport) string {
 }
 
 func TestBundleVerifies(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, which := range []string{"original", "reproduction"} {
 		t.Run(which, func(t *testing.T) {
@@ -243,6 +258,7 @@ func hexString(b []byte) string {
 // TestTamperedBundles: a byte flipped in any file, a file added or
 // removed, or the wrong anchor: the verifier fails and says where.
 func TestTamperedBundles(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	orig := f.bundle(t, "original")
 	names := []string{export.FileReceipt, export.FileEntry, export.FileProof, export.FileCheckpoint, export.FileCheckpointSig,
@@ -292,6 +308,7 @@ func TestTamperedBundles(t *testing.T) {
 // within it, that verify together in any order; a missing part, a changed
 // piece or a changed note fails, naming the file.
 func TestBundleInParts(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	b, err := export.Build(context.Background(), export.BundleOptions{Ledger: f.ledger, Store: f.store, Seq: f.seqs["original"],
 		Signer: f.signer, GestoreCA: f.caPEM, TSACA: f.caPEM})
@@ -388,7 +405,7 @@ func rewrite(t *testing.T, z []byte, change func(name string, b []byte) []byte, 
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	zw := zip.NewWriter(&out)
+	zw := newTestZipWriter(&out)
 	for _, zf := range zr.File {
 		rc, _ := zf.Open()
 		var b bytes.Buffer
@@ -410,6 +427,7 @@ func rewrite(t *testing.T, z []byte, change func(name string, b []byte) []byte, 
 }
 
 func TestExtract(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	var progress [][2]uint64
@@ -467,6 +485,7 @@ func TestExtract(t *testing.T) {
 }
 
 func TestAudit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	start := time.Now().Add(-30 * time.Hour)

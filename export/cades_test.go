@@ -58,6 +58,7 @@ func receiptSignature(t *testing.T, msg []byte) []byte {
 // over the signature value), that the signatures still verify, and that
 // without a Stamper there is none.
 func TestExportSignatureTimestamps(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	exportTime := time.Now().Add(time.Minute).Truncate(time.Second).Add(123456789)

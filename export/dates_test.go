@@ -6,6 +6,7 @@ import (
 )
 
 func TestParseDay(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in, want string // want in UTC, "" for an error
 		hours    int    // length of the day in hours
@@ -53,6 +54,7 @@ func TestParseDay(t *testing.T) {
 }
 
 func TestParseTimeOrDay(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"2026-12-03", "2026-12-02T23:00:00Z"},
 		{"2026-12-03T00:00:00Z", "2026-12-03T00:00:00Z"},

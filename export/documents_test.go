@@ -90,6 +90,7 @@ func reproductionText(t *testing.T, receipt []byte) (string, string) {
 // says that the gestore keeping the log attests and who issued the
 // original; the attestation says the same, with Rome times and names.
 func TestReproductionDocuments(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	const subject = "Perché la consegna è già avvenuta – ricorso"
 	seq := f.appendCovered(t, consegnaEvent(subject, []byte("the ricevuta Beta signed"), ""))
@@ -160,6 +161,7 @@ func TestReproductionDocuments(t *testing.T) {
 // (as the avvenuta consegna of earlier versions, keyed to the busta) is
 // exported as a reproduction that says why, instead of failing.
 func TestExportArchiveMismatch(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	busta := []byte("From: posta-certificata@pec.alfa.test\r\nSubject: POSTA CERTIFICATA: x\r\n\r\nla busta\r\n")

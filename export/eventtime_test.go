@@ -226,6 +226,7 @@ func byHandProof(t *testing.T, z []byte) (string, bool) {
 // the newest checkpoint (two years later), and reports the first
 // timestamp, seconds after T, within the bound.
 func TestEventTimeTwoYearsLater(t *testing.T) {
+	t.Parallel()
 	t0 := simStart(2, 10)
 	exportAt := t0.AddDate(2, 0, 0)
 	p := newSimPKI(t, t0, exportAt.Add(24*time.Hour)) // expires the day after the export
@@ -282,6 +283,7 @@ func TestEventTimeTwoYearsLater(t *testing.T) {
 // report says so. A certificate with the gestore's name but another
 // service address does not pass for it.
 func TestEventTimeAfterRenewal(t *testing.T) {
+	t.Parallel()
 	t0 := simStart(1, 10) // the host's time is in the month both certificates are valid
 	exportAt := t0.AddDate(2, 0, 0)
 	p := newSimPKI(t, t0, t0.AddDate(1, 0, 0))
@@ -348,6 +350,7 @@ func TestEventTimeAfterRenewal(t *testing.T) {
 // unmarked (the ledger's MaxEventDelay off to let it in), it fails naming
 // the delay; and an event dated after its first timestamp fails.
 func TestEventTimeLateEntry(t *testing.T) {
+	t.Parallel()
 	t0 := simStart(0, -10)
 	late := t0.Add(10 * 24 * time.Hour)
 	p := newSimPKI(t, t0, t0.AddDate(3, 0, 0))
@@ -444,6 +447,7 @@ func TestEventTimeLateEntry(t *testing.T) {
 // 40 and refuses each with one hash changed, the wrong first root, or a
 // hash missing.
 func TestVerifyProofConsistency(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 is not installed")
 	}

@@ -12,6 +12,7 @@ import (
 )
 
 func TestBundleWriteFilesOnePart(t *testing.T) {
+	t.Parallel()
 	b := &Bundle{Checkpoint: &ledger.Checkpoint{Time: time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)},
 		files: map[string][]byte{FileEntry: []byte(`{"seq":1}`)}}
 	out := filepath.Join(t.TempDir(), "b.zip")
@@ -30,6 +31,7 @@ func TestBundleWriteFilesOnePart(t *testing.T) {
 }
 
 func TestBundleOrigin(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		b    Bundle
 		want string

@@ -16,6 +16,7 @@ import (
 // entries (it accepts them and prints their leaf hash) and on texts the
 // encoder never writes (it refuses each, as ledger.DecodeEntry does).
 func TestFormatValidatorSnippet(t *testing.T) {
+	t.Parallel()
 	py, err := exec.LookPath("/usr/bin/python3")
 	if err != nil {
 		if py, err = exec.LookPath("python3"); err != nil {

@@ -21,6 +21,7 @@ import (
 // reproduction or proof belongs elsewhere), a line fails. The whole file
 // also runs as a script.
 func TestVerifyTxtRunsVerbatim(t *testing.T) {
+	t.Parallel()
 	shells := []string{}
 	for _, sh := range []string{"bash", "dash"} {
 		if _, err := exec.LookPath(sh); err != nil {
@@ -92,6 +93,7 @@ func TestVerifyTxtRunsVerbatim(t *testing.T) {
 	for _, sh := range shells {
 		for name, z := range good {
 			t.Run(sh+"/good "+name, func(t *testing.T) {
+				t.Parallel() // each runs its own processes in its own directory
 				dir, lines := unpack(t, k, z)
 				for _, line := range lines {
 					if out, err := runLine(sh, dir, line); err != nil {
@@ -105,6 +107,7 @@ func TestVerifyTxtRunsVerbatim(t *testing.T) {
 		}
 		for name, z := range bad {
 			t.Run(sh+"/bad "+name, func(t *testing.T) {
+				t.Parallel()
 				dir, lines := unpack(t, k, z)
 				failed := ""
 				for _, line := range lines {

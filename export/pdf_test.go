@@ -199,6 +199,7 @@ func testEntry(seq uint64, t time.Time, subject string) *ledger.Entry {
 // poppler, is its text version, accents and dashes intact; the gestore
 // that keeps the log attests and the entry's gestore is named as issuer.
 func TestAttestationPDF(t *testing.T) {
+	t.Parallel()
 	when := time.Date(2026, 12, 3, 19, 15, 7, 0, time.UTC)
 	e := testEntry(12, when, "Perché la consegna è già avvenuta – ricorso n. 42/2026")
 	b := &Bundle{Entry: e, Reproduction: true, Checkpoint: &ledger.Checkpoint{Size: 40, Time: when.Add(time.Minute)},
@@ -242,6 +243,7 @@ func TestAttestationPDF(t *testing.T) {
 // runs over several pages: its text is the text version, no entry breaks
 // across pages or reaches the footer, nothing overlaps.
 func TestExtractPDF(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2026, 7, 1, 8, 0, 0, 0, time.UTC)
 	var entries []*ledger.Entry
 	for i := range 30 {
@@ -290,6 +292,7 @@ func TestExtractPDF(t *testing.T) {
 // characters, invalid UTF-8 and words longer than a column make a PDF, not
 // an error or a panic, and keep Info and XMP metadata in agreement.
 func TestPDFHostileText(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{
 		"日本語の件名 😀 \u202e rovesciato",
 		"a\x00b\x1bc\td\r\ne",

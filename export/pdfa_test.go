@@ -24,6 +24,7 @@ import (
 // 4-byte aligned, after the tag table and within the profile; the
 // colorants add up to the D50 white point.
 func TestSRGBICC(t *testing.T) {
+	t.Parallel()
 	p := srgbICC()
 	be := binary.BigEndian
 	if len(p) < 132 || int(be.Uint32(p)) != len(p) || len(p)%4 != 0 {
@@ -410,6 +411,7 @@ func checkPDFA(t *testing.T, pdf []byte) {
 // audit report) carries the PDF/A-2b metadata, with Info and XMP in
 // agreement, also for titles with characters PDF strings and XML escape.
 func TestPDFA(t *testing.T) {
+	t.Parallel()
 	when := time.Date(2026, 12, 3, 19, 15, 7, 0, time.FixedZone("CET", 3600))
 	e := testEntry(12, when, "Perché la consegna è già avvenuta – ricorso n. 42/2026")
 	b := &Bundle{Entry: e, Reproduction: true, Checkpoint: &ledger.Checkpoint{Size: 40, Time: when.Add(time.Minute)}}

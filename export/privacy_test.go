@@ -15,6 +15,7 @@ import (
 // A titolare's log holds their own transactions as mittente and, as
 // destinatario, only what reached them (export.Concerns).
 func TestConcerns(t *testing.T) {
+	t.Parallel()
 	const a, b, c = "anna@pec.alfa.test", "bruno@pec.alfa.test", "carla@pec.alfa.test"
 	to := func(rcpts ...string) []ledger.Recipient {
 		var r []ledger.Recipient
@@ -68,6 +69,7 @@ func TestConcerns(t *testing.T) {
 // in the recipient's extract, the avvenuta consegna is; a third mailbox
 // sees nothing; the sender sees everything.
 func TestExtractPrivacy(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	const a, b, c = "anna@pec.alfa.test", "bruno@pec.alfa.test", "carla@pec.alfa.test"

@@ -10,6 +10,7 @@ import (
 // identificativi in one form, whichever an entry holds (older entries keep
 // the bracketed form their bytes were written with).
 func TestEntryRowsRelatedOneForm(t *testing.T) {
+	t.Parallel()
 	e := &ledger.Entry{}
 	e.Related = []string{"<opec2@pec.b.test>", "opec3@pec.a.test", "opec2@pec.b.test"}
 	for _, row := range entryRows(e) {

@@ -3,6 +3,7 @@ package export_test
 import (
 	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
+	"io"
 	"mime"
 	"slices"
 	"strings"
@@ -206,7 +208,7 @@ func unzipFiles(t *testing.T, z []byte) map[string][]byte {
 func zipMap(t *testing.T, files map[string][]byte) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	zw := zip.NewWriter(&out)
+	zw := newTestZipWriter(&out)
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
@@ -223,6 +225,17 @@ func zipMap(t *testing.T, files map[string][]byte) []byte {
 		t.Fatal(err)
 	}
 	return out.Bytes()
+}
+
+// newTestZipWriter is a zip.Writer that deflates at flate.BestSpeed: the
+// tests re-zip bundles by the hundred, and the level is not what they
+// check (the reader is the same for every level).
+func newTestZipWriter(w io.Writer) *zip.Writer {
+	zw := zip.NewWriter(w)
+	zw.RegisterCompressor(zip.Deflate, func(w io.Writer) (io.WriteCloser, error) {
+		return flate.NewWriter(w, flate.BestSpeed)
+	})
+	return zw
 }
 
 // relist writes manifest.sha256 again for files, as the exporter does.

@@ -9,8 +9,10 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"mime/quotedprintable"
+	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,11 +62,52 @@ func tamperPKI(t *testing.T) *pki.DevSet {
 	return &pki.DevSet{CA: ca, Gestore: g, TSA: ts}
 }
 
+// sharedKit is the tamper kit of the package run: its four tests only
+// read it, and building it (eight RSA keys, a ledger, five bundles and two
+// timestamped checkpoints) once instead of once per test is most of their
+// time under -race. Its directory and ledger go when TestMain ends.
+var sharedKit struct {
+	once     sync.Once
+	kit      *tamperKit
+	dir      string
+	cleanups []func()
+}
+
+// newTamperKit returns the shared tamper kit, built by the first test
+// that asks for it.
 func newTamperKit(t *testing.T) *tamperKit {
+	t.Helper()
+	sharedKit.once.Do(func() {
+		dir, err := os.MkdirTemp("", "custode-export-tamperkit-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedKit.dir = dir
+		sharedKit.kit = buildTamperKit(t, dir, func(f func()) { sharedKit.cleanups = append(sharedKit.cleanups, f) })
+	})
+	if sharedKit.kit == nil {
+		t.Fatal("the shared tamper kit could not be built (see the first test that asked for it)")
+	}
+	return sharedKit.kit
+}
+
+// removeSharedKit closes the shared kit's ledger and removes its directory.
+func removeSharedKit() {
+	for i := len(sharedKit.cleanups) - 1; i >= 0; i-- {
+		sharedKit.cleanups[i]()
+	}
+	if sharedKit.dir != "" {
+		os.RemoveAll(sharedKit.dir)
+	}
+}
+
+// buildTamperKit builds a tamper kit in dir, the ledger closed by a
+// function given to cleanup.
+func buildTamperKit(t *testing.T, dir string, cleanup func(func())) *tamperKit {
 	t.Helper()
 	ctx := context.Background()
 	dev := tamperPKI(t)
-	f := newFixtureWith(t, dev)
+	f := newFixtureIn(t, dev, dir, cleanup)
 	now := time.Now()
 	chain := []*x509.Certificate{dev.CA.Certificate}
 	k := &tamperKit{f: f, anchors: chain,
@@ -549,6 +592,7 @@ func (k *tamperKit) cases() []tamperCase {
 // TestTamperTable: every attack of the table fails, and the failure names
 // the problem. The table is logged for the record.
 func TestTamperTable(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Log("the table runs in -short mode too: it is the acceptance test of issue 17")
 	}
@@ -568,11 +612,22 @@ func TestTamperTable(t *testing.T) {
 	if len(cases) < 50 {
 		t.Errorf("%d cases, the acceptance wants at least 50", len(cases))
 	}
-	var table strings.Builder
-	table.WriteString("| # | case | result |\n|---|---|---|\n")
+	// The cases run in parallel, each on its own copy of a bundle; the
+	// table is logged, in the cases' order, once they are all done.
+	results := make([]string, len(cases))
+	t.Cleanup(func() {
+		var table strings.Builder
+		table.WriteString("| # | case | result |\n|---|---|---|\n")
+		for i, c := range cases {
+			fmt.Fprintf(&table, "| %d | %s | %s |\n", i+1, c.name, strings.ReplaceAll(results[i], "|", "/"))
+		}
+		t.Logf("tamper table (%d cases):\n%s", len(cases), table.String())
+	})
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			msg, ok := runCase(t, k, c)
+			t.Parallel()
+			results[i] = "not run"
+			msg, details, ok := runCase(t, k, c)
 			result := "fails: " + msg
 			switch {
 			case ok:
@@ -582,16 +637,17 @@ func TestTamperTable(t *testing.T) {
 				t.Errorf("the failure does not name the problem (want %q):\n%s", c.want, msg)
 			}
 			if !ok {
-				result = "fails: " + firstLine(failedDetails(msg, c, k, t), c.want)
+				result = "fails: " + firstLine(details, c.want)
 			}
-			fmt.Fprintf(&table, "| %d | %s | %s |\n", i+1, c.name, strings.ReplaceAll(result, "|", "/"))
+			results[i] = result
 		})
 	}
-	t.Logf("tamper table (%d cases):\n%s", len(cases), table.String())
 }
 
-// runCase verifies the case's parts and returns its failures in words.
-func runCase(t *testing.T, k *tamperKit, c tamperCase) (string, bool) {
+// runCase verifies the case's parts once and returns its failures in
+// words ("name: detail", one a line), the details of the failed checks
+// alone (what the table shows), and whether the parts verified.
+func runCase(t *testing.T, k *tamperKit, c tamperCase) (msg, details string, ok bool) {
 	t.Helper()
 	parts := c.parts(t)
 	var ps []export.Part
@@ -602,24 +658,7 @@ func runCase(t *testing.T, k *tamperKit, c tamperCase) (string, bool) {
 	opts.Anchors = k.anchors
 	rep, err := export.VerifyBundleParts(ps, opts)
 	if err != nil {
-		return err.Error(), false
-	}
-	return failures(rep), rep.OK()
-}
-
-// failedDetails is the details of the failed checks, one a line: what
-// the table shows.
-func failedDetails(msg string, c tamperCase, k *tamperKit, t *testing.T) string {
-	parts := c.parts(t)
-	var ps []export.Part
-	for _, p := range parts {
-		ps = append(ps, export.Part{R: bytes.NewReader(p), Size: int64(len(p))})
-	}
-	opts := c.opts
-	opts.Anchors = k.anchors
-	rep, err := export.VerifyBundleParts(ps, opts)
-	if err != nil {
-		return err.Error()
+		return err.Error(), err.Error(), false
 	}
 	var out []string
 	for _, ch := range rep.Checks {
@@ -627,7 +666,7 @@ func failedDetails(msg string, c tamperCase, k *tamperKit, t *testing.T) string 
 			out = append(out, ch.Detail)
 		}
 	}
-	return strings.Join(out, "\n")
+	return failures(rep), strings.Join(out, "\n"), rep.OK()
 }
 
 func verifyParts(t *testing.T, k *tamperKit, parts [][]byte, opts export.VerifyOptions) *export.VerifyReport {
@@ -668,6 +707,7 @@ func firstLine(msg, want string) string {
 // expired; without one, the same bundle is validated at the current time
 // and fails; the report gives each signature's time and its source.
 func TestSignatureTimestamps(t *testing.T) {
+	t.Parallel()
 	k := newTamperKit(t)
 	stamp := stamper(t, k.auth)
 	later := k.gestore.cert.NotAfter.AddDate(1, 0, 0)
@@ -716,6 +756,7 @@ func TestSignatureTimestamps(t *testing.T) {
 // TestProofJSONMembers: proof.json has exactly its members, spelled
 // exactly, each once.
 func TestProofJSONMembers(t *testing.T) {
+	t.Parallel()
 	k := newTamperKit(t)
 	for name, change := range map[string]func([]byte) []byte{
 		"upper-case member": func(b []byte) []byte { return bytes.Replace(b, []byte(`"leaf_index"`), []byte(`"LEAF_INDEX"`), 1) },

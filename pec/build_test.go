@@ -211,6 +211,7 @@ func goldenForm(t *testing.T, msg []byte) []byte {
 func TestBuildGolden(t *testing.T) {
 	for _, c := range buildCases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each builds its own messages and waits on openssl and xmllint
 			g, b := buildCaseMessage(t, c)
 			if b.Kind != c.kind {
 				t.Errorf("Built.Kind = %s, want %s", b.Kind, c.kind)

@@ -105,6 +105,7 @@ func TestFoldingPython(t *testing.T) {
 	}
 	for i, subj := range subjects {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			t.Parallel() // each waits on its own python3
 			g := newGestore(t)
 			orig := strings.Replace(testOriginal, "=?utf-8?q?Contratto_di_fornitura_n=2E_42_=E2=80=94_firma?=", mimeQ(subj), 1)
 			env := Envelope{Mittente: long, Destinatari: []daticert.Destinatario{{Address: anna, Tipo: daticert.DestinatarioCertificato}}}

@@ -61,6 +61,7 @@ func assertHidden(t *testing.T, f *fixture, base string, w who, actor, hidden, a
 // TestTitolare: a titolare sees their own transactions and log only; what
 // they ask for, allowed or not, is in the ledger before the answer.
 func TestTitolare(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ts := f.server(t, nil)
 	exportsBefore := len(f.records(t, ledger.KindExport, "titolare:"+mailA))
@@ -234,6 +235,7 @@ func zipFile(t testing.TB, z []byte, name string) []byte {
 // TestRoles: operators and auditors see everything, only they get the
 // audit report, legal users see what their holds cover and must say why.
 func TestRoles(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ts := f.server(t, nil)
 	idsOf := func(t *testing.T, body []byte) []string {
@@ -330,6 +332,7 @@ func TestRoles(t *testing.T) {
 // TestPaging: pages follow one another without gaps or repeats, and a
 // cursor is refused with another query.
 func TestPaging(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ts := f.server(t, nil)
 	var seqs []uint64
@@ -362,6 +365,7 @@ func TestPaging(t *testing.T) {
 // TestBadInput: malformed requests get a 400 and a JSON error, and never
 // a 500.
 func TestBadInput(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ts := f.server(t, nil)
 	long := strings.Repeat("x", httpapi.MaxQueryBytes)
@@ -490,6 +494,7 @@ func TestRateLimit(t *testing.T) {
 // TestUnrecorded: when the ledger cannot record a request, the answer is
 // 503 and carries no data.
 func TestUnrecorded(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ts := f.server(t, nil)
 	if err := f.ledger.Close(); err != nil {

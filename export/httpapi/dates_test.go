@@ -14,6 +14,7 @@ import (
 // Europe/Rome as on the command line: the same answer as the RFC 3339
 // instant export.ParseDay gives.
 func TestPlainDay(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ts := f.server(t, nil)
 	count := func(from, to string) int {

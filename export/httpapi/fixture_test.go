@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,11 +56,18 @@ type fixture struct {
 	ids  map[string]string // transaction name -> identificativo
 }
 
+// fixtureDev is the development PKI of the fixtures: three 2048-bit RSA
+// keys, made once per package run instead of once per test. The tests
+// only read it.
+var fixtureDev = sync.OnceValues(func() (*pki.DevSet, error) {
+	return pki.NewDevSet(gestoreName, "pec.alfa.test", time.Now().Add(-time.Hour))
+})
+
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	dev, err := pki.NewDevSet(gestoreName, "pec.alfa.test", time.Now().Add(-time.Hour))
+	dev, err := fixtureDev()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ var foldingVariants = []struct {
 // variant sees nothing of the victim's, and the victim sees nothing of
 // transactions of the variant.
 func TestFoldingVariants(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ctx := context.Background()
 
@@ -202,6 +203,7 @@ func TestFoldingVariants(t *testing.T) {
 // exists: a titolare who is not a party gets the answer of an
 // identificativo that does not exist; a party gets the 400.
 func TestReceiptSeveralRecipientsHidden(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ctx := context.Background()
 	id := "opec-multi@pec.alfa.test"

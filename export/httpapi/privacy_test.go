@@ -18,6 +18,7 @@ import (
 // (nor its subject); a third mailbox sees nothing; the sender sees their
 // transactions in full. Entries, single entries and the extract agree.
 func TestTitolarePrivacy(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	f := newFixture(t)
 	ctx := context.Background()
 	const mailC, passC = "carla@pec.alfa.test", "la password di carla"

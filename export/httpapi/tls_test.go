@@ -181,6 +181,7 @@ func lastRecord(t *testing.T, f *fixture) string {
 // TestCurl runs real curl against the HTTPS server: Basic, bearer and
 // client certificate.
 func TestCurl(t *testing.T) {
+	t.Parallel() // its own fixture and server
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Skip("curl is not installed (scripts/install-test-deps.sh installs it)")

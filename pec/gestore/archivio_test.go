@@ -41,6 +41,7 @@ func (a *memArchive) Archive(_ context.Context, m ArchivedMessage) (string, erro
 // whose SHA-256 the entry records (the consegna's key used to be the
 // busta's, so the export of the ricevuta failed).
 func TestArchivioSameGestore(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	anna := "anna@pec.alfa.test"
 	arch := &memArchive{mailboxes: map[string]bool{mario: true, anna: true}, objects: map[string][]byte{}, kept: map[string][]pec.Kind{}}
 	p := newPair(t, startOptions{archive: arch})

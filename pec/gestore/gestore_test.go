@@ -102,6 +102,7 @@ func opensslVerify(t *testing.T, msg []byte, caFile string) {
 }
 
 func TestDeliveryBetweenGestori(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -150,6 +151,7 @@ func sorted(s []string) []string {
 }
 
 func TestSameGestore(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	anna := "anna@pec.alfa.test"
 	p.a.addMailbox(t, mario, pw, 0)
@@ -167,6 +169,7 @@ func TestSameGestore(t *testing.T) {
 }
 
 func TestNonAccettazione(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -204,6 +207,7 @@ func TestNonAccettazione(t *testing.T) {
 }
 
 func TestMancataConsegna(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	nobody := "nessuno@pec.beta.test"
@@ -236,6 +240,7 @@ func sendRaw(t *testing.T, addr, from string, rcpts []string, msg []byte) error 
 }
 
 func TestAnomalia(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -308,6 +313,7 @@ func qp(s string) string {
 }
 
 func TestNonPECRecipient(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	sink := newSink(t)
 	p := newPair(t, startOptions{routes: map[string]string{"example.org": sink.addr}})
 	p.a.addMailbox(t, mario, pw, 0)
@@ -388,6 +394,7 @@ func ledgerKind(k ledger.Kind) string { return string(k) }
 // To recipient, sintetica for a Cc one, breve when the sender asks for it
 // (X-TipoRicevuta); a full mailbox gets the avviso di mancata consegna.
 func TestReceiptForms(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	cc := "carla@pec.beta.test"
@@ -443,6 +450,7 @@ func TestReceiptForms(t *testing.T) {
 // Message-ID with spaces do not stop a message: the ledger keeps them
 // cleaned, the original travels unchanged.
 func TestHostileHeaders(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -460,6 +468,7 @@ func TestHostileHeaders(t *testing.T) {
 // TestReceiptToFullMailbox: a ricevuta for a full mailbox is not dropped:
 // it waits in the queue until the titolare has room.
 func TestReceiptToFullMailbox(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 1) // one byte: nothing fits
 	p.b.addMailbox(t, lucia, pw, 0)

@@ -121,6 +121,7 @@ func attachedOriginal(t *testing.T, busta []byte) []byte {
 // wrapped it again, for ever). A header of 100,000 fields gets a busta
 // too (before: 451, for ever).
 func TestMIMEBomb(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.b.addMailbox(t, lucia, pw, 0)
 	const ext = "x@example.org"
@@ -167,6 +168,7 @@ func TestMIMEBomb(t *testing.T) {
 // RCPT what is not a mailbox of ours (before: 250, and a busta di
 // anomalia the queue retried for ever), and records the refusals.
 func TestRecipientNotMailbox(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.b.addMailbox(t, lucia, pw, 0)
 	tests := []struct {
@@ -217,6 +219,7 @@ func TestRecipientNotMailbox(t *testing.T) {
 // nothing local was delivered again. At the maximum age, each poison item
 // is given up with a recorded outcome.
 func TestPoisonQueue(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	const (
 		anna  = "anna.verdi@pec.beta.test"
@@ -301,6 +304,7 @@ func TestPoisonQueue(t *testing.T) {
 // its punto di ricezione from outside, is not filed as it is but wrapped
 // in a busta di anomalia, recorded (before: filed as is, unrecorded).
 func TestReplay(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -360,6 +364,7 @@ func TestReplay(t *testing.T) {
 // avviso di non accettazione (before: accepted, the other titolare shown
 // as the author).
 func TestForgedAuthorship(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -397,6 +402,7 @@ func TestForgedAuthorship(t *testing.T) {
 // envelope names a recipient its daticert does not is refused for good
 // (5xx), never deferred.
 func TestEnvelopeRecipientNotInDaticert(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -430,6 +436,7 @@ func TestEnvelopeRecipientNotInDaticert(t *testing.T) {
 // the ledger (before: nothing), and a reply never carries the text of an
 // internal error.
 func TestRefusalsRecorded(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{maxSize: 64 << 10})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -517,6 +524,7 @@ func TestRefusalLimiter(t *testing.T) {
 // queued (before: the busta was sent, and the punto di ricezione could
 // not read it).
 func TestMIMEBombSubmitted(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -566,6 +574,7 @@ func (*deferringSession) Rcpt(string, *smtp.RcptOptions) error {
 // off the whole destination: only a server that cannot be reached, never
 // a reply about one message.
 func TestDestinationFailures(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	srv := smtp.NewServer(deferringBackend{})
 	srv.Domain = "mx.deferring.test"
 	ln := listenAt(t, "")
@@ -627,6 +636,7 @@ func (s *pickySession) Data(r io.Reader) error {
 // busta was refused, for every recipient), and that the mittente gets an
 // avviso di mancata consegna for it at once.
 func TestRecipientRefusedAtRCPT(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	const someone, nobody = "someone@example.org", "nobody@example.org"
 	be := pickyBackend{refuse: nobody, got: make(chan []string, 4)}
 	srv := smtp.NewServer(be)

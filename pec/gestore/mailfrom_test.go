@@ -19,6 +19,7 @@ import (
 // fullwidth, Cyrillic, a trailing dot, a subaddress) is accepted, and none
 // logs in; the From field is held to the same rule.
 func TestMailFromFoldingVariants(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	const katia = "katia@pec.alfa.test"
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)

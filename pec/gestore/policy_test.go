@@ -18,6 +18,7 @@ import (
 // mailbox: a notice of arrival to an ordinary address, and ordinary mail
 // filed in a folder, forwarded, refused or wrapped in a busta di anomalia.
 func TestMailboxPolicies(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	sink := newSink(t)
 	policies := map[string]MailboxPolicy{
 		lucia:                   {NotifyTo: "lucia@example.org"},
@@ -105,6 +106,7 @@ func TestMailboxPolicies(t *testing.T) {
 // 24-hour one; a consegna after 12 hours without presa in carico only the
 // 12-hour one.
 func TestTrackerScenarios(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	tests := []struct {
 		name     string
 		presaAt  time.Duration // 0: never

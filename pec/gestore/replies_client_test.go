@@ -86,6 +86,7 @@ print(json.dumps(out))
 // recipient refused after DATA), and a final 250 that gives the
 // identificativo of the transaction (before: "OK: queued").
 func TestRepliesToAMailClient(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	python, err := exec.LookPath("python3")
 	if err != nil {
 		t.Skip("python3 not found")
@@ -170,6 +171,7 @@ func TestRepliesToAMailClient(t *testing.T) {
 // names what it made of the message: here the identificativo of the busta
 // di anomalia around ordinary mail (before: "OK: queued").
 func TestFinalReplyRicezione(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	g := newSingle(t, startOptions{})
 	g.addMailbox(t, mario, pw, 0)
 	c, err := smtp.Dial(g.ricezione)
@@ -213,6 +215,7 @@ func TestFinalReplyRicezione(t *testing.T) {
 // and a refusal entry, all under the same reason. The limit is scaled
 // down (64 KiB) so that the test moves kilobytes, not megabytes.
 func TestSizeRefusals(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	const maxSize = 64 << 10
 	// Messages over 16 KiB are spooled to a file: the one refused while
 	// read is cut short there.
@@ -303,6 +306,7 @@ func TestSizeRefusals(t *testing.T) {
 // non è un messaggio di posta elettronica leggibile (pec: transaction:
 // the message header cannot be read…)").
 func TestUnreadableHeaderAvviso(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	g := newSingle(t, startOptions{})
 	const anna = "anna.verdi@pec.alfa.test"
 	g.addMailbox(t, mario, pw, 0)

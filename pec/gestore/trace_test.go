@@ -50,6 +50,7 @@ func cutTrace(t *testing.T, stored []byte, received bool) (trace string, msg []b
 // with openssl; and that the ledgers hash the busta as A signed and sent
 // it, without B's trace fields.
 func TestTraceHeaders(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -139,6 +140,7 @@ func TestTraceHeaders(t *testing.T) {
 // postacert.eml and, inherited, on the busta, which still verifies, and
 // that the ledger hashes the message as it arrived, without it.
 func TestTraceAnomalia(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.b.addMailbox(t, lucia, pw, 0)
 	msg := []byte(strings.ReplaceAll(message("someone@example.org", lucia, "", "Ordinaria"), "\n", "\r\n"))

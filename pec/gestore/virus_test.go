@@ -51,6 +51,7 @@ func infectedMessage(from, to string) string {
 // sender's gestore missed sends the avviso di rilevazione virus, and the
 // sender's gestore the avviso di mancata consegna per virus.
 func TestVirus(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	socket, _ := clamdtest.Start(t)
 	scanner := &clamd.Client{Network: "unix", Address: socket}
 
@@ -106,6 +107,7 @@ func TestVirus(t *testing.T) {
 // exportable; the ledger entry of the virus event names the object's key
 // and SHA-256.
 func TestVirusQuarantine(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	socket, _ := clamdtest.Start(t)
 	scanner := &clamd.Client{Network: "unix", Address: socket}
 	ctx := context.Background()
@@ -253,6 +255,7 @@ func (failingQuarantine) Put(context.Context, quarantine.Message) (quarantine.Re
 // TestHostileClients: protocol abuse gets protocol errors, never a crash,
 // and the server goes on serving.
 func TestHostileClients(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)

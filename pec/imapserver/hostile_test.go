@@ -112,6 +112,9 @@ func TestHostileClient(t *testing.T) {
 	}
 	for _, tt := range preAuth {
 		t.Run(tt.name, func(t *testing.T) {
+			// Each on its own connection, in parallel: two wait 2 s for
+			// silence. They run once the cases after login are done.
+			t.Parallel()
 			rc := dialRaw(t, e.addr)
 			lines, closed, silent := rc.exchangeWithin(tt.send, tt.tag, 2*time.Second)
 			if silent {
