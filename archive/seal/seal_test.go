@@ -450,7 +450,7 @@ func TestIntegrationMinIOOutage(t *testing.T) {
 	}
 	t.Logf("backlog drained %v after MinIO returned", time.Since(restarted))
 	// The outage is in the ledger, for the audit's P02.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) { // a hang guard, not a speed bound
 		page, err := l.Find(context.Background(), ledger.Query{Kind: ledger.KindOutage})
 		if err != nil {
 			t.Fatal(err)

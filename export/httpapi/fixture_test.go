@@ -185,7 +185,7 @@ func newFixture(t testing.TB) *fixture {
 // waitCovered waits for a timestamped checkpoint of at least size entries.
 func waitCovered(t testing.TB, l *ledger.Ledger, size uint64) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // a hang guard, not a speed bound
 	for {
 		cp, err := l.LatestCheckpoint(context.Background())
 		if err == nil && cp.Size >= size && !cp.Pending() {

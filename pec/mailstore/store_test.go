@@ -615,7 +615,7 @@ func TestDeleteFolderFreesQuota(t *testing.T) {
 	}
 	check(t, s)
 	// The purge runs in the background; wait for it.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // a hang guard, not a speed bound
 	for {
 		n := 0
 		s.db.View(func(txn *badger.Txn) error {
