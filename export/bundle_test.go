@@ -123,19 +123,29 @@ func newFixtureIn(t *testing.T, dev *pki.DevSet, dir string, cleanup func(func()
 			t.Fatal(err)
 		}
 		f.seqs[which] = seqs[0]
+		// Each entry has a timestamped checkpoint of its own before the
+		// next is appended: the first checkpoint of "original" never
+		// covers "reproduction", whatever the machine's speed (the tamper
+		// table swaps one for the other).
+		waitStamped(t, l, seqs[0])
 	}
+	return f
+}
+
+// waitStamped waits for a timestamped checkpoint that covers entry seq.
+func waitStamped(t *testing.T, l *ledger.Ledger, seq uint64) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute) // a bound on a hang, not on speed
 	for {
-		cp, err := l.LatestCheckpoint(ctx)
-		if err == nil && cp.Size > f.seqs["reproduction"] && !cp.Pending() {
-			break
+		cp, err := l.LatestCheckpoint(context.Background())
+		if err == nil && cp.Size > seq && !cp.Pending() {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no timestamped checkpoint")
+			t.Fatalf("no timestamped checkpoint covers entry %d", seq)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return f
 }
 
 func (f *fixture) bundle(t *testing.T, which string) []byte {
