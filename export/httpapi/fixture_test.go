@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -192,7 +193,12 @@ func waitCovered(t testing.TB, l *ledger.Ledger, size uint64) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no timestamped checkpoint of %d entries", size)
+			var got string
+			if cp != nil {
+				got = fmt.Sprintf("the newest checkpoint covers %d entries, pending %v", cp.Size, cp.Pending())
+			}
+			t.Fatalf("no timestamped checkpoint of %d entries: head %d, %d checkpoints wait for a token, %s (err %v)",
+				size, l.Head().Size, l.PendingTimestamps(), got, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
