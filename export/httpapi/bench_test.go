@@ -61,7 +61,7 @@ func BenchmarkExtract(b *testing.B) {
 			events = events[:0]
 		}
 	}
-	waitCovered(b, f.ledger, f.ledger.Head().Size)
+	waitCovered(b, f.ledger, f.logs, f.ledger.Head().Size)
 	h := benchServer(b, f)
 	path := "/v1/exports/extract?from=" + esc(start.Format(time.RFC3339)) + "&to=" + esc(start.Add(n*time.Second).Format(time.RFC3339))
 	var size int

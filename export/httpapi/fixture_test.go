@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -41,6 +42,7 @@ const (
 // fixture is a real ledger with checkpoints (built-in TSA), a local WORM
 // store, a mail store with two mailboxes, tokens, a policy and holds.
 type fixture struct {
+	logs   *lockedBuffer // the ledger's warnings, for failure messages
 	dir    string
 	dev    *pki.DevSet
 	caPEM  []byte
@@ -84,7 +86,8 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := ledger.Open(ctx, ledger.Options{Dir: filepath.Join(dir, "ledger"), Checkpoints: &ledger.CheckpointOptions{
+	logs := &lockedBuffer{}
+	l, err := ledger.Open(ctx, ledger.Options{Dir: filepath.Join(dir, "ledger"), Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})), Checkpoints: &ledger.CheckpointOptions{
 		Origin: "pec.alfa.test/custode", Every: 1000, Interval: 50 * time.Millisecond,
 		Signer:  &ledger.CMSSigner{Certificate: dev.Gestore.Certificate, Key: dev.Gestore.Key},
 		Stamper: a, RetryInterval: 20 * time.Millisecond,
@@ -107,7 +110,7 @@ func newFixture(t testing.TB) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{dir: dir, dev: dev, caPEM: caPEM, ledger: l, store: store, mail: ms,
+	f := &fixture{logs: logs, dir: dir, dev: dev, caPEM: caPEM, ledger: l, store: store, mail: ms,
 		signer: &smime.Signer{Certificate: dev.Gestore.Certificate, Key: dev.Gestore.Key},
 		tokens: map[string]string{}, base: time.Now().Add(-4 * time.Minute).UTC(), ids: map[string]string{}}
 
@@ -158,7 +161,7 @@ func newFixture(t testing.TB) *fixture {
 	if _, err := l.Append(ctx, events...); err != nil {
 		t.Fatal(err)
 	}
-	waitCovered(t, l, l.Head().Size)
+	waitCovered(t, l, logs, l.Head().Size)
 
 	holds := []retention.Hold{
 		{Case: "C-1", Scope: retention.Scope{Identificativi: []string{f.ids["b-to-d"]}}, Reason: "causa", Actor: "operator:olga", Placed: f.base},
@@ -184,7 +187,8 @@ func newFixture(t testing.TB) *fixture {
 }
 
 // waitCovered waits for a timestamped checkpoint of at least size entries.
-func waitCovered(t testing.TB, l *ledger.Ledger, size uint64) {
+// On giving up it reports what it saw and the ledger's warnings.
+func waitCovered(t testing.TB, l *ledger.Ledger, logs *lockedBuffer, size uint64) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second) // a hang guard, not a speed bound
 	for {
@@ -197,8 +201,8 @@ func waitCovered(t testing.TB, l *ledger.Ledger, size uint64) {
 			if cp != nil {
 				got = fmt.Sprintf("the newest checkpoint covers %d entries, pending %v", cp.Size, cp.Pending())
 			}
-			t.Fatalf("no timestamped checkpoint of %d entries: head %d, %d checkpoints wait for a token, %s (err %v)",
-				size, l.Head().Size, l.PendingTimestamps(), got, err)
+			t.Fatalf("no timestamped checkpoint of %d entries: head %d, %d checkpoints wait for a token, %s (err %v); the ledger's warnings:\n%s",
+				size, l.Head().Size, l.PendingTimestamps(), got, err, logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -342,4 +346,23 @@ func (f *fixture) seqOf(t testing.TB, name string, kind ledger.Kind) uint64 {
 
 func since(f *fixture) string {
 	return f.base.Add(-time.Hour).Format(time.RFC3339)
+}
+
+// lockedBuffer collects a ledger's log lines for a failure message; the
+// ledger's goroutines write to it concurrently.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

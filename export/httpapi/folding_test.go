@@ -80,7 +80,7 @@ func TestFoldingVariants(t *testing.T) {
 	if _, err := f.ledger.Append(ctx, events...); err != nil {
 		t.Fatal(err)
 	}
-	waitCovered(t, f.ledger, f.ledger.Head().Size)
+	waitCovered(t, f.ledger, f.logs, f.ledger.Head().Size)
 	seqOf := func(id string) uint64 {
 		p, err := f.ledger.Find(ctx, ledger.Query{Identificativo: id, Kind: ledger.KindAccettazione})
 		if err != nil || len(p.Entries) == 0 {

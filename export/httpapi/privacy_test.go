@@ -46,7 +46,7 @@ func TestTitolarePrivacy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitCovered(t, f.ledger, f.ledger.Head().Size)
+	waitCovered(t, f.ledger, f.logs, f.ledger.Head().Size)
 	ts := f.server(t, nil)
 	from := esc(start.Format(time.RFC3339Nano))
 
