@@ -5,6 +5,12 @@
 // length) that the protocol engine's own per-read deadlines cannot
 // extend.
 //
+// A server may prefer some clients (Options.Preferred): another mail
+// server that has delivered to it before, say. Their connections have a
+// lane of their own (Options.MaxPreferred) beside the MaxConns of
+// everyone else, so that no crowd of strangers, however new or busy its
+// connections, keeps them out.
+//
 // Excess connections are accepted from the kernel and closed at once,
 // after an optional one-line refusal (for SMTP, "421 4.7.0 ..."), so that
 // no attacker can fill the process's file descriptors or the listen
@@ -46,6 +52,10 @@ const (
 	evictAfter = 2 * time.Second
 	// maxAcceptBackoff bounds the pause after a failed accept.
 	maxAcceptBackoff = time.Second
+	// DefaultMaxPreferred is the cap on the concurrent connections of
+	// preferred clients (see Options.Preferred), beside MaxConns: a few
+	// dozen other mail servers with a handful of connections each.
+	DefaultMaxPreferred = 256
 )
 
 // Options configures a Listener. The zero value gives the defaults.
@@ -74,8 +84,22 @@ type Options struct {
 	// SetCeiling: a client that has not logged in or started a
 	// transaction), if that one is at least two seconds old, and that one
 	// is closed. A crowd of idle connections thus cannot keep a client
-	// that gets on with its session out.
+	// that gets on with its session out. A connection of the preferred
+	// lane (see Preferred) is never taken over.
 	Ceiling time.Duration
+	// Preferred, if not nil, reports whether the client with the given
+	// key (see Key) is one the server knows and prefers, such as another
+	// mail server that has delivered to it before. A preferred client's
+	// connection takes a place of the preferred lane, which MaxPreferred
+	// caps apart from MaxConns, and no newcomer takes it over (see
+	// Ceiling); when that lane is full it is counted, and may be refused,
+	// as anyone else's. MaxPerAddress applies to it as to any. Preferred
+	// is called once per connection, outside the listener's lock.
+	Preferred func(key string) bool
+	// MaxPreferred caps the concurrent connections of the preferred lane;
+	// 0 means DefaultMaxPreferred, a negative value means no lane (the
+	// preferred are counted as anyone else).
+	MaxPreferred int
 	// Logger receives a warning when connections are refused or an accept
 	// fails; nil discards them.
 	Logger *slog.Logger
@@ -89,13 +113,14 @@ type Listener struct {
 	sleep func(time.Duration)
 	now   func() time.Time
 
-	mu      sync.Mutex
-	active  int
-	byKey   map[string]int
-	fresh   []*Conn   // accepted under Options.Ceiling, oldest first; some no longer fresh
-	evicted int       // since the last warning
-	refused int       // since the last warning
-	warned  time.Time // when the last warning about refusals was logged
+	mu        sync.Mutex
+	active    int // in the general lane, capped by MaxConns
+	preferred int // in the preferred lane, capped by MaxPreferred
+	byKey     map[string]int
+	fresh     []*Conn   // accepted under Options.Ceiling, oldest first; some no longer fresh
+	evicted   int       // since the last warning
+	refused   int       // since the last warning
+	warned    time.Time // when the last warning about refusals was logged
 }
 
 // NewListener returns ln with the caps of opts. Closing the Listener closes
@@ -106,6 +131,9 @@ func NewListener(ln net.Listener, opts Options) *Listener {
 	}
 	if opts.MaxPerAddress == 0 {
 		opts.MaxPerAddress = DefaultMaxPerAddress
+	}
+	if opts.MaxPreferred == 0 {
+		opts.MaxPreferred = DefaultMaxPreferred
 	}
 	if opts.Key == nil {
 		opts.Key = AddressKey
@@ -137,15 +165,19 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		delay = 0
 		key := l.opts.Key(c.RemoteAddr())
-		if !l.take(key) {
+		preferred := l.opts.Preferred != nil && l.opts.MaxPreferred >= 0 && l.opts.Preferred(key)
+		lane, ok := l.take(key, preferred)
+		if !ok {
 			l.refuse(c)
 			continue
 		}
 		now := l.now()
-		lc := &Conn{Conn: c, l: l, key: key, accepted: now}
+		lc := &Conn{Conn: c, l: l, key: key, accepted: now, lane: lane}
 		if l.opts.Ceiling > 0 {
 			lc.setCeiling(now.Add(l.opts.Ceiling))
-			l.addFresh(lc)
+			if lane == generalLane {
+				l.addFresh(lc)
+			}
 		}
 		return lc, nil
 	}
@@ -162,26 +194,42 @@ func outOfResources(err error) bool {
 	return false
 }
 
-// take counts a new connection for key, if the caps allow it, evicting
-// the oldest fresh connection if that is what it takes (see
-// Options.Ceiling).
-func (l *Listener) take(key string) bool {
+// lane is where a connection is counted: against MaxConns, or against
+// MaxPreferred.
+type lane int
+
+const (
+	generalLane lane = iota
+	preferredLane
+)
+
+// take counts a new connection for key, if the caps allow it, in the
+// preferred lane if the client is preferred and the lane has room, else
+// in the general lane, evicting the oldest fresh connection there if that
+// is what it takes (see Options.Ceiling).
+func (l *Listener) take(key string, preferred bool) (lane, bool) {
 	for {
 		l.mu.Lock()
 		if l.opts.MaxPerAddress > 0 && l.byKey[key] >= l.opts.MaxPerAddress {
 			l.mu.Unlock()
-			return false
+			return 0, false
+		}
+		if preferred && (l.opts.MaxPreferred < 0 || l.preferred < l.opts.MaxPreferred) {
+			l.preferred++
+			l.byKey[key]++
+			l.mu.Unlock()
+			return preferredLane, true
 		}
 		if l.opts.MaxConns <= 0 || l.active < l.opts.MaxConns {
 			l.active++
 			l.byKey[key]++
 			l.mu.Unlock()
-			return true
+			return generalLane, true
 		}
 		victim := l.oldestFresh()
 		if victim == nil {
 			l.mu.Unlock()
-			return false
+			return 0, false
 		}
 		victim.fresh = false
 		l.evicted++
@@ -221,10 +269,14 @@ func (l *Listener) addFresh(c *Conn) {
 	}
 }
 
-func (l *Listener) release(key string) {
+func (l *Listener) release(key string, ln lane) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.active--
+	if ln == preferredLane {
+		l.preferred--
+	} else {
+		l.active--
+	}
 	if n := l.byKey[key] - 1; n > 0 {
 		l.byKey[key] = n
 	} else {
@@ -254,11 +306,12 @@ func (l *Listener) refuse(c net.Conn) {
 	}
 }
 
-// Active returns the number of connections accepted and not yet closed.
+// Active returns the number of connections accepted and not yet closed,
+// in both lanes.
 func (l *Listener) Active() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.active
+	return l.active + l.preferred
 }
 
 // AddressKey is the default Options.Key: an IPv4 address (or IPv4-mapped
@@ -298,6 +351,7 @@ type Conn struct {
 	l        *Listener
 	key      string
 	accepted time.Time
+	lane     lane
 	once     sync.Once
 
 	fresh bool // under its accept-time ceiling; guarded by l.mu
@@ -318,7 +372,7 @@ func (c *Conn) Key() string { return c.key }
 // TLS listener made). After Detach, close the connection returned, not c.
 func (c *Conn) Detach() net.Conn {
 	c.notFresh()
-	c.once.Do(func() { c.l.release(c.key) })
+	c.once.Do(func() { c.l.release(c.key, c.lane) })
 	c.mu.Lock()
 	c.ceiling, c.rd, c.wd = time.Time{}, time.Time{}, time.Time{}
 	_ = c.Conn.SetDeadline(time.Time{})
@@ -335,7 +389,7 @@ func (c *Conn) Close() error {
 	c.notFresh()
 	c.once.Do(func() {
 		c.closeErr = c.Conn.Close()
-		c.l.release(c.key)
+		c.l.release(c.key, c.lane)
 	})
 	return c.closeErr
 }
