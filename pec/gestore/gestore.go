@@ -171,6 +171,12 @@ type Options struct {
 	// MaxDataMemory bounds the bytes of spooled messages processed at
 	// once; zero means DefaultMaxDataMemory.
 	MaxDataMemory int64
+	// PeersFile keeps, across restarts, the addresses from which other
+	// gestori have delivered, which the punto di ricezione lets in beside
+	// the strangers' connections (see DefaultPeersFile); empty means
+	// DefaultPeersFile in SpoolDir if SpoolDir is set, else they are kept
+	// in memory only.
+	PeersFile string
 	// TrackInterval is how often the tracker looks for overdue
 	// transactions (see Track); zero means 30 seconds.
 	TrackInterval time.Duration
@@ -350,7 +356,7 @@ func (s *Server) smtpServer(be smtp.Backend, maxBytes int64, maxRcpts int) *smtp
 // capped as Options.Limits says, and the sessions timed and bounded as
 // the other Options say.
 func (s *Server) ServeSubmission(ln net.Listener, implicit bool) error {
-	ln = s.listen(ln, !implicit)
+	ln = s.listen(ln, !implicit, false)
 	if implicit {
 		ln = tls.NewListener(ln, s.opts.TLS)
 	}
@@ -361,7 +367,7 @@ func (s *Server) ServeSubmission(ln net.Listener, implicit bool) error {
 // ordinary mail servers) deliver to our domains, with STARTTLS offered,
 // under the same caps and limits as ServeSubmission.
 func (s *Server) ServeRicezione(ln net.Listener) error {
-	return s.smtpServer(&ricezioneBackend{s: s}, s.opts.MaxSize, MaxProtocolRecipients).Serve(s.listen(ln, true))
+	return s.smtpServer(&ricezioneBackend{s: s}, s.opts.MaxSize, MaxProtocolRecipients).Serve(s.listen(ln, true, true))
 }
 
 // Close stops every SMTP server started by Serve*. The queue, ledger and

@@ -3,11 +3,15 @@ package gestore
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -15,6 +19,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/custode/custode/ledger/durable"
 	"github.com/custode/custode/pec/connlimit"
 )
 
@@ -64,11 +69,12 @@ const smtpRefusal = "421 4.7.0 Too many connections, try again later\r\n"
 // carries an error's text, which could name internal addresses ("read tcp
 // 10.0.0.5:25->...: i/o timeout").
 
-// limits are the shared state of the limits of one Server: its DATA slots
-// and its memory budget.
+// limits are the shared state of the limits of one Server: its DATA slots,
+// its memory budget and the peers its punto di ricezione prefers.
 type limits struct {
 	data   *slots
 	memory *budget
+	peers  *peers
 }
 
 // newLimits fills in the defaults of o's limits and returns their state.
@@ -94,22 +100,31 @@ func newLimits(o *Options) *limits {
 	if o.MaxDataMemory <= 0 {
 		o.MaxDataMemory = DefaultMaxDataMemory
 	}
+	if o.PeersFile == "" && o.SpoolDir != "" {
+		o.PeersFile = filepath.Join(o.SpoolDir, DefaultPeersFile)
+	}
 	if o.SpoolDir == "" {
 		o.SpoolDir = os.TempDir()
 	}
 	return &limits{
 		data:   &slots{max: o.MaxData, perKey: o.MaxDataPerAddress, byKey: make(map[string]int)},
 		memory: &budget{max: o.MaxDataMemory},
+		peers:  loadPeers(o.PeersFile, o.Now, o.Logger),
 	}
 }
 
 // listen wraps ln with the connection caps; with refusal set, refused
-// connections read the SMTP refusal first.
-func (s *Server) listen(ln net.Listener, refusal bool) net.Listener {
+// connections read the SMTP refusal first. With peers set (the punto di
+// ricezione), the addresses from which other gestori have delivered have
+// a lane of their own (see peers).
+func (s *Server) listen(ln net.Listener, refusal, peers bool) net.Listener {
 	lo := s.opts.Limits
 	lo.Ceiling = s.opts.PreMailTimeout
 	if refusal {
 		lo.Refusal = []byte(smtpRefusal)
+	}
+	if peers && lo.Preferred == nil {
+		lo.Preferred = s.lim.peers.known
 	}
 	if lo.Logger == nil {
 		lo.Logger = s.log
@@ -526,4 +541,163 @@ func (b *budget) release(n int64) {
 		close(b.wake)
 		b.wake = nil
 	}
+}
+
+// Known peers. Another gestore delivers from a few addresses, again and
+// again; a crowd of strangers (thousands of idle connections, sessions
+// that hold a MAIL and stay silent) can fill the punto di ricezione's
+// connection cap for as long as it likes, and a gestore refused at
+// connect defers the busta for minutes. So the punto di ricezione
+// remembers the addresses from which a busta di trasporto was taken in
+// charge or a ricevuta recorded (both signed by a gestore of the indice,
+// and new: a replay records nothing) and gives them a lane of their own
+// beside the strangers' (connlimit.Options.Preferred), as Postfix's
+// postscreen remembers the clients that passed its tests. The addresses
+// are kept across restarts: an attack under way when the gestore
+// restarts must not keep the other gestori out.
+const (
+	// DefaultPeersFile is the name of the file, in Options.SpoolDir, that
+	// keeps the known peers when Options.PeersFile is empty.
+	DefaultPeersFile = "known-peers.json"
+	// PeerTTL is how long an address stays known after its last
+	// delivery.
+	PeerTTL = 30 * 24 * time.Hour
+	// MaxPeers bounds the addresses known; past it, the one that
+	// delivered least recently is forgotten.
+	MaxPeers = 1024
+	// peerSaveEvery is how stale the saved time of a known address may
+	// get before a delivery from it saves the file again: a busy peer
+	// costs no write per message.
+	peerSaveEvery = time.Hour
+	// maxPeersFile bounds what is read of the file.
+	maxPeersFile = 1 << 20
+)
+
+// peers are the addresses (connlimit keys) from which other gestori have
+// delivered, with when they last did.
+type peers struct {
+	path string // empty: in memory only
+	now  func() time.Time
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	seen  map[string]time.Time // when each delivered last
+	saved map[string]time.Time // what the file says
+
+	saveMu sync.Mutex // one write of the file at a time
+}
+
+// loadPeers reads the known peers from path, if not empty. A file missing,
+// unreadable or malformed gives no known peer (and a warning): the set is
+// a preference, never a reason not to start.
+func loadPeers(path string, now func() time.Time, log *slog.Logger) *peers {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &peers{path: path, now: now, log: log, seen: map[string]time.Time{}, saved: map[string]time.Time{}}
+	if path == "" {
+		return p
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return p
+	}
+	if err != nil {
+		log.Warn("gestore: known peers not read", "file", path, "err", err)
+		return p
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPeersFile+1))
+	if err == nil && len(data) > maxPeersFile {
+		err = fmt.Errorf("larger than %d bytes", maxPeersFile)
+	}
+	var stored map[string]time.Time
+	if err == nil {
+		err = json.Unmarshal(data, &stored)
+	}
+	if err != nil {
+		log.Warn("gestore: known peers not read", "file", path, "err", err)
+		return p
+	}
+	t := now()
+	for k, at := range stored {
+		if k != "" && t.Sub(at) < PeerTTL {
+			p.seen[k], p.saved[k] = at, at
+		}
+	}
+	p.trim()
+	return p
+}
+
+// known reports whether key delivered within PeerTTL.
+func (p *peers) known(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.seen[key]
+	return ok && p.now().Sub(at) < PeerTTL
+}
+
+// learn records a delivery from key now, and saves the set when key is
+// new or its saved time is stale. A failed save is logged: the set still
+// holds key until the gestore stops.
+func (p *peers) learn(key string) {
+	if key == "" {
+		return
+	}
+	t := p.now()
+	p.mu.Lock()
+	p.seen[key] = t
+	saved, ok := p.saved[key]
+	if ok && t.Sub(saved) < peerSaveEvery && !t.Before(saved) {
+		p.mu.Unlock()
+		return
+	}
+	p.trim()
+	p.mu.Unlock()
+	p.save()
+}
+
+// trim forgets the addresses that have expired and, past MaxPeers, those
+// that delivered least recently; p.mu is held.
+func (p *peers) trim() {
+	t := p.now()
+	for k, at := range p.seen {
+		if t.Sub(at) >= PeerTTL {
+			delete(p.seen, k)
+		}
+	}
+	if len(p.seen) <= MaxPeers {
+		return
+	}
+	keys := make([]string, 0, len(p.seen))
+	for k := range p.seen {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return p.seen[b].Compare(p.seen[a]) })
+	for _, k := range keys[MaxPeers:] {
+		delete(p.seen, k)
+	}
+}
+
+// save writes the set to its file, durably.
+func (p *peers) save() {
+	if p.path == "" {
+		return
+	}
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	p.mu.Lock()
+	snapshot := maps.Clone(p.seen)
+	p.mu.Unlock()
+	data, err := json.Marshal(snapshot)
+	if err == nil {
+		err = durable.WriteFile(p.path, data, 0o600)
+	}
+	if err != nil {
+		p.log.Warn("gestore: known peers not saved", "file", p.path, "err", err)
+		return
+	}
+	p.mu.Lock()
+	p.saved = snapshot
+	p.mu.Unlock()
 }

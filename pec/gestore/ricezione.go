@@ -19,6 +19,7 @@ import (
 
 	"github.com/custode/custode/ledger"
 	"github.com/custode/custode/pec"
+	"github.com/custode/custode/pec/connlimit"
 	"github.com/custode/custode/pec/daticert"
 	"github.com/custode/custode/pec/igpec"
 	"github.com/custode/custode/pec/mailstore"
@@ -148,10 +149,46 @@ func (r *ricezioneSession) Data(rd io.Reader) error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.Timeout)
 	defer cancel()
 	ctx = mailstore.WithEnvelope(ctx, mailstore.Envelope{ReturnPath: r.from, Trace: r.s.received(ctx, r.conn, false, r.rcpts)})
-	if o := r.s.receive(ctx, r.from, r.rcpts, msg, ""); o != nil {
+	proof := new(peerProof)
+	ctx = context.WithValue(ctx, peerProofKey{}, proof)
+	o := r.s.receive(ctx, r.from, r.rcpts, msg, "")
+	if proof.proven && (o == nil || o.Kind() == Success) {
+		// Another gestore delivered from this address: let it in
+		// beside the strangers from now on (see peers).
+		r.s.lim.peers.learn(r.peerKey())
+	}
+	if o != nil {
 		return o
 	}
 	return accepted("")
+}
+
+// peerKey is the key under which the client's connections count against
+// the listener's caps.
+func (r *ricezioneSession) peerKey() string {
+	nc := r.conn.Conn()
+	if nc == nil {
+		return ""
+	}
+	if c, ok := connlimit.FromConn(nc); ok {
+		return c.Key()
+	}
+	return connlimit.AddressKey(nc.RemoteAddr())
+}
+
+// peerProof, in the context of a message received over SMTP, is set when
+// the message proved its sender another gestore: a busta di trasporto
+// taken in charge, or a ricevuta recorded, new and signed by a gestore of
+// the indice.
+type peerProof struct{ proven bool }
+
+type peerProofKey struct{}
+
+// provenPeer notes in ctx that its message proved its sender a gestore.
+func provenPeer(ctx context.Context) {
+	if p, ok := ctx.Value(peerProofKey{}).(*peerProof); ok {
+		p.proven = true
+	}
 }
 
 func (r *ricezioneSession) Reset() {
@@ -532,6 +569,7 @@ func (s *Server) receiveBusta(ctx context.Context, m *pec.Message, provider *igp
 		s.log.Error("ricezione: commit", "identificativo", tx.Identificativo, "err", err)
 		return deferred("ledger", err)
 	}
+	provenPeer(ctx)
 	s.log.Info("ricezione: presa in carico", "identificativo", tx.Identificativo, "destinatari", len(rcpts), "gestore_mittente", provider.Name)
 	return accepted(tx.Identificativo)
 }
@@ -672,6 +710,7 @@ func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igp
 			s.log.Error("ricezione: record notice", "identificativo", d.Identificativo, "err", err)
 			return false, deferred("ledger", err)
 		}
+		provenPeer(ctx)
 		return false, nil
 	}
 	// Avviso di rilevazione virus about a message of ours: the mittente
@@ -701,6 +740,7 @@ func (s *Server) recordNotice(ctx context.Context, m *pec.Message, provider *igp
 	if err := s.commit(ctx, []queue.Item{item}, ev, avviso); err != nil {
 		return false, deferred("ledger", err)
 	}
+	provenPeer(ctx)
 	return true, nil
 }
 
