@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,6 +81,16 @@ type HostileResult struct {
 	// LoadConsegnaP99ms is the load phase's, for the ratio.
 	LoadConsegnaP99ms float64 `json:"load_consegna_p99_ms"`
 	Ratio             float64 `json:"consegna_p99_ratio"`
+	// Diagnostics of the legitimate traffic's tail: its median and
+	// slowest time to the ricevuta di avvenuta consegna, how many took
+	// more than MaxHostileRatio times the load phase's p99, and gestore
+	// A's deliveries to B deferred during the phase (A's log, "queue:
+	// delivery failed, will retry"), by the SMTP code B answered
+	// ("other" when it answered none).
+	ConsegnaP50ms float64        `json:"consegna_p50_ms"`
+	ConsegnaMaxms float64        `json:"consegna_max_ms"`
+	OverRatio     int            `json:"over_ratio"`
+	DeferralsAtoB map[string]int `json:"a_deferrals_to_b,omitempty"`
 	// PeakRSSMiB is each gestore's peak resident memory in the phase.
 	PeakRSSMiB map[string]float64 `json:"peak_rss_mib"`
 }
@@ -134,6 +146,7 @@ func (h *harness) hostilePhase(ctx context.Context) error {
 	r := &HostileResult{Probes: map[string]string{}, PeakRSSMiB: map[string]float64{}}
 	tally := &hostileTally{m: map[string]map[string]int{}}
 	since := time.Now()
+	logFrom := fileSize(h.a.proc.logPath)
 	l, err := h.submit(ctx, "hostile")
 	if err != nil {
 		return err
@@ -183,12 +196,17 @@ func (h *harness) hostilePhase(ctx context.Context) error {
 	_, toConsegna := h.track.latencies("hostile")
 	r.Accepted, r.Delivered = len(h.track.acked("hostile")), len(toConsegna)
 	r.ConsegnaP99ms = percentile(toConsegna, 0.99)
+	r.ConsegnaP50ms = percentile(toConsegna, 0.5)
+	r.ConsegnaMaxms = percentile(toConsegna, 1)
 	if h.res.Load != nil {
 		r.LoadConsegnaP99ms = h.res.Load.ConsegnaP99ms
 		if r.LoadConsegnaP99ms > 0 {
 			r.Ratio = r.ConsegnaP99ms / r.LoadConsegnaP99ms
+			bound := time.Duration(MaxHostileRatio * r.LoadConsegnaP99ms * float64(time.Millisecond))
+			r.OverRatio = len(toConsegna) - sort.Search(len(toConsegna), func(i int) bool { return toConsegna[i] > bound })
 		}
 	}
+	r.DeferralsAtoB = deferrals(h.a.proc.logPath, logFrom, domainB)
 	h.res.Hostile = r
 	f := h.settle(ctx, "hostile", l, since, time.Time{})
 	f.Detail = fmt.Sprintf("%d idle connections, poison every %v, %d × %d MB anonymous, password spray; %d clients", HostileIdle, HostilePoisonEvery, HostileBig, HostileBigBytes>>20, h.opts.Clients)
@@ -197,6 +215,51 @@ func (h *harness) hostilePhase(ctx context.Context) error {
 	}
 	h.res.Faults = append(h.res.Faults, f)
 	return nil
+}
+
+// fileSize returns the size of the file at path, 0 if it cannot say.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// smtpCode finds the SMTP code in a delivery error of the gestore's log.
+var smtpCode = regexp.MustCompile(`SMTP error (\d{3})`)
+
+// deferrals counts, in the gestore's log at path from offset from on, the
+// deliveries to destination its queue deferred, by the SMTP code in the
+// error ("other" without one). It is a diagnostic: a log it cannot read
+// gives nil.
+func deferrals(path string, from int64, destination string) map[string]int {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return nil
+	}
+	out := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, `msg="queue: delivery failed, will retry"`) || !strings.Contains(line, "destination="+destination+" ") {
+			continue
+		}
+		key := "other"
+		if m := smtpCode.FindStringSubmatch(line); m != nil {
+			key = m[1]
+		}
+		out[key]++
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // holdEnv names the environment variable that makes custode-bench a
