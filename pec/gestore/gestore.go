@@ -158,7 +158,10 @@ type Options struct {
 	// MaxData and MaxDataPerAddress bound the messages in transfer at once
 	// over the server's listeners, overall and from one client address; zero means
 	// DefaultMaxData and DefaultMaxDataPerAddress. A DATA beyond them gets
-	// 451 4.3.2 and its body is discarded as it arrives.
+	// 451 4.3.2 and its body is discarded as it arrives. At the punto di
+	// ricezione, the messages of the addresses other gestori have
+	// delivered from (see PeersFile) count apart, against MaxData of
+	// their own, and have a MaxDataMemory of their own.
 	MaxData, MaxDataPerAddress int
 	// SpoolDir is where messages larger than SpoolThreshold wait, in
 	// unlinked files, until there is memory to process them; empty means

@@ -202,3 +202,73 @@ func TestPeers(t *testing.T) {
 		})
 	}
 }
+
+// TestKnownPeerDataLane checks that a known gestore's message is taken
+// while strangers' messages in transfer fill the DATA slots: before, a
+// crowd of slow anonymous messages (DATA allows a silence of minutes and
+// a session 30) answered every busta 451 4.3.2, and the sending gestore
+// deferred them all.
+func TestKnownPeerDataLane(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
+	p := newPair(t, startOptions{limits: func(o *Options) {
+		o.MaxData, o.MaxDataPerAddress = 1, 1
+	}})
+	p.a.addMailbox(t, mario, pw, 0)
+	p.b.addMailbox(t, lucia, pw, 0)
+	if err := p.a.submit(t, mario, pw, []string{lucia}, message(mario, lucia, "", "Prima")); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	p.a.waitKinds(t, mario, pec.KindConsegnaCompleta)
+
+	begin := func(s *session) string {
+		s.cmd("EHLO client.test")
+		s.cmd("MAIL FROM:<x@example.org>")
+		if reply := s.cmd("RCPT TO:<" + lucia + ">"); !strings.HasPrefix(reply, "250 ") {
+			t.Fatalf("RCPT: %q", reply)
+		}
+		return s.cmd("DATA")
+	}
+	msg := "From: x@example.org\r\nTo: " + lucia + "\r\nSubject: ordinaria\r\n\r\nciao\r\n.\r\n"
+	// A stranger's message in transfer takes the strangers' only slot.
+	slow, _ := dialSMTPFrom(t, p.b.ricezione, net.IPv4(127, 0, 0, 2))
+	if reply := begin(slow); !strings.HasPrefix(reply, "354") {
+		t.Fatalf("DATA: %q", reply)
+	}
+	slow.conn.Write([]byte("Subject: lento\r\n"))
+	waitFor(t, "the stranger's message in transfer", time.Minute, func() (bool, error) {
+		return p.b.srv.lim.data.inUse() == 1, nil
+	})
+	other, _ := dialSMTPFrom(t, p.b.ricezione, net.IPv4(127, 0, 0, 4))
+	begin(other)
+	other.conn.Write([]byte(msg))
+	if reply, _ := readReply(other.r); !strings.HasPrefix(reply, "451 4.3.2 ") {
+		t.Fatalf("another stranger's DATA got %q, want 451 4.3.2", reply)
+	}
+	// From the known gestore's address, a message is taken, and A's
+	// next busta is delivered, while the stranger's holds its slot.
+	known, _ := dialSMTPFrom(t, p.b.ricezione, net.IPv4(127, 0, 0, 1))
+	begin(known)
+	known.conn.Write([]byte(msg))
+	if reply, _ := readReply(known.r); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("the known gestore's DATA with the strangers' slots full got %q, want 250", reply)
+	}
+	if err := p.a.submit(t, mario, pw, []string{lucia}, message(mario, lucia, "", "Seconda")); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	waitFor(t, "the second busta in lucia's mailbox", time.Minute, func() (bool, error) {
+		n := 0
+		for _, m := range p.b.parsed(t, lucia) {
+			if m.Kind == pec.KindBustaTrasporto {
+				n++
+			}
+		}
+		return n == 2, nil
+	})
+	if got := p.b.srv.lim.data.inUse(); got != 1 {
+		t.Errorf("the strangers' slots in use: %d, want the slow message's 1", got)
+	}
+	slow.conn.Write([]byte("\r\nciao\r\n.\r\n"))
+	if reply, _ := readReply(slow.r); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("the stranger's message, once sent: %q", reply)
+	}
+}

@@ -70,11 +70,17 @@ const smtpRefusal = "421 4.7.0 Too many connections, try again later\r\n"
 // 10.0.0.5:25->...: i/o timeout").
 
 // limits are the shared state of the limits of one Server: its DATA slots,
-// its memory budget and the peers its punto di ricezione prefers.
+// its memory budget and the peers its punto di ricezione prefers. The
+// known peers' messages at the punto di ricezione have DATA slots and a
+// memory budget of their own (peerData, peerMemory), as large as
+// everyone else's: no crowd of strangers' messages in transfer makes
+// another gestore's busta wait or answers it 451.
 type limits struct {
-	data   *slots
-	memory *budget
-	peers  *peers
+	data       *slots
+	memory     *budget
+	peerData   *slots
+	peerMemory *budget
+	peers      *peers
 }
 
 // newLimits fills in the defaults of o's limits and returns their state.
@@ -109,7 +115,11 @@ func newLimits(o *Options) *limits {
 	return &limits{
 		data:   &slots{max: o.MaxData, perKey: o.MaxDataPerAddress, byKey: make(map[string]int)},
 		memory: &budget{max: o.MaxDataMemory},
-		peers:  loadPeers(o.PeersFile, o.Now, o.Logger),
+		// The peers' lane: its per-address cap is the overall one, since
+		// a gestore sends from few addresses.
+		peerData:   &slots{max: o.MaxData, perKey: o.MaxData, byKey: make(map[string]int)},
+		peerMemory: &budget{max: o.MaxDataMemory},
+		peers:      loadPeers(o.PeersFile, o.Now, o.Logger),
 	}
 }
 
@@ -151,6 +161,7 @@ func (b limitedBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 			ls.key = connlimit.AddressKey(nc.RemoteAddr())
 		}
 	}
+	_, ls.ricezione = b.be.(*ricezioneBackend)
 	if as, ok := inner.(smtp.AuthSession); ok {
 		return &limitedAuthSession{limitedSession: ls, auth: as}, nil
 	}
@@ -169,6 +180,9 @@ type limitedSession struct {
 	start  time.Time
 	ends   int  // resets so far
 	mailed bool // a MAIL was accepted since the last reset
+	// ricezione: the session is the punto di ricezione's, where the
+	// known peers' messages have a lane of their own (see lane).
+	ricezione bool
 }
 
 // setCeiling bounds the connection at t, never past the session's maximum
@@ -246,11 +260,12 @@ type dataRefusalNoter interface {
 
 // data is Data's work; inner reports whether err is the inner session's.
 func (l *limitedSession) data(r io.Reader) (inner bool, err error) {
-	if !l.s.lim.data.take(l.key) {
+	slots, memory := l.lane()
+	if !slots.take(l.key) {
 		l.s.log.Info("smtp: DATA refused, too many messages in transfer", "remote", l.key)
 		return false, outcome(ReasonBusy, "", nil)
 	}
-	defer l.s.lim.data.release(l.key)
+	defer slots.release(l.key)
 	sp, err := l.s.spool(&deadlineReader{r: r, c: l.c, d: l.s.opts.Timeout})
 	if err != nil {
 		return false, l.readError(err)
@@ -258,13 +273,13 @@ func (l *limitedSession) data(r io.Reader) (inner bool, err error) {
 	defer sp.close()
 	if sp.f != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), l.s.opts.Timeout)
-		err := l.s.lim.memory.acquire(ctx, sp.size)
+		err := memory.acquire(ctx, sp.size)
 		cancel()
 		if err != nil {
 			l.s.log.Warn("smtp: no memory to process a message in time", "remote", l.key, "size", sp.size)
 			return false, outcome(ReasonBusy, "", err)
 		}
-		defer l.s.lim.memory.release(sp.size)
+		defer memory.release(sp.size)
 	}
 	msg, err := sp.bytes()
 	if err != nil {
@@ -272,6 +287,18 @@ func (l *limitedSession) data(r io.Reader) (inner bool, err error) {
 		return false, outcome(ReasonLocal, "", err)
 	}
 	return true, l.scrub("DATA", l.inner.Data(&body{msg: msg}))
+}
+
+// lane returns the DATA slots and the memory budget a message of the
+// session takes: at the punto di ricezione, from a known peer's address
+// (as of this message: a session opened before its address became known
+// is one another gestore keeps for its next buste), the peers' own;
+// everyone else's otherwise.
+func (l *limitedSession) lane() (*slots, *budget) {
+	if l.ricezione && l.s.lim.peers.known(l.key) {
+		return l.s.lim.peerData, l.s.lim.peerMemory
+	}
+	return l.s.lim.data, l.s.lim.memory
 }
 
 // readError maps a failure to read the message to an outcome: go-smtp's
