@@ -42,8 +42,12 @@ func TestKnownPeerUnderConnectionFlood(t *testing.T) {
 	const maxConns = 3
 	base := t.TempDir()
 	p := newPair(t, startOptions{limits: func(o *Options) {
-		o.Limits = connlimit.Options{MaxConns: maxConns}
 		o.SpoolDir = filepath.Join(base, o.Gestore.Domain())
+		if o.Gestore.Domain() == "pec.beta.test" {
+			// B alone: A's refusals would defer B's ricevute, and the
+			// test clock never brings a deferred item back.
+			o.Limits = connlimit.Options{MaxConns: maxConns}
+		}
 	}})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
@@ -211,7 +215,12 @@ func TestPeers(t *testing.T) {
 func TestKnownPeerDataLane(t *testing.T) {
 	t.Parallel() // its own gestori, stores and listeners
 	p := newPair(t, startOptions{limits: func(o *Options) {
-		o.MaxData, o.MaxDataPerAddress = 1, 1
+		if o.Gestore.Domain() == "pec.beta.test" {
+			// B alone: A's 451 would defer B's ricevute (two at once
+			// from one address), and the test clock never brings a
+			// deferred item back.
+			o.MaxData, o.MaxDataPerAddress = 1, 1
+		}
 	}})
 	p.a.addMailbox(t, mario, pw, 0)
 	p.b.addMailbox(t, lucia, pw, 0)
