@@ -174,6 +174,11 @@ type Options struct {
 	// MaxDataMemory bounds the bytes of spooled messages processed at
 	// once; zero means DefaultMaxDataMemory.
 	MaxDataMemory int64
+	// MaxStrangerSpool bounds the strangers' messages (at the punto di
+	// ricezione, from an address no gestore has delivered from) read past
+	// SpoolThreshold, or processed, at once; the next waits, unread; zero
+	// means DefaultMaxStrangerSpool.
+	MaxStrangerSpool int
 	// PeersFile keeps, across restarts, the addresses from which other
 	// gestori have delivered, which the punto di ricezione lets in beside
 	// the strangers' connections (see DefaultPeersFile); empty means

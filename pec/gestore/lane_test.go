@@ -281,3 +281,77 @@ func TestKnownPeerDataLane(t *testing.T) {
 		t.Fatalf("the stranger's message, once sent: %q", reply)
 	}
 }
+
+// TestStrangerSpoolTurn checks that strangers' large messages are read
+// past the spool threshold one turn at a time (MaxStrangerSpool), the
+// next waiting unread, while a known gestore's large busta is taken at
+// once: before, 16 concurrent anonymous 29 MB messages were all read,
+// spooled and wrapped at once, and took most of the CPU from the PEC
+// traffic.
+func TestStrangerSpoolTurn(t *testing.T) {
+	t.Parallel() // its own gestori, stores and listeners
+	p := newPair(t, startOptions{limits: func(o *Options) {
+		if o.Gestore.Domain() == "pec.beta.test" {
+			o.SpoolThreshold, o.MaxStrangerSpool = 1<<10, 1
+		}
+	}})
+	p.a.addMailbox(t, mario, pw, 0)
+	p.b.addMailbox(t, lucia, pw, 0)
+	if err := p.a.submit(t, mario, pw, []string{lucia}, message(mario, lucia, "", "Prima")); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	p.a.waitKinds(t, mario, pec.KindConsegnaCompleta)
+	turns := p.b.srv.lim.strangerSpool
+
+	body := strings.Repeat(strings.Repeat("x", 76)+"\r\n", 64) // 5 KiB, past the threshold
+	begin := func(ip net.IP) *session {
+		s, _ := dialSMTPFrom(t, p.b.ricezione, ip)
+		s.cmd("EHLO stranger.test")
+		s.cmd("MAIL FROM:<x@example.org>")
+		s.cmd("RCPT TO:<" + lucia + ">")
+		if reply := s.cmd("DATA"); !strings.HasPrefix(reply, "354") {
+			t.Fatalf("DATA: %q", reply)
+		}
+		s.conn.Write([]byte("From: x@example.org\r\nTo: " + lucia + "\r\nSubject: grande\r\n\r\n" + body))
+		return s
+	}
+	first := begin(net.IPv4(127, 0, 0, 2))
+	waitFor(t, "the first stranger's message to take its turn", time.Minute, func() (bool, error) {
+		used, _ := turns.state()
+		return used == 1, nil
+	})
+	second := begin(net.IPv4(127, 0, 0, 4))
+	second.conn.Write([]byte(".\r\n"))
+	waitFor(t, "the second stranger's message to wait for its turn", time.Minute, func() (bool, error) {
+		_, waiting := turns.state()
+		return waiting == 1, nil
+	})
+	// A known gestore's large busta is taken meanwhile.
+	big := message(mario, lucia, "", "Seconda") + strings.ReplaceAll(body, "\r\n", "\n")
+	if err := p.a.submit(t, mario, pw, []string{lucia}, big); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	waitFor(t, "the second busta in lucia's mailbox", time.Minute, func() (bool, error) {
+		n := 0
+		for _, m := range p.b.parsed(t, lucia) {
+			if m.Kind == pec.KindBustaTrasporto {
+				n++
+			}
+		}
+		return n == 2, nil
+	})
+	if used, waiting := turns.state(); used != 1 || waiting != 1 {
+		t.Errorf("turns: %d held, %d waiting; want the first stranger's held and the second's waiting", used, waiting)
+	}
+	// The first ends; the second gets its turn.
+	first.conn.Write([]byte(".\r\n"))
+	if reply, _ := readReply(first.r); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("the first stranger's message: %q", reply)
+	}
+	if reply, _ := readReply(second.r); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("the second stranger's message: %q", reply)
+	}
+	if used, waiting := turns.state(); used != 0 || waiting != 0 {
+		t.Errorf("turns at the end: %d held, %d waiting", used, waiting)
+	}
+}
