@@ -16,10 +16,11 @@ import (
 // stack, which no recover can catch. Real signatures are a few kilobytes.
 const MaxSignatureBytes = 1 << 20
 
-// VerifyDetached checks a detached CMS signature over data: the signature
-// itself, the ESS signing-certificate-v2 attribute when present (it must
-// name the signer certificate) and the signer's chain to roots as of at. It
-// returns the signer certificate.
+// VerifyDetached checks a detached CMS signature over data: its form
+// (CheckSignatureProfile), the signature itself, the ESS
+// signing-certificate-v2 attribute when present (it must name the signer
+// certificate) and the signer's chain to roots as of at. It returns the
+// signer certificate.
 func VerifyDetached(data, sig []byte, roots, intermediates *x509.CertPool, at time.Time) (*x509.Certificate, error) {
 	signer, err := verifyDetached(data, sig, roots, intermediates, at)
 	if err != nil {
@@ -35,6 +36,9 @@ func verifyDetached(data, sig []byte, roots, intermediates *x509.CertPool, at ti
 	}
 	if roots == nil {
 		return nil, errors.New("signature: no trust anchors")
+	}
+	if err := CheckSignatureProfile(sig); err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
 	}
 	p7, err := pkcs7.Parse(sig)
 	if err != nil {

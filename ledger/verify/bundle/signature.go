@@ -77,14 +77,18 @@ func signatureToken(p7 *pkcs7.PKCS7, roots *x509.CertPool) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("its signature timestamp (over SHA-256 of the signature value) does not verify: %w", first)
 }
 
-// parseCMS parses a detached CMS SignedData with exactly one signer and
-// returns it with the signer's certificate.
+// parseCMS parses a detached CMS SignedData of the form
+// verify.CheckSignatureProfile requires and returns it with the signer's
+// certificate.
 func parseCMS(sig []byte) (*pkcs7.PKCS7, *x509.Certificate, error) {
 	if len(sig) == 0 {
 		return nil, nil, errors.New("missing")
 	}
 	if len(sig) > verify.MaxSignatureBytes {
 		return nil, nil, fmt.Errorf("%d bytes, more than a signature has", len(sig))
+	}
+	if err := verify.CheckSignatureProfile(sig); err != nil {
+		return nil, nil, fmt.Errorf("not a signature of the form BUNDLE.md §1.1 gives: %w", err)
 	}
 	p7, err := pkcs7.Parse(sig)
 	if err != nil {
